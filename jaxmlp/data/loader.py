@@ -1,0 +1,108 @@
+"""`load_dataset`: one entry point from a spec string to validated train/val/test splits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+
+from jaxmlp.data import synthetic
+from jaxmlp.data.dataset import DataError, Dataset, DataSplits
+from jaxmlp.data.files import load_csv, load_npz
+from jaxmlp.data.idx import load_idx_dataset
+from jaxmlp.data.named import NAMED_DATASETS, load_named
+from jaxmlp.data.preprocess import standardize as standardize_splits
+from jaxmlp.data.preprocess import stratified_split, subsample
+
+# name -> (default training size, generator(key, n, seed) -> Dataset); the teacher's
+# weights come from the seed alone, so its train and test splits share one teacher
+SYNTHETIC_DATASETS: dict[str, tuple[int, Callable[[jax.Array, int, int], Dataset]]] = {
+    "spiral": (300, lambda key, n, seed: synthetic.spiral(key, n_per_class=max(1, n // 3))),
+    "checkerboard": (1000, lambda key, n, seed: synthetic.checkerboard(key, n)),
+    "circles": (1000, lambda key, n, seed: synthetic.circles(key, n)),
+    "moons": (1000, lambda key, n, seed: synthetic.moons(key, n)),
+    "blobs": (1000, lambda key, n, seed: synthetic.blobs(key, n)),
+    "teacher": (1024, lambda key, n, seed: synthetic.teacher(key, n, teacher_key=seed)),
+    "sin": (256, lambda key, n, seed: synthetic.sin_1d(key, n)),
+}
+FILE_PREFIXES = ("idx", "npz", "csv")
+VALID_SPECS = (*SYNTHETIC_DATASETS, *NAMED_DATASETS, *(f"{p}:PATH" for p in FILE_PREFIXES))
+
+# jax.random.fold_in tags, one stream per use of the seed
+_TRAIN, _TEST, _SUBSAMPLE, _VAL = 0, 1, 2, 3
+
+
+def load_dataset(
+    spec: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    cache_dir: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    standardize: bool = False,
+    n_samples: int | None = None,
+    label_column: str | int | None = None,
+) -> DataSplits:
+    """Loads a data set by spec and returns ``DataSplits(train, val, test)``.
+
+    Args:
+        spec: a synthetic set (spiral, checkerboard, circles, moons, blobs, teacher, sin),
+            a named real set (mnist, fashion_mnist, kmnist, cifar10), or a path spec
+            ``idx:DIR``, ``npz:FILE``, ``csv:FILE``.
+        data_dir, download, cache_dir: where named sets are looked for / fetched to
+            (see `jaxmlp.data.named`); download is opt-in and checksummed.
+        seed: seeds everything random here (synthetic draws, subsampling, the val split).
+            Synthetic train and test splits use different keys derived from it.
+        val_fraction: if > 0, carves a stratified (for classification) validation split
+            of this fraction out of the training split.
+        standardize: fit per-feature mean/std on the final train split only and apply
+            it to all splits.
+        n_samples: synthetic sets: number of training (and of test) examples; other sets:
+            keep a seeded, stratified subset of this many training examples.
+        label_column: csv only: target column by header name or index (default: last).
+
+    Features are (N, D) float32; images are scaled to [0, 1] and flattened.
+    """
+    if not isinstance(spec, str):
+        raise DataError(f"data set spec must be a string, got {type(spec).__name__}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1):
+        raise DataError(f"n_samples must be a positive int or None, got {n_samples!r}")
+    prefix, _, rest = spec.partition(":")
+    if label_column is not None and prefix != "csv":
+        raise DataError(f"label_column applies only to csv:FILE data, not {spec!r}")
+    root = jax.random.key(seed)
+
+    if spec in SYNTHETIC_DATASETS:
+        default_n, make = SYNTHETIC_DATASETS[spec]
+        n = n_samples or default_n
+        train = make(jax.random.fold_in(root, _TRAIN), n, seed)
+        test = make(jax.random.fold_in(root, _TEST), n, seed)
+    else:
+        if spec in NAMED_DATASETS:
+            train, test = load_named(spec, data_dir=data_dir, download=download, cache_dir=cache_dir)
+        elif prefix in FILE_PREFIXES and rest:
+            train, test = _load_file_spec(prefix, Path(rest).expanduser(), label_column)
+        else:
+            raise DataError(f"unknown data set {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
+        if n_samples is not None:
+            train = subsample(jax.random.fold_in(root, _SUBSAMPLE), train, n_samples)
+
+    val = None
+    if val_fraction > 0:
+        train, val = stratified_split(jax.random.fold_in(root, _VAL), train, val_fraction)
+    if standardize:
+        train, val, test, _ = standardize_splits(train, val, test)
+    return DataSplits(train=train, val=val, test=test)
+
+
+def _load_file_spec(prefix: str, path: Path, label_column: str | int | None) -> tuple[Dataset, Dataset | None]:
+    if prefix == "idx":
+        train, _, test = load_idx_dataset(path)
+        return train, test
+    if prefix == "npz":
+        return load_npz(path)
+    return load_csv(path, label_column=label_column), None
