@@ -108,6 +108,11 @@ def _check_loss_args(params, x, y, loss, method):
     check_targets(loss, (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
 
 
+def _loss_precision(scores: Array) -> Array:
+    """Scores for the loss in at least float32: a bf16 network still gets an fp32 softmax/loss."""
+    return scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+
+
 def objective(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy", l2: float = 0.0,
               activation: str = "relu", key: Array | None = None, dropout: float = 0.0,
               input_noise: float = 0.0, train: bool = True, **activation_options) -> Array:
@@ -115,7 +120,7 @@ def objective(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_
     loss_fn = get_loss(loss)
     scores = mlp_apply(params, x, activation=activation, key=key, dropout=dropout,
                        input_noise=input_noise, train=train, **activation_options)
-    return loss_fn.value(scores, y) + l2_penalty(params, l2)
+    return loss_fn.value(_loss_precision(scores), y) + l2_penalty(params, l2)
 
 
 def loss_and_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy", l2: float = 0.0,
@@ -134,8 +139,9 @@ def loss_and_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cr
     if method == "autodiff":
         return jax.value_and_grad(objective)(params, x, y, loss=loss_fn, l2=l2, **kwargs)
     scores, cache = forward(params, x, **kwargs)
-    value = loss_fn.value(scores, y) + l2_penalty(params, l2)
-    grads, _ = backward(params, cache, loss_fn.grad(scores, y), activation=activation, **activation_options)
+    value = loss_fn.value(_loss_precision(scores), y) + l2_penalty(params, l2)
+    dscores = loss_fn.grad(_loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
+    grads, _ = backward(params, cache, dscores, activation=activation, **activation_options)
     if l2:
         grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
     return value, grads
