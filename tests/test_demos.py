@@ -1,0 +1,138 @@
+"""The lecture demos: each runs in --quick mode, writes valid PNGs and its JSON, and its
+numeric claim holds. Plus the full-batch GD loop they all train with."""
+import json
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import matplotlib.image
+import numpy as np
+import pytest
+
+from jaxmlp.backprop import loss_and_grad
+from jaxmlp.demos import DEMOS, main
+from jaxmlp.demos.derivatives import CASES, derivatives, z_grid
+from jaxmlp.demos.gd import train_full_batch
+from jaxmlp.mlp import Layer
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path.name} is not a PNG"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert float(np.std(image)) > 0.01, f"{path.name} is blank"
+
+
+def _claim_activations(n):
+    assert n["max_gap_overall"] < 1e-5
+    assert len(n["max_abs_derivative_gap"]) == len(CASES)
+
+
+def _claim_capacity(n):
+    h = n["hidden"]
+    assert h["20"]["train_accuracy"] > h["3"]["train_accuracy"] + 0.15
+
+
+def _claim_regularization(n):
+    m = n["models"]
+    assert len(m) == 5
+    # strong L2 fits the training set less well than no L2 (smoother regions)
+    assert m["20 hidden, L2 0.1"]["train_accuracy"] < m["20 hidden, no L2"]["train_accuracy"]
+    assert all(0.5 <= v["val_accuracy"] <= 1.0 for v in m.values())
+
+
+def _claim_features(n):
+    m = n["models"]
+    assert m["logistic regression on (x1, x2)"]["val_accuracy"] < 0.7
+    assert m["logistic regression on (x1, x2, x1*x2)"]["val_accuracy"] > 0.95
+    assert m["1 hidden layer (8 ReLU) on (x1, x2)"]["val_accuracy"] > 0.9
+
+
+def _claim_dead_relu(n):
+    lrs = n["learning_rates"]
+    sensible, too_large = sum(lrs["0.5"]["dead_fraction_final"]), sum(lrs["3.0"]["dead_fraction_final"])
+    assert too_large > sensible + 0.2
+    assert max(lrs["3.0"]["dead_fraction_max"]) > max(lrs["0.5"]["dead_fraction_max"])
+
+
+def _claim_universal(n):
+    err = n["max_abs_error"]
+    assert err["16"] < 0.75 * err["2"]
+
+
+def _claim_linear_collapse(n):
+    assert n["max_abs_output_difference"] <= 1e-5 * max(1.0, n["max_abs_output"])
+    assert n["trained_deep_linear"]["max_abs_output_difference"] < 1e-4
+    assert np.asarray(n["product_matrix"]).shape == (n["sizes"][0], n["sizes"][-1])
+
+
+CLAIMS = {
+    "activations": _claim_activations,
+    "capacity": _claim_capacity,
+    "regularization": _claim_regularization,
+    "features": _claim_features,
+    "dead-relu": _claim_dead_relu,
+    "universal-approximation": _claim_universal,
+    "linear-collapse": _claim_linear_collapse,
+}
+
+
+def test_every_demo_has_a_claim():
+    assert set(CLAIMS) == set(DEMOS)
+
+
+@pytest.mark.parametrize("name", list(CLAIMS))
+def test_demo_quick_writes_pngs_json_and_its_claim_holds(name, tmp_path):
+    assert main([name, "--quick", "--out-dir", str(tmp_path), "--seed", "0"]) == 0
+    numbers = json.loads((tmp_path / f"{name}.json").read_text())
+    assert numbers["demo"] == name and numbers["quick"] is True and numbers["seed"] == 0
+    assert numbers["figures"], "a demo writes at least one figure"
+    for figure in numbers["figures"]:
+        _check_png(tmp_path / figure)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*numbers["figures"], f"{name}.json"])
+    CLAIMS[name](numbers)
+
+
+def test_unknown_demo_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["no-such-demo"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("label,name,opts", CASES)
+def test_manual_derivative_equals_jax_grad(label, name, opts):
+    z = jnp.asarray(z_grid(401, limit=6.0))
+    assert float(z[200]) == 0.0  # the kink is on the grid
+    _, manual, auto = jax.jit(lambda zz: derivatives(name, zz, **opts))(z)
+    np.testing.assert_allclose(np.asarray(manual), np.asarray(auto), rtol=1e-6, atol=1e-6)
+
+
+def test_gd_step_equals_loss_and_grad_with_l2():
+    """One plain-GD step of the demo loop (traced L2) equals params - lr * loss_and_grad(l2)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(30, 2)), jnp.float32)
+    y = jnp.arange(30) % 3
+    f32 = partial(jnp.asarray, dtype=jnp.float32)
+    params = [Layer(f32(rng.normal(size=(2, 5))), f32(rng.normal(size=5))),
+              Layer(f32(rng.normal(size=(5, 3))), jnp.zeros(3))]
+    fit = train_full_batch(None, x, y, sizes=(2, 5, 3), params=params, steps=1, learning_rate=0.1,
+                           optimizer="sgd", l2=0.05)
+    value, grads = jax.jit(lambda p: loss_and_grad(p, x, y, l2=0.05, method="autodiff"))(params)
+    np.testing.assert_allclose(fit.losses[0], value, rtol=1e-5)
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    for a, b in zip(jax.tree.leaves(fit.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gd_tracks_activations_per_step():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(40, 2)), jnp.float32)
+    y = jnp.arange(40) % 2
+    fit = train_full_batch(jax.random.key(3), x, y, sizes=(2, 8, 8, 2), steps=5, learning_rate=0.05,
+                           track_activations=True)
+    assert fit.losses.shape == (5,)
+    assert fit.stats["dead_fraction"].shape == (5, 2)
+    assert fit.stats["grad_norms"].shape == (5, 3)
+    assert fit.params[0].W.shape == (2, 8)
