@@ -1,0 +1,276 @@
+"""The run directory on disk: orbax checkpoints, config.json, metrics.jsonl, npz export.
+
+    run_dir/
+      config.json          the TrainConfig (to_dict), written before training starts
+      metrics.jsonl        one JSON object per epoch, appended and flushed
+      checkpoints/<epoch>/ orbax: state (params, optimizer state, step, RNG key), best params, meta
+      summary.json         final metrics; loss_curve.png, decision_boundary.png (plots.py)
+
+Checkpoints go through `orbax.checkpoint.CheckpointManager`: each is written into a
+`*.orbax-checkpoint-tmp-*` directory and renamed when complete, so a kill mid-save leaves the
+previous checkpoint loadable and the leftover tmp directory is ignored. Restores go into an
+abstract target rebuilt from the config, so the exact pytree (NamedTuples, `None` leaves of
+non-PReLU nets, optax states) round-trips. Every other file is written to a tmp file first and
+`os.replace`d, so none is ever half-written either.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxmlp.config import TrainConfig
+from jaxmlp.mlp import Layer, Params
+
+CHECKPOINT_DIR = "checkpoints"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+# Everything a run writes into its directory: --overwrite removes these, and nothing else.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
+             "params.npz")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (exists, missing, no checkpoint)."""
+
+
+class Restored(NamedTuple):
+    """One checkpoint read back."""
+
+    state: Any  # train.TrainState
+    key_data: np.ndarray  # raw data of the run's train key, jax.random.wrap_key_data turns it back
+    meta: dict[str, Any]  # epoch, sizes, loss, steps_per_epoch, config, history
+    best: Params | None  # best-val-loss params, when the run tracked them
+
+
+class Checkpointer:
+    """Saves and restores training state under `directory` (keeps the last `max_to_keep`).
+
+    cleanup_tmp=True removes half-written `*.orbax-checkpoint-tmp-*` directories left by a
+    killed run (the trainer asks for it; readers leave the directory untouched).
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, cleanup_tmp: bool = False):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=cleanup_tmp)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_names=("state", "best", "meta"))
+
+    def latest_epoch(self) -> int | None:
+        """The epoch of the newest complete checkpoint, or None."""
+        self.manager.reload()
+        return self.manager.latest_step()
+
+    def all_epochs(self) -> list[int]:
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def save(self, epoch: int, state, key_data, meta: dict[str, Any], *, best: Params | None = None) -> None:
+        """Write checkpoint `epoch` (blocking: it is complete on disk when this returns)."""
+        items = {"state": ocp.args.StandardSave({"train_state": state, "key": key_data}),
+                 "meta": ocp.args.JsonSave({**meta, "has_best": best is not None})}
+        if best is not None:
+            items["best"] = ocp.args.StandardSave(best)
+        self.manager.save(epoch, args=ocp.args.Composite(**items), force=True)
+        self.manager.wait_until_finished()
+
+    def read_meta(self, epoch: int | None = None) -> dict[str, Any]:
+        """Only the JSON metadata of checkpoint `epoch` (default: the latest)."""
+        epoch = self._epoch(epoch)
+        return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+    def restore(self, abstract_state, epoch: int | None = None, *, abstract_best=None) -> Restored:
+        """Checkpoint `epoch` (default: the latest) restored into the structure of `abstract_state`
+        (e.g. `jax.eval_shape` of a fresh train state); `abstract_best` is the params structure."""
+        epoch = self._epoch(epoch)
+        meta = self.read_meta(epoch)
+        key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+        target = {"train_state": _abstract(abstract_state), "key": key_shape}
+        items = {"state": ocp.args.StandardRestore(target)}
+        if meta.get("has_best") and abstract_best is not None:
+            items["best"] = ocp.args.StandardRestore(_abstract(abstract_best))
+        out = self.manager.restore(epoch, args=ocp.args.Composite(**items))
+        best = out.best if "best" in items else None
+        return Restored(out.state["train_state"], np.asarray(out.state["key"]), meta, best)
+
+    def close(self) -> None:
+        self.manager.close()
+
+    def _epoch(self, epoch: int | None) -> int:
+        if epoch is None:
+            epoch = self.latest_epoch()
+            if epoch is None:
+                raise RunDirError(f"{self.directory}: no complete checkpoint found")
+        elif epoch not in self.all_epochs():
+            raise RunDirError(f"{self.directory}: no checkpoint for epoch {epoch} (have {self.all_epochs()})")
+        return epoch
+
+
+def _abstract(tree):
+    """ShapeDtypeStructs of a tree of arrays or ShapeDtypeStructs (None leaves stay None)."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup_tmp: bool = False) -> Checkpointer:
+    """The Checkpointer of a run directory (run_dir/checkpoints)."""
+    return Checkpointer(Path(run_dir) / CHECKPOINT_DIR, max_to_keep=config.keep_checkpoints, cleanup_tmp=cleanup_tmp)
+
+
+def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
+                   best: bool | None = None) -> tuple[Params, TrainConfig, dict[str, Any]]:
+    """(params, config, meta) of a run's checkpoint. best=None picks the best-val-loss params
+    when the run used restore_best, True insists on them, False takes the last params."""
+    from jaxmlp import train  # train never imports this module; keep the dependency one-way
+
+    config = read_config(run_dir)
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise RunDirError(f"{run_dir}: a float64 run; enable 64-bit JAX first (jax.config.update('jax_enable_x64', True))")
+    ckpt = checkpointer_for(run_dir, config)
+    try:
+        meta = ckpt.read_meta(epoch)
+        saved = TrainConfig.from_dict(meta["config"])
+        sizes = tuple(meta["sizes"])
+        _, optimizer = train.build_optimizer(saved, sizes, meta["steps_per_epoch"])
+        abstract = train.abstract_state(saved, sizes, optimizer)
+        restored = ckpt.restore(abstract, meta["epoch"], abstract_best=abstract.params)
+    finally:
+        ckpt.close()
+    use_best = saved.restore_best if best is None else best
+    if use_best and restored.best is None:
+        if best:
+            raise RunDirError(f"{run_dir}: the checkpoint holds no best params (run without restore_best/validation)")
+        use_best = False
+    return (restored.best if use_best else restored.state.params), saved, meta
+
+
+# --- plain files, written atomically ----------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a tmp file in the same directory, fsync, then os.replace onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path):
+    """A binary file object that appears at `path` only once it is complete (tmp + os.replace)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_config(run_dir: str | os.PathLike, config: TrainConfig) -> None:
+    write_json(Path(run_dir) / CONFIG_FILE, config.to_dict())
+
+
+def read_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig in run_dir/config.json; RunDirError if missing or unreadable."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG_FILE})") from None
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        raise RunDirError(f"{path}: cannot read config ({exc})") from None
+
+
+def check_run_dir(run_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse to start a new run where one already is (or where our file names are taken).
+
+    With overwrite=True, remove the previous run's files (RUN_FILES only, never anything else).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
+    taken = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not taken:
+        return
+    if not overwrite:
+        what = "already holds a run" if CONFIG_FILE in taken else f"already has {', '.join(taken)}"
+        raise RunDirError(f"run dir {run_dir} {what}; pass --resume {run_dir} to continue it "
+                          "or --overwrite to start over")
+    for name in taken:
+        target = run_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per line, appended and flushed after every epoch."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def reset(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite the file with `records` (a resumed run's history; drops lines past it)."""
+        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+# --- npz export -------------------------------------------------------------------------------
+def export_npz(path: str | os.PathLike, params: Params, *, activation: str,
+               activation_options: dict[str, Any] | None = None) -> None:
+    """Plain arrays, no pickles: layer{i}_W, layer{i}_b, [layer{i}_alpha], sizes, activation,
+    activation_options (a JSON string). Load with np.load(path, allow_pickle=False)."""
+    from jaxmlp.mlp import sizes_of
+
+    arrays: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(params):
+        arrays[f"layer{i}_W"] = np.asarray(layer.W)
+        arrays[f"layer{i}_b"] = np.asarray(layer.b)
+        if layer.alpha is not None:
+            arrays[f"layer{i}_alpha"] = np.asarray(layer.alpha)
+    arrays["sizes"] = np.asarray(sizes_of(params), dtype=np.int64)
+    arrays["activation"] = np.asarray(activation)  # a 0-d unicode array, not an object
+    arrays["activation_options"] = np.asarray(json.dumps(activation_options or {}))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path) as f:
+        np.savez(f, **arrays)
+
+
+def load_npz(path: str | os.PathLike) -> tuple[Params, str, dict[str, Any]]:
+    """(params, activation, activation_options) from a file written by `export_npz`."""
+    with np.load(path, allow_pickle=False) as f:
+        n_layers = len(f["sizes"]) - 1
+        params = [Layer(f[f"layer{i}_W"], f[f"layer{i}_b"], f[f"layer{i}_alpha"] if f"layer{i}_alpha" in f else None)
+                  for i in range(n_layers)]
+        return params, str(f["activation"]), json.loads(str(f["activation_options"]))

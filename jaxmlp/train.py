@@ -1,0 +1,590 @@
+"""The trainer: data on the device once, one compiled call per epoch, divergence caught on device.
+
+    params, history = fit(TrainConfig(hidden=(100,)), splits.train, splits.val, splits.test)
+    evaluate(params, splits.test, config=cfg)     # {"loss": ..., "accuracy": ...}
+    predict(params, x, activation="relu")         # (N, d_out) scores
+
+An epoch is ONE jitted call (`make_epoch_fn`): a `lax.scan` over the minibatches of a fresh
+permutation, with params and optimizer state donated. Randomness is threaded explicitly from
+`config.seed`:
+
+    run key --split--> init key (params), train key
+    train key --fold_in(epoch)--> epoch key --split--> permutation key, step key
+    step key --fold_in(step index)--> the dropout / input-noise key of that step
+
+so epoch e of a run is the same computation whether or not the run was resumed before it.
+
+The numeric core is pure: `fit` writes nothing and prints nothing by itself. The CLI passes a
+`Checkpointer` (checkpoint.py) and `Callback`s (progress bar, metrics.jsonl) explicitly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmlp.activations import get_activation
+from jaxmlp.backprop import loss_and_grad
+from jaxmlp.config import TrainConfig
+from jaxmlp.losses import get_loss
+from jaxmlp.mlp import Layer, Params, init_mlp, mlp_apply
+
+Array = jax.Array
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient or parameter appeared; `epoch` (1-based) names where."""
+
+    def __init__(self, epoch: int, step: int | None = None):
+        self.epoch, self.step = epoch, step
+        where = f"epoch {epoch}" + (f" (step {step} of the epoch)" if step is not None else "")
+        super().__init__(f"training diverged in {where}: non-finite loss, gradient or parameter; "
+                         "lower the learning rate or clip gradients (clip_norm)")
+
+
+class TrainState(NamedTuple):
+    """Everything an epoch updates: params, optimizer state, optimizer steps taken (() int32)."""
+
+    params: Params
+    opt_state: optax.OptState
+    step: Array
+
+
+class EpochStats(NamedTuple):
+    """What one epoch call returns besides the new state (all device scalars)."""
+
+    loss: Array  # mean minibatch objective over the epoch's good steps
+    finite: Array  # bool: no non-finite loss / gradient / parameter appeared
+    bad_step: Array  # int32: index of the first bad step in the epoch, -1 if none
+    lr: Array  # learning rate of the epoch's last step
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch metrics (epochs are 1-based) plus the final evaluation; JSON-serializable.
+
+    train_loss is the mean over the epoch's minibatches of the training objective (with dropout,
+    input noise and the l2 term, as optimized); val_* and `final` are exact evaluations without
+    them. lr is the learning rate of the epoch's last step. val_* entries are None on epochs without evaluation; val_accuracy is None for regression,
+    val_mse None for classification.
+    """
+
+    epoch: list[int] = dataclasses.field(default_factory=list)
+    train_loss: list[float] = dataclasses.field(default_factory=list)
+    val_loss: list[float | None] = dataclasses.field(default_factory=list)
+    val_accuracy: list[float | None] = dataclasses.field(default_factory=list)
+    val_mse: list[float | None] = dataclasses.field(default_factory=list)
+    lr: list[float] = dataclasses.field(default_factory=list)
+    seconds: list[float] = dataclasses.field(default_factory=list)
+    samples_per_sec: list[float] = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0  # compiling the epoch function (not in `seconds`; ~0 when cached)
+    best_epoch: int | None = None  # epoch of the lowest val loss
+    best_val_loss: float | None = None
+    stopped_early: bool = False
+    final: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # split -> metrics
+
+    def append(self, record: dict[str, Any]) -> None:
+        for name in _RECORD_KEYS:
+            getattr(self, name).append(record.get(name))
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per epoch, as written to metrics.jsonl."""
+        return [{name: getattr(self, name)[i] for name in _RECORD_KEYS} for i in range(len(self.epoch))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**d)
+
+
+_RECORD_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "lr", "seconds", "samples_per_sec")
+
+
+class Callback:
+    """Hooks `fit` calls on the host; subclass and override what you need. No-ops by default."""
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        """info: config, sizes, loss, n_train, steps_per_epoch, start_epoch, compile_seconds, history."""
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """record: one epoch's metrics (a row of History.records())."""
+
+    def on_train_end(self, history: History) -> None:
+        """Called once after the final evaluation (not when training diverges)."""
+
+
+# --- model, objective and optimizer from the config ------------------------------------------
+def resolve_loss(config: TrainConfig, data) -> str:
+    """The canonical loss name for this config and data set; ValueError when they do not fit."""
+    classification = data.num_classes is not None
+    name = config.loss
+    if name == "auto":
+        name = "softmax_cross_entropy" if classification else "mean_squared_error"
+    loss = get_loss(name)
+    if classification and loss.name == "mean_squared_error":
+        raise ValueError(f"loss mean_squared_error needs regression targets, but {data.name} is a "
+                         "classification set; use softmax_cross_entropy, multiclass_hinge or binary_logistic")
+    if not classification and loss.name != "mean_squared_error":
+        raise ValueError(f"loss {loss.name} needs class labels, but {data.name} is a regression set; "
+                         "use mean_squared_error")
+    if loss.name == "binary_logistic" and data.num_classes != 2:
+        raise ValueError(f"loss binary_logistic needs 2 classes, {data.name} has {data.num_classes}")
+    return loss.name
+
+
+def model_sizes(config: TrainConfig, data, loss: str) -> tuple[int, ...]:
+    """(d_in, *hidden, d_out): d_out is the class count, 1 for binary_logistic, k for (N, k) targets."""
+    if data.num_classes is None:
+        d_out = int(data.y.shape[1]) if data.y.ndim == 2 else 1
+    else:
+        d_out = 1 if loss == "binary_logistic" else int(data.num_classes)
+    return (int(data.x.shape[1]), *config.hidden, d_out)
+
+
+def decay_mask(params: Params) -> Params:
+    """True for weights W, False for biases b and PReLU slopes alpha (None stays None)."""
+    return [Layer(True, False, None if layer.alpha is None else False) for layer in params]
+
+
+def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """The optax learning-rate schedule, with epochs converted to optimizer steps.
+
+    step: lr * decay_rate ** floor(epoch / decay_epochs); exponential: the same without the
+    floor; cosine: cosine decay to lr * final_lr_fraction over all epochs; warmup_cosine:
+    linear warm-up over warmup_epochs then cosine. warmup_epochs > 0 puts the same linear
+    warm-up in front of any other schedule.
+    """
+    lr, spe = config.learning_rate, steps_per_epoch
+    total, warmup = config.epochs * spe, config.warmup_epochs * spe
+    if config.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1),
+                                                  end_value=lr * config.final_lr_fraction)
+    if config.schedule == "constant":
+        base = optax.constant_schedule(lr)
+    elif config.schedule in ("step", "exponential"):
+        base = optax.exponential_decay(lr, config.decay_epochs * spe, config.decay_rate,
+                                       staircase=config.schedule == "step")
+    else:  # cosine
+        base = optax.cosine_decay_schedule(lr, max(total - warmup, 1), alpha=config.final_lr_fraction)
+    if warmup == 0:
+        return base
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), base], [warmup])
+
+
+def make_optimizer(config: TrainConfig, schedule: optax.Schedule, params: Params) -> optax.GradientTransformation:
+    """clip_by_global_norm (optional) -> [masked weight decay] -> the optax optimizer.
+
+    adamw, lamb and lars decay decoupled inside the optimizer; the others get
+    `add_decayed_weights` before them (decay added to the gradient, like torch's
+    weight_decay). Either way the mask skips biases and PReLU slopes.
+    """
+    c, mask, wd = config, decay_mask(params), config.weight_decay
+    parts: list[optax.GradientTransformation] = []
+    if c.clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(c.clip_norm))
+    if wd and c.optimizer not in ("adamw", "lamb", "lars"):
+        parts.append(optax.add_decayed_weights(wd, mask))
+    if c.optimizer == "sgd":
+        parts.append(optax.sgd(schedule))
+    elif c.optimizer in ("momentum", "nesterov"):
+        parts.append(optax.sgd(schedule, momentum=c.momentum, nesterov=c.optimizer == "nesterov"))
+    elif c.optimizer == "adam":
+        parts.append(optax.adam(schedule, b1=c.b1, b2=c.b2, eps=c.eps))
+    elif c.optimizer == "adamw":
+        parts.append(optax.adamw(schedule, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=wd, mask=mask))
+    elif c.optimizer == "rmsprop":
+        parts.append(optax.rmsprop(schedule, decay=c.rms_decay, eps=c.eps))
+    elif c.optimizer == "lars":
+        parts.append(optax.lars(schedule, weight_decay=wd, weight_decay_mask=mask, trust_ratio_mask=mask,
+                                momentum=c.momentum))
+    else:  # lamb
+        parts.append(optax.lamb(schedule, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=wd, mask=mask))
+    return optax.chain(*parts)
+
+
+def build_optimizer(config: TrainConfig, sizes: Sequence[int],
+                    steps_per_epoch: int) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """(schedule, optimizer) of a run; the weight-decay mask is built from the params' shapes."""
+    schedule = make_schedule(config, steps_per_epoch)
+    template = jax.eval_shape(lambda k: _init_params(k, config, sizes), jax.random.key(0))
+    return schedule, make_optimizer(config, schedule, template)
+
+
+def _init_params(key: Array, config: TrainConfig, sizes: Sequence[int]) -> Params:
+    return init_mlp(key, sizes, activation=config.activation, init=config.init,
+                    dtype=jnp.dtype(config.dtype), **config.activation_options())
+
+
+def abstract_state(config: TrainConfig, sizes: Sequence[int], optimizer) -> TrainState:
+    """The TrainState's structure, shapes and dtypes (ShapeDtypeStructs): a restore target."""
+    return jax.eval_shape(lambda k: init_state(k, config, sizes, optimizer), jax.random.key(0))
+
+
+def init_state(key: Array, config: TrainConfig, sizes: Sequence[int], optimizer) -> TrainState:
+    """Fresh params (from `key`) and optimizer state, step 0."""
+    params = _init_params(key, config, sizes)
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
+def run_keys(seed: int) -> tuple[Array, Array]:
+    """(init key, train key) of a run, both from `seed` alone."""
+    init_key, train_key = jax.random.split(jax.random.key(seed))
+    return init_key, train_key
+
+
+def epoch_key(train_key: Array, epoch: int) -> Array:
+    """The key of 0-based epoch `epoch`."""
+    return jax.random.fold_in(train_key, epoch)
+
+
+# --- data placement ------------------------------------------------------------------------
+def place(tree, sharding=None):
+    """Put arrays on the device once (the one place a data-parallel module passes a sharding)."""
+    return jax.device_put(tree, sharding)
+
+
+def train_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Host (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
+    x = np.asarray(data.x, dtype=dtype)
+    y = np.asarray(data.y)
+    y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)
+    return x, y
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad to whole batches and stack: x (nb, B, D), y (nb, B, ...), mask (nb, B) bool.
+
+    Padding repeats row 0 (valid values, no NaN risk) and is masked out, so means are exact.
+    """
+    n = x.shape[0]
+    b = min(batch_size, n)
+    nb = -(-n // b)
+    pad = nb * b - n
+    idx = np.concatenate([np.arange(n), np.zeros(pad, dtype=np.int64)])
+    mask = np.arange(nb * b) < n
+    return (x[idx].reshape(nb, b, *x.shape[1:]), y[idx].reshape(nb, b, *y.shape[1:]), mask.reshape(nb, b))
+
+
+# --- the epoch: one compiled call ------------------------------------------------------------
+def _all_finite(tree) -> Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+class StepCarry(NamedTuple):
+    """What the scan carries from minibatch to minibatch."""
+
+    params: Params
+    opt_state: optax.OptState
+    ok: Array  # () bool: every step so far was finite
+    loss_sum: Array  # () float32: sum of the good steps' objective values
+    bad_step: Array  # () int32: index of the first non-finite step, -1 if none
+
+
+def start_carry(state: TrainState) -> StepCarry:
+    return StepCarry(state.params, state.opt_state, jnp.array(True), jnp.zeros((), jnp.float32),
+                     jnp.array(-1, jnp.int32))
+
+
+def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *, loss: str) -> Callable:
+    """The pure minibatch update `step(x, y, carry, (i, idx, key)) -> carry`, the scan body.
+
+    x (N, D), y: the whole training set; idx (B,): this minibatch's rows; key: its dropout /
+    noise key. A non-finite loss, gradient or updated param clears `carry.ok`; from then on the
+    update is skipped (params and optimizer state stay at the last good values).
+    """
+    grad_kwargs = dict(loss=loss, l2=config.l2, activation=config.activation, dropout=config.dropout,
+                       input_noise=config.input_noise, train=True, method=config.grad_method,
+                       **config.activation_options())
+
+    def step(x: Array, y: Array, carry: StepCarry, inputs) -> StepCarry:
+        i, idx, key = inputs  # (), (B,), key
+        value, grads = loss_and_grad(carry.params, x[idx], y[idx], key=key, **grad_kwargs)
+        updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
+        new_params = optax.apply_updates(carry.params, updates)
+        finite = jnp.isfinite(value) & _all_finite(grads) & _all_finite(new_params)
+        good = carry.ok & finite
+        keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(good, new, old))
+        return StepCarry(keep(new_params, carry.params), keep(new_opt_state, carry.opt_state), good,
+                         carry.loss_sum + jnp.where(good, value, 0).astype(jnp.float32),
+                         jnp.where(carry.ok & ~finite, i, carry.bad_step))
+
+    return step
+
+
+def epoch_plan(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array, Array]:
+    """(step index (S,), minibatch rows (S, B), step keys (S,)) of one epoch, S = n_train // batch_size.
+
+    The permutation drops the last n_train mod batch_size rows: the remainder batch.
+    """
+    steps = n_train // batch_size
+    perm_key, step_key = jax.random.split(key)
+    perm = jax.random.permutation(perm_key, n_train)[: steps * batch_size].reshape(steps, batch_size)  # (S, B)
+    index = jnp.arange(steps, dtype=jnp.int32)  # (S,)
+    keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(index)  # (S,) one key per step
+    return index, perm, keys
+
+
+def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, schedule: optax.Schedule, *,
+                  loss: str, n_train: int, jit_kwargs: dict[str, Any] | None = None) -> Callable:
+    """The jitted `epoch(key, state, x, y) -> (state, EpochStats)`; `state` is donated.
+
+    x (N, D) and y (N,) or (N, k) are the whole training set, already on the device. The epoch
+    draws a permutation from `key`, drops the remainder batch (N mod batch_size examples; every
+    epoch reshuffles, so each example is still used), and scans `make_step_fn`'s step over the
+    N // batch_size minibatches. A non-finite loss, gradient or updated param trips a flag
+    carried through the scan: from that step on the updates are skipped, so the returned params
+    are the last good ones and the host sees `finite == False` once, after the epoch.
+
+    `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh).
+    """
+    batch = config.batch_size
+    steps = n_train // batch
+    if steps < 1:
+        raise ValueError(f"batch_size={batch} is larger than the training set ({n_train} examples)")
+    step = make_step_fn(config, optimizer, loss=loss)
+
+    def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
+        plan = epoch_plan(key, x.shape[0], batch)
+        carry, _ = jax.lax.scan(lambda c, inputs: (step(x, y, c, inputs), None), start_carry(state), plan)
+        n_good = jnp.where(carry.ok, steps, carry.bad_step)  # steps applied this epoch
+        new_step = state.step + n_good
+        stats = EpochStats(carry.loss_sum / jnp.maximum(n_good, 1), carry.ok, carry.bad_step,
+                           jnp.asarray(schedule(new_step - 1), jnp.float32))
+        return TrainState(carry.params, carry.opt_state, new_step), stats
+
+    return jax.jit(epoch, donate_argnums=(1,), **(jit_kwargs or {}))
+
+
+# --- compiled programs, cached across fits -----------------------------------------------------
+# Fields that do not change the compiled init / epoch programs: the data enters as arrays and
+# the keys as arguments, the rest steers the host loop.
+_HOST_ONLY_FIELDS = ("dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize", "data_seed",
+                     "label_column", "seed", "eval_every", "eval_batch_size", "patience", "min_delta", "restore_best",
+                     "checkpoint_every", "keep_checkpoints", "out_dir")
+
+
+def program_config(config: TrainConfig) -> TrainConfig:
+    """`config` with every field that does not change the compiled programs set to its default,
+    so fits that differ only in those (seed sweeps, a resume with more epochs) share compiles."""
+    fields = TrainConfig.__dataclass_fields__
+    reset: dict[str, Any] = {name: fields[name].default for name in _HOST_ONLY_FIELDS}
+    if config.schedule not in ("cosine", "warmup_cosine"):  # the only schedules that read `epochs`
+        reset["epochs"] = max(1, config.warmup_epochs)
+    return dataclasses.replace(config, **reset)
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(config: TrainConfig, loss: str, n_train: int, sizes: tuple[int, ...], x_spec, y_spec,
+              x64: bool) -> tuple[Callable, Callable, float]:
+    """(jitted init(key) -> TrainState, compiled epoch, its compile seconds) for a program config."""
+    steps_per_epoch = n_train // config.batch_size
+    schedule, optimizer = build_optimizer(config, sizes, steps_per_epoch)
+    init = jax.jit(lambda key: init_state(key, config, sizes, optimizer))
+    epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=loss, n_train=n_train)
+    key_spec = jax.eval_shape(lambda: jax.random.key(0))
+    t0 = time.perf_counter()
+    compiled = epoch_fn.lower(key_spec, abstract_state(config, sizes, optimizer), x_spec, y_spec).compile()
+    return init, compiled, time.perf_counter() - t0
+
+
+# --- evaluation and prediction ----------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _eval_fn(loss: str, activation: str, options: tuple, classification: bool) -> Callable:
+    loss_fn = get_loss(loss)
+    opts = dict(options)
+
+    @jax.jit
+    def sums(params, xb, yb, mask):  # xb (nb, B, D), yb (nb, B[, k]), mask (nb, B)
+        def body(acc, batch):
+            x, y, m = batch
+            scores = mlp_apply(params, x, activation=activation, **opts)  # (B, d_out)
+            per = loss_fn.per_example(scores, y)  # (B,)
+            if classification:
+                pred = (scores[:, 0] > 0).astype(y.dtype) if scores.shape[1] == 1 else jnp.argmax(scores, axis=1)
+                metric = (pred == y).astype(jnp.float32)
+            else:
+                metric = jnp.mean((scores - y.reshape(scores.shape)) ** 2, axis=1)
+            return (acc[0] + jnp.sum(jnp.where(m, per, 0)), acc[1] + jnp.sum(jnp.where(m, metric, 0))), None
+
+        zero = jnp.zeros((), xb.dtype)
+        return jax.lax.scan(body, (zero, zero), (xb, yb, mask))[0]
+
+    return sums
+
+
+def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: str | None = None,
+             activation: str | None = None, batch_size: int | None = None,
+             **activation_options) -> dict[str, float]:
+    """Exact mean loss over all examples of `data`, plus accuracy (classification) or mse
+    (regression, of the raw scores). Jitted and batched; the last batch is padded and masked.
+
+    Settings come from `config` unless given explicitly (loss defaults to auto from the data).
+    """
+    config = config or TrainConfig()
+    loss = loss or resolve_loss(config, data)
+    activation = activation or config.activation
+    options = activation_options or (config.activation_options() if activation == config.activation else {})
+    dtype = params[0].W.dtype
+    x, y = train_arrays(data, dtype)
+    xb, yb, mask = place(eval_batches(x, y, batch_size or config.eval_batch_size))
+    return _evaluate(params, xb, yb, mask, len(data), loss, activation, options, data.num_classes is not None)
+
+
+def _evaluate(params, xb, yb, mask, n, loss, activation, options, classification) -> dict[str, float]:
+    fn = _eval_fn(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
+    loss_sum, metric_sum = jax.device_get(fn(params, xb, yb, mask))
+    return {"loss": float(loss_sum) / n, ("accuracy" if classification else "mse"): float(metric_sum) / n}
+
+
+@functools.lru_cache(maxsize=64)
+def _predict_fn(activation: str, options: tuple) -> Callable:
+    opts = dict(options)
+
+    @jax.jit
+    def scores(params, xb):  # (nb, B, D) -> (nb, B, d_out)
+        return jax.lax.map(lambda x: mlp_apply(params, x, activation=activation, **opts), xb)
+
+    return scores
+
+
+def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 1024,
+            **activation_options) -> Array:
+    """Scores (N, d_out) for inputs x (N, d_in), batched and jitted (train=False: no dropout)."""
+    get_activation(activation, **activation_options)  # fail early on bad options
+    x = np.asarray(x, dtype=params[0].W.dtype)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (N, d_in), got shape {x.shape}")
+    n = x.shape[0]
+    xb, _, _ = eval_batches(x, np.zeros(n, np.int32), batch_size)
+    out = _predict_fn(activation, tuple(sorted(activation_options.items())))(params, place(xb))
+    return out.reshape(-1, out.shape[-1])[:n]  # (N, d_out)
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def _copy(tree):
+    """A device copy that survives donation of the original."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+def check_data(config: TrainConfig, train, val=None) -> str:
+    """The checks `fit` makes before training (the CLI runs them before writing a run dir).
+
+    Returns the resolved loss name; raises ValueError naming the setting that does not fit.
+    """
+    loss = resolve_loss(config, train)
+    if config.batch_size > len(train):
+        raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
+                         f"got {config.batch_size}")
+    if config.patience and val is None:
+        raise ValueError("patience (early stopping) needs validation data: set val_fraction > 0")
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
+    return loss
+
+
+def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
+        checkpointer=None, resume: bool = False) -> tuple[Params, History]:
+    """Train an MLP on `train` (a jaxmlp.data.Dataset); returns (params, history).
+
+    val: evaluated every `eval_every` epochs (and after the last); drives early stopping.
+    test: evaluated once at the end (history.final["test"]).
+    checkpointer: a `jaxmlp.checkpoint.Checkpointer`; when given, a checkpoint is saved every
+        `checkpoint_every` epochs and after the last, and `resume=True` continues from its
+        latest checkpoint (bit-identical to an uninterrupted run on the same machine).
+    callbacks: `Callback`s for progress display and logging; fit itself never prints.
+
+    Raises ValueError for a batch size larger than the training set or settings that do not fit
+    the data, and TrainingDiverged (nothing is saved for the diverged epoch).
+    """
+    loss = check_data(config, train, val)
+    n_train = len(train)
+    classification = train.num_classes is not None
+    sizes = model_sizes(config, train, loss)
+    steps_per_epoch = n_train // config.batch_size
+    dtype = np.dtype(config.dtype)
+    x, y = place(train_arrays(train, dtype))
+    val_dev = None if val is None else place(eval_batches(*train_arrays(val, dtype), config.eval_batch_size))
+    t0 = time.perf_counter()
+    init, compiled, _ = _programs(program_config(config), loss, n_train, sizes,
+                                  jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(y.shape, y.dtype),
+                                  bool(jax.config.jax_enable_x64))
+    compile_seconds = time.perf_counter() - t0  # ~0 when an earlier fit compiled the same programs
+    init_key, train_key = run_keys(config.seed)
+
+    history, start_epoch, best_params = History(), 0, None
+    if resume and checkpointer is not None and checkpointer.latest_epoch() is not None:
+        saved_sizes = tuple(checkpointer.read_meta()["sizes"])
+        if saved_sizes != sizes:
+            raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {sizes}")
+        _, optimizer = build_optimizer(config, sizes, steps_per_epoch)
+        abstract = abstract_state(config, sizes, optimizer)
+        restored = checkpointer.restore(abstract, abstract_best=abstract.params)
+        state, meta = restored.state, restored.meta
+        train_key = jax.random.wrap_key_data(restored.key_data)
+        history = History.from_dict(meta["history"])
+        start_epoch = int(meta["epoch"])
+        best_params = restored.best
+    else:
+        state = init(init_key)
+    if history.stopped_early:
+        start_epoch = config.epochs  # an early-stopped run is complete
+    history.compile_seconds = compile_seconds
+
+    def save(epoch: int) -> None:
+        if checkpointer is None:
+            return
+        meta = {"epoch": epoch, "sizes": list(sizes), "loss": loss, "steps_per_epoch": steps_per_epoch,
+                "config": config.to_dict(), "history": history.to_dict()}
+        checkpointer.save(epoch, state, jax.random.key_data(train_key), meta, best=best_params)
+
+    info = dict(config=config, sizes=sizes, loss=loss, n_train=n_train, steps_per_epoch=steps_per_epoch,
+                start_epoch=start_epoch, compile_seconds=history.compile_seconds, history=history)
+    for cb in callbacks:
+        cb.on_train_begin(info)
+
+    opts = config.activation_options()
+    for epoch in range(start_epoch, config.epochs):
+        t = time.perf_counter()
+        state, stats = compiled(epoch_key(train_key, epoch), state, x, y)
+        stats = jax.device_get(stats)
+        seconds = time.perf_counter() - t
+        if not stats.finite:
+            raise TrainingDiverged(epoch + 1, int(stats.bad_step))
+        record = {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr),
+                  "seconds": seconds, "samples_per_sec": steps_per_epoch * config.batch_size / seconds,
+                  "val_loss": None, "val_accuracy": None, "val_mse": None}
+        last = epoch + 1 == config.epochs
+        stop = False
+        if val_dev is not None and ((epoch + 1) % config.eval_every == 0 or last):
+            metrics = _evaluate(state.params, *val_dev, len(val), loss, config.activation, opts, classification)
+            record.update({"val_" + k: v for k, v in metrics.items()})
+            if history.best_val_loss is None or metrics["loss"] < history.best_val_loss - config.min_delta:
+                history.best_val_loss, history.best_epoch = metrics["loss"], epoch + 1
+                if config.restore_best:
+                    best_params = _copy(state.params)
+            elif config.patience and epoch + 1 - history.best_epoch >= config.patience:
+                stop = history.stopped_early = True
+        history.append(record)
+        for cb in callbacks:
+            cb.on_epoch_end(record)
+        if stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
+            save(epoch + 1)
+        if stop:
+            break
+
+    params = best_params if (config.restore_best and best_params is not None) else state.params
+    splits = {"train": train, "val": val, "test": test}
+    history.final = {name: evaluate(params, data, config=config, loss=loss)
+                     for name, data in splits.items() if data is not None}
+    for cb in callbacks:
+        cb.on_train_end(history)
+    return params, history

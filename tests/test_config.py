@@ -1,0 +1,115 @@
+"""TrainConfig: defaults, validation messages, JSON round trip (no JAX compiles here)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from jaxmlp.config import FIELD_HELP, FIELD_NAMES, OPTIMIZERS, SCHEDULES, TrainConfig
+
+
+def test_defaults_are_valid_and_every_field_is_documented():
+    cfg = TrainConfig()
+    assert cfg.hidden == (100,) and cfg.loss == "auto" and cfg.dataset == "spiral"
+    assert set(FIELD_HELP) == set(FIELD_NAMES)  # every field has a comment (= its --help)
+    assert all(FIELD_HELP.values())
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("learning_rate", -0.1, "> 0"),
+    ("learning_rate", 0.0, "> 0"),
+    ("batch_size", 0, ">= 1"),
+    ("epochs", 0, ">= 1"),
+    ("optimizer", "adagrad", "one of sgd"),
+    ("schedule", "linear", "one of constant"),
+    ("activation", "swish", "one of identity"),
+    ("loss", "l1", "one of auto"),
+    ("dropout", 1.0, "in [0, 1)"),
+    ("dropout", -0.1, "in [0, 1)"),
+    ("val_fraction", 1.0, "in [0, 1)"),
+    ("momentum", 1.0, "in [0, 1)"),
+    ("b2", 1.5, "in [0, 1)"),
+    ("eps", 0.0, "> 0"),
+    ("weight_decay", -1e-4, ">= 0"),
+    ("clip_norm", 0.0, "> 0"),
+    ("l2", -1.0, ">= 0"),
+    ("input_noise", -1.0, ">= 0"),
+    ("dtype", "float16", "one of float32, float64"),
+    ("grad_method", "numeric", "one of autodiff, manual"),
+    ("init", "zeros", "one of he_normal"),
+    ("hidden", (0, 10), "positive widths"),
+    ("decay_rate", 0.0, "in (0, 1]"),
+    ("final_lr_fraction", 2.0, "in [0, 1]"),
+    ("eval_every", 0, ">= 1"),
+    ("patience", -1, ">= 0"),
+    ("checkpoint_every", -1, ">= 0"),
+    ("keep_checkpoints", 0, ">= 1"),
+    ("seed", -1, "in [0, 2**63)"),
+])
+def test_bad_values_name_the_field_and_range(field, value, allowed):
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**{field: value})
+    message = str(info.value)
+    assert message.startswith(field) and allowed in message, message
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(batch_size="32"), "batch_size must be an integer"),
+    (dict(batch_size=True), "batch_size must be an integer"),
+    (dict(learning_rate="fast"), "learning_rate must be a number"),
+    (dict(learning_rate=float("nan")), "learning_rate must be finite"),
+    (dict(download="yes"), "download must be true or false"),
+    (dict(hidden="64"), "hidden must be a sequence of integers"),
+    (dict(hidden=(64.5,)), "hidden must be a sequence of integers"),
+    (dict(alpha=0.1), "alpha applies only to activation leaky_relu, prelu, elu"),
+    (dict(k=3), "k applies only to activation maxout"),
+    (dict(approximate=True, activation="relu"), "approximate applies only to activation gelu"),
+    (dict(activation="maxout", k=1), "k must be an integer >= 2"),
+    (dict(schedule="warmup_cosine"), "warmup_epochs must be >= 1 for schedule warmup_cosine"),
+    (dict(warmup_epochs=5, epochs=3), "warmup_epochs must be in [0, epochs=3]"),
+])
+def test_type_and_cross_field_errors(kwargs, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        TrainConfig(**kwargs)
+
+
+def test_coercion_lists_to_tuples_ints_to_floats():
+    cfg = TrainConfig(hidden=[64, 32], learning_rate=1, activation="leaky_relu", alpha=0)
+    assert cfg.hidden == (64, 32) and isinstance(cfg.learning_rate, float) and cfg.alpha == 0.0
+    assert TrainConfig(hidden=[]).hidden == ()  # a linear model
+
+
+def test_activation_options_only_what_is_set():
+    assert TrainConfig().activation_options() == {}
+    assert TrainConfig(activation="maxout", k=3).activation_options() == {"k": 3}
+    assert TrainConfig(activation="gelu", approximate=True).activation_options() == {"approximate": True}
+    assert TrainConfig(activation="prelu", alpha=0.1).activation_options() == {"alpha": 0.1}
+
+
+def test_json_round_trip():
+    cfg = TrainConfig(hidden=(512, 512), optimizer="adamw", weight_decay=1e-4, schedule="warmup_cosine",
+                      warmup_epochs=2, clip_norm=1.0, dataset="npz:/tmp/x.npz", out_dir="runs/x")
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["hidden"] == [512, 512]
+    assert TrainConfig.from_dict(d) == cfg
+    assert TrainConfig.from_dict({}) == TrainConfig()
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown config field.*hiden"):
+        TrainConfig.from_dict({"hiden": [10]})
+    with pytest.raises(ValueError, match="mapping"):
+        TrainConfig.from_dict([("epochs", 3)])  # type: ignore[arg-type]
+
+
+def test_all_optimizers_and_schedules_construct():
+    for opt in OPTIMIZERS:
+        TrainConfig(optimizer=opt)
+    for sched in SCHEDULES:
+        TrainConfig(schedule=sched, warmup_epochs=1)
