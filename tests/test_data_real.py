@@ -210,3 +210,19 @@ def test_mirror_resolution(monkeypatch, tmp_path):
     with pytest.raises(DataError, match="unsupported URL scheme"):
         download_file("ftp://127.0.0.1/x", tmp_path / "never")
     assert _files_in(tmp_path) == []
+
+
+def test_cli_trains_mnist_to_97_percent_in_two_epochs(mnist_dir, tmp_path):
+    """`jaxmlp train --dataset mnist --data-dir ...`: a 784-512-512-10 relu net, 2 epochs, >= 97% test."""
+    import json
+
+    from jaxmlp.cli import main
+
+    run_dir = tmp_path / "mnist-run"
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--hidden", "512,512",
+                 "--activation", "relu", "--epochs", "2", "--batch-size", "128", "--optimizer", "adam",
+                 "--learning-rate", "1e-3", "--out-dir", str(run_dir), "--quiet", "--no-plots"])
+    assert code == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs"] == 2
+    assert summary["final"]["test"]["accuracy"] >= 0.97, summary["final"]
