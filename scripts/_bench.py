@@ -85,3 +85,39 @@ def write_results(name: str, record: dict, table_header: Sequence[str], table_ro
               f"- date: {env['date']}", f"- command: `{env['command']}`", f"- raw timings: `{json_path.name}`", ""]
     md_path.write_text("\n".join(lines))
     return json_path, md_path
+
+
+def load_averages() -> dict:
+    """The 1, 5 and 15 minute load averages now (None where the OS has none)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return {"1min": None, "5min": None, "15min": None}
+    return {"1min": round(one, 2), "5min": round(five, 2), "15min": round(fifteen, 2)}
+
+
+def wait_for_quiet(threshold: float = 1.0, poll_s: float = 20.0, max_wait_s: float = 900.0,
+                   log: Callable[[str], None] = print) -> dict:
+    """Wait until the 1-minute load average is below `threshold` (poll every `poll_s`, give up
+    after `max_wait_s`). Returns {"quiet": bool, "waited_s": ..., "threshold": ..., "polls": [...]}
+    so the result file can say whether the machine was quiet when timing started."""
+    start = time.perf_counter()
+    polls = []
+    while True:
+        load = load_averages()
+        waited = time.perf_counter() - start
+        polls.append({"t_s": round(waited, 1), **load})
+        if load["1min"] is None or load["1min"] < threshold:
+            return {"quiet": True, "waited_s": round(waited, 1), "threshold": threshold, "polls": polls}
+        if waited + poll_s > max_wait_s:
+            log(f"load average never fell below {threshold} in {max_wait_s:.0f} s (now {load['1min']}); "
+                "timing anyway")
+            return {"quiet": False, "waited_s": round(waited, 1), "threshold": threshold, "polls": polls}
+        log(f"waiting for a quiet machine: 1-min load {load['1min']} >= {threshold} ({waited:.0f} s waited)")
+        time.sleep(poll_s)
+
+
+def mlp_train_flops(sizes: Sequence[int], n_samples: int) -> int:
+    """Conventional training FLOPs of an MLP for n_samples examples: 6 * N * sum(d_in * d_out)
+    (forward 2x, backward 4x the multiply-adds of the weight matmuls; biases and activations ignored)."""
+    return 6 * n_samples * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
