@@ -21,8 +21,7 @@ import jax.numpy as jnp
 
 from jaxmlp.activations import get_activation
 from jaxmlp.losses import check_targets, get_loss, l2_penalty
-from jaxmlp.mlp import (Layer, Params, affine, check_input, check_params, check_regularizers,
-                        dropout_mask, mlp_apply, train_keys)
+from jaxmlp.mlp import Layer, Params, affine, check_input, dropout_mask, mlp_apply, prepare_input
 
 Array = jax.Array
 
@@ -47,14 +46,7 @@ def forward(params: Params, x: Array, *, activation: str = "relu", key: Array | 
             **activation_options) -> tuple[Array, list[LayerCache]]:
     """Scores (B, d_out), exactly as `mlp_apply`, and the per-layer cache for `backward`."""
     act = get_activation(activation, **activation_options)
-    check_params(params, act)
-    check_input(params, x)
-    check_regularizers(dropout, input_noise, train, key)
-    a = x
-    if train and key is not None:
-        noise_key, dropout_keys = train_keys(key, len(params) - 1)
-        if input_noise > 0:
-            a = a + input_noise * jax.random.normal(noise_key, a.shape, a.dtype)
+    a, dropout_keys = prepare_input(params, x, act, key=key, dropout=dropout, input_noise=input_noise, train=train)
     cache = []
     for i, layer in enumerate(params[:-1]):
         z = affine(layer, a)  # (B, h) or (B, k, h)

@@ -3,8 +3,8 @@
 Params are a list with one `Layer` per layer (d_in -> h1 -> ... -> d_out). Every hidden layer
 is affine then activation (then dropout while training); the last layer is affine only and
 outputs scores. `mlp_apply` is what `jax.grad` differentiates; `backprop.py` is its
-hand-written twin and reuses `affine`, `train_keys` and `dropout_mask` from here, so both see
-the same randomness.
+hand-written twin and reuses `prepare_input`, `affine` and `dropout_mask` from here, so both
+see the same randomness.
 
     params = init_mlp(key, (784, 512, 10))          # [Layer(W (784, 512), b (512,)), Layer(W (512, 10), b (10,))]
     scores = mlp_apply(params, x)                     # x (B, 784) -> scores (B, 10)
@@ -151,10 +151,23 @@ def affine(layer: Layer, a_prev: Array) -> Array:
     return a_prev @ layer.W + layer.b
 
 
-def train_keys(key: Array, n_hidden: int) -> tuple[Array, Array]:
-    """Split `key` into the input-noise key and one dropout key per hidden layer, (n_hidden, 2)."""
-    keys = jax.random.split(key, n_hidden + 1)
-    return keys[0], keys[1:]
+def prepare_input(params: Params, x: Array, act: Activation, *, key: Array | None, dropout: float,
+                  input_noise: float, train: bool) -> tuple[Array, Array | None]:
+    """Validate a forward call and return (network input (B, d_in), dropout keys or None).
+
+    While training with a key, `key` splits into the input-noise key and one dropout key per
+    hidden layer; the input gets Gaussian noise of std `input_noise`. Shared by `mlp_apply`
+    and `backprop.forward`, so both see exactly the same randomness.
+    """
+    check_params(params, act)
+    check_input(params, x)
+    check_regularizers(dropout, input_noise, train, key)
+    if not (train and key is not None):
+        return x, None
+    keys = jax.random.split(key, len(params))  # noise key, then one per hidden layer
+    if input_noise > 0:
+        x = x + input_noise * jax.random.normal(keys[0], x.shape, x.dtype)
+    return x, keys[1:]
 
 
 def dropout_mask(key: Array, shape: tuple[int, ...], rate: float, dtype) -> Array:
@@ -173,14 +186,7 @@ def mlp_apply(params: Params, x: Array, *, activation: str = "relu", key: Array 
     both are off and the output is deterministic.
     """
     act = get_activation(activation, **activation_options)
-    check_params(params, act)
-    check_input(params, x)
-    check_regularizers(dropout, input_noise, train, key)
-    a = x
-    if train and key is not None:
-        noise_key, dropout_keys = train_keys(key, len(params) - 1)
-        if input_noise > 0:
-            a = a + input_noise * jax.random.normal(noise_key, a.shape, a.dtype)
+    a, dropout_keys = prepare_input(params, x, act, key=key, dropout=dropout, input_noise=input_noise, train=train)
     for i, layer in enumerate(params[:-1]):
         a = act.forward(affine(layer, a), layer.alpha)  # (B, h_i)
         if train and dropout > 0:

@@ -13,7 +13,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from _bench import environment, interleaved_medians, time_call, write_results  # noqa: E402
 from jaxmlp import init_mlp, loss_and_grad  # noqa: E402

@@ -121,17 +121,6 @@ def reference_params():
     return params
 
 
-@pytest.fixture(scope="module")
-def child_env(tmp_path_factory):
-    """Subprocess environment with a persistent XLA cache (conftest's, else a tmp one), so the
-    children do not each compile the same programs again."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("xla")))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    env.pop("JAX_ENABLE_X64", None)
-    return env
-
-
 def _complete(ckpt_dir: Path) -> list[int]:
     try:
         return sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())

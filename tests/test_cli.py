@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import types
@@ -23,17 +22,6 @@ QUIET = ["--quiet", "--no-plots"]
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def child_env(tmp_path_factory):
-    """Subprocess environment with a persistent XLA cache (conftest's, else a tmp one), so the
-    children do not each compile the same programs again."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("xla")))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    env.pop("JAX_ENABLE_X64", None)
-    return env
 
 
 def one_line_error(capsys, needle: str) -> str:

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import ACTIVATIONS, INITS, Layer, init_mlp, mlp_apply, param_count, sizes_of
+from jaxmlp import ACTIVATIONS, Layer, init_mlp, mlp_apply, param_count, sizes_of
 from jaxmlp.backprop import forward
 
 
