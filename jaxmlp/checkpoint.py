@@ -78,7 +78,8 @@ class Checkpointer:
 
     def save(self, epoch: int, state, key_data, meta: dict[str, Any], *, best: Params | None = None) -> None:
         """Write checkpoint `epoch` (blocking: it is complete on disk when this returns)."""
-        items = {"state": ocp.args.StandardSave({"train_state": state, "key": key_data}),
+        # The key as host numpy: every process holds the same one, Orbax writes it from process 0.
+        items = {"state": ocp.args.StandardSave({"train_state": state, "key": np.asarray(key_data)}),
                  "meta": ocp.args.JsonSave({**meta, "has_best": best is not None})}
         if best is not None:
             items["best"] = ocp.args.StandardSave(best)
@@ -118,8 +119,16 @@ class Checkpointer:
 
 
 def _abstract(tree):
-    """ShapeDtypeStructs of a tree of arrays or ShapeDtypeStructs (None leaves stay None)."""
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+    """ShapeDtypeStructs of a tree of arrays or ShapeDtypeStructs (None leaves stay None). A
+    ShapeDtypeStruct's sharding is kept (a data-parallel run restores replicated global arrays);
+    without one the target is this process's first device, whatever devices the saving run used."""
+    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def spec(a):
+        sharding = a.sharding if isinstance(a, jax.ShapeDtypeStruct) and a.sharding is not None else default
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding)
+
+    return jax.tree.map(spec, tree)
 
 
 def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup_tmp: bool = False) -> Checkpointer:

@@ -4,6 +4,8 @@
     jaxmlp train --dataset mnist --hidden 512,512 --optimizer adamw --epochs 20
     jaxmlp train --config run.toml --learning-rate 3e-4   # flags override the file
     jaxmlp train --resume runs/spiral-20250101-120000 --epochs 200
+    jaxmlp train --devices all --batch-size 1024 --precision bf16          # data parallel, every device
+    jaxmlp train --devices all --out-dir runs/x --coordinator host0:1234 --num-processes 2 --process-id 0
     jaxmlp export runs/spiral-20250101-120000 --npz model.npz
     jaxmlp gradcheck ...                           # handled by jaxmlp.gradcheck.main
     jaxmlp demo ...                                # handled by jaxmlp.demos.main
@@ -36,9 +38,11 @@ PROG = "jaxmlp"
 # Subcommands whose arguments are parsed by another module's main(argv) -> int.
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-# Fields a resumed run may change: they steer the loop, not the numbers it computes.
+# Fields a resumed run may change: they steer the loop, not the numbers it computes (devices: only
+# their summation order).
 RESUMABLE = frozenset({"epochs", "eval_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
-                       "patience", "min_delta", "data_dir", "download"})
+                       "patience", "min_delta", "data_dir", "download", "devices"})
+DISTRIBUTED_TIMEOUT = 120.0  # seconds; parallel.DEFAULT_TIMEOUT (not imported: the CLI imports JAX lazily)
 
 
 class UsageError(Exception):
@@ -72,6 +76,9 @@ def _parser_for(tp: Any):
     return _named(lambda s: s, "str")
 
 
+_devices_arg = _named(lambda s: 0 if s.strip().lower() == "all" else int(s), "int-or-all")  # --devices N|all
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One --flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS)."""
     hints = typing.get_type_hints(TrainConfig)
@@ -85,7 +92,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
         else:
-            group.add_argument(flag, dest=f.name, type=_parser_for(hints[f.name]), default=argparse.SUPPRESS,
+            parse = _devices_arg if f.name == "devices" else _parser_for(hints[f.name])
+            group.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS,
                                metavar=f.name.upper(), help=help_text)
 
 
@@ -140,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-every", type=_parser_for(int), default=0, metavar="N",
                      help="print the epoch summary line every N epochs (and the first and last) [0 = about 20 lines]")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip loss_curve.png / decision_boundary.png")
+    hosts = train.add_argument_group("multi-host (jax.distributed; every process runs the same command with its "
+                                     "own --process-id, --devices all and an --out-dir all of them see; "
+                                     "or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which listens on PORT")
+    hosts.add_argument("--num-processes", type=_parser_for(int), metavar="N", help="number of processes")
+    hosts.add_argument("--process-id", type=_parser_for(int), metavar="I", help="this process, 0 .. N-1")
+    hosts.add_argument("--distributed-timeout", type=_parser_for(float), default=DISTRIBUTED_TIMEOUT,
+                       metavar="SECONDS", help="fail when a peer has not joined (or stops answering) within "
+                       f"SECONDS [{DISTRIBUTED_TIMEOUT:g}]")
     add_config_flags(train)
 
     export = sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False)
@@ -209,7 +226,8 @@ def default_run_dir(dataset: str, root: Path | None = None) -> Path:
     return path
 
 
-def _train_config(ns: argparse.Namespace) -> tuple[TrainConfig, Path]:
+def _train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> tuple[TrainConfig, Path]:
+    """(config, run dir); `process` (process_id, num_processes) of a multi-host run."""
     from jaxmlp.checkpoint import check_run_dir, read_config
 
     given = _given_fields(ns)
@@ -227,8 +245,12 @@ def _train_config(ns: argparse.Namespace) -> tuple[TrainConfig, Path]:
             return config, run_dir
         base = load_config_file(ns.config) if ns.config else {}
         config = TrainConfig.from_dict({**base, **given})
+        if process[1] > 1 and not config.out_dir:
+            raise UsageError(f"{PROG} train: error: a multi-host run needs --out-dir, a directory every process "
+                             "sees (orbax writes the checkpoints there together)")
         run_dir = Path(config.out_dir) if config.out_dir else default_run_dir(config.dataset)
-        check_run_dir(run_dir, overwrite=ns.overwrite)
+        if not (ns.overwrite and process[0] > 0):  # with --overwrite, only process 0 removes the old run
+            check_run_dir(run_dir, overwrite=ns.overwrite)
         return dataclasses.replace(config, out_dir=str(run_dir)), run_dir
     except ValueError as exc:  # config validation, RunDirError
         raise UsageError(f"{PROG} train: error: {exc}") from None
@@ -244,13 +266,24 @@ def _precision(dtype: str):
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    config, run_dir = _train_config(ns)
+    from jaxmlp import parallel
+
+    try:
+        hosts = parallel.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
+    except ValueError as exc:
+        raise UsageError(f"{PROG} train: error: {exc}") from None
+    config, run_dir = _train_config(ns, (hosts[2], hosts[1]) if hosts else (0, 1))
+    if hosts is not None:  # before anything touches a backend; returns once every process has joined,
+        try:               # so every process has checked the run dir before process 0 writes to it
+            parallel.initialize(*hosts, timeout=ns.distributed_timeout)
+        except parallel.DistributedError as exc:
+            return _fail(f"{PROG} train: error: {exc}", 1)
     with _precision(config.dtype):
         return _train(ns, config, run_dir)
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
-    from jaxmlp import checkpoint, train
+    from jaxmlp import checkpoint, parallel, train
     from jaxmlp.data import DataError, load_dataset
 
     try:
@@ -262,11 +295,13 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
     except (DataError, ValueError) as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_config(run_dir, config)
-    ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
-    console = ConsoleProgress(quiet=ns.quiet, log_every=ns.log_every)
-    callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console]
+    primary = parallel.is_primary()  # only process 0 writes files and prints
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_config(run_dir, config)
+    ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
+    console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
+    callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
     try:
         params, history = train.fit(config, splits.train, splits.val, splits.test, callbacks=callbacks,
                                     checkpointer=ckpt, resume=bool(ns.resume))
@@ -281,6 +316,8 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
     finally:
         ckpt.close()
 
+    if not primary:
+        return 0
     written = [checkpoint.CONFIG_FILE, checkpoint.METRICS_FILE, checkpoint.CHECKPOINT_DIR + "/",
                checkpoint.SUMMARY_FILE]
     summary = {"run_dir": str(run_dir), "epochs": len(history.epoch), "best_epoch": history.best_epoch,
@@ -309,6 +346,13 @@ def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[st
                                      data.x, data.y, run_dir / "decision_boundary.png")
         written.append("decision_boundary.png")
     return written
+
+
+def _devices_note(info: dict[str, Any]) -> str:
+    devices, processes = info.get("devices", 1), info.get("processes", 1)
+    if devices == 1:
+        return ""
+    return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "")
 
 
 class RunLog:
@@ -348,7 +392,8 @@ class ConsoleProgress:
             what = f"resuming at epoch {start + 1}" if start else "training"
             self._line(f"{what}: {config.dataset} {info['n_train']} examples, sizes {info['sizes']}, "
                        f"{info['loss']}, {config.optimizer} lr {config.learning_rate:g}, "
-                       f"{info['steps_per_epoch']} steps/epoch (compiled in {info['compile_seconds']:.2f}s)")
+                       f"{info['steps_per_epoch']} steps/epoch{_devices_note(info)} "
+                       f"(compiled in {info['compile_seconds']:.2f}s)")
         if not self.quiet and sys.stderr.isatty() and info["start_epoch"] < self.total:
             from tqdm import tqdm
 

@@ -26,6 +26,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lars",
 SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine")
 GRAD_METHODS = ("autodiff", "manual")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("fp32", "bf16", "highest")
+LR_SCALINGS = ("none", "linear", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,14 @@ class TrainConfig:
     decay_rate: float = 0.1  # step/exponential: multiply the lr by this every decay_epochs, in (0, 1]
     decay_epochs: int = 30  # step/exponential: epochs per decay_rate factor
     final_lr_fraction: float = 0.0  # cosine/warmup_cosine: final lr = learning_rate * this, in [0, 1]
+    lr_scaling: str = "none"  # large batches: none, linear (peak lr = learning_rate * batch_size / base_batch_size) or sqrt (learning_rate * sqrt(batch_size / base_batch_size)); pair with warmup_epochs
+    base_batch_size: int = 256  # the batch size learning_rate is tuned for (read by lr_scaling)
     # --- loop ---
     epochs: int = 100  # number of passes over the training set
     batch_size: int = 32  # minibatch size; the remainder batch of each (reshuffled) epoch is dropped
     seed: int = 0  # seed of init, shuffling, dropout and noise: a run is reproducible from it
     grad_method: str = "autodiff"  # autodiff (jax.grad) or manual (the hand-written backprop)
+    accumulate: int = 1  # gradient accumulation: run each batch as this many microbatches, then make one update (batch_size is the effective batch)
     eval_every: int = 1  # evaluate on the validation set every N epochs (and after the last)
     eval_batch_size: int = 1024  # batch size of evaluation and prediction (exact over all examples)
     patience: int = 0  # early stopping: stop after this many epochs without val-loss improvement; 0 = off
@@ -83,8 +88,13 @@ class TrainConfig:
     checkpoint_every: int = 10  # save a checkpoint every N epochs (and always after the last); 0 = only after the last
     keep_checkpoints: int = 3  # number of most recent checkpoints kept on disk
     out_dir: str | None = None  # run directory; None = runs/<dataset>-<timestamp> under the current directory
+    # --- scale-out (parallel.py, precision.py) ---
+    devices: int = 1  # data-parallel devices: N (<= available) or all (= 0: every device of every process); batch_size must be divisible by devices * accumulate
+    precision: str = "fp32"  # fp32 (params dtype, JAX's default matmuls: TF32 on Ampere+ GPUs), highest (full-precision matmuls), bf16 (bf16 matmuls and activations; fp32 params, optimizer state and loss)
 
     def __post_init__(self) -> None:
+        if self.devices == "all":  # the spelling of --devices all
+            object.__setattr__(self, "devices", 0)
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
@@ -204,10 +214,19 @@ def _validate(c: TrainConfig) -> None:
     _check(0.0 < c.decay_rate <= 1.0, "decay_rate", "in (0, 1]", c.decay_rate)
     _check(c.decay_epochs >= 1, "decay_epochs", ">= 1", c.decay_epochs)
     _check(0.0 <= c.final_lr_fraction <= 1.0, "final_lr_fraction", "in [0, 1]", c.final_lr_fraction)
+    _one_of("lr_scaling", c.lr_scaling, LR_SCALINGS)
+    _check(c.base_batch_size >= 1, "base_batch_size", ">= 1", c.base_batch_size)
     _check(c.epochs >= 1, "epochs", ">= 1", c.epochs)
     _check(c.batch_size >= 1, "batch_size", ">= 1", c.batch_size)
     _check(0 <= c.seed < 2**63, "seed", "in [0, 2**63)", c.seed)
     _one_of("grad_method", c.grad_method, GRAD_METHODS)
+    _check(c.accumulate >= 1, "accumulate", ">= 1", c.accumulate)
+    _check(c.batch_size % c.accumulate == 0, "accumulate",
+           f"a divisor of batch_size={c.batch_size} (batch_size is the effective batch)", c.accumulate)
+    _check(c.devices >= 0, "devices", ">= 1, or all (0)", c.devices)
+    _one_of("precision", c.precision, PRECISIONS)
+    _check(c.precision != "bf16" or c.dtype == "float32", "precision",
+           "fp32 or highest with dtype float64 (bf16 keeps float32 master params)", c.precision)
     _check(c.eval_every >= 1, "eval_every", ">= 1", c.eval_every)
     _check(c.eval_batch_size >= 1, "eval_batch_size", ">= 1", c.eval_batch_size)
     _check(c.patience >= 0, "patience", ">= 0 (0 = no early stopping)", c.patience)

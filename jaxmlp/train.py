@@ -14,6 +14,11 @@ permutation, with params and optimizer state donated. Randomness is threaded exp
 
 so epoch e of a run is the same computation whether or not the run was resumed before it.
 
+Scale-out: with `devices` > 1 the training set, params and optimizer state are replicated on a
+1-D mesh and every minibatch is split over it (parallel.py), so XLA adds the gradient
+all-reduce; the random keys do not depend on the device count. Each gradient follows the
+`precision` policy (precision.py); `accumulate` K runs K microbatches per optimizer update.
+
 The numeric core is pure: `fit` writes nothing and prints nothing by itself. The CLI passes a
 `Checkpointer` (checkpoint.py) and `Callback`s (progress bar, metrics.jsonl) explicitly.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -29,11 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmlp import parallel
 from jaxmlp.activations import get_activation
-from jaxmlp.backprop import loss_and_grad
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Layer, Params, init_mlp, mlp_apply
+from jaxmlp.precision import policy_loss_and_grad
 
 Array = jax.Array
 
@@ -112,7 +119,8 @@ class Callback:
     """Hooks `fit` calls on the host; subclass and override what you need. No-ops by default."""
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
-        """info: config, sizes, loss, n_train, steps_per_epoch, start_epoch, compile_seconds, history."""
+        """info: config, sizes, loss, n_train, steps_per_epoch, start_epoch, compile_seconds, history,
+        devices (data-parallel devices), processes."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """record: one epoch's metrics (a row of History.records())."""
@@ -154,6 +162,13 @@ def decay_mask(params: Params) -> Params:
     return [Layer(True, False, None if layer.alpha is None else False) for layer in params]
 
 
+def scaled_learning_rate(config: TrainConfig) -> float:
+    """The peak learning rate after `lr_scaling`: learning_rate * batch_size / base_batch_size
+    (linear, Goyal et al. 2017), its square root (sqrt), or learning_rate itself (none)."""
+    ratio = config.batch_size / config.base_batch_size
+    return config.learning_rate * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[config.lr_scaling]
+
+
 def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     """The optax learning-rate schedule, with epochs converted to optimizer steps.
 
@@ -162,7 +177,7 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     linear warm-up over warmup_epochs then cosine. warmup_epochs > 0 puts the same linear
     warm-up in front of any other schedule.
     """
-    lr, spe = config.learning_rate, steps_per_epoch
+    lr, spe = scaled_learning_rate(config), steps_per_epoch  # the peak lr, after lr_scaling
     total, warmup = config.epochs * spe, config.warmup_epochs * spe
     if config.schedule == "warmup_cosine":
         return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1),
@@ -294,20 +309,48 @@ def start_carry(state: TrainState) -> StepCarry:
                      jnp.array(-1, jnp.int32))
 
 
-def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *, loss: str) -> Callable:
+def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *, loss: str,
+                 data_parallel: parallel.DataParallel | None = None) -> Callable:
     """The pure minibatch update `step(x, y, carry, (i, idx, key)) -> carry`, the scan body.
 
     x (N, D), y: the whole training set; idx (B,): this minibatch's rows; key: its dropout /
     noise key. A non-finite loss, gradient or updated param clears `carry.ok`; from then on the
     update is skipped (params and optimizer state stay at the last good values).
+
+    The gradient is computed under the `config.precision` policy (precision.py). With
+    `accumulate` K the minibatch runs as K microbatches of B / K rows in an inner scan that
+    sums their gradients into one buffer; their mean makes ONE optimizer update, the same
+    update as the whole minibatch at once (microbatch j draws dropout / noise from
+    fold_in(key, j)). With `data_parallel` every (micro)batch is split over its devices.
     """
     grad_kwargs = dict(loss=loss, l2=config.l2, activation=config.activation, dropout=config.dropout,
                        input_noise=config.input_noise, train=True, method=config.grad_method,
-                       **config.activation_options())
+                       precision=config.precision, **config.activation_options())
+    accumulate, dp = config.accumulate, data_parallel
+
+    def batch_grads(params: Params, x: Array, y: Array, idx: Array, key: Array):
+        def grads_of(rows, k):  # rows (b,): one (micro)batch, split over the data-parallel devices
+            xb, yb = x[rows], y[rows]
+            if dp is not None:
+                xb, yb = dp.constrain_batch(xb), dp.constrain_batch(yb)
+            return policy_loss_and_grad(params, xb, yb, key=k, **grad_kwargs)
+
+        if accumulate == 1:
+            return grads_of(idx, key)
+
+        def micro(acc, inputs):
+            j, rows = inputs
+            value, grads = grads_of(rows, jax.random.fold_in(key, j))
+            return (acc[0] + value, jax.tree.map(jnp.add, acc[1], grads)), None
+
+        zero = (jnp.zeros((), jnp.promote_types(params[0].W.dtype, jnp.float32)), jax.tree.map(jnp.zeros_like, params))
+        rows = idx.reshape(accumulate, idx.shape[0] // accumulate)  # (K, B / K)
+        (value, grads), _ = jax.lax.scan(micro, zero, (jnp.arange(accumulate, dtype=jnp.int32), rows))
+        return value / accumulate, jax.tree.map(lambda g: g / accumulate, grads)
 
     def step(x: Array, y: Array, carry: StepCarry, inputs) -> StepCarry:
         i, idx, key = inputs  # (), (B,), key
-        value, grads = loss_and_grad(carry.params, x[idx], y[idx], key=key, **grad_kwargs)
+        value, grads = batch_grads(carry.params, x, y, idx, key)
         updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
         new_params = optax.apply_updates(carry.params, updates)
         finite = jnp.isfinite(value) & _all_finite(grads) & _all_finite(new_params)
@@ -334,7 +377,8 @@ def epoch_plan(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array,
 
 
 def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, schedule: optax.Schedule, *,
-                  loss: str, n_train: int, jit_kwargs: dict[str, Any] | None = None) -> Callable:
+                  loss: str, n_train: int, jit_kwargs: dict[str, Any] | None = None,
+                  data_parallel: parallel.DataParallel | None = None) -> Callable:
     """The jitted `epoch(key, state, x, y) -> (state, EpochStats)`; `state` is donated.
 
     x (N, D) and y (N,) or (N, k) are the whole training set, already on the device. The epoch
@@ -344,13 +388,14 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
     carried through the scan: from that step on the updates are skipped, so the returned params
     are the last good ones and the host sees `finite == False` once, after the epoch.
 
-    `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh).
+    `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh);
+    `data_parallel` splits every minibatch over its mesh (parallel.py).
     """
     batch = config.batch_size
     steps = n_train // batch
     if steps < 1:
         raise ValueError(f"batch_size={batch} is larger than the training set ({n_train} examples)")
-    step = make_step_fn(config, optimizer, loss=loss)
+    step = make_step_fn(config, optimizer, loss=loss, data_parallel=data_parallel)
 
     def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
         plan = epoch_plan(key, x.shape[0], batch)
@@ -385,11 +430,15 @@ def program_config(config: TrainConfig) -> TrainConfig:
 @functools.lru_cache(maxsize=16)
 def _programs(config: TrainConfig, loss: str, n_train: int, sizes: tuple[int, ...], x_spec, y_spec,
               x64: bool) -> tuple[Callable, Callable, float]:
-    """(jitted init(key) -> TrainState, compiled epoch, its compile seconds) for a program config."""
+    """(jitted init(key) -> TrainState, compiled epoch, its compile seconds) for a program config.
+
+    On several devices (`config.devices`) both take and return replicated global arrays."""
     steps_per_epoch = n_train // config.batch_size
     schedule, optimizer = build_optimizer(config, sizes, steps_per_epoch)
-    init = jax.jit(lambda key: init_state(key, config, sizes, optimizer))
-    epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=loss, n_train=n_train)
+    dp = parallel.data_parallel(config.devices)
+    init = jax.jit(lambda key: init_state(key, config, sizes, optimizer), **(dp.jit_kwargs(1) if dp else {}))
+    epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=loss, n_train=n_train, data_parallel=dp,
+                             jit_kwargs=dp.jit_kwargs(4) if dp else None)
     key_spec = jax.eval_shape(lambda: jax.random.key(0))
     t0 = time.perf_counter()
     compiled = epoch_fn.lower(key_spec, abstract_state(config, sizes, optimizer), x_spec, y_spec).compile()
@@ -488,6 +537,8 @@ def check_data(config: TrainConfig, train, val=None) -> str:
         raise ValueError("patience (early stopping) needs validation data: set val_fraction > 0")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
+    dp = parallel.data_parallel(config.devices)  # ValueError: more devices than there are
+    parallel.check_batch(config.batch_size, dp.size if dp else 1, config.accumulate)
     return loss
 
 
@@ -511,7 +562,10 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     sizes = model_sizes(config, train, loss)
     steps_per_epoch = n_train // config.batch_size
     dtype = np.dtype(config.dtype)
-    x, y = place(train_arrays(train, dtype))
+    dp = parallel.data_parallel(config.devices)  # None: one device, the plain program
+    put = place if dp is None else dp.replicate  # training data, keys: replicated on every device
+    local = (lambda tree: tree) if dp is None else parallel.to_local  # evaluation: one device per process
+    x, y = put(train_arrays(train, dtype))
     val_dev = None if val is None else place(eval_batches(*train_arrays(val, dtype), config.eval_batch_size))
     t0 = time.perf_counter()
     init, compiled, _ = _programs(program_config(config), loss, n_train, sizes,
@@ -527,6 +581,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
             raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {sizes}")
         _, optimizer = build_optimizer(config, sizes, steps_per_epoch)
         abstract = abstract_state(config, sizes, optimizer)
+        abstract = abstract if dp is None else dp.abstract(abstract)  # restore replicated
         restored = checkpointer.restore(abstract, abstract_best=abstract.params)
         state, meta = restored.state, restored.meta
         train_key = jax.random.wrap_key_data(restored.key_data)
@@ -534,7 +589,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         start_epoch = int(meta["epoch"])
         best_params = restored.best
     else:
-        state = init(init_key)
+        state = init(put(init_key))
     if history.stopped_early:
         start_epoch = config.epochs  # an early-stopped run is complete
     history.compile_seconds = compile_seconds
@@ -547,14 +602,15 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         checkpointer.save(epoch, state, jax.random.key_data(train_key), meta, best=best_params)
 
     info = dict(config=config, sizes=sizes, loss=loss, n_train=n_train, steps_per_epoch=steps_per_epoch,
-                start_epoch=start_epoch, compile_seconds=history.compile_seconds, history=history)
+                start_epoch=start_epoch, compile_seconds=history.compile_seconds, history=history,
+                devices=dp.size if dp else 1, processes=jax.process_count())
     for cb in callbacks:
         cb.on_train_begin(info)
 
     opts = config.activation_options()
     for epoch in range(start_epoch, config.epochs):
         t = time.perf_counter()
-        state, stats = compiled(epoch_key(train_key, epoch), state, x, y)
+        state, stats = compiled(put(epoch_key(train_key, epoch)), state, x, y)
         stats = jax.device_get(stats)
         seconds = time.perf_counter() - t
         if not stats.finite:
@@ -565,7 +621,8 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         last = epoch + 1 == config.epochs
         stop = False
         if val_dev is not None and ((epoch + 1) % config.eval_every == 0 or last):
-            metrics = _evaluate(state.params, *val_dev, len(val), loss, config.activation, opts, classification)
+            metrics = _evaluate(local(state.params), *val_dev, len(val), loss, config.activation, opts,
+                                classification)
             record.update({"val_" + k: v for k, v in metrics.items()})
             if history.best_val_loss is None or metrics["loss"] < history.best_val_loss - config.min_delta:
                 history.best_val_loss, history.best_epoch = metrics["loss"], epoch + 1
@@ -581,7 +638,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         if stop:
             break
 
-    params = best_params if (config.restore_best and best_params is not None) else state.params
+    params = local(best_params if (config.restore_best and best_params is not None) else state.params)
     splits = {"train": train, "val": val, "test": test}
     history.final = {name: evaluate(params, data, config=config, loss=loss)
                      for name, data in splits.items() if data is not None}

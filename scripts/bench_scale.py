@@ -1,0 +1,248 @@
+"""Scaling benchmark: precision policies on a wide MLP against a bare GEMM, and large-batch accuracy.
+
+    python scripts/bench_scale.py                                 # both parts, on a GPU: results/scale.{json,md}
+    python scripts/bench_scale.py --devices all                   # the step data-parallel over every device
+    python scripts/bench_scale.py --parts step --width 256 --batch 512 --name /tmp/scale_smoke   # CPU smoke
+    python scripts/bench_scale.py --parts accuracy --epochs 10 --name scale_cpu_large_batch    # MNIST on CPU
+
+Part "step": the trainer's own training step (`jaxmlp.train.make_step_fn`: gather the batch,
+loss_and_grad under the precision policy, Adam update, finiteness check) on an MLP of `--layers`
+square `--width` x `--width` layers (default 4 x 8192; softmax cross-entropy over `--width`
+classes), batch `--batch` (default 16384), `--steps` per jitted call, for:
+  - fp32: `--precision highest`, true fp32 matmuls;
+  - tf32: `--precision fp32` under jax.default_matmul_precision("tensorfloat32");
+  - default: `--precision fp32` as the trainer runs it (JAX's default matmul precision: TF32 on
+    Ampere+ GPUs, so this row should match tf32 there; full fp32 on CPU);
+  - bf16: `--precision bf16` (bf16 matmuls/activations, fp32 master params, Adam state and loss).
+Each row reports step time and achieved TFLOP/s, counting 6 * B * sum(d_in * d_out) FLOPs per step
+(weight matmuls only). The baseline is a bare bf16 GEMM chain timed in the same run: 3 * layers
+chained (B, W) @ (W, W) bf16 matmuls per iteration, the same FLOPs as one step (per device: with
+--devices N the GEMM has B / N rows). Goal (GPU): bf16 step >= 0.85 of the bare GEMM's speed.
+
+Part "accuracy": real MNIST through `jaxmlp.train.fit`, equal epochs: batch `--small-batch` (128)
+with Adam lr 1e-3 against batch `--large-batch` (8192) with the large-batch recipe: LAMB (or
+`--large-optimizer lars`), peak lr = `--large-lr` * batch / 256 (lr_scaling linear), linear
+warm-up over `--warmup-epochs` then cosine decay (warmup_cosine), weight decay 1e-4 on weights
+only (biases masked). Goal: test accuracies within 0.5 points. Accuracy does not depend on timing.
+
+Timing: warm-up (compile) first, block_until_ready, interleaved medians of `--repeats` calls.
+The 1-minute load average is recorded before timing (pass --wait-quiet to wait for < 1.5).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from _bench import (environment, interleaved_medians, load_averages, time_call, wait_for_quiet,  # noqa: E402
+                    write_results)
+from jaxmlp import parallel, train  # noqa: E402
+from jaxmlp.config import TrainConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = {  # name -> (trainer precision policy, matmul precision context around it or None)
+    "fp32": ("highest", None),
+    "tf32": ("fp32", "tensorfloat32"),
+    "default": ("fp32", None),
+    "bf16": ("bf16", None),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def in_context(fn, matmul_precision):
+    """fn, called (and so traced and compiled) under jax.default_matmul_precision(matmul_precision)."""
+    if matmul_precision is None:
+        return fn
+
+    def call(*args):
+        with jax.default_matmul_precision(matmul_precision):
+            return fn(*args)
+
+    return call
+
+
+# --- part "step" ---------------------------------------------------------------------------------------------
+def make_train_steps(args, precision: str, dp):
+    """(run(state) -> state after `steps` trainer steps on one batch, state0)."""
+    width, batch = args.width, args.batch
+    sizes = (width,) * (args.layers + 1)
+    config = TrainConfig(hidden=sizes[1:-1], batch_size=batch, optimizer="adam", learning_rate=1e-4,
+                         precision=precision, devices=args.devices, grad_method=args.grad_method)
+    _, optimizer = train.build_optimizer(config, sizes, steps_per_epoch=args.steps)
+    step = train.make_step_fn(config, optimizer, loss="softmax_cross_entropy", data_parallel=dp)
+    kx, ky, kp = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (batch, width), jnp.float32)
+    y = jax.random.randint(ky, (batch,), 0, width, jnp.int32)
+    idx = jnp.arange(batch, dtype=jnp.int32)
+    state = train.init_state(kp, config, sizes, optimizer)
+    carry = train.start_carry(state)
+    if dp is not None:
+        x, y, idx, carry = dp.replicate((x, y, idx, carry))
+
+    def run(carry, x, y, idx):
+        key = jax.random.key(1)
+        return jax.lax.fori_loop(0, args.steps, lambda i, c: step(x, y, c, (i, idx, jax.random.fold_in(key, i))),
+                                 carry)
+
+    jitted = jax.jit(run, **(dp.jit_kwargs(4) if dp else {}))
+    return (lambda c: jitted(c, x, y, idx)), carry
+
+
+def make_gemm_chain(args, rows: int):
+    """(run(a) -> a after steps * 3 * layers chained (rows, W) @ (W, W) bf16 GEMMs, a0)."""
+    ka, kw = jax.random.split(jax.random.key(2))
+    a = jax.random.normal(ka, (rows, args.width), jnp.float32).astype(jnp.bfloat16)
+    w = (jax.random.normal(kw, (args.width, args.width), jnp.float32) / math.sqrt(args.width)).astype(jnp.bfloat16)
+    n = args.steps * 3 * args.layers
+    jitted = jax.jit(lambda a0: jax.lax.fori_loop(0, n, lambda _, acc: acc @ w, a0))
+    return jitted, a
+
+
+def part_step(args) -> tuple[dict, list[list]]:
+    dp = parallel.data_parallel(args.devices)
+    n_dev = dp.size if dp else 1
+    parallel.check_batch(args.batch, n_dev)
+    sizes = (args.width,) * (args.layers + 1)
+    flops = 6 * args.batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # per step, all devices
+    fns, compile_s = {}, {}
+    for name in args.rows.split(","):
+        policy, matmul = ROWS[name]
+        run, carry = make_train_steps(args, policy, dp)
+        fn = in_context(run, matmul)
+        compile_s[name] = time_call(lambda fn=fn, carry=carry: fn(carry))  # the first call compiles
+        fns[name] = (lambda fn=fn, carry=carry: fn(carry))
+        log(f"  {name}: compiled + first call {compile_s[name]:.2f}s")
+    gemm, a = make_gemm_chain(args, args.batch // n_dev)
+    compile_s["bare_bf16_gemm"] = time_call(lambda: gemm(a))
+    fns["bare_bf16_gemm"] = lambda: gemm(a)
+    for fn in fns.values():  # a second warm-up call each
+        time_call(fn)
+    load = load_averages()
+    timed = interleaved_medians(fns, args.repeats)
+    per_step = {name: t["median_s"] / args.steps for name, t in timed.items()}
+    gemm_flops = flops / n_dev  # the GEMM chain runs one device's share
+    out = {"sizes": list(sizes), "batch": args.batch, "devices": n_dev, "steps_per_call": args.steps,
+           "grad_method": args.grad_method, "flops_per_step": flops, "compile_and_first_call_s": compile_s,
+           "load_before_timing": load, "timings": timed, "s_per_step": per_step,
+           "tflops_per_s": {name: (gemm_flops if name == "bare_bf16_gemm" else flops) / s / 1e12
+                            for name, s in per_step.items()}}
+    out["bf16_fraction_of_bare_gemm"] = per_step["bare_bf16_gemm"] / per_step["bf16"] if "bf16" in per_step else None
+    rows = []
+    for name, s in per_step.items():
+        frac = per_step["bare_bf16_gemm"] / s
+        rows.append([name, f"{s * 1e3:.3f}", f"{out['tflops_per_s'][name]:.2f}", f"{frac:.2f}"])
+        log(f"  {name}: {s * 1e3:.3f} ms/step, {out['tflops_per_s'][name]:.2f} TFLOP/s, {frac:.2f} of bare GEMM")
+    return out, rows
+
+
+# --- part "accuracy" -----------------------------------------------------------------------------------------
+def part_accuracy(args) -> tuple[dict, list[list]]:
+    from jaxmlp.data import load_dataset
+
+    splits = load_dataset("mnist", data_dir=args.data_dir)
+    load = load_averages()
+    common = dict(dataset="mnist", hidden=tuple(int(h) for h in args.hidden.split(",")), epochs=args.epochs,
+                  checkpoint_every=0, precision=args.precision, devices=args.devices, seed=args.seed)
+    configs = {
+        f"batch {args.small_batch}, adam": TrainConfig(batch_size=args.small_batch, optimizer="adam",
+                                                       learning_rate=1e-3, **common),
+        f"batch {args.large_batch}, {args.large_optimizer}": TrainConfig(
+            batch_size=args.large_batch, optimizer=args.large_optimizer, learning_rate=args.large_lr,
+            lr_scaling="linear", base_batch_size=256, schedule="warmup_cosine", warmup_epochs=args.warmup_epochs,
+            weight_decay=1e-4, **common),
+    }
+    runs, rows = {}, []
+    for name, config in configs.items():
+        t0 = time.perf_counter()
+        _, history = train.fit(config, splits.train, None, splits.test)
+        runs[name] = {"config": config.to_dict(), "peak_lr": train.scaled_learning_rate(config),
+                      "steps": len(history.epoch) * (len(splits.train) // config.batch_size),
+                      "test": history.final["test"], "train": history.final["train"],
+                      "train_loss": history.train_loss, "train_seconds": sum(history.seconds),
+                      "compile_seconds": history.compile_seconds, "wall_s": time.perf_counter() - t0}
+        r = runs[name]
+        rows.append([name, f"{r['peak_lr']:g}", r["steps"], f"{100 * r['test']['accuracy']:.2f}",
+                     f"{100 * r['train']['accuracy']:.2f}", f"{r['train_seconds']:.1f}"])
+        log(f"  {name}: test {100 * r['test']['accuracy']:.2f}%, train {100 * r['train']['accuracy']:.2f}%, "
+            f"{r['steps']} steps, {r['train_seconds']:.1f}s")
+    small, large = (runs[name]["test"]["accuracy"] for name in configs)
+    gap = 100 * (small - large)
+    return {"runs": runs, "epochs": args.epochs, "gap_points": gap, "goal": "gap <= 0.5 points",
+            "load_before_timing": load, "load_at_end": load_averages()}, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="step,accuracy", help="step, accuracy or both")
+    parser.add_argument("--name", default="scale", help="results/<name>.{json,md}; an absolute path elsewhere")
+    parser.add_argument("--devices", default="1", help="data-parallel devices: N or all")
+    parser.add_argument("--width", type=int, default=8192)
+    parser.add_argument("--layers", type=int, default=4, help="number of width x width layers")
+    parser.add_argument("--batch", type=int, default=16384)
+    parser.add_argument("--steps", type=int, default=10, help="training steps per jitted call")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rows", default="fp32,tf32,default,bf16", help="subset of " + ",".join(ROWS))
+    parser.add_argument("--grad-method", default="autodiff", choices=("autodiff", "manual"))
+    parser.add_argument("--wait-quiet", action="store_true", help="wait for a 1-minute load < 1.5 before timing")
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--hidden", default="512,512")
+    parser.add_argument("--small-batch", type=int, default=128)
+    parser.add_argument("--large-batch", type=int, default=8192)
+    parser.add_argument("--large-optimizer", default="lamb", choices=("lamb", "lars"))
+    parser.add_argument("--large-lr", type=float, default=2e-3, help="lr at batch 256; scaled linearly")
+    parser.add_argument("--warmup-epochs", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "highest"),
+                        help="precision policy of the accuracy runs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.devices = 0 if args.devices == "all" else int(args.devices)
+    if args.name == "scale" and jax.default_backend() == "cpu":
+        parser.error("results/scale.* holds GPU results: on CPU pass --name (e.g. /tmp/scale_smoke or "
+                     "scale_cpu_large_batch for --parts accuracy)")
+    parts = args.parts.split(",")
+    record = {"title": "Scaling: precision policies vs a bare bf16 GEMM; large-batch MNIST",
+              "environment": environment(("orbax-checkpoint",)), "args": vars(args)}
+    if args.wait_quiet:
+        record["quiet"] = wait_for_quiet(threshold=1.5, log=log)
+    tables = []  # (header, rows, note)
+    if "step" in parts:
+        log(f"step: {args.layers} x {args.width}^2 layers, batch {args.batch}, {args.steps} steps per call")
+        record["step"], rows = part_step(args)
+        s = record["step"]
+        frac = s["bf16_fraction_of_bare_gemm"]
+        tables.append((["precision", "ms / step (median)", "TFLOP/s", "speed vs bare bf16 GEMM"], rows,
+                       f"Step: the trainer's step, sizes {tuple(s['sizes'])}, batch {s['batch']} on {s['devices']} "
+                       f"device(s); FLOPs/step = 6 * B * sum(d_in * d_out); medians of {args.repeats} interleaved "
+                       f"calls of {args.steps} steps" + (f"; bf16 step / bare bf16 GEMM = {frac:.2f}" if frac else "")
+                       + f" (goal on GPU >= 0.85); 1-min load before timing: {s['load_before_timing']['1min']}."))
+    if "accuracy" in parts:
+        log(f"accuracy: MNIST, {args.epochs} epochs")
+        record["accuracy"], rows = part_accuracy(args)
+        tables.append((["MNIST run", "peak lr", "steps", "test acc %", "train acc %", "train s"], rows,
+                       f"Accuracy: {args.epochs} epochs each, hidden {args.hidden}; test-accuracy gap "
+                       f"{record['accuracy']['gap_points']:.2f} points (goal <= 0.5). Accuracies do not depend "
+                       f"on timing; 1-min load when the runs started: "
+                       f"{record['accuracy']['load_before_timing']['1min']}."))
+    (header, rows, note), rest = tables[0], tables[1:]
+    notes = [note]
+    for h, r, n in rest:  # further tables go into the notes, in the same markdown form
+        notes += ["| " + " | ".join(h) + " |\n|" + "---|" * len(h) + "\n"
+                  + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in r), n]
+    json_path, md_path = write_results(args.name, record, header, rows, notes="\n\n".join(notes))
+    log(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()
