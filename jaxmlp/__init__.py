@@ -16,6 +16,8 @@ from jaxmlp.metrics import (activation_stats, dataset_activation_stats, dead_fra
                             loss_grad_and_stats, saturation_fraction)
 from jaxmlp.config import TrainConfig
 from jaxmlp.train import Callback, History, TrainingDiverged, evaluate, fit, predict
+from jaxmlp.parallel import DataParallel, data_parallel, make_mesh
+from jaxmlp.precision import PRECISIONS, get_policy, policy_loss_and_grad
 
 __version__ = "0.1.0"
 
@@ -30,4 +32,5 @@ __all__ = [
     "activation_stats", "dataset_activation_stats", "dead_fraction", "saturation_fraction", "layer_grad_norms",
     "loss_grad_and_stats",
     "TrainConfig", "fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged",
+    "DataParallel", "data_parallel", "make_mesh", "PRECISIONS", "get_policy", "policy_loss_and_grad",
 ]

@@ -130,13 +130,27 @@ def loss_and_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cr
                   **activation_options)
     if method == "autodiff":
         return jax.value_and_grad(objective)(params, x, y, loss=loss_fn, l2=l2, **kwargs)
-    scores, cache = forward(params, x, **kwargs)
+    value, grads, _ = manual_loss_grad_and_cache(params, x, y, loss=loss_fn, l2=l2, **kwargs)
+    return value, grads
+
+
+def manual_loss_grad_and_cache(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy",
+                               l2: float = 0.0, activation: str = "relu", **forward_options
+                               ) -> tuple[Array, Params, list[LayerCache]]:
+    """The manual method, keeping its forward cache: (objective, grads, cache).
+
+    forward, then the loss's own gradient, then backward, plus l2 * W for the weight decay
+    term. The cache lets callers read activation statistics without a second forward pass.
+    """
+    loss_fn = get_loss(loss)
+    scores, cache = forward(params, x, activation=activation, **forward_options)
     value = loss_fn.value(_loss_precision(scores), y) + l2_penalty(params, l2)
     dscores = loss_fn.grad(_loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
-    grads, _ = backward(params, cache, dscores, activation=activation, **activation_options)
+    act_options = {k: v for k, v in forward_options.items() if k not in ("key", "dropout", "input_noise", "train")}
+    grads, _ = backward(params, cache, dscores, activation=activation, **act_options)
     if l2:
         grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
-    return value, grads
+    return value, grads, cache
 
 
 def input_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy",

@@ -40,7 +40,7 @@ FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against j
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
 # Fields a resumed run may change: they steer the loop, not the numbers it computes (devices: only
 # their summation order).
-RESUMABLE = frozenset({"epochs", "eval_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
+RESUMABLE = frozenset({"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
                        "patience", "min_delta", "data_dir", "download", "devices"})
 DISTRIBUTED_TIMEOUT = 120.0  # seconds; parallel.DEFAULT_TIMEOUT (not imported: the CLI imports JAX lazily)
 
@@ -410,9 +410,14 @@ class ConsoleProgress:
             return
         width = len(str(self.total))
         parts = [f"epoch {record['epoch']:>{width}}/{self.total}", f"loss {record['train_loss']:.4f}"]
-        for key, label in (("val_loss", "val_loss"), ("val_accuracy", "val_acc"), ("val_mse", "val_mse")):
+        for key, label in (("train_accuracy", "acc"), ("train_mse", "mse"), ("val_loss", "val_loss"),
+                           ("val_accuracy", "val_acc"), ("val_mse", "val_mse")):
             if record.get(key) is not None:
                 parts.append(f"{label} {record[key]:.4f}")
+        if record.get("dead_fraction") is not None:
+            parts.append("dead " + "/".join(f"{f:.2f}" for f in record["dead_fraction"]))
+        if record.get("saturation_fraction") is not None:
+            parts.append("saturated " + "/".join(f"{f:.2f}" for f in record["saturation_fraction"]))
         parts += [f"lr {record['lr']:.3g}", f"{record['seconds']:.3f}s", f"{record['samples_per_sec']:,.0f} samples/s"]
         self._line("  ".join(parts))
 

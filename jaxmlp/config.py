@@ -81,6 +81,8 @@ class TrainConfig:
     grad_method: str = "autodiff"  # autodiff (jax.grad) or manual (the hand-written backprop)
     accumulate: int = 1  # gradient accumulation: run each batch as this many microbatches, then make one update (batch_size is the effective batch)
     eval_every: int = 1  # evaluate on the validation set every N epochs (and after the last)
+    eval_train: bool = True  # at those epochs also evaluate loss and accuracy on the whole training set (one extra batched forward pass)
+    track_activations: bool = False  # at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)
     eval_batch_size: int = 1024  # batch size of evaluation and prediction (exact over all examples)
     patience: int = 0  # early stopping: stop after this many epochs without val-loss improvement; 0 = off
     min_delta: float = 0.0  # early stopping: smallest decrease of the val loss that counts as improvement

@@ -45,8 +45,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.activations import Activation
-from jaxmlp.backprop import LayerCache, backward, forward
-from jaxmlp.losses import get_loss, l2_penalty
+from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_cache
+from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 
 Array = jax.Array
@@ -216,13 +216,9 @@ def loss_grad_and_stats(params: Params, x: Array, y: Array, *, loss: str = "soft
     if method != "manual":
         raise ValueError(f"loss_grad_and_stats reads the manual forward cache; method must be 'manual', "
                          f"got {method!r}")
-    loss_fn = get_loss(loss)
-    scores, cache = forward(params, x, activation=activation, key=key, dropout=dropout,
-                            input_noise=input_noise, train=train, **activation_options)
-    value = loss_fn.value(scores, y) + l2_penalty(params, l2)
-    grads, _ = backward(params, cache, loss_fn.grad(scores, y), activation=activation, **activation_options)
-    if l2:
-        grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
+    value, grads, cache = manual_loss_grad_and_cache(params, x, y, loss=loss, l2=l2, activation=activation, key=key,
+                                                     dropout=dropout, input_noise=input_noise, train=train,
+                                                     **activation_options)
     tally = tally_activations(cache, activation, threshold=threshold, mask=mask)
     return value, grads, StepStats(tally, layer_grad_norms(grads))
 
@@ -249,9 +245,40 @@ def dataset_activation_stats(params: Params, x: Array, *, activation: str = "rel
     return summarize(tally, activation, threshold=threshold)
 
 
+def dataset_stats(params: Params, xb: Array, yb: Array, mask: Array, n: int, *, loss: str = "softmax_cross_entropy",
+                  l2: float = 0.0, activation: str = "relu", threshold: float | None = None,
+                  **activation_options) -> dict[str, Array]:
+    """Activation stats and per-layer gradient norms over a whole data set, from one manual
+    forward and backward pass per batch (the stats come from that forward pass's cache).
+
+    xb (nb, B, d_in), yb (nb, B) or (nb, B, k): the data set cut into nb batches, the last
+    zero-padded; mask (nb, B) marks the n real rows. The gradient is that of the objective on
+    all n rows (mean loss + 0.5 * l2 * sum ||W||^2), built by feeding `backward` the upstream
+    gradient of the masked mean. Returns `summarize`'s keys plus "grad_norm": (L + 1,).
+    """
+    loss_fn = get_loss(loss)
+
+    def body(acc, batch):
+        tally, grad_sum = acc
+        xi, yi, mi = batch
+        scores, cache = forward(params, xi, activation=activation, **activation_options)
+        up = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+        # loss_fn.grad is d(mean over B rows); rescale to d(sum over real rows) / n
+        dscores = (loss_fn.grad(up, yi) * (xi.shape[0] / n) * mi[:, None]).astype(scores.dtype)
+        grads, _ = backward(params, cache, dscores, activation=activation, **activation_options)
+        tally = merge_tallies(tally, tally_activations(cache, activation, threshold=threshold, mask=mi))
+        return (tally, jax.tree.map(jnp.add, grad_sum, grads)), None
+
+    start = (empty_tally(params), jax.tree.map(jnp.zeros_like, params))
+    (tally, grads), _ = jax.lax.scan(body, start, (xb, yb, mask))
+    if l2:
+        grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
+    return {**summarize(tally, activation, threshold=threshold), "grad_norm": layer_grad_norms(grads)}
+
+
 __all__ = [
     "RELU_FAMILY", "SATURATION_THRESHOLDS", "ActivationTally", "StepStats",
     "tally_activations", "empty_tally", "merge_tallies", "summarize", "activation_stats",
     "dead_fraction", "dead_fraction_from_tally", "saturation_fraction", "saturation_threshold",
-    "layer_grad_norms", "loss_grad_and_stats", "dataset_activation_stats",
+    "layer_grad_norms", "loss_grad_and_stats", "dataset_activation_stats", "dataset_stats",
 ]

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmlp import metrics as metrics_lib
 from jaxmlp import parallel
 from jaxmlp.activations import get_activation
 from jaxmlp.config import TrainConfig
@@ -78,8 +79,10 @@ class History:
 
     train_loss is the mean over the epoch's minibatches of the training objective (with dropout,
     input noise and the l2 term, as optimized); val_* and `final` are exact evaluations without
-    them. lr is the learning rate of the epoch's last step. val_* entries are None on epochs without evaluation; val_accuracy is None for regression,
-    val_mse None for classification.
+    them. lr is the learning rate of the epoch's last step. train_accuracy / train_mse (eval_train)
+    and val_* entries are None on epochs without evaluation; *_accuracy is None for regression,
+    *_mse None for classification. dead_fraction, saturation_fraction and grad_norm are per-layer
+    lists on evaluation epochs when track_activations is on.
     """
 
     epoch: list[int] = dataclasses.field(default_factory=list)
@@ -87,6 +90,11 @@ class History:
     val_loss: list[float | None] = dataclasses.field(default_factory=list)
     val_accuracy: list[float | None] = dataclasses.field(default_factory=list)
     val_mse: list[float | None] = dataclasses.field(default_factory=list)
+    train_accuracy: list[float | None] = dataclasses.field(default_factory=list)  # eval_train: whole training set
+    train_mse: list[float | None] = dataclasses.field(default_factory=list)
+    dead_fraction: list[list[float] | None] = dataclasses.field(default_factory=list)  # track_activations: (L,)
+    saturation_fraction: list[list[float] | None] = dataclasses.field(default_factory=list)  # (L,), sigmoid/tanh
+    grad_norm: list[list[float] | None] = dataclasses.field(default_factory=list)  # (L + 1,) full-data gradient
     lr: list[float] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
     samples_per_sec: list[float] = dataclasses.field(default_factory=list)
@@ -109,10 +117,14 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
+        d = dict(d)
+        for name in _RECORD_KEYS:  # a column an older run did not record: None for its epochs
+            d.setdefault(name, [None] * len(d.get("epoch", [])))
         return cls(**d)
 
 
-_RECORD_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "lr", "seconds", "samples_per_sec")
+_RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "train_mse", "val_loss", "val_accuracy", "val_mse",
+                "dead_fraction", "saturation_fraction", "grad_norm", "lr", "seconds", "samples_per_sec")
 
 
 class Callback:
@@ -413,7 +425,7 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
 # Fields that do not change the compiled init / epoch programs: the data enters as arrays and
 # the keys as arguments, the rest steers the host loop.
 _HOST_ONLY_FIELDS = ("dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize", "data_seed",
-                     "label_column", "seed", "eval_every", "eval_batch_size", "patience", "min_delta", "restore_best",
+                     "label_column", "seed", "eval_every", "eval_train", "track_activations", "eval_batch_size", "patience", "min_delta", "restore_best",
                      "checkpoint_every", "keep_checkpoints", "out_dir")
 
 
@@ -494,6 +506,14 @@ def _evaluate(params, xb, yb, mask, n, loss, activation, options, classification
     return {"loss": float(loss_sum) / n, ("accuracy" if classification else "mse"): float(metric_sum) / n}
 
 
+@functools.lru_cache(maxsize=16)
+def _stats_fn(loss: str, l2: float, activation: str, options: tuple) -> Callable:
+    """Jitted `track_activations` stats: dead / saturation fractions (L,) and grad norms (L + 1,)."""
+    opts = dict(options)
+    return jax.jit(lambda params, xb, yb, mask, n: metrics_lib.dataset_stats(
+        params, xb, yb, mask, n, loss=loss, l2=l2, activation=activation, **opts), static_argnums=(4,))
+
+
 @functools.lru_cache(maxsize=64)
 def _predict_fn(activation: str, options: tuple) -> Callable:
     opts = dict(options)
@@ -567,6 +587,8 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     local = (lambda tree: tree) if dp is None else parallel.to_local  # evaluation: one device per process
     x, y = put(train_arrays(train, dtype))
     val_dev = None if val is None else place(eval_batches(*train_arrays(val, dtype), config.eval_batch_size))
+    wants_train_eval = config.eval_train or config.track_activations
+    train_dev = place(eval_batches(*train_arrays(train, dtype), config.eval_batch_size)) if wants_train_eval else None
     t0 = time.perf_counter()
     init, compiled, _ = _programs(program_config(config), loss, n_train, sizes,
                                   jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(y.shape, y.dtype),
@@ -617,10 +639,19 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
             raise TrainingDiverged(epoch + 1, int(stats.bad_step))
         record = {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr),
                   "seconds": seconds, "samples_per_sec": steps_per_epoch * config.batch_size / seconds,
-                  "val_loss": None, "val_accuracy": None, "val_mse": None}
+                  "train_accuracy": None, "train_mse": None, "val_loss": None, "val_accuracy": None, "val_mse": None}
         last = epoch + 1 == config.epochs
+        eval_due = (epoch + 1) % config.eval_every == 0 or last
         stop = False
-        if val_dev is not None and ((epoch + 1) % config.eval_every == 0 or last):
+        if config.eval_train and eval_due:  # end-of-epoch params on the whole training set
+            metrics = _evaluate(local(state.params), *train_dev, n_train, loss, config.activation, opts,
+                                classification)
+            record.update({"train_" + k: v for k, v in metrics.items() if k != "loss"})
+        if config.track_activations and eval_due:
+            stats = _stats_fn(loss, config.l2, config.activation, tuple(sorted(opts.items())))
+            record.update({k: np.asarray(v).tolist() for k, v in
+                           jax.device_get(stats(local(state.params), *train_dev, n_train)).items()})
+        if val_dev is not None and eval_due:
             metrics = _evaluate(local(state.params), *val_dev, len(val), loss, config.activation, opts,
                                 classification)
             record.update({"val_" + k: v for k, v in metrics.items()})

@@ -181,3 +181,22 @@ def test_loss_grad_and_stats_needs_the_manual_method():
     params = _random_net(11, (2, 3, 2))
     with pytest.raises(ValueError, match="manual"):
         loss_grad_and_stats(params, _points(4), jnp.zeros(4, jnp.int32), method="autodiff")
+
+
+def test_dataset_stats_equals_full_batch_gradient_and_tally(x64):
+    """Batched, padded and masked: the same grad norms as one full-batch loss_and_grad."""
+    import numpy as np
+
+    from jaxmlp import init_mlp, loss_and_grad, spiral
+    from jaxmlp.metrics import dataset_activation_stats, dataset_stats, layer_grad_norms
+    from jaxmlp.train import eval_batches
+
+    params = init_mlp(jax.random.key(0), (2, 16, 16, 3), activation="leaky_relu", dtype=jnp.float64)
+    data = spiral(jax.random.key(1), n_per_class=50)  # 150 rows: 3 batches of 64, the last padded
+    x, y = jnp.asarray(data.x, jnp.float64), jnp.asarray(data.y)
+    xb, yb, mask = eval_batches(np.asarray(x), np.asarray(y), 64)
+    stats = dataset_stats(params, xb, yb, mask, len(data), l2=0.01, activation="leaky_relu")
+    _, grads = loss_and_grad(params, x, y, l2=0.01, activation="leaky_relu")
+    np.testing.assert_allclose(stats["grad_norm"], layer_grad_norms(grads), rtol=1e-12)
+    np.testing.assert_allclose(stats["dead_fraction"],
+                               dataset_activation_stats(params, x, activation="leaky_relu")["dead_fraction"])

@@ -288,3 +288,28 @@ def test_epoch_function_drops_the_remainder_and_counts_steps():
     x, y = train.place(train.train_arrays(SPLITS.train, np.float32))
     state, stats = epoch(jax.random.key(1), state, x, y)
     assert int(state.step) == 4 and bool(stats.finite) and int(stats.bad_step) == -1
+
+
+def test_train_accuracy_is_recorded_each_eval_epoch(default_run):
+    params, history = default_run
+    records = history.records()
+    assert all(r["train_accuracy"] is not None for r in records)
+    # the last epoch's record is the end-of-training accuracy on the whole training set
+    assert records[-1]["train_accuracy"] == pytest.approx(train.evaluate(params, SPLITS.train, config=TrainConfig())
+                                                          ["accuracy"])
+    _, quiet = train.fit(dataclasses.replace(SMALL, eval_train=False), SPLITS.train)
+    assert all(r["train_accuracy"] is None for r in quiet.records())
+
+
+def test_track_activations_records_exact_dead_fractions_and_grad_norms():
+    from jaxmlp import metrics
+
+    config = dataclasses.replace(SMALL, track_activations=True, eval_every=2, hidden=(100, 100))
+    params, history = train.fit(config, SPLITS.train)
+    records = history.records()
+    assert records[0].get("dead_fraction") is None and records[1]["dead_fraction"] is not None  # eval epochs 2, 3
+    expected = metrics.dataset_activation_stats(params, jnp.asarray(SPLITS.train.x), activation="relu")
+    np.testing.assert_allclose(records[-1]["dead_fraction"], expected["dead_fraction"])
+    _, grads = loss_and_grad(params, jnp.asarray(SPLITS.train.x), jnp.asarray(SPLITS.train.y))
+    np.testing.assert_allclose(records[-1]["grad_norm"], metrics.layer_grad_norms(grads), rtol=1e-4)
+    assert len(records[-1]["grad_norm"]) == 3
