@@ -313,3 +313,23 @@ def test_track_activations_records_exact_dead_fractions_and_grad_norms():
     _, grads = loss_and_grad(params, jnp.asarray(SPLITS.train.x), jnp.asarray(SPLITS.train.y))
     np.testing.assert_allclose(records[-1]["grad_norm"], metrics.layer_grad_norms(grads), rtol=1e-4)
     assert len(records[-1]["grad_norm"]) == 3
+
+
+def test_a_non_finite_last_update_is_caught_at_the_epoch_end():
+    """Every loss of the epoch is finite, but its last update poisons the params."""
+    cfg = TrainConfig(batch_size=50, hidden=(4,))
+    sizes, steps = (2, 4, 3), 240 // 50
+
+    def poison_last_step(updates, count, params=None):
+        bad = count == steps - 1
+        return jax.tree.map(lambda u: jnp.where(bad, jnp.nan, u), updates), count + 1
+
+    optimizer = optax.chain(optax.sgd(0.01),
+                            optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), poison_last_step))
+    epoch = train.make_epoch_fn(cfg, optimizer, optax.constant_schedule(0.01), loss="softmax_cross_entropy",
+                                n_train=240)
+    state = train.init_state(jax.random.key(0), cfg, sizes, optimizer)
+    x, y = train.place(train.train_arrays(SPLITS.train, np.float32))
+    _, stats = epoch(jax.random.key(1), state, x, y)
+    assert not bool(stats.finite) and int(stats.bad_step) == steps - 1
+    assert np.isfinite(float(stats.loss))  # the losses themselves never went bad
