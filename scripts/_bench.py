@@ -121,3 +121,45 @@ def mlp_train_flops(sizes: Sequence[int], n_samples: int) -> int:
     """Conventional training FLOPs of an MLP for n_samples examples: 6 * N * sum(d_in * d_out)
     (forward 2x, backward 4x the multiply-adds of the weight matmuls; biases and activations ignored)."""
     return 6 * n_samples * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall s, machine-wide busy CPU s from /proc/stat, this process's CPU s); None off Linux."""
+    import resource
+
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / hz  # all but idle and iowait (guest is inside user)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), busy, own.ru_utime + own.ru_stime
+
+
+def foreign_cores(start, end) -> float | None:
+    """Mean number of cores other processes kept busy between two cpu_snapshot()s (None if unknown)."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]))
+
+
+def wait_for_idle_cpu(max_foreign: float = 0.25, window_s: float = 5.0, max_wait_s: float = 300.0,
+                      log: Callable[[str], None] = print) -> dict:
+    """Wait until other processes use < max_foreign cores over a window_s window (the load average
+    lags by minutes and counts this process's own work; this does not). Returns what it saw."""
+    start = time.perf_counter()
+    seen = []
+    while True:
+        a = cpu_snapshot()
+        time.sleep(window_s)
+        f = foreign_cores(a, cpu_snapshot())
+        waited = time.perf_counter() - start
+        seen.append(None if f is None else round(f, 2))
+        if f is None or f < max_foreign:
+            return {"idle": True, "waited_s": round(waited, 1), "foreign_cores": seen}
+        if waited > max_wait_s:
+            log(f"other processes kept {f:.2f} cores busy for {waited:.0f} s; timing anyway")
+            return {"idle": False, "waited_s": round(waited, 1), "foreign_cores": seen}
+        log(f"waiting for idle CPUs: other processes use {f:.2f} cores ({waited:.0f} s waited)")
