@@ -25,7 +25,7 @@ round the script waits (bounded) for idle CPUs, and the median uses only the epo
 processes under --idle-foreign cores (all of 2..N if fewer than two are that clean) -- on a
 2-core machine one busy neighbour slows PyTorch's OpenMP loop by 10-30x, which would otherwise
 decide the comparison. A diagnostic "breakdown" then times the trainer's epoch against bare
-jitted scans of loss_and_grad + Adam / SGD without the trainer's per-step divergence guard.
+jitted scans of loss_and_grad + Adam / SGD without the trainer's divergence guard.
 Test accuracy is measured after `--epochs` epochs (untimed); `--extra-epochs` more epochs
 only add timing samples. Achieved GFLOP/s = 6 * N * sum(d_in * d_out) / epoch seconds, against
 a numpy float32 matmul ceiling measured in the same run: (a) the 9 GEMMs of one training step
@@ -664,9 +664,8 @@ def main() -> None:
     if breakdown:
         notes += ["", "**Where jaxmlp's epoch time goes** (diagnostic; same data, model and batch, interleaved, "
                   "median of the clean timed epochs after one warm-up): the trainer's epoch vs a bare jitted "
-                  "lax.scan of `loss_and_grad` + optax update without the trainer's per-step divergence guard "
-                  "(finite checks of loss, grads and new params, and the where-select that keeps the last good "
-                  "state).", "", "| variant | median epoch s | GFLOP/s | fraction of ceiling |", "|---|---|---|---|"]
+                  "lax.scan of `loss_and_grad` + optax update without the trainer's divergence guard "
+                  "(a per-step flag on the loss and a finite check of the final params and optimizer state).", "", "| variant | median epoch s | GFLOP/s | fraction of ceiling |", "|---|---|---|---|"]
         for n, v in breakdown.items():
             notes.append(f"| {n} | {v['median_epoch_s']:.3f} | {v['gflops_per_s']:.1f} | "
                          f"{v['gflops_per_s'] / gemm['ceiling_gflops_per_s']:.2f} |")
