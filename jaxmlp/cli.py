@@ -117,8 +117,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         if p.suffix.lower() == ".toml":
             try:
                 import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                raise UsageError(f"--config {path}: TOML configs need Python 3.11+ (tomllib)") from None
+            except ModuleNotFoundError:  # Python 3.10: the same parser, from its backport
+                import tomli as tomllib
             with open(p, "rb") as f:
                 data = tomllib.load(f)
         else:
