@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.activations import get_activation
-from jaxmlp.losses import check_targets, get_loss, l2_penalty
+from jaxmlp.losses import check_targets, get_loss, l2_grad, l2_penalty
 from jaxmlp.mlp import Layer, Params, affine, check_input, dropout_mask, mlp_apply, prepare_input
 
 Array = jax.Array
@@ -148,9 +148,7 @@ def manual_loss_grad_and_cache(params: Params, x: Array, y: Array, *, loss: str 
     dscores = loss_fn.grad(_loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
     act_options = {k: v for k, v in forward_options.items() if k not in ("key", "dropout", "input_noise", "train")}
     grads, _ = backward(params, cache, dscores, activation=activation, **act_options)
-    if l2:
-        grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
-    return value, grads, cache
+    return value, l2_grad(grads, params, l2), cache
 
 
 def input_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy",

@@ -132,6 +132,22 @@ def check_targets(loss: Loss, scores_shape: tuple[int, ...], y) -> None:
         raise ValueError(f"{loss.name} needs targets of shape {want}, got shape {y_shape}")
 
 
-def l2_penalty(params, l2: float) -> Array:
-    """0.5 * l2 * sum of squared weights. Biases and PReLU slopes are never decayed."""
+def _no_l2(l2) -> bool:
+    """True for a literal Python 0: the penalty is skipped. A traced l2 is always applied."""
+    return isinstance(l2, (int, float)) and l2 == 0
+
+
+# --- L2 weight penalty: P = 0.5 * l2 * sum ||W||^2;  dP/dW = l2 * W ---------------------------
+#     Biases and PReLU slopes are never decayed. `l2` may be a Python number or a traced scalar.
+def l2_penalty(params, l2: float | Array) -> Array | float:
+    """0.5 * l2 * sum of squared weights (0.0 when l2 is a Python 0)."""
+    if _no_l2(l2):
+        return 0.0
     return 0.5 * l2 * sum(jnp.sum(layer.W * layer.W) for layer in params)
+
+
+def l2_grad(grads, params, l2: float | Array):
+    """grads with the penalty's gradient l2 * W added to each layer's dW (unchanged for l2 = 0)."""
+    if _no_l2(l2):
+        return grads
+    return [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from jaxmlp.activations import Activation
 from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_cache
-from jaxmlp.losses import get_loss
+from jaxmlp.losses import get_loss, l2_grad
 from jaxmlp.mlp import Params
 
 Array = jax.Array
@@ -271,8 +271,7 @@ def dataset_stats(params: Params, xb: Array, yb: Array, mask: Array, n: int, *, 
 
     start = (empty_tally(params), jax.tree.map(jnp.zeros_like, params))
     (tally, grads), _ = jax.lax.scan(body, start, (xb, yb, mask))
-    if l2:
-        grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
+    grads = l2_grad(grads, params, l2)
     return {**summarize(tally, activation, threshold=threshold), "grad_norm": layer_grad_norms(grads)}
 
 

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.backprop import loss_and_grad
-from jaxmlp.losses import l2_penalty
+from jaxmlp.losses import l2_grad, l2_penalty
 
 Array = jax.Array
 
@@ -106,7 +106,5 @@ def policy_loss_and_grad(params, x: Array, y: Array, *, precision: str | Policy 
         value, grads = loss_and_grad(low, jnp.asarray(x).astype(policy.compute_dtype), y, l2=0.0, **kwargs)
     grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)  # the cast's VJP: back to fp32
     value = value.astype(jnp.promote_types(value.dtype, jnp.float32))
-    if l2:  # the penalty on the fp32 master weights, in fp32
-        value = value + l2_penalty(params, l2)
-        grads = [g._replace(W=g.W + l2 * p.W) for g, p in zip(grads, params)]
-    return value, grads
+    # the penalty on the fp32 master weights, in fp32
+    return value + l2_penalty(params, l2), l2_grad(grads, params, l2)

@@ -23,7 +23,6 @@ import numpy as np
 import optax
 
 from jaxmlp.backprop import loss_and_grad
-from jaxmlp.losses import l2_penalty
 from jaxmlp.metrics import layer_grad_norms, loss_grad_and_stats, summarize
 from jaxmlp.mlp import Params, init_mlp, mlp_apply
 
@@ -75,17 +74,14 @@ def _fit(key: Array | None, params: Params | None, x: Array, y: Array, hyper: di
     """Init (when params is None) and the scanned loop, as one compiled program.
 
     The learning rate and the L2 strength are traced, so models that differ only in them
-    share one compilation. The L2 term is added here exactly as `loss_and_grad` adds it
-    (0.5 * l2 * sum ||W||^2 to the loss, l2 * W to each dW), since loss_and_grad needs a
-    Python-number l2.
+    share one compilation.
     """
     steps, optimizer, loss, activation, track, options, sizes, init = config
     options = dict(options)
     if params is None:
         params = init_mlp(key, sizes, activation=activation, init=init, **options)
     opt = make_optimizer(optimizer, hyper["learning_rate"])
-    l2 = hyper["l2"]
-    kw = dict(loss=loss, l2=0.0, activation=activation, train=True, **options)
+    kw = dict(loss=loss, l2=hyper["l2"], activation=activation, train=True, **options)
 
     def step(carry, _):
         p, state = carry
@@ -93,8 +89,6 @@ def _fit(key: Array | None, params: Params | None, x: Array, y: Array, hyper: di
             value, grads, st = loss_grad_and_stats(p, x, y, **kw)
         else:
             value, grads = loss_and_grad(p, x, y, method="manual", **kw)
-        value = value + l2_penalty(p, l2)
-        grads = [g._replace(W=g.W + l2 * layer.W) for g, layer in zip(grads, p)]
         if track:
             stats = summarize(st.activations, activation)
             stats["grad_norms"] = layer_grad_norms(grads)
