@@ -38,10 +38,10 @@ PROG = "jaxmlp"
 # Subcommands whose arguments are parsed by another module's main(argv) -> int.
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-# Fields a resumed run may change: they steer the loop, not the numbers it computes (devices: only
-# their summation order).
+# Fields a resumed run may change: they steer the loop, not the numbers it computes (devices,
+# data_feed: only their summation order).
 RESUMABLE = frozenset({"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
-                       "patience", "min_delta", "data_dir", "download", "devices"})
+                       "patience", "min_delta", "data_dir", "download", "devices", "data_feed"})
 DISTRIBUTED_TIMEOUT = 120.0  # seconds; parallel.DEFAULT_TIMEOUT (not imported: the CLI imports JAX lazily)
 
 
@@ -350,9 +350,10 @@ def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[st
 
 def _devices_note(info: dict[str, Any]) -> str:
     devices, processes = info.get("devices", 1), info.get("processes", 1)
+    fed = ", batches fed per process" if info.get("data_feed") == "per_process" else ""
     if devices == 1:
-        return ""
-    return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "")
+        return fed
+    return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "") + fed
 
 
 class RunLog:

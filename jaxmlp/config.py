@@ -28,6 +28,7 @@ GRAD_METHODS = ("autodiff", "manual")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("fp32", "bf16", "highest")
 LR_SCALINGS = ("none", "linear", "sqrt")
+DATA_FEEDS = ("auto", "resident", "per_process")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class TrainConfig:
     out_dir: str | None = None  # run directory; None = runs/<dataset>-<timestamp> under the current directory
     # --- scale-out (parallel.py, precision.py) ---
     devices: int = 1  # data-parallel devices: N (<= available) or all (= 0: every device of every process); batch_size must be divisible by devices * accumulate
+    data_feed: str = "auto"  # resident (the whole training set on every device, batches gathered there: nothing crosses the host per epoch), per_process (each process gathers its rows of every batch of an epoch on the host and sends only those: device memory ~ 2 * N / devices), auto = resident in one process, per_process with several
     precision: str = "fp32"  # fp32 (params dtype, JAX's default matmuls: TF32 on Ampere+ GPUs), highest (full-precision matmuls), bf16 (bf16 matmuls and activations; fp32 params, optimizer state and loss)
 
     def __post_init__(self) -> None:
@@ -226,6 +228,7 @@ def _validate(c: TrainConfig) -> None:
     _check(c.batch_size % c.accumulate == 0, "accumulate",
            f"a divisor of batch_size={c.batch_size} (batch_size is the effective batch)", c.accumulate)
     _check(c.devices >= 0, "devices", ">= 1, or all (0)", c.devices)
+    _one_of("data_feed", c.data_feed, DATA_FEEDS)
     _one_of("precision", c.precision, PRECISIONS)
     _check(c.precision != "bf16" or c.dtype == "float32", "precision",
            "fp32 or highest with dtype float64 (bf16 keeps float32 master params)", c.precision)

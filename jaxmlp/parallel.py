@@ -15,7 +15,9 @@ Multi-host: `initialize(coordinator, num_processes, process_id)` starts `jax.dis
 (gloo collectives on CPU) before anything touches a backend; from then on `jax.devices()`
 lists the devices of every process and the mesh spans them all. Every process runs the same
 program. `shard_batch` builds a global batch from the slice each process feeds
-(`jax.make_array_from_process_local_data`); `replicate` builds a replicated global array from
+(`jax.make_array_from_process_local_data`), and `feed` gathers that slice from the host data
+set for a whole plan of batches (the trainer's `data_feed="per_process"`: one transfer per
+epoch, each device holding only its rows); `replicate` builds a replicated global array from
 the copy every process holds. Only process 0 should write files (`is_primary`).
 """
 from __future__ import annotations
@@ -236,6 +238,15 @@ class DataParallel(NamedTuple):
             return jax.make_array_from_process_local_data(self.batch_sharding(axis), a, tuple(shape))
 
         return jax.tree.map(leaf, local)
+
+    def feed(self, arrays, rows: np.ndarray):
+        """Global arrays (*rows.shape, ...) = `a[rows]` for every host array `a` of `arrays`, split
+        over the devices along rows' last axis. Every process holds the same host arrays and the
+        same global `rows` (e.g. an epoch's permutation); each gathers and transfers only its own
+        block of every row of `rows` (`process_rows`), so a device receives only the examples it
+        computes on."""
+        mine = rows[..., self.process_rows(rows.shape[-1])]  # (..., b / num_processes)
+        return self.shard_batch(jax.tree.map(lambda a: np.asarray(a)[mine], arrays), axis=rows.ndim - 1)
 
     def process_rows(self, global_batch: int) -> slice:
         """The rows of every global batch of `global_batch` examples that this process feeds."""

@@ -323,45 +323,46 @@ def start_carry(state: TrainState) -> StepCarry:
 
 def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *, loss: str,
                  data_parallel: parallel.DataParallel | None = None) -> Callable:
-    """The pure minibatch update `step(x, y, carry, (i, idx, key)) -> carry`, the scan body.
+    """The pure minibatch update `step(carry, (i, (xb, yb), key)) -> carry`, the scan body.
 
-    x (N, D), y: the whole training set; idx (B,): this minibatch's rows; key: its dropout /
-    noise key. A non-finite loss clears `carry.ok` and records the step in `carry.bad_step`.
+    xb (K, B / K, D), yb (K, B / K) or (K, B / K, k): one minibatch of B rows as K = `accumulate`
+    microbatches (`gather_batch` cuts it from a resident training set); i: the step's index in
+    the epoch; key: its dropout / noise key. A non-finite loss clears `carry.ok` and records
+    the step in `carry.bad_step`.
 
-    The gradient is computed under the `config.precision` policy (precision.py). With
-    `accumulate` K the minibatch runs as K microbatches of B / K rows in an inner scan that
-    sums their gradients into one buffer; their mean makes ONE optimizer update, the same
-    update as the whole minibatch at once (microbatch j draws dropout / noise from
-    fold_in(key, j)). With `data_parallel` every (micro)batch is split over its devices.
+    The gradient is computed under the `config.precision` policy (precision.py). With K > 1
+    the microbatches run in an inner scan that sums their gradients into one buffer; their
+    mean makes ONE optimizer update, the same update as the whole minibatch at once
+    (microbatch j draws dropout / noise from fold_in(key, j)). With `data_parallel` every
+    microbatch is split over its devices.
     """
     grad_kwargs = dict(loss=loss, l2=config.l2, activation=config.activation, dropout=config.dropout,
                        input_noise=config.input_noise, train=True, method=config.grad_method,
                        precision=config.precision, **config.activation_options())
-    accumulate, dp = config.accumulate, data_parallel
+    dp = data_parallel
 
-    def batch_grads(params: Params, x: Array, y: Array, idx: Array, key: Array):
-        def grads_of(rows, k):  # rows (b,): one (micro)batch, split over the data-parallel devices
-            xb, yb = x[rows], y[rows]
-            if dp is not None:
-                xb, yb = dp.constrain_batch(xb), dp.constrain_batch(yb)
-            return policy_loss_and_grad(params, xb, yb, key=k, **grad_kwargs)
+    def grads_of(params: Params, xb: Array, yb: Array, key: Array):  # one (micro)batch (b, D)
+        if dp is not None:
+            xb, yb = dp.constrain_batch(xb), dp.constrain_batch(yb)
+        return policy_loss_and_grad(params, xb, yb, key=key, **grad_kwargs)
 
-        if accumulate == 1:
-            return grads_of(idx, key)
+    def batch_grads(params: Params, xb: Array, yb: Array, key: Array):  # xb (K, b, D)
+        if xb.shape[0] == 1:
+            return grads_of(params, xb[0], yb[0], key)
 
         def micro(acc, inputs):
-            j, rows = inputs
-            value, grads = grads_of(rows, jax.random.fold_in(key, j))
+            j, xm, ym = inputs
+            value, grads = grads_of(params, xm, ym, jax.random.fold_in(key, j))
             return (acc[0] + value, jax.tree.map(jnp.add, acc[1], grads)), None
 
+        k = xb.shape[0]
         zero = (jnp.zeros((), jnp.promote_types(params[0].W.dtype, jnp.float32)), jax.tree.map(jnp.zeros_like, params))
-        rows = idx.reshape(accumulate, idx.shape[0] // accumulate)  # (K, B / K)
-        (value, grads), _ = jax.lax.scan(micro, zero, (jnp.arange(accumulate, dtype=jnp.int32), rows))
-        return value / accumulate, jax.tree.map(lambda g: g / accumulate, grads)
+        (value, grads), _ = jax.lax.scan(micro, zero, (jnp.arange(k, dtype=jnp.int32), xb, yb))
+        return value / k, jax.tree.map(lambda g: g / k, grads)
 
-    def step(x: Array, y: Array, carry: StepCarry, inputs) -> StepCarry:
-        i, idx, key = inputs  # (), (B,), key
-        value, grads = batch_grads(carry.params, x, y, idx, key)
+    def step(carry: StepCarry, inputs) -> StepCarry:
+        i, (xb, yb), key = inputs  # (), ((K, b, D), (K, b[, k])), key
+        value, grads = batch_grads(carry.params, xb, yb, key)
         updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
         new_params = optax.apply_updates(carry.params, updates)
         # Only the scalar loss is checked per step (passes over every gradient and param each
@@ -373,6 +374,13 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
                          jnp.where(carry.ok & ~good, i, carry.bad_step))
 
     return step
+
+
+def gather_batch(x: Array, y: Array, rows: Array, accumulate: int = 1) -> tuple[Array, Array]:
+    """Minibatch rows (B,) of a resident training set x (N, D), y (N, ...) as `make_step_fn`'s
+    (xb (K, B / K, D), yb (K, B / K, ...)), K = accumulate."""
+    rows = rows.reshape(accumulate, rows.shape[0] // accumulate)  # (K, B / K)
+    return x[rows], y[rows]
 
 
 def epoch_plan(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array, Array]:
@@ -389,31 +397,43 @@ def epoch_plan(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array,
 
 
 def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, schedule: optax.Schedule, *,
-                  loss: str, n_train: int, jit_kwargs: dict[str, Any] | None = None,
+                  loss: str, n_train: int, feed: str = "resident", jit_kwargs: dict[str, Any] | None = None,
                   data_parallel: parallel.DataParallel | None = None) -> Callable:
     """The jitted `epoch(key, state, x, y) -> (state, EpochStats)`; `state` is donated.
 
-    x (N, D) and y (N,) or (N, k) are the whole training set, already on the device. The epoch
-    draws a permutation from `key`, drops the remainder batch (N mod batch_size examples; every
-    epoch reshuffles, so each example is still used), and scans `make_step_fn`'s step over the
-    N // batch_size minibatches. Divergence is found on the device: a non-finite loss trips a
-    flag carried through the scan (a non-finite gradient makes the params, and so the next
-    loss, non-finite), and the final params and optimizer state are checked once at the end.
-    The host sees `finite == False` once, after the epoch; `fit` then raises TrainingDiverged
-    and saves nothing from that epoch, so the last checkpoint stays the last good one.
+    feed "resident": x (N, D) and y (N,) or (N, k) are the whole training set, already on the
+    device; the epoch draws a permutation from `key` and gathers every minibatch there.
+    feed "per_process": x (S, K, B / K, D), y (S, K, B / K[, k]) are this epoch's minibatches,
+    gathered on the host by `epoch_rows(key, ...)` and sent (`fit` sends each device only its
+    rows). Both see the same minibatches in the same order: the permutation drops the remainder
+    batch (N mod batch_size examples; every epoch reshuffles, so each example is still used).
+
+    The epoch scans `make_step_fn`'s step over the S = N // batch_size minibatches. Divergence
+    is found on the device: a non-finite loss trips a flag carried through the scan (a
+    non-finite gradient makes the params, and so the next loss, non-finite), and the final
+    params and optimizer state are checked once at the end. The host sees `finite == False`
+    once, after the epoch; `fit` then raises TrainingDiverged and saves nothing from that
+    epoch, so the last checkpoint stays the last good one.
 
     `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh);
     `data_parallel` splits every minibatch over its mesh (parallel.py).
     """
-    batch = config.batch_size
+    batch, accumulate = config.batch_size, config.accumulate
     steps = n_train // batch
     if steps < 1:
         raise ValueError(f"batch_size={batch} is larger than the training set ({n_train} examples)")
+    if feed not in ("resident", "per_process"):
+        raise ValueError(f"feed must be resident or per_process, got {feed!r}")
     step = make_step_fn(config, optimizer, loss=loss, data_parallel=data_parallel)
 
     def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
-        plan = epoch_plan(key, x.shape[0], batch)
-        carry, _ = jax.lax.scan(lambda c, inputs: (step(x, y, c, inputs), None), start_carry(state), plan)
+        index, rows, keys = epoch_plan(key, n_train, batch)  # (S,), (S, B), (S,)
+        if feed == "resident":
+            body = lambda c, inputs: (step(c, (inputs[0], gather_batch(x, y, inputs[1], accumulate), inputs[2])), None)
+            carry, _ = jax.lax.scan(body, start_carry(state), (index, rows, keys))
+        else:  # the rows were gathered on the host; `rows` is unused (and compiled away)
+            carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state),
+                                    (index, (x, y), keys))
         end_finite = _all_finite(carry.params) & _all_finite(carry.opt_state)  # the last update, too
         carry = carry._replace(ok=carry.ok & end_finite,
                                bad_step=jnp.where(carry.ok & ~end_finite, steps - 1, carry.bad_step))
@@ -426,12 +446,31 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
     return jax.jit(epoch, donate_argnums=(1,), **(jit_kwargs or {}))
 
 
+@functools.lru_cache(maxsize=16)
+def _epoch_rows_fn(n_train: int, batch_size: int, accumulate: int) -> Callable:
+    return jax.jit(lambda key: epoch_plan(key, n_train, batch_size)[1].reshape(
+        n_train // batch_size, accumulate, batch_size // accumulate))
+
+
+def epoch_rows(key: Array, n_train: int, batch_size: int, accumulate: int = 1) -> Array:
+    """The training-set rows (S, K, B / K) of an epoch's minibatches, K = accumulate: the same
+    permutation the resident epoch draws on the device (`epoch_plan`), for a host that feeds."""
+    return _epoch_rows_fn(n_train, batch_size, accumulate)(key)
+
+
+def resolve_feed(config: TrainConfig) -> str:
+    """`config.data_feed` with auto resolved: resident in one process, per_process with several."""
+    if config.data_feed != "auto":
+        return config.data_feed
+    return "per_process" if jax.process_count() > 1 else "resident"
+
+
 # --- compiled programs, cached across fits -----------------------------------------------------
 # Fields that do not change the compiled init / epoch programs: the data enters as arrays and
 # the keys as arguments, the rest steers the host loop.
 _HOST_ONLY_FIELDS = ("dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize", "data_seed",
                      "label_column", "seed", "eval_every", "eval_train", "track_activations", "eval_batch_size", "patience", "min_delta", "restore_best",
-                     "checkpoint_every", "keep_checkpoints", "out_dir")
+                     "checkpoint_every", "keep_checkpoints", "out_dir", "data_feed")
 
 
 def program_config(config: TrainConfig) -> TrainConfig:
@@ -446,16 +485,21 @@ def program_config(config: TrainConfig) -> TrainConfig:
 
 @functools.lru_cache(maxsize=16)
 def _programs(config: TrainConfig, loss: str, n_train: int, sizes: tuple[int, ...], x_spec, y_spec,
-              x64: bool) -> tuple[Callable, Callable, float]:
+              x64: bool, feed: str) -> tuple[Callable, Callable, float]:
     """(jitted init(key) -> TrainState, compiled epoch, its compile seconds) for a program config.
 
-    On several devices (`config.devices`) both take and return replicated global arrays."""
+    On several devices (`config.devices`) both take and return replicated global arrays; the
+    epoch's data is replicated (feed resident) or split over the devices (per_process)."""
     steps_per_epoch = n_train // config.batch_size
     schedule, optimizer = build_optimizer(config, sizes, steps_per_epoch)
     dp = parallel.data_parallel(config.devices)
+    jit_kwargs = None
+    if dp is not None:
+        data = dp.replicated if feed == "resident" else dp.batch_sharding(axis=2)  # (S, K, B / K, ...)
+        jit_kwargs = dict(in_shardings=(dp.replicated, dp.replicated, data, data), out_shardings=dp.replicated)
     init = jax.jit(lambda key: init_state(key, config, sizes, optimizer), **(dp.jit_kwargs(1) if dp else {}))
-    epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=loss, n_train=n_train, data_parallel=dp,
-                             jit_kwargs=dp.jit_kwargs(4) if dp else None)
+    epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=loss, n_train=n_train, feed=feed, data_parallel=dp,
+                             jit_kwargs=jit_kwargs)
     key_spec = jax.eval_shape(lambda: jax.random.key(0))
     t0 = time.perf_counter()
     compiled = epoch_fn.lower(key_spec, abstract_state(config, sizes, optimizer), x_spec, y_spec).compile()
@@ -463,15 +507,73 @@ def _programs(config: TrainConfig, loss: str, n_train: int, sizes: tuple[int, ..
 
 
 # --- evaluation and prediction ----------------------------------------------------------------
+class EvalSet(NamedTuple):
+    """A data set of n examples laid out for evaluation in nb = ceil(n / B) batches of B rows.
+
+    Resident rows: x (N, D), y (N,) or (N, k) on the device and rows (nb, B) int32; batch i is
+    x[rows[i]], so the training set already on the device is evaluated without a second copy.
+    Batched (rows None): x (nb, B, D), y (nb, B[, k]), split over the devices along B when each
+    process fed its rows. Either way the positions >= n of the last batch repeat row 0 (valid
+    values, no NaN risk) and are masked out, so means are exact.
+    """
+
+    x: Array
+    y: Array
+    rows: Array | None
+
+
+def eval_rows(n: int, batch_size: int, multiple: int = 1) -> np.ndarray:
+    """Rows (nb, B) of an evaluation pass over n examples: B = min(batch_size, n) rounded up to
+    a multiple of `multiple` (the data-parallel devices), the last batch padded with row 0."""
+    b = -(-min(batch_size, n) // multiple) * multiple
+    nb = -(-n // b)
+    return np.concatenate([np.arange(n), np.zeros(nb * b - n, np.int64)]).astype(np.int32).reshape(nb, b)
+
+
+def feed_rows(dp: parallel.DataParallel | None, arrays, rows: np.ndarray):
+    """Device arrays `a[rows]` (*rows.shape, ...) for host arrays `a`; on a data-parallel mesh
+    split along rows' last axis, each process sending only its own rows (`DataParallel.feed`)."""
+    if dp is None:
+        return place(jax.tree.map(lambda a: np.asarray(a)[rows], arrays))
+    return dp.feed(arrays, rows)
+
+
+def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel.DataParallel | None = None,
+                  feed: str = "resident", resident: tuple[Array, Array] | None = None) -> EvalSet:
+    """The EvalSet of host arrays x (n, D), y (n, ...): batched and fed per process (feed
+    per_process), else resident rows, reusing `resident` (x, y already on the device) if given."""
+    rows = eval_rows(x.shape[0], batch_size, dp.size if dp is not None else 1)
+    if feed == "per_process":
+        return EvalSet(*feed_rows(dp, (x, y), rows), None)
+    put = place if dp is None else dp.replicate
+    xd, yd = resident if resident is not None else put((x, y))
+    return EvalSet(xd, yd, put(rows))
+
+
+def scan_eval_set(body: Callable, init, data: EvalSet, n: int, dp: parallel.DataParallel | None = None):
+    """Fold `body(acc, x_i (B, D), y_i (B, ...), mask_i (B,) bool) -> acc` over the batches of
+    `data` (inside jit); with `dp` every batch is split over its devices."""
+    batches = data.rows if data.rows is not None else (data.x, data.y)
+    nb, b = jax.tree.leaves(batches)[0].shape[:2]
+
+    def fold(acc, inputs):
+        i, batch = inputs
+        xi, yi = (data.x[batch], data.y[batch]) if data.rows is not None else batch
+        if dp is not None:
+            xi, yi = dp.constrain_batch(xi), dp.constrain_batch(yi)
+        return body(acc, xi, yi, i * b + jnp.arange(b) < n), None
+
+    return jax.lax.scan(fold, init, (jnp.arange(nb), batches))[0]
+
+
 @functools.lru_cache(maxsize=64)
-def _eval_fn(loss: str, activation: str, options: tuple, classification: bool) -> Callable:
+def _eval_fn(loss: str, activation: str, options: tuple, classification: bool,
+             dp: parallel.DataParallel | None = None) -> Callable:
     loss_fn = get_loss(loss)
     opts = dict(options)
 
-    @jax.jit
-    def sums(params, xb, yb, mask):  # xb (nb, B, D), yb (nb, B[, k]), mask (nb, B)
-        def body(acc, batch):
-            x, y, m = batch
+    def sums(params, data: EvalSet, n: int):
+        def body(acc, x, y, m):  # x (B, D), y (B[, k]), m (B,)
             scores = mlp_apply(params, x, activation=activation, **opts)  # (B, d_out)
             per = loss_fn.per_example(scores, y)  # (B,)
             if classification:
@@ -479,12 +581,12 @@ def _eval_fn(loss: str, activation: str, options: tuple, classification: bool) -
                 metric = (pred == y).astype(jnp.float32)
             else:
                 metric = jnp.mean((scores - y.reshape(scores.shape)) ** 2, axis=1)
-            return (acc[0] + jnp.sum(jnp.where(m, per, 0)), acc[1] + jnp.sum(jnp.where(m, metric, 0))), None
+            return acc[0] + jnp.sum(jnp.where(m, per, 0)), acc[1] + jnp.sum(jnp.where(m, metric, 0))
 
-        zero = jnp.zeros((), xb.dtype)
-        return jax.lax.scan(body, (zero, zero), (xb, yb, mask))[0]
+        zero = jnp.zeros((), params[0].W.dtype)
+        return scan_eval_set(body, (zero, zero), data, n, dp)
 
-    return sums
+    return jax.jit(sums, static_argnums=(2,))
 
 
 def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: str | None = None,
@@ -499,24 +601,31 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     loss = loss or resolve_loss(config, data)
     activation = activation or config.activation
     options = activation_options or (config.activation_options() if activation == config.activation else {})
-    dtype = params[0].W.dtype
-    x, y = train_arrays(data, dtype)
-    xb, yb, mask = place(eval_batches(x, y, batch_size or config.eval_batch_size))
-    return _evaluate(params, xb, yb, mask, len(data), loss, activation, options, data.num_classes is not None)
+    eval_set = make_eval_set(*train_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
+    return _evaluate(params, eval_set, len(data), loss, activation, options, data.num_classes is not None)
 
 
-def _evaluate(params, xb, yb, mask, n, loss, activation, options, classification) -> dict[str, float]:
-    fn = _eval_fn(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
-    loss_sum, metric_sum = jax.device_get(fn(params, xb, yb, mask))
+def _evaluate(params, data: EvalSet, n, loss, activation, options, classification, dp=None) -> dict[str, float]:
+    fn = _eval_fn(get_loss(loss).name, activation, tuple(sorted(options.items())), classification, dp)
+    loss_sum, metric_sum = jax.device_get(parallel.to_local(fn(params, data, n)))
     return {"loss": float(loss_sum) / n, ("accuracy" if classification else "mse"): float(metric_sum) / n}
 
 
 @functools.lru_cache(maxsize=16)
-def _stats_fn(loss: str, l2: float, activation: str, options: tuple) -> Callable:
-    """Jitted `track_activations` stats: dead / saturation fractions (L,) and grad norms (L + 1,)."""
+def _stats_fn(loss: str, l2: float, activation: str, options: tuple,
+              dp: parallel.DataParallel | None = None) -> Callable:
+    """Jitted `track_activations` stats over an EvalSet: dead / saturation fractions (L,) and
+    grad norms (L + 1,), one manual forward and backward pass per batch (metrics.py)."""
     opts = dict(options)
-    return jax.jit(lambda params, xb, yb, mask, n: metrics_lib.dataset_stats(
-        params, xb, yb, mask, n, loss=loss, l2=l2, activation=activation, **opts), static_argnums=(4,))
+
+    def stats(params, data: EvalSet, n: int):
+        def body(acc, x, y, m):
+            return metrics_lib.dataset_stats_update(acc, params, x, y, m, n, loss=loss, activation=activation, **opts)
+
+        acc = scan_eval_set(body, metrics_lib.dataset_stats_start(params), data, n, dp)
+        return metrics_lib.dataset_stats_result(acc, params, l2=l2, activation=activation)
+
+    return jax.jit(stats, static_argnums=(2,))
 
 
 @functools.lru_cache(maxsize=64)
@@ -588,16 +697,26 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     steps_per_epoch = n_train // config.batch_size
     dtype = np.dtype(config.dtype)
     dp = parallel.data_parallel(config.devices)  # None: one device, the plain program
-    put = place if dp is None else dp.replicate  # training data, keys: replicated on every device
-    local = (lambda tree: tree) if dp is None else parallel.to_local  # evaluation: one device per process
-    x, y = put(train_arrays(train, dtype))
-    val_dev = None if val is None else place(eval_batches(*train_arrays(val, dtype), config.eval_batch_size))
+    feed = resolve_feed(config)
+    put = place if dp is None else dp.replicate  # params, keys (and a resident training set): on every device
+    x_host, y_host = train_arrays(train, dtype)
+    if feed == "resident":  # the whole training set on every device, once
+        resident = put((x_host, y_host))
+        x_spec, y_spec = (jax.ShapeDtypeStruct(a.shape, a.dtype) for a in resident)
+    else:  # an epoch's minibatches (S, K, B / K, ...), fed by every process each epoch
+        resident = None
+        lead = (steps_per_epoch, config.accumulate, config.batch_size // config.accumulate)
+        x_spec, y_spec = (jax.ShapeDtypeStruct(lead + a.shape[1:], a.dtype) for a in (x_host, y_host))
+
+    def eval_set(x, y, resident=None) -> EvalSet:
+        return make_eval_set(x, y, config.eval_batch_size, dp=dp, feed=feed, resident=resident)
+
     wants_train_eval = config.eval_train or config.track_activations
-    train_dev = place(eval_batches(*train_arrays(train, dtype), config.eval_batch_size)) if wants_train_eval else None
+    train_eval = eval_set(x_host, y_host, resident) if wants_train_eval else None
+    val_eval = None if val is None else eval_set(*train_arrays(val, dtype))
     t0 = time.perf_counter()
-    init, compiled, _ = _programs(program_config(config), loss, n_train, sizes,
-                                  jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(y.shape, y.dtype),
-                                  bool(jax.config.jax_enable_x64))
+    init, compiled, _ = _programs(program_config(config), loss, n_train, sizes, x_spec, y_spec,
+                                  bool(jax.config.jax_enable_x64), feed)
     compile_seconds = time.perf_counter() - t0  # ~0 when an earlier fit compiled the same programs
     init_key, train_key = run_keys(config.seed)
 
@@ -630,14 +749,29 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
 
     info = dict(config=config, sizes=sizes, loss=loss, n_train=n_train, steps_per_epoch=steps_per_epoch,
                 start_epoch=start_epoch, compile_seconds=history.compile_seconds, history=history,
-                devices=dp.size if dp else 1, processes=jax.process_count())
+                devices=dp.size if dp else 1, processes=jax.process_count(), data_feed=feed)
     for cb in callbacks:
         cb.on_train_begin(info)
 
+    def fed_epoch(rows) -> tuple[Array, Array]:  # host: this process's rows of an epoch's minibatches -> devices
+        return feed_rows(dp, (x_host, y_host), np.asarray(jax.device_get(rows)))
+
+    def next_rows(epoch: int):
+        return epoch_rows(epoch_key(train_key, epoch), n_train, config.batch_size, config.accumulate)
+
+    upcoming = fed_epoch(next_rows(start_epoch)) if feed == "per_process" and start_epoch < config.epochs else None
     opts = config.activation_options()
     for epoch in range(start_epoch, config.epochs):
         t = time.perf_counter()
-        state, stats = compiled(put(epoch_key(train_key, epoch)), state, x, y)
+        last = epoch + 1 == config.epochs
+        if feed == "resident":
+            data = resident
+        else:  # the next epoch's rows are drawn before this epoch is queued, so they are ready at once...
+            data, rows_after = upcoming, None if last else next_rows(epoch + 1)
+        state, stats = compiled(put(epoch_key(train_key, epoch)), state, *data)
+        if feed == "per_process":  # ...and gathered and sent while this epoch runs (2 epochs on the devices)
+            del data
+            upcoming = None if last else fed_epoch(rows_after)
         stats = jax.device_get(stats)
         seconds = time.perf_counter() - t
         if not stats.finite:
@@ -645,20 +779,17 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         record = {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr),
                   "seconds": seconds, "samples_per_sec": steps_per_epoch * config.batch_size / seconds,
                   "train_accuracy": None, "train_mse": None, "val_loss": None, "val_accuracy": None, "val_mse": None}
-        last = epoch + 1 == config.epochs
         eval_due = (epoch + 1) % config.eval_every == 0 or last
         stop = False
         if config.eval_train and eval_due:  # end-of-epoch params on the whole training set
-            metrics = _evaluate(local(state.params), *train_dev, n_train, loss, config.activation, opts,
-                                classification)
+            metrics = _evaluate(state.params, train_eval, n_train, loss, config.activation, opts, classification, dp)
             record.update({"train_" + k: v for k, v in metrics.items() if k != "loss"})
         if config.track_activations and eval_due:
-            stats = _stats_fn(loss, config.l2, config.activation, tuple(sorted(opts.items())))
+            stats_fn = _stats_fn(loss, config.l2, config.activation, tuple(sorted(opts.items())), dp)
             record.update({k: np.asarray(v).tolist() for k, v in
-                           jax.device_get(stats(local(state.params), *train_dev, n_train)).items()})
-        if val_dev is not None and eval_due:
-            metrics = _evaluate(local(state.params), *val_dev, len(val), loss, config.activation, opts,
-                                classification)
+                           jax.device_get(parallel.to_local(stats_fn(state.params, train_eval, n_train))).items()})
+        if val_eval is not None and eval_due:
+            metrics = _evaluate(state.params, val_eval, len(val), loss, config.activation, opts, classification, dp)
             record.update({"val_" + k: v for k, v in metrics.items()})
             if history.best_val_loss is None or metrics["loss"] < history.best_val_loss - config.min_delta:
                 history.best_val_loss, history.best_epoch = metrics["loss"], epoch + 1
@@ -674,10 +805,14 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         if stop:
             break
 
-    params = local(best_params if (config.restore_best and best_params is not None) else state.params)
-    splits = {"train": train, "val": val, "test": test}
-    history.final = {name: evaluate(params, data, config=config, loss=loss)
-                     for name, data in splits.items() if data is not None}
+    final_params = best_params if (config.restore_best and best_params is not None) else state.params
+    history.final = {}
+    eval_sets = {"train": (train, train_eval), "val": (val, val_eval), "test": (test, None)}
+    for name, (data, prepared) in eval_sets.items():
+        if data is not None:
+            prepared = prepared or eval_set(*train_arrays(data, dtype))
+            history.final[name] = _evaluate(final_params, prepared, len(data), loss, config.activation, opts,
+                                            classification, dp)
     for cb in callbacks:
         cb.on_train_end(history)
-    return params, history
+    return parallel.to_local(final_params), history

@@ -91,7 +91,7 @@ def make_train_steps(args, precision: str, dp):
 
     def run(carry, x, y, idx):
         key = jax.random.key(1)
-        return jax.lax.fori_loop(0, args.steps, lambda i, c: step(x, y, c, (i, idx, jax.random.fold_in(key, i))),
+        return jax.lax.fori_loop(0, args.steps, lambda i, c: step(c, (i, train.gather_batch(x, y, idx), jax.random.fold_in(key, i))),
                                  carry)
 
     jitted = jax.jit(run, **(dp.jit_kwargs(4) if dp else {}))

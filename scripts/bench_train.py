@@ -81,7 +81,7 @@ def bench_batch(x, y, batch: int, repeats: int, step_repeats: int) -> dict:
     # indexes this epoch's plan (rows, keys) on the device, so each minibatch is one dispatch.
     t0 = time.perf_counter()
     step = train.make_step_fn(cfg, optimizer, loss=loss)
-    step_jit = jax.jit(lambda carry, x, y, plan, i: step(x, y, carry, (i, plan[1][i], plan[2][i])),
+    step_jit = jax.jit(lambda carry, x, y, plan, i: step(carry, (i, train.gather_batch(x, y, plan[1][i]), plan[2][i])),
                        donate_argnums=(0,))
     plan_jit = jax.jit(lambda key: train.epoch_plan(key, n, batch))
     plan_compiled = plan_jit.lower(train.epoch_key(train_key, 0)).compile()

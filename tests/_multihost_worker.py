@@ -11,7 +11,8 @@ Jobs:
   {"kind": "fit", "config": {...TrainConfig fields}}  -> {"params": [[W, b], ...], "final": ...}
   {"kind": "feed", "batch": B, "sizes": [...], "method": m}  -> grads of one step whose global batch
       is built from the rows each process feeds (parallel.DataParallel.shard_batch)
-  {"kind": "cli", "argv": [...]}  -> {"code": exit status, "writes": [files this process wrote]}
+  {"kind": "cli", "argv": [...]}  -> {"code": exit status, "writes": [files this process wrote],
+      "fed": [[local shape, global shape], ...] of the arrays built from per-process data}
 
 "distributed": {"coordinator": "127.0.0.1:PORT", "num_processes": N, "process_id": I, "timeout": s}
 starts jax.distributed first (jobs of kind "cli" pass their own flags instead).
@@ -84,8 +85,21 @@ def run_cli(job):
     for name in ("plot_loss_curve", "plot_decision_boundary"):
         fn = getattr(plots, name)
         setattr(plots, name, lambda *a, _fn=fn, _name=name, **k: (writes.append(f"plot:{_name}"), _fn(*a, **k))[1])
-    code = cli.main(job["argv"])
-    return {"code": code, "writes": writes}
+    import jax
+
+    fed = []  # (local shape, global shape) of every array built from per-process data
+    make = jax.make_array_from_process_local_data
+
+    def recording_make(sharding, local_data, global_shape=None):
+        fed.append([list(local_data.shape), None if global_shape is None else list(global_shape)])
+        return make(sharding, local_data, global_shape)
+
+    jax.make_array_from_process_local_data = recording_make
+    try:
+        code = cli.main(job["argv"])
+    finally:
+        jax.make_array_from_process_local_data = make
+    return {"code": code, "writes": writes, "fed": fed}
 
 
 def main() -> None:

@@ -46,9 +46,18 @@ def as_layers(params_json):
     return [tuple(np.asarray(v) for v in layer if v is not None) for layer in params_json]
 
 
-def reference(config: dict, data=SPIRAL):
-    params, _ = train.fit(TrainConfig(**config), data)
-    return [tuple(np.asarray(v) for v in layer if v is not None) for layer in params]
+def reference(config: dict, data=SPIRAL, with_final: bool = False):
+    params, history = train.fit(TrainConfig(**config), data)
+    layers = [tuple(np.asarray(v) for v in layer if v is not None) for layer in params]
+    return (layers, history.final) if with_final else layers
+
+
+def assert_same_final(got: dict, want: dict) -> None:
+    """Evaluations (data parallel in the worker) equal the single-device ones."""
+    assert got.keys() == want.keys()
+    for split in want:
+        assert got[split]["accuracy"] == want[split]["accuracy"], split
+        assert abs(got[split]["loss"] - want[split]["loss"]) <= TOL * abs(want[split]["loss"]), split
 
 
 def worker_env(devices_per_process: int) -> dict:
@@ -190,12 +199,16 @@ def test_accumulation_makes_one_update_per_batch():
 def test_eight_devices_match_one_device():
     """Params after 5 steps on 8 forced host devices equal the single-device run, both grad methods
     (with dropout and input noise: the random masks do not depend on the sharding); accumulation
-    composes with data parallelism; a batch that does not split over 8 devices is a clear error;
-    a global batch fed from per-process rows gives the single-device gradient."""
+    composes with data parallelism; the per-process feed (each device sent only its rows of every
+    batch) trains the same run; the data-parallel evaluations equal single-device ones; a batch
+    that does not split over 8 devices is a clear error; a global batch fed from per-process rows
+    gives the single-device gradient."""
     cases = {
         "autodiff": dict(FIVE_STEPS, devices=8, grad_method="autodiff"),
         "manual": dict(FIVE_STEPS, devices=0, grad_method="manual", dropout=0.2, input_noise=0.1),
         "accumulate": dict(FIVE_STEPS, devices=8, batch_size=112, accumulate=2, grad_method="manual", epochs=2),
+        "per_process": dict(FIVE_STEPS, devices=8, batch_size=112, accumulate=2, dropout=0.2, epochs=2,
+                            data_feed="per_process", eval_batch_size=100),
     }
     jobs = [{"kind": "fit", "config": c} for c in cases.values()]
     jobs.append({"kind": "fit", "config": dict(FIVE_STEPS, devices=8, batch_size=60)})
@@ -204,8 +217,10 @@ def test_eight_devices_match_one_device():
     assert out["devices"] == 8
     results = dict(zip([*cases, "bad_batch", "feed"], out["results"]))
     for name, config in cases.items():
-        got = as_layers(ok(results[name])["params"])
-        assert max_rel_err(got, reference(dict(config, devices=1))) < TOL, name
+        got = ok(results[name])
+        want, want_final = reference(dict(config, devices=1, data_feed="resident"), with_final=True)
+        assert max_rel_err(as_layers(got["params"]), want) < TOL, name
+        assert_same_final(got["final"], want_final)
     assert "batch_size=60 must be divisible by 8 device(s) = 8" in results["bad_batch"]["error"]
 
     feed = ok(results["feed"])
@@ -245,11 +260,17 @@ def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
     assert (r0["process"], r1["process"], r0["devices"], r1["devices"]) == (0, 1, 4, 4)
     cli0, cli1 = ok(r0["results"][0]), ok(r1["results"][0])
     assert cli0["code"] == cli1["code"] == 0
+    # each process sent only its half of every minibatch: an epoch is (5 steps, 1, 56 rows, 2 features)
+    for fed in (cli0["fed"], cli1["fed"]):
+        assert [[5, 1, 28, 2], [5, 1, 56, 2]] in fed and [[5, 1, 28], [5, 1, 56]] in fed, fed
+        assert not any(local[0] == 300 for local, _ in fed), fed  # the training set itself is never placed
     assert cli1["writes"] == []  # process 1 writes no run file, metrics line or plot...
     assert {"file:config.json", "file:summary.json", "metrics:append", "plot:plot_loss_curve"} <= set(cli0["writes"])
-    printed1 = [line for line in stdout1.splitlines() if not line.startswith(("RESULT ", "[Gloo]"))]
+    # gloo's own C++ status lines ("[Gloo] Rank 2 is connected to 3 peer ranks...") may arrive split
+    printed1 = [line for line in stdout1.splitlines()
+                if line.strip() and not line.startswith(("RESULT ", "[Gloo]")) and "peer ranks" not in line]
     assert printed1 == []  # ...and prints nothing
-    assert "epoch 1/1" in stdout0 and "on 4 devices of 2 processes" in stdout0
+    assert "epoch 1/1" in stdout0 and "on 4 devices of 2 processes, batches fed per process" in stdout0
 
     # the checkpoint (written through orbax by both) holds the params of 5 steps == one process
     params, saved, meta = restore_params(run_dir)

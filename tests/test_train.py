@@ -315,6 +315,35 @@ def test_track_activations_records_exact_dead_fractions_and_grad_norms():
     assert len(records[-1]["grad_norm"]) == 3
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_once(accumulate):
+    """data_feed per_process (each epoch's minibatches gathered on the host and sent) trains the
+    same run as the resident feed, evaluations and activation stats included. The resident run
+    evaluates the training set from its one device copy; the fed run never places it whole."""
+    n, d = SPLITS.train.x.shape
+    config = dataclasses.replace(SMALL, accumulate=accumulate, dropout=0.1, track_activations=True)
+    runs, census = {}, {}
+    for feed in ("resident", "per_process"):
+        before = {id(a) for a in jax.live_arrays()}
+
+        class Census(train.Callback):
+            def on_epoch_end(self, record, feed=feed):  # device arrays holding data rows, made by this fit
+                census.setdefault(feed, set()).update(
+                    a.shape for a in jax.live_arrays() if id(a) not in before and a.shape[-1:] == (d,) and a.size >= n)
+
+        runs[feed] = train.fit(dataclasses.replace(config, data_feed=feed), SPLITS.train, SPLITS.val,
+                               callbacks=[Census()])
+    (p_res, h_res), (p_fed, h_fed) = runs["resident"], runs["per_process"]
+    for a, b in zip(jax.tree.leaves(p_res), jax.tree.leaves(p_fed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for split in ("train", "val"):
+        assert h_fed.final[split] == pytest.approx(h_res.final[split], rel=1e-6)
+    assert h_fed.train_accuracy == h_res.train_accuracy and h_fed.dead_fraction == h_res.dead_fraction
+    steps, b = n // SMALL.batch_size, SMALL.batch_size // accumulate
+    assert census["resident"] == {(n, d)}  # the training set, once: no second copy for evaluation
+    assert (steps, accumulate, b, d) in census["per_process"] and (n, d) not in census["per_process"]
+
+
 def test_a_non_finite_last_update_is_caught_at_the_epoch_end():
     """Every loss of the epoch is finite, but its last update poisons the params."""
     cfg = TrainConfig(batch_size=50, hidden=(4,))
