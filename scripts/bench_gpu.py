@@ -47,6 +47,7 @@ from _bench import RESULTS, environment, mlp_train_flops, write_results  # noqa:
 from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.config import TrainConfig  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
+from jaxmlp.precision import policy_loss_and_grad  # noqa: E402
 from jaxmlp.train import (build_optimizer, check_data, epoch_key, evaluate, init_state, make_epoch_fn,  # noqa: E402
                           model_sizes, place, run_keys, train_arrays)
 
@@ -241,13 +242,8 @@ def part_mnist(args, train, test, device: str, torch_ok: bool) -> dict:
 
 
 # --- part 2 and 3: jitted loops of training steps ---------------------------------------------------------------
-def bf16_mode() -> str:
-    """How part 2 runs bf16: jaxmlp's mixed-precision policy when this checkout has it, else pure bf16."""
-    try:
-        from jaxmlp.precision import policy_loss_and_grad  # noqa: F401
-        return "mixed (jaxmlp.precision policy bf16: fp32 master params and Adam, bf16 matmuls/activations)"
-    except ImportError:
-        return "pure bf16 (params, activations and Adam state in bfloat16)"
+# part 2 runs bf16 through jaxmlp's own mixed-precision policy
+BF16_MODE = "mixed (jaxmlp.precision policy bf16: fp32 master params and Adam, bf16 matmuls/activations)"
 
 
 def make_steps(sizes, batch: int, dtype, method: str, seed: int = 0, policy: str | None = None):
@@ -264,8 +260,6 @@ def make_steps(sizes, batch: int, dtype, method: str, seed: int = 0, policy: str
     if policy is None:
         grad_fn = loss_and_grad
     else:
-        from jaxmlp.precision import policy_loss_and_grad
-
         def grad_fn(p, xx, yy, **kw):
             return policy_loss_and_grad(p, xx, yy, precision=policy, **kw)
 
@@ -318,11 +312,9 @@ def fits_memory(sizes, batch: int, itemsize: int, frac: float = 0.7) -> bool:
 
 
 def part_wide(args) -> dict:
-    mode = bf16_mode()
-    mixed = mode.startswith("mixed")
-    out = {"bf16_mode": mode, "points": []}
+    out = {"bf16_mode": BF16_MODE, "points": []}
     for prec in args.dtypes.split(","):
-        dtype = jnp.bfloat16 if prec == "bf16" and not mixed else jnp.float32
+        dtype = jnp.float32  # master params; bf16 runs through the policy
         gemm_dtype = jnp.bfloat16 if prec == "bf16" else jnp.float32
         for width in [int(w) for w in args.widths.split(",")]:
             for batch in [int(b) for b in args.batches.split(",")]:
@@ -335,7 +327,7 @@ def part_wide(args) -> dict:
                 try:
                     with jax.default_matmul_precision(JAX_PRECISION[prec]):
                         run, state, flops = make_steps(sizes, batch, dtype, "autodiff",
-                                                       policy="bf16" if prec == "bf16" and mixed else None)
+                                                       policy="bf16" if prec == "bf16" else None)
                         step = time_loop(run, state, flops, args.repeats, args.target_call_s)
                         del run, state
                         grun, a, gflops = make_gemm(batch, width, gemm_dtype)
