@@ -4,6 +4,7 @@
     python scripts/bench_scale.py --devices all                   # the step data-parallel over every device
     python scripts/bench_scale.py --parts step --width 256 --batch 512 --name /tmp/scale_smoke   # CPU smoke
     python scripts/bench_scale.py --parts accuracy --epochs 10 --name scale_cpu_large_batch    # MNIST on CPU
+    python scripts/bench_scale.py --parts feed --name scale_cpu_feed                           # the feeds, on CPU
 
 Part "step": the trainer's own training step (`jaxmlp.train.make_step_fn`: gather the batch,
 loss_and_grad under the precision policy, Adam update, finiteness check) on an MLP of `--layers`
@@ -25,6 +26,14 @@ with Adam lr 1e-3 against batch `--large-batch` (8192) with the large-batch reci
 warm-up over `--warmup-epochs` then cosine decay (warmup_cosine), weight decay 1e-4 on weights
 only (biases masked). Goal: test accuracies within 0.5 points. Accuracy does not depend on timing.
 
+Part "feed": the cost of `--data-feed per_process` against `resident` on real MNIST through
+`jaxmlp.train.fit` (batch `--small-batch`, Adam 1e-3, `--feed-epochs` epochs, runs alternated for
+`--feed-rounds` rounds). The per-process feed gathers each epoch's minibatches on the host and
+sends them while the previous epoch runs; `history.seconds` (the epoch call plus that host work)
+gives the median epoch time, epoch 1 of every run excluded. Peak device memory is recorded where
+the backend reports it (GPU; CPU reports none). Both feeds train the same run, so their test
+accuracies must agree.
+
 Timing: warm-up (compile) first, block_until_ready, interleaved medians of `--repeats` calls.
 The 1-minute load average is recorded before timing (pass --wait-quiet to wait for < 1.5).
 """
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -181,10 +191,42 @@ def part_accuracy(args) -> tuple[dict, list[list]]:
             "load_before_timing": load, "load_at_end": load_averages()}, rows
 
 
+# --- part "feed" ---------------------------------------------------------------------------------------------
+def peak_device_bytes() -> int | None:
+    stats = jax.local_devices()[0].memory_stats()
+    return None if not stats else stats.get("peak_bytes_in_use")
+
+
+def part_feed(args) -> tuple[dict, list[list]]:
+    from jaxmlp.data import load_dataset
+
+    splits = load_dataset("mnist", data_dir=args.data_dir)
+    load = load_averages()
+    common = dict(dataset="mnist", hidden=tuple(int(h) for h in args.hidden.split(",")), epochs=args.feed_epochs,
+                  batch_size=args.small_batch, optimizer="adam", learning_rate=1e-3, checkpoint_every=0,
+                  eval_train=False, devices=args.devices, seed=args.seed)
+    runs: dict[str, list] = {"resident": [], "per_process": []}
+    for r in range(args.feed_rounds):
+        for feed in runs:
+            _, history = train.fit(TrainConfig(data_feed=feed, **common), splits.train, None, splits.test)
+            runs[feed].append({"epoch_s": history.seconds, "test_accuracy": history.final["test"]["accuracy"],
+                               "peak_device_bytes": peak_device_bytes()})
+            log(f"  round {r + 1} {feed}: epochs {', '.join(f'{t:.3f}' for t in history.seconds)} s, "
+                f"test {100 * history.final['test']['accuracy']:.2f}%")
+    medians = {feed: statistics.median(t for run in rs for t in run["epoch_s"][1:]) for feed, rs in runs.items()}
+    rows = [[feed, f"{medians[feed]:.3f}", f"{medians[feed] / medians['resident']:.3f}",
+             f"{100 * rs[-1]['test_accuracy']:.2f}", rs[-1]["peak_device_bytes"] or "not reported"]
+            for feed, rs in runs.items()]
+    for row in rows:
+        log("  " + " | ".join(str(c) for c in row))
+    return {"runs": runs, "median_epoch_s": medians, "per_process_over_resident": medians["per_process"] /
+            medians["resident"], "load_before_timing": load, "load_at_end": load_averages()}, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="step,accuracy", help="step, accuracy or both")
+    parser.add_argument("--parts", default="step,accuracy", help="comma-separated: step, accuracy, feed")
     parser.add_argument("--name", default="scale", help="results/<name>.{json,md}; an absolute path elsewhere")
     parser.add_argument("--devices", default="1", help="data-parallel devices: N or all")
     parser.add_argument("--width", type=int, default=8192)
@@ -206,13 +248,15 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "highest"),
                         help="precision policy of the accuracy runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--feed-epochs", type=int, default=4, help="part feed: epochs per run")
+    parser.add_argument("--feed-rounds", type=int, default=2, help="part feed: runs of each feed, alternated")
     args = parser.parse_args()
     args.devices = 0 if args.devices == "all" else int(args.devices)
     if args.name == "scale" and jax.default_backend() == "cpu":
         parser.error("results/scale.* holds GPU results: on CPU pass --name (e.g. /tmp/scale_smoke or "
                      "scale_cpu_large_batch for --parts accuracy)")
     parts = args.parts.split(",")
-    record = {"title": "Scaling: precision policies vs a bare bf16 GEMM; large-batch MNIST",
+    record = {"title": "Scaling: precision policies vs a bare bf16 GEMM; large-batch MNIST; data feeds",
               "environment": environment(("orbax-checkpoint",)), "args": vars(args)}
     if args.wait_quiet:
         record["quiet"] = wait_for_quiet(threshold=1.5, log=log)
@@ -235,6 +279,17 @@ def main() -> None:
                        f"{record['accuracy']['gap_points']:.2f} points (goal <= 0.5). Accuracies do not depend "
                        f"on timing; 1-min load when the runs started: "
                        f"{record['accuracy']['load_before_timing']['1min']}."))
+    if "feed" in parts:
+        log(f"feed: MNIST, {args.feed_epochs} epochs x {args.feed_rounds} rounds per feed")
+        record["feed"], rows = part_feed(args)
+        f = record["feed"]
+        tables.append((["data feed", "median epoch s", "vs resident", "test acc %", "peak device bytes"], rows,
+                       f"Feed: MNIST, hidden {args.hidden}, batch {args.small_batch}, Adam 1e-3, "
+                       f"{args.feed_epochs} epochs per run, {args.feed_rounds} alternated runs per feed; median "
+                       f"over epochs 2..{args.feed_epochs} of every run (history.seconds: the epoch call plus the "
+                       f"per-process feed's host gather of the next epoch). per_process / resident = "
+                       f"{f['per_process_over_resident']:.3f}; 1-min load before timing: "
+                       f"{f['load_before_timing']['1min']}."))
     (header, rows, note), rest = tables[0], tables[1:]
     notes = [note]
     for h, r, n in rest:  # further tables go into the notes, in the same markdown form
