@@ -93,7 +93,7 @@ class TrainConfig:
     out_dir: str | None = None  # run directory; None = runs/<dataset>-<timestamp> under the current directory
     # --- scale-out (parallel.py, precision.py) ---
     devices: int = 1  # data-parallel devices: N (<= available) or all (= 0: every device of every process); batch_size must be divisible by devices * accumulate
-    data_feed: str = "auto"  # resident (the whole training set on every device, batches gathered there: nothing crosses the host per epoch), per_process (each process gathers its rows of every batch of an epoch on the host and sends only those: device memory ~ 2 * N / devices), auto = resident in one process, per_process with several
+    data_feed: str = "auto"  # resident (the whole training set on every device, batches gathered there: nothing crosses the host per epoch), per_process (each process gathers its rows of every batch of an epoch on the host and sends only those: a device holds ~2 * N / devices training rows plus its share of the evaluation sets), auto = resident in one process, per_process with several
     precision: str = "fp32"  # fp32 (params dtype, JAX's default matmuls: TF32 on Ampere+ GPUs), highest (full-precision matmuls), bf16 (bf16 matmuls and activations; fp32 params, optimizer state and loss)
 
     def __post_init__(self) -> None:

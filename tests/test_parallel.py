@@ -243,7 +243,8 @@ def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
     procs = []
     for pid in range(2):
         jobs = [{"kind": "cli", "argv": [*flags, "--process-id", str(pid)]},  # starts jax.distributed
-                {"kind": "feed", "batch": 16, "sizes": [3, 5, 2], "method": "autodiff"}]
+                {"kind": "feed", "batch": 16, "sizes": [3, 5, 2], "method": "autodiff"},
+                {"kind": "fit", "config": dict(config, devices=0, data_feed="resident", grad_method="manual")}]
         procs.append(subprocess.Popen([sys.executable, str(WORKER), json.dumps({"jobs": jobs})], cwd=tmp_path,
                                       env=worker_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
@@ -277,6 +278,13 @@ def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
     assert meta["epoch"] == 1 and saved.devices == 0
     got = [tuple(np.asarray(v) for v in layer if v is not None) for layer in params]
     assert max_rel_err(got, reference(config)) < TOL
+
+    # the resident feed (every device holds the whole training set) trains the same run
+    want, want_final = reference(dict(config, data_feed="resident", grad_method="manual"), with_final=True)
+    for r in (r0, r1):
+        fit = ok(r["results"][2])
+        assert max_rel_err(as_layers(fit["params"]), want) < TOL
+        assert_same_final(fit["final"], want_final)
 
     # a global batch from the rows each process fed == the single-process gradient
     f0, f1 = ok(r0["results"][1]), ok(r1["results"][1])
