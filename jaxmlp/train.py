@@ -428,10 +428,14 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
 
     def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
         index, rows, keys = epoch_plan(key, n_train, batch)  # (S,), (S, B), (S,)
+
+        def resident_step(carry, inputs):  # gather the minibatch from the resident training set
+            i, rows_i, key_i = inputs
+            return step(carry, (i, gather_batch(x, y, rows_i, accumulate), key_i)), None
+
         if feed == "resident":
-            body = lambda c, inputs: (step(c, (inputs[0], gather_batch(x, y, inputs[1], accumulate), inputs[2])), None)
-            carry, _ = jax.lax.scan(body, start_carry(state), (index, rows, keys))
-        else:  # the rows were gathered on the host; `rows` is unused (and compiled away)
+            carry, _ = jax.lax.scan(resident_step, start_carry(state), (index, rows, keys))
+        else:  # the host gathered the minibatches; `rows` is unused (and compiled away)
             carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state),
                                     (index, (x, y), keys))
         end_finite = _all_finite(carry.params) & _all_finite(carry.opt_state)  # the last update, too
@@ -754,7 +758,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         cb.on_train_begin(info)
 
     def fed_epoch(rows) -> tuple[Array, Array]:  # host: this process's rows of an epoch's minibatches -> devices
-        return feed_rows(dp, (x_host, y_host), np.asarray(jax.device_get(rows)))
+        return feed_rows(dp, (x_host, y_host), jax.device_get(rows))
 
     def next_rows(epoch: int):
         return epoch_rows(epoch_key(train_key, epoch), n_train, config.batch_size, config.accumulate)
@@ -810,7 +814,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     eval_sets = {"train": (train, train_eval), "val": (val, val_eval), "test": (test, None)}
     for name, (data, prepared) in eval_sets.items():
         if data is not None:
-            prepared = prepared or eval_set(*train_arrays(data, dtype))
+            prepared = eval_set(*train_arrays(data, dtype)) if prepared is None else prepared
             history.final[name] = _evaluate(final_params, prepared, len(data), loss, config.activation, opts,
                                             classification, dp)
     for cb in callbacks:
