@@ -291,7 +291,7 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
                               seed=config.data_seed, val_fraction=config.val_fraction,
                               standardize=config.standardize, n_samples=config.n_samples,
                               label_column=config.label_column)
-        train.check_data(config, splits.train, splits.val)
+        train.check_data(config, splits.train, splits.val, splits.test)
     except (DataError, ValueError) as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
 

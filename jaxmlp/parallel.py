@@ -27,6 +27,7 @@ import inspect
 import os
 import sys
 import threading
+import zlib
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -144,6 +145,39 @@ def _abandon() -> None:
         state.client = state.service = state.preemption_sync_manager = None
     except Exception:  # a JAX without these internals: nothing to drop
         pass
+
+
+def assert_same_everywhere(**things) -> None:
+    """ValueError naming each of `things` (bytes, or numpy arrays) that is not the same in every
+    process of a multi-process run; nothing to do in one process.
+
+    Every process runs the same program on what it holds, so a data set or setting that differs
+    between processes (another file, another --seed) would train inconsistent "replicated"
+    params, or leave the processes waiting on each other. Each process sends one CRC-32 per
+    thing (`process_allgather`), so every process sees the same verdict and all of them fail.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    names = sorted(things)
+    local = np.array([_crc32(things[name]) for name in names], dtype=np.uint32)  # (k,)
+    gathered = np.asarray(multihost_utils.process_allgather(local)).reshape(jax.process_count(), len(names))
+    problems = []
+    for j, name in enumerate(names):
+        differ = [i for i in range(gathered.shape[0]) if gathered[i, j] != gathered[0, j]]
+        if differ:
+            problems.append(f"{name} (process {', '.join(map(str, differ))} vs process 0)")
+    if problems:
+        raise ValueError(f"not the same in every process: {'; '.join(problems)}. Every process of a multi-host "
+                         "run must run the same command on the same data")
+
+
+def _crc32(thing) -> int:
+    if isinstance(thing, np.ndarray):
+        header = f"{thing.dtype.str}{thing.shape}".encode()
+        return zlib.crc32(memoryview(np.ascontiguousarray(thing)).cast("B"), zlib.crc32(header))
+    return zlib.crc32(thing)
 
 
 def is_primary() -> bool:

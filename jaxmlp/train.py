@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -662,11 +663,32 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def check_data(config: TrainConfig, train, val=None) -> str:
+# Settings that may differ between the processes of one run: where each host finds its data and
+# the path by which it reaches the shared run directory.
+_PER_HOST_FIELDS = ("data_dir", "download", "out_dir")
+
+
+def _check_processes_agree(config: TrainConfig, **splits) -> None:
+    """With several processes: ValueError unless all hold the same config and data sets."""
+    if jax.process_count() == 1:
+        return
+    shared = {k: v for k, v in config.to_dict().items() if k not in _PER_HOST_FIELDS}
+    things = {"config": json.dumps(shared, sort_keys=True).encode()}
+    for name, data in splits.items():
+        if data is not None:
+            things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
+    parallel.assert_same_everywhere(**things)
+
+
+def check_data(config: TrainConfig, train, val=None, test=None) -> str:
     """The checks `fit` makes before training (the CLI runs them before writing a run dir).
 
-    Returns the resolved loss name; raises ValueError naming the setting that does not fit.
+    Returns the resolved loss name; raises ValueError naming the setting that does not fit, or,
+    with several processes, what differs between them (the config and every data set given,
+    compared by CRC-32, first, so that no process fails a check its peers pass and leaves them
+    waiting).
     """
+    _check_processes_agree(config, train=train, val=val, test=test)
     loss = resolve_loss(config, train)
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
@@ -694,7 +716,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     Raises ValueError for a batch size larger than the training set or settings that do not fit
     the data, and TrainingDiverged (nothing is saved for the diverged epoch).
     """
-    loss = check_data(config, train, val)
+    loss = check_data(config, train, val, test)
     n_train = len(train)
     classification = train.num_classes is not None
     sizes = model_sizes(config, train, loss)

@@ -8,7 +8,7 @@ Prints ONE line `RESULT <json>` on stdout: {"process": i, "devices": n, "results
 result per job, each {"ok": ...} or {"error": "<type>: <message>"}.
 
 Jobs:
-  {"kind": "fit", "config": {...TrainConfig fields}}  -> {"params": [[W, b], ...], "final": ...}
+  {"kind": "fit", "config": {...TrainConfig fields}[, "load_seed": s]}  -> {"params": [[W, b], ...], "final": ...}
   {"kind": "feed", "batch": B, "sizes": [...], "method": m}  -> grads of one step whose global batch
       is built from the rows each process feeds (parallel.DataParallel.shard_batch)
   {"kind": "cli", "argv": [...]}  -> {"code": exit status, "writes": [files this process wrote],
@@ -38,7 +38,8 @@ def run_fit(job):
     from jaxmlp.data import load_dataset
 
     config = TrainConfig.from_dict(job["config"])
-    splits = load_dataset(config.dataset, n_samples=config.n_samples, seed=config.data_seed)
+    seed = job.get("load_seed", config.data_seed)  # a test may load other data than the config says
+    splits = load_dataset(config.dataset, n_samples=config.n_samples, seed=seed)
     params, history = train.fit(config, splits.train)
     return {"params": _tolist(params), "final": history.final, "train_loss": history.train_loss}
 

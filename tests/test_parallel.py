@@ -244,7 +244,9 @@ def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
     for pid in range(2):
         jobs = [{"kind": "cli", "argv": [*flags, "--process-id", str(pid)]},  # starts jax.distributed
                 {"kind": "feed", "batch": 16, "sizes": [3, 5, 2], "method": "autodiff"},
-                {"kind": "fit", "config": dict(config, devices=0, data_feed="resident", grad_method="manual")}]
+                {"kind": "fit", "config": dict(config, devices=0, data_feed="resident", grad_method="manual")},
+                {"kind": "fit", "config": dict(config, devices=0, seed=pid)},  # process 1: another --seed
+                {"kind": "fit", "config": dict(config, devices=0), "load_seed": pid}]  # process 1: other data
         procs.append(subprocess.Popen([sys.executable, str(WORKER), json.dumps({"jobs": jobs})], cwd=tmp_path,
                                       env=worker_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
@@ -285,6 +287,14 @@ def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
         fit = ok(r["results"][2])
         assert max_rel_err(as_layers(fit["params"]), want) < TOL
         assert_same_final(fit["final"], want_final)
+
+    # a setting or a data set that differs between the processes is a clear error in every process
+    for r in (r0, r1):
+        assert r["results"][3]["error"] == ("ValueError: not the same in every process: config (process 1 vs "
+                                            "process 0). Every process of a multi-host run must run the same "
+                                            "command on the same data")
+        assert r["results"][4]["error"].startswith("ValueError: not the same in every process: train x (process 1 "
+                                                   "vs process 0)")  # the spiral's labels come in class order
 
     # a global batch from the rows each process fed == the single-process gradient
     f0, f1 = ok(r0["results"][1]), ok(r1["results"][1])
