@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -111,6 +112,16 @@ def get_loss(name: str | Loss) -> Loss:
     if key not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     return LOSSES[key]
+
+
+def predict_classes(scores):
+    """Class indices (N,) from scores (N, C): argmax, or score > 0 for one binary score (C == 1).
+
+    Works on jax and numpy arrays alike (evaluation on the device, plots on the host).
+    """
+    if scores.shape[1] == 1:  # binary_logistic: sigmoid(s) > 0.5
+        return (scores[:, 0] > 0).astype(np.int32)
+    return scores.argmax(axis=1)
 
 
 def check_targets(loss: Loss, scores_shape: tuple[int, ...], y) -> None:

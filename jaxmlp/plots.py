@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from jaxmlp.checkpoint import atomic_write_bytes
+from jaxmlp.losses import predict_classes
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
@@ -66,7 +67,7 @@ def plot_decision_boundary(scores_fn: Callable[[np.ndarray], np.ndarray], x: np.
                          np.linspace(lo[1] - margin[1], hi[1] + margin[1], resolution))
     grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(np.float32)  # (M, 2)
     scores = np.asarray(scores_fn(grid))
-    pred = (scores[:, 0] > 0).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
+    pred = predict_classes(scores)  # (M,)
     n_classes = max(int(y.max()) + 1, int(pred.max()) + 1, 2)
     fig = Figure(figsize=(5.5, 5))
     ax = fig.add_subplot()
