@@ -16,6 +16,7 @@ non-PReLU nets, optax states) round-trips. Every other file is written to a tmp 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -140,7 +141,8 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
                    best: bool | None = None) -> tuple[Params, TrainConfig, dict[str, Any]]:
     """(params, config, meta) of a run's checkpoint. best=None picks the best-val-loss params
     when the run used restore_best, True insists on them, False takes the last params."""
-    from jaxmlp import train  # train never imports this module; keep the dependency one-way
+    from jaxmlp.training.run import build_run  # the trainer never imports this module
+    from jaxmlp.training.spec import spec_from_meta
 
     config = read_config(run_dir)
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
@@ -149,9 +151,9 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
     try:
         meta = ckpt.read_meta(epoch)
         saved = TrainConfig.from_dict(meta["config"])
-        sizes = tuple(meta["sizes"])
-        _, optimizer = train.build_optimizer(saved, sizes, meta["steps_per_epoch"])
-        abstract = train.abstract_state(saved, sizes, optimizer)
+        # onto this process's first device, whatever devices the saving run used
+        one_device = dataclasses.replace(saved, devices=1)
+        abstract = build_run(one_device, spec_from_meta(meta, saved), compile=False).abstract_state()
         restored = ckpt.restore(abstract, meta["epoch"], abstract_best=abstract.params)
     finally:
         ckpt.close()

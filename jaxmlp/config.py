@@ -132,6 +132,15 @@ class TrainConfig:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+# Fields that do not change the compiled init / epoch programs: the data enters as arrays and
+# the keys as arguments, the rest steers the host loop.
+HOST_ONLY_FIELDS = ("dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize", "data_seed",
+                    "label_column", "seed", "eval_every", "eval_train", "track_activations", "eval_batch_size",
+                    "patience", "min_delta", "restore_best", "checkpoint_every", "keep_checkpoints", "out_dir",
+                    "data_feed")
+# Settings that may differ between the processes of one run: where each host finds its data and
+# the path by which it reaches the shared run directory.
+PER_HOST_FIELDS = ("data_dir", "download", "out_dir")
 
 
 # --- coercion: JSON/TOML/CLI values -> the annotated types ------------------------------------

@@ -189,12 +189,13 @@ def test_dataset_stats_equals_full_batch_gradient_and_tally(x64):
 
     from jaxmlp import init_mlp, loss_and_grad, spiral
     from jaxmlp.metrics import dataset_activation_stats, dataset_stats, layer_grad_norms
-    from jaxmlp.train import eval_batches
+    from jaxmlp.batching import pad_rows
 
     params = init_mlp(jax.random.key(0), (2, 16, 16, 3), activation="leaky_relu", dtype=jnp.float64)
     data = spiral(jax.random.key(1), n_per_class=50)  # 150 rows: 3 batches of 64, the last padded
     x, y = jnp.asarray(data.x, jnp.float64), jnp.asarray(data.y)
-    xb, yb, mask = eval_batches(np.asarray(x), np.asarray(y), 64)
+    rows, mask = pad_rows(len(data), 64)  # (3, 64)
+    xb, yb = x[rows], y[rows]
     stats = dataset_stats(params, xb, yb, mask, len(data), l2=0.01, activation="leaky_relu")
     _, grads = loss_and_grad(params, x, y, l2=0.01, activation="leaky_relu")
     np.testing.assert_allclose(stats["grad_norm"], layer_grad_norms(grads), rtol=1e-12)

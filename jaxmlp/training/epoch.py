@@ -1,0 +1,107 @@
+"""One epoch as ONE compiled call: the epoch's plan (permutation, step keys), the minibatch
+gather from a resident training set, and the `lax.scan` of the step over the minibatches.
+
+    key --split--> permutation key, step key;  step key --fold_in(i)--> step i's dropout / noise key
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmlp import parallel
+from jaxmlp.config import TrainConfig
+from jaxmlp.training.state import EpochStats, TrainState
+from jaxmlp.training.step import all_finite, make_step_fn, start_carry
+
+Array = jax.Array
+FEEDS = ("resident", "per_process")
+
+
+def epoch_plan(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array, Array]:
+    """(step index (S,), minibatch rows (S, B), step keys (S,)) of one epoch, S = n_train // batch_size.
+
+    The permutation drops the last n_train mod batch_size rows: the remainder batch.
+    """
+    steps = n_train // batch_size
+    perm_key, step_key = jax.random.split(key)
+    perm = jax.random.permutation(perm_key, n_train)[: steps * batch_size].reshape(steps, batch_size)  # (S, B)
+    index = jnp.arange(steps, dtype=jnp.int32)  # (S,)
+    keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(index)  # (S,) one key per step
+    return index, perm, keys
+
+
+def gather_batch(x: Array, y: Array, rows: Array, accumulate: int = 1) -> tuple[Array, Array]:
+    """Minibatch rows (B,) of a resident training set x (N, D), y (N, ...) as the step's
+    (xb (K, B / K, D), yb (K, B / K, ...)), K = accumulate."""
+    rows = rows.reshape(accumulate, rows.shape[0] // accumulate)  # (K, B / K)
+    return x[rows], y[rows]
+
+
+@functools.lru_cache(maxsize=16)
+def _epoch_rows_fn(n_train: int, batch_size: int, accumulate: int) -> Callable:
+    return jax.jit(lambda key: epoch_plan(key, n_train, batch_size)[1].reshape(
+        n_train // batch_size, accumulate, batch_size // accumulate))
+
+
+def epoch_rows(key: Array, n_train: int, batch_size: int, accumulate: int = 1) -> Array:
+    """The training-set rows (S, K, B / K) of an epoch's minibatches, K = accumulate: the same
+    permutation the resident epoch draws on the device (`epoch_plan`), for a host that feeds."""
+    return _epoch_rows_fn(n_train, batch_size, accumulate)(key)
+
+
+def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, schedule: optax.Schedule, *,
+                  loss: str, n_train: int, feed: str = "resident", jit_kwargs: dict[str, Any] | None = None,
+                  data_parallel: parallel.DataParallel | None = None) -> Callable:
+    """The jitted `epoch(key, state, x, y) -> (state, EpochStats)`; `state` is donated.
+
+    feed "resident": x (N, D) and y (N,) or (N, k) are the whole training set, already on the
+    device; the epoch draws a permutation from `key` and gathers every minibatch there.
+    feed "per_process": x (S, K, B / K, D), y (S, K, B / K[, k]) are this epoch's minibatches,
+    gathered on the host by `epoch_rows(key, ...)` and sent (feed.py sends each device only its
+    rows). Both see the same minibatches in the same order: the permutation drops the remainder
+    batch (N mod batch_size examples; every epoch reshuffles, so each example is still used).
+
+    The epoch scans the step (step.py) over the S = N // batch_size minibatches. Divergence is
+    found on the device: a non-finite loss trips a flag carried through the scan (a non-finite
+    gradient makes the params, and so the next loss, non-finite), and the final params and
+    optimizer state are checked once at the end. The host sees `finite == False` once, after
+    the epoch; `fit` then raises TrainingDiverged and saves nothing from that epoch, so the
+    last checkpoint stays the last good one.
+
+    `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh);
+    `data_parallel` splits every minibatch over its mesh (parallel.py).
+    """
+    batch, accumulate = config.batch_size, config.accumulate
+    steps = n_train // batch
+    if steps < 1:
+        raise ValueError(f"batch_size={batch} is larger than the training set ({n_train} examples)")
+    if feed not in FEEDS:
+        raise ValueError(f"feed must be resident or per_process, got {feed!r}")
+    step = make_step_fn(config, optimizer, loss=loss, data_parallel=data_parallel)
+
+    def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
+        index, rows, keys = epoch_plan(key, n_train, batch)  # (S,), (S, B), (S,)
+
+        def resident_step(carry, inputs):  # gather the minibatch from the resident training set
+            i, rows_i, key_i = inputs
+            return step(carry, (i, gather_batch(x, y, rows_i, accumulate), key_i)), None
+
+        if feed == "resident":
+            carry, _ = jax.lax.scan(resident_step, start_carry(state), (index, rows, keys))
+        else:  # the host gathered the minibatches; `rows` is unused (and compiled away)
+            carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state),
+                                    (index, (x, y), keys))
+        end_finite = all_finite(carry.params) & all_finite(carry.opt_state)  # the last update, too
+        carry = carry._replace(ok=carry.ok & end_finite,
+                               bad_step=jnp.where(carry.ok & ~end_finite, steps - 1, carry.bad_step))
+        n_good = jnp.where(carry.ok, steps, carry.bad_step)  # steps with a finite loss this epoch
+        new_step = state.step + n_good
+        stats = EpochStats(carry.loss_sum / jnp.maximum(n_good, 1), carry.ok, carry.bad_step,
+                           jnp.asarray(schedule(new_step - 1), jnp.float32))
+        return TrainState(carry.params, carry.opt_state, new_step), stats
+
+    return jax.jit(epoch, donate_argnums=(1,), **(jit_kwargs or {}))

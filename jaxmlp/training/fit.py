@@ -1,0 +1,186 @@
+"""The training loop, as named phases: restore or init, run an epoch, evaluate it, decide on
+early stopping, save, and finish with the final evaluation.
+
+    params, history = fit(TrainConfig(hidden=(100,)), splits.train, splits.val, splits.test)
+
+The loop is pure in the sense of the numeric core: `fit` writes nothing and prints nothing by
+itself. The CLI passes a `Checkpointer` (checkpoint.py) and `Callback`s (progress bar,
+metrics.jsonl) explicitly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jaxmlp import parallel
+from jaxmlp.config import TrainConfig
+from jaxmlp.mlp import Params
+from jaxmlp.training.evaluate import EvalSet, Evaluator
+from jaxmlp.training.feed import Feeder, train_arrays
+from jaxmlp.training.history import Callback, History
+from jaxmlp.training.run import Run, build_run
+from jaxmlp.training.spec import check_data, run_spec
+from jaxmlp.training.state import TrainingDiverged, TrainState, epoch_key, run_keys
+
+Array = jax.Array
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the loop carries from epoch to epoch on the host."""
+
+    state: TrainState
+    train_key: Array
+    history: History
+    start_epoch: int  # 0-based: the first epoch this call runs
+    best_params: Params | None = None  # restore_best: the params of the best val-loss epoch
+
+
+def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
+        checkpointer=None, resume: bool = False) -> tuple[Params, History]:
+    """Train an MLP on `train` (a jaxmlp.data.Dataset); returns (params, history).
+
+    val: evaluated every `eval_every` epochs (and after the last); drives early stopping.
+    test: evaluated once at the end (history.final["test"]).
+    checkpointer: a `jaxmlp.checkpoint.Checkpointer`; when given, a checkpoint is saved every
+        `checkpoint_every` epochs and after the last, and `resume=True` continues from its
+        latest checkpoint (bit-identical to an uninterrupted run on the same machine).
+    callbacks: `Callback`s for progress display and logging; fit itself never prints.
+
+    Raises ValueError for a batch size larger than the training set or settings that do not fit
+    the data, and TrainingDiverged (nothing is saved for the diverged epoch).
+    """
+    check_data(config, train, val, test)
+    run = build_run(config, run_spec(config, train))
+    progress = restore_or_init(run, checkpointer if resume else None)
+    feeder = Feeder(run.feed, train_arrays(train, config.dtype), config, progress.train_key, run.data_parallel)
+    evaluator = Evaluator(run)
+    wants_train_eval = config.eval_train or config.track_activations
+    train_eval = evaluator.eval_set(train, feeder.resident) if wants_train_eval else None
+    val_eval = None if val is None else evaluator.eval_set(val)
+    for cb in callbacks:
+        cb.on_train_begin(train_begin_info(run, progress))
+    feeder.start(progress.start_epoch)
+    for epoch in range(progress.start_epoch, config.epochs):
+        record = run_epoch(run, feeder, progress, epoch)
+        record.update(evaluate_epoch(evaluator, progress.state.params, train_eval, val_eval, epoch))
+        stop = early_stop(config, progress, record)
+        progress.history.append(record)
+        for cb in callbacks:
+            cb.on_epoch_end(record)
+        last = epoch + 1 == config.epochs
+        if stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
+            save(run, progress, checkpointer, epoch + 1)
+        if stop:
+            break
+    params = finish(run, evaluator, progress, {"train": (train, train_eval), "val": (val, val_eval),
+                                               "test": (test, None)})
+    for cb in callbacks:
+        cb.on_train_end(progress.history)
+    return params, progress.history
+
+
+def restore_or_init(run: Run, checkpointer=None) -> Progress:
+    """Fresh params from the seed, or the latest checkpoint of `checkpointer` when it has one."""
+    init_key, train_key = run_keys(run.config.seed)
+    if checkpointer is None or checkpointer.latest_epoch() is None:
+        state = run.init(run.place(init_key))
+        return Progress(state, train_key, History(compile_seconds=run.compile_seconds), 0)
+    saved_sizes = tuple(checkpointer.read_meta()["sizes"])
+    if saved_sizes != run.sizes:
+        raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {run.sizes}")
+    abstract = run.abstract_state()
+    restored = checkpointer.restore(abstract, abstract_best=abstract.params)
+    history = History.from_dict(restored.meta["history"])
+    history.compile_seconds = run.compile_seconds
+    # an early-stopped run is complete
+    start = run.config.epochs if history.stopped_early else int(restored.meta["epoch"])
+    return Progress(restored.state, jax.random.wrap_key_data(restored.key_data), history, start, restored.best)
+
+
+def train_begin_info(run: Run, progress: Progress) -> dict[str, Any]:
+    """What `Callback.on_train_begin` receives."""
+    dp = run.data_parallel
+    return dict(config=run.config, sizes=run.sizes, loss=run.loss, n_train=run.spec.n_train,
+                steps_per_epoch=run.spec.steps_per_epoch, start_epoch=progress.start_epoch,
+                compile_seconds=run.compile_seconds, history=progress.history, devices=dp.size if dp else 1,
+                processes=jax.process_count(), data_feed=run.feed)
+
+
+def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[str, Any]:
+    """Run 0-based `epoch` (one compiled call), update `progress.state`; its record's training
+    columns. Raises TrainingDiverged when the epoch went non-finite (the state is then lost)."""
+    t = time.perf_counter()
+    data = feeder.take(epoch)
+    progress.state, stats = run.epoch(run.place(epoch_key(progress.train_key, epoch)), progress.state, *data)
+    del data
+    feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
+    stats = jax.device_get(stats)
+    seconds = time.perf_counter() - t
+    if not stats.finite:
+        raise TrainingDiverged(epoch + 1, int(stats.bad_step))
+    samples = run.spec.steps_per_epoch * run.config.batch_size
+    return {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr), "seconds": seconds,
+            "samples_per_sec": samples / seconds, "train_accuracy": None, "train_mse": None, "val_loss": None,
+            "val_accuracy": None, "val_mse": None}
+
+
+def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalSet, int] | None,
+                   val_eval: tuple[EvalSet, int] | None, epoch: int) -> dict[str, Any]:
+    """The evaluation columns of 0-based `epoch`'s record ({} when no evaluation is due)."""
+    config = evaluator.run.config
+    if not ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        return {}
+    columns: dict[str, Any] = {}
+    if config.eval_train:  # end-of-epoch params on the whole training set
+        columns.update({"train_" + k: v for k, v in evaluator.metrics(params, *train_eval).items() if k != "loss"})
+    if config.track_activations:
+        columns.update(evaluator.activation_stats(params, *train_eval))
+    if val_eval is not None:
+        columns.update({"val_" + k: v for k, v in evaluator.metrics(params, *val_eval).items()})
+    return columns
+
+
+def early_stop(config: TrainConfig, progress: Progress, record: dict[str, Any]) -> bool:
+    """Track the best val loss (and, with restore_best, its params); True when patience ran out."""
+    history, val_loss = progress.history, record.get("val_loss")
+    if val_loss is None:
+        return False
+    if history.best_val_loss is None or val_loss < history.best_val_loss - config.min_delta:
+        history.best_val_loss, history.best_epoch = val_loss, record["epoch"]
+        if config.restore_best:
+            progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
+        return False
+    if config.patience and record["epoch"] - history.best_epoch >= config.patience:
+        history.stopped_early = True
+        return True
+    return False
+
+
+def save(run: Run, progress: Progress, checkpointer, epoch: int) -> None:
+    """Checkpoint 1-based `epoch` (nothing without a checkpointer)."""
+    if checkpointer is None:
+        return
+    spec = run.spec
+    meta = {"epoch": epoch, "sizes": list(spec.sizes), "loss": spec.loss, "steps_per_epoch": spec.steps_per_epoch,
+            "n_train": spec.n_train, "target_shape": list(spec.target_shape), "config": run.config.to_dict(), "history": progress.history.to_dict()}
+    checkpointer.save(epoch, progress.state, jax.random.key_data(progress.train_key), meta,
+                      best=progress.best_params)
+
+
+def finish(run: Run, evaluator: Evaluator, progress: Progress, splits: dict) -> Params:
+    """Evaluate the kept params (the best ones with restore_best) on every split given into
+    `history.final`; return them as this process's local arrays."""
+    config = run.config
+    params = progress.best_params if (config.restore_best and progress.best_params is not None) \
+        else progress.state.params
+    progress.history.final = {}
+    for name, (data, prepared) in splits.items():
+        if data is not None:
+            prepared = evaluator.eval_set(data) if prepared is None else prepared
+            progress.history.final[name] = evaluator.metrics(params, *prepared)
+    return parallel.to_local(params)

@@ -1,0 +1,88 @@
+"""The trainer package's seams: build_run (one way to build a run), its compile cache, the
+optimizer table, RunSpec from data and from a checkpoint, and the Feeder's two feeds."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from jaxmlp import config as config_lib
+from jaxmlp.config import TrainConfig
+from jaxmlp.data import load_dataset
+from jaxmlp.training import build_run, fit, run_spec
+from jaxmlp.training.epoch import epoch_plan, gather_batch
+from jaxmlp.training.feed import Feeder, train_arrays
+from jaxmlp.training.optim import OPTIMIZERS
+from jaxmlp.training.spec import spec_from_meta
+from jaxmlp.training.state import epoch_key, run_keys
+
+SPLITS = load_dataset("spiral", val_fraction=0.2)  # train 240, 2 features, 3 classes
+SMALL = TrainConfig(epochs=3, checkpoint_every=0)
+
+
+def test_the_optimizer_table_serves_every_configurable_optimizer():
+    assert set(OPTIMIZERS) == set(config_lib.OPTIMIZERS)
+
+
+def test_run_spec_reads_the_data():
+    spec = run_spec(SMALL, SPLITS.train)
+    assert spec == ("softmax_cross_entropy", (2, 100, 3), 240, 240 // 32, (), True)
+    regression = load_dataset("sin").train
+    spec = run_spec(TrainConfig(batch_size=10), regression)
+    assert spec.loss == "mean_squared_error" and not spec.classification and spec.sizes[-1] == 1
+
+
+def test_a_checkpoint_meta_gives_back_the_spec():
+    spec = run_spec(SMALL, SPLITS.train)
+    meta = {"loss": spec.loss, "sizes": list(spec.sizes), "steps_per_epoch": spec.steps_per_epoch,
+            "n_train": spec.n_train, "target_shape": list(spec.target_shape)}
+    assert spec_from_meta(meta, SMALL) == spec
+    older = {k: meta[k] for k in ("loss", "sizes", "steps_per_epoch")}  # before n_train was saved
+    assert spec_from_meta(older, SMALL)._replace(n_train=spec.n_train) == spec
+
+
+def test_build_run_is_what_fit_runs_and_compiles_once():
+    """Two epochs driven by hand through build_run's programs give fit's params bit for bit; a
+    second build of a config that differs only in host-only fields reuses the compile."""
+    cfg = dataclasses.replace(SMALL, epochs=2, dropout=0.1, eval_train=False)
+    run = build_run(cfg, run_spec(cfg, SPLITS.train))
+    again = build_run(dataclasses.replace(cfg, seed=5, patience=0, eval_every=2), run_spec(cfg, SPLITS.train))
+    assert again.epoch is run.epoch and again.compile_seconds < 0.5 * max(run.compile_seconds, 1e-3) + 0.05
+    init_key, train_key = run_keys(cfg.seed)
+    state = run.init(run.place(init_key))
+    x, y = run.place(train_arrays(SPLITS.train, np.float32))
+    for e in range(2):
+        state, stats = run.epoch(epoch_key(train_key, e), state, x, y)
+        assert bool(stats.finite)
+    params, _ = fit(cfg, SPLITS.train)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)))
+
+
+def test_build_run_without_compile_gives_the_restore_target():
+    run = build_run(SMALL, run_spec(SMALL, SPLITS.train), compile=False)
+    assert run.epoch is None
+    abstract = run.abstract_state()
+    assert [layer.W.shape for layer in abstract.params] == [(2, 100), (100, 3)]
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_fed_epochs_are_the_resident_epochs_minibatches(accumulate):
+    """per_process hands over exactly the minibatches the resident epoch gathers on the device,
+    epoch after epoch, prefetching one ahead."""
+    cfg = dataclasses.replace(SMALL, accumulate=accumulate)
+    host = train_arrays(SPLITS.train, np.float32)
+    _, train_key = run_keys(cfg.seed)
+    resident = Feeder("resident", host, cfg, train_key)
+    fed = Feeder("per_process", host, cfg, train_key)
+    fed.start(0)
+    for e in range(cfg.epochs):
+        xb, yb = fed.take(e)
+        fed.prefetch()
+        _, rows, _ = epoch_plan(epoch_key(train_key, e), len(host[0]), cfg.batch_size)  # (S, B)
+        x, y = resident.take(e)
+        want = jax.vmap(lambda r: gather_batch(x, y, r, accumulate))(rows)  # (S, K, B / K, ...)
+        np.testing.assert_array_equal(xb, want[0])
+        np.testing.assert_array_equal(yb, want[1])
+    assert fed.take(cfg.epochs - 1) is None  # nothing is prefetched past the last epoch
