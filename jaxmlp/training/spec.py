@@ -13,6 +13,8 @@ import numpy as np
 from jaxmlp import parallel
 from jaxmlp.config import PER_HOST_FIELDS, TrainConfig
 from jaxmlp.losses import get_loss
+from jaxmlp.training.feed import resolve_feed
+from jaxmlp.training.memory import check_memory, device_memory_limit, estimate_memory
 
 
 class RunSpec(NamedTuple):
@@ -92,7 +94,8 @@ def check_processes_agree(config: TrainConfig, **splits) -> None:
 def check_data(config: TrainConfig, train, val=None, test=None) -> str:
     """The checks `fit` makes before training (the CLI runs them before writing a run dir).
 
-    Returns the resolved loss name; raises ValueError naming the setting that does not fit, or,
+    Returns the resolved loss name; raises ValueError naming the setting that does not fit (the
+    device memory the run needs by `memory.estimate_memory` included), or,
     with several processes, what differs between them (the config and every data set given,
     compared by CRC-32, first, so that no process fails a check its peers pass and leaves them
     waiting).
@@ -107,5 +110,8 @@ def check_data(config: TrainConfig, train, val=None, test=None) -> str:
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
     dp = parallel.data_parallel(config.devices)  # ValueError: more devices than there are
-    parallel.check_batch(config.batch_size, dp.size if dp else 1, config.accumulate)
+    devices = dp.size if dp else 1
+    parallel.check_batch(config.batch_size, devices, config.accumulate)
+    estimate = estimate_memory(config, run_spec(config, train), feed=resolve_feed(config), devices=devices)
+    check_memory(estimate, device_memory_limit())
     return loss

@@ -1,0 +1,118 @@
+"""How much device memory a run needs, estimated from shapes before anything is allocated, and
+how much a device has: so that a run too large for its device is refused in one line instead
+of dying in an allocator traceback.
+
+    estimate = estimate_memory(config, spec, feed="resident")
+    check_memory(estimate, device_memory_limit())     # ValueError naming what to lower
+
+The estimate is exact for params, optimizer state and the resident data (their shapes are
+known: `jax.eval_shape`, nothing is allocated) and an upper-bound style count for the
+activations of one step: every hidden layer keeps its pre-activation, activation and dropout
+mask for the backward pass, plus the gradients (the size of the params). XLA may need less
+(fusion) or somewhat more (scratch); the check leaves a margin.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxmlp.config import TrainConfig
+from jaxmlp.training.state import init_state
+
+if TYPE_CHECKING:  # spec.check_data calls this module: no import back at run time
+    from jaxmlp.training.spec import RunSpec
+
+# A run may use up to this fraction of a device's memory by the estimate (the rest: XLA scratch,
+# fragmentation, and the estimate's error).
+USABLE_FRACTION = 0.9
+
+
+class MemoryEstimate(NamedTuple):
+    """Bytes per device, by what holds them."""
+
+    params: int  # the params (one copy; gradients are counted under activations)
+    optimizer: int  # the optimizer state
+    data: int  # the training set (resident) or two epochs' minibatches (per_process), per device
+    activations: int  # one step's activations, dropout masks and gradients, plus one evaluation batch
+
+    @property
+    def total(self) -> int:
+        return self.params + self.optimizer + self.data + self.activations
+
+
+def _nbytes(tree) -> int:
+    return sum(int(np.prod(a.shape, dtype=object)) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+
+
+def estimate_memory(config: TrainConfig, spec: RunSpec, *, feed: str = "resident", devices: int = 1,
+                    optimizer=None) -> MemoryEstimate:
+    """The MemoryEstimate of training `config` on data of `spec` (per device of `devices`).
+
+    `optimizer` defaults to the run's own (optim.build_optimizer); only its state's shapes are read.
+    """
+    if optimizer is None:
+        from jaxmlp.training.optim import build_optimizer
+
+        optimizer = build_optimizer(config, spec.sizes, max(spec.steps_per_epoch, 1))[1]
+    state = jax.eval_shape(lambda k: init_state(k, config, spec.sizes, optimizer), jax.random.key(0))
+    params, opt_state = _nbytes(state.params), _nbytes(state.opt_state)
+    item = np.dtype(config.dtype).itemsize
+    row = (spec.sizes[0] + max(1, int(np.prod(spec.target_shape, dtype=object)))) * item  # one example, x and y
+    if feed == "resident":
+        data = spec.n_train * row
+    else:
+        data = 2 * spec.steps_per_epoch * config.batch_size * row // devices
+    micro = -(-config.batch_size // (config.accumulate * devices))  # rows per device per step
+    widths = sum(spec.sizes[1:])
+    pieces = config.k or 2 if config.activation == "maxout" else 1
+    per_row = (3 * pieces * widths + spec.sizes[0]) * item  # z, a, mask per unit; the input
+    evaluation = min(config.eval_batch_size, spec.n_train) * (pieces * widths + spec.sizes[0]) * item
+    return MemoryEstimate(params, opt_state, data, micro * per_row + params + evaluation)
+
+
+def device_memory_limit(device=None) -> int | None:
+    """Bytes a device may allocate: the accelerator's own limit, or for a CPU the memory the
+    host has available now (MemAvailable), else its physical memory. None when unknown."""
+    device = device or jax.local_devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(estimate: MemoryEstimate, limit: int | None, *, what: str = "this run") -> None:
+    """ValueError when the estimate exceeds USABLE_FRACTION of `limit` (nothing to do without one)."""
+    if limit is None or estimate.total <= USABLE_FRACTION * limit:
+        return
+    parts = ", ".join(f"{name} {format_bytes(getattr(estimate, name))}" for name in estimate._fields)
+    if estimate.params + estimate.optimizer > USABLE_FRACTION * limit:  # the model alone does not fit
+        lower = "hidden (the layer widths)"
+    else:
+        lower = {"params": "hidden (the layer widths)", "optimizer": "hidden, or use an optimizer with less state",
+                 "data": "n_samples, or use data_feed per_process",
+                 "activations": "batch_size (or raise accumulate), eval_batch_size or hidden",
+                 }[max(estimate._fields, key=lambda name: getattr(estimate, name))]
+    raise ValueError(f"{what} needs about {format_bytes(estimate.total)} of device memory ({parts}) but the "
+                     f"device has {format_bytes(limit)}; lower {lower}")
+
+
+def format_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'; three significant digits, binary units up to PiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:,.0f} PiB"
