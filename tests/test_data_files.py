@@ -253,13 +253,13 @@ def _truncated_gzip(tmp):
     return path, lambda: read_idx(path), "corrupt gzip"
 
 
-def _idx_dir_case(mutate: Callable[[Path], Path], spec: str = "idx") -> Case:
+def _idx_dir_case(mutate: Callable[[Path], Path], spec: str = "idx", **kw) -> Case:
     def build(tmp):
         d = tmp / "mnist"
         write_idx_dir(d)
         path = mutate(d)
-        call = (lambda: load_dataset(f"idx:{d}")) if spec == "idx" else (
-            lambda: load_dataset("mnist", data_dir=str(tmp), cache_dir=str(tmp / "cache"))
+        call = (lambda: load_dataset(f"idx:{d}", **kw)) if spec == "idx" else (
+            lambda: load_dataset("mnist", data_dir=str(tmp), cache_dir=str(tmp / "cache"), **kw)
         )
         return path, call, None
 
@@ -337,16 +337,19 @@ def _text_case(name: str, text: str, **kw) -> Case:
     return build
 
 
-def _npz_case(**arrays) -> Case:
+def _npz_case(task: str = "auto", **arrays) -> Case:
     def build(tmp):
         path = tmp / "user.npz"
         np.savez(path, **arrays)
-        return path, lambda: load_dataset(f"npz:{path}"), None
+        return path, lambda: load_dataset(f"npz:{path}", task=task), None
 
     return build
 
 
 _IMG = np.zeros((20, 8, 8), np.uint8)
+_CLASSES = np.arange(40) % 4  # 40 labels 0..3
+_ONE_FRACTIONAL = np.where(np.arange(40) == 7, 1.5, _CLASSES)  # class labels with a typo at example 7
+_CSV_ONE_FRACTIONAL = "a,b,label\n" + "".join(f"{i},{i % 3},{v:g}\n" for i, v in enumerate(_ONE_FRACTIONAL))
 _objects = np.empty(3, dtype=object)
 _objects[:] = [1, "a", None]
 
@@ -391,6 +394,11 @@ BAD_INPUTS = {
                                  _replace_idx("train-images-idx3-ubyte.gz", np.zeros((0, 8, 8), np.uint8))(d))[1]),
         "empty data set",
     ),
+    "idx-huge-label": (
+        _idx_dir_case(_replace_idx("train-labels-idx1-ubyte.gz", np.where(np.arange(20) == 3, 10**9, 1), 0x0C)),
+        "largest label 1000000000 means 1000000001 classes, but only 11 distinct label values",
+    ),
+    "idx-task-regression": (_idx_dir_case(lambda d: d, task="regression"), "does not apply"),
     "idx-missing-file": (
         _idx_dir_case(lambda d: (os.remove(d / "t10k-labels-idx1-ubyte.gz"), d)[1]),
         "missing IDX files",
@@ -420,6 +428,15 @@ BAD_INPUTS = {
     "csv-nan": (_text_case("nan.csv", "1,nan,0\n3,4,1\n"), "NaN or Inf"),
     "csv-empty": (_text_case("empty.csv", "a,b,c\n\n"), "empty data set"),
     "csv-negative-label": (_text_case("neg.csv", "1,2,0\n3,4,-1\n"), "negative class label"),
+    "csv-huge-label": (_text_case("huge.csv", "1,2,0\n3,4,1\n5,6,1e9\n"), "largest label 1000000000 means"),
+    "csv-fractional-label": (
+        _text_case("typo.csv", _CSV_ONE_FRACTIONAL),
+        "label 1.5 at line 9, column 3 is not a whole number, but 39 of the 40 labels are class labels",
+    ),
+    "csv-fractional-label-classification": (
+        _text_case("frac.csv", "1,2,0.5\n3,4,1.5\n", task="classification"),
+        "label 0.5 at line 1, column 3 is not a whole number",
+    ),
     "csv-unknown-label-column": (_text_case("cols.csv", "a,b\n1,2\n", label_column="zz"), "not found"),
     # NPZ
     "npz-object-array": (_npz_case(x=_objects, y=np.arange(3)), "object array"),
@@ -429,6 +446,30 @@ BAD_INPUTS = {
     "npz-negative-label": (_npz_case(x=np.ones((2, 2)), y=np.array([0, -3])), "negative"),
     "npz-label-too-large": (
         _npz_case(x=np.ones((2, 2)), y=np.array([0, 5]), num_classes=np.array(3)), "labels must lie in [0, 3)"
+    ),
+    "npz-huge-label": (
+        _npz_case(x=np.ones((4, 2)), y=np.array([0, 1, 1, 10**9])),
+        "largest label 1000000000 means 1000000001 classes, but only 3 distinct label values",
+    ),
+    "npz-huge-declared-classes": (
+        _npz_case(x=np.ones((4, 2)), y=np.array([0, 1, 2, 1]), num_classes=np.array(10**9)),
+        "num_classes 1000000000 is declared (largest label 2), but only 3 distinct",
+    ),
+    "npz-huge-test-label": (
+        _npz_case(x=np.ones((4, 2)), y=np.arange(4), x_test=np.ones((2, 2)), y_test=np.array([1, 10**6]),
+                  num_classes=np.array(10**6 + 1)),
+        "num_classes 1000001 is declared (largest label 1000000), but only 5 distinct",
+    ),
+    "npz-fractional-label": (
+        _npz_case(x=np.ones((40, 2)), y=_ONE_FRACTIONAL), "label 1.5 at example 7 is not a whole number"
+    ),
+    "npz-fractional-label-classification": (
+        _npz_case(x=np.ones((3, 2)), y=np.array([0.0, 2.5, 1.0]), task="classification"),
+        "label 2.5 at example 1 is not a whole number",
+    ),
+    "npz-classes-for-regression": (
+        _npz_case(x=np.ones((3, 2)), y=np.arange(3), num_classes=np.array(3), task="regression"),
+        "num_classes=3 was given, but task='regression'",
     ),
     "npz-empty": (_npz_case(x=np.ones((0, 2)), y=np.zeros(0, np.int64)), "empty data set"),
     "npz-not-zip": (lambda tmp: (lambda p: (p, lambda: load_npz(p), None))(

@@ -4,7 +4,9 @@ Everything ends in a validated `Dataset` (x (N, D) float32, y (N,) int32 labels 
 (N, k) float32 targets); every bad input raises `DataError` naming the file and the
 problem. Modules, one concept each:
 
-    dataset     Dataset, DataSplits, DataError, from_arrays
+    errors      DataError
+    dataset     Dataset, DataSplits, from_arrays
+    labels      the task rule (TASKS: auto, classification, regression) and the class-count rule
     idx         IDX reader (read_idx) and MNIST-style directories (load_idx_dataset)
     cifar       CIFAR-10 binary and (restricted) pickle batches, safe tar reading
     files       user .npz and .csv files
@@ -27,6 +29,7 @@ from jaxmlp.data.download import (
     download_file,
 )
 from jaxmlp.data.files import load_csv, load_npz
+from jaxmlp.data.labels import TASKS
 from jaxmlp.data.idx import load_idx_dataset, read_idx
 from jaxmlp.data.loader import SYNTHETIC_DATASETS, VALID_SPECS, load_dataset
 from jaxmlp.data.named import DATA_ENV, NAMED_DATASETS, load_named, locate_dataset
@@ -55,6 +58,7 @@ __all__ = [
     "RemoteFile",
     "RestrictedUnpickler",
     "SYNTHETIC_DATASETS",
+    "TASKS",
     "VALID_SPECS",
     "blobs",
     "checkerboard",

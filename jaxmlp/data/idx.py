@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmlp.data.dataset import DataError, Dataset, DataSplits, features_from_array
+from jaxmlp.data.labels import class_count
 
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -170,7 +171,9 @@ def load_idx_dataset(
     Accepts ``train-images-idx3-ubyte[.gz]`` and ``train-images.idx3-ubyte[.gz]`` spellings
     (likewise for labels and the ``t10k-`` test files). Images become (N, D) float32
     (uint8 scaled to [0, 1]) with feature_shape e.g. (28, 28). `num_classes` defaults to
-    ``max label + 1`` over both splits. Returns ``DataSplits(train, None, test)``.
+    ``max label + 1`` over both splits, which must be at most ``max(2 * U, U + 1000)``
+    and at most 100_000 for U distinct labels (`jaxmlp.data.labels.class_count`).
+    Returns ``DataSplits(train, None, test)``.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -194,13 +197,14 @@ def load_idx_dataset(
     return DataSplits(train=train, val=None, test=test)
 
 
-def _infer_num_classes(*label_paths: Path) -> int | None:
-    """1 + the largest label over all files; None when a file is unusable (reported later)."""
-    top = -1
-    for path in label_paths:
+def _infer_num_classes(train_labels: Path, test_labels: Path) -> int | None:
+    """1 + the largest label over both files, under the class-count rule of `class_count`;
+    None when a file is unusable (reported later)."""
+    arrays = []
+    for path in (train_labels, test_labels):
         labels = read_idx(path)
         if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
             return None
         _check_labels(labels, path, None)
-        top = max(top, int(labels.max()))
-    return top + 1
+        arrays.append(labels.astype(np.int64))
+    return class_count(np.concatenate(arrays), f"{train_labels} (with {test_labels.name})")
