@@ -9,6 +9,7 @@ import jax
 
 from jaxmlp.data import synthetic
 from jaxmlp.data.dataset import DataError, Dataset, DataSplits
+from jaxmlp.data.download import DOWNLOAD_TIMEOUT, Progress, check_timeout
 from jaxmlp.data.files import load_csv, load_npz
 from jaxmlp.data.idx import load_idx_dataset
 from jaxmlp.data.labels import check_task
@@ -46,6 +47,8 @@ def load_dataset(
     n_samples: int | None = None,
     label_column: str | int | None = None,
     task: str = "auto",
+    download_timeout: float = DOWNLOAD_TIMEOUT,
+    download_progress: Progress | None = None,
 ) -> DataSplits:
     """Loads a data set by spec and returns ``DataSplits(train, val, test)``.
 
@@ -55,6 +58,11 @@ def load_dataset(
             ``idx:DIR``, ``npz:FILE``, ``csv:FILE``.
         data_dir, download, cache_dir: where named sets are looked for / fetched to
             (see `jaxmlp.data.named`); download is opt-in and checksummed.
+        download_timeout: seconds a download may wait on a silent server (connecting or
+            reading) before it fails with DataError naming the URL and the timeout.
+        download_progress: ``progress(url, received, total)``, called as a download
+            starts and after every read of at most 1 MiB (`jaxmlp.data.download`);
+            None prints nothing.
         seed: seeds everything random here (synthetic draws, subsampling, the val split).
             Synthetic train and test splits use different keys derived from it.
         val_fraction: if > 0, carves a stratified (for classification) validation split
@@ -80,6 +88,7 @@ def load_dataset(
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1):
         raise DataError(f"n_samples must be a positive int or None, got {n_samples!r}")
     check_task(task)
+    check_timeout(download_timeout)
     prefix, _, rest = spec.partition(":")
     if label_column is not None and prefix != "csv":
         raise DataError(f"label_column applies only to csv:FILE data, not {spec!r}")
@@ -92,7 +101,8 @@ def load_dataset(
         test = make(jax.random.fold_in(root, _TEST), n, seed)
     else:
         if spec in NAMED_DATASETS:
-            train, test = load_named(spec, data_dir=data_dir, download=download, cache_dir=cache_dir)
+            train, test = load_named(spec, data_dir=data_dir, download=download, cache_dir=cache_dir,
+                                     timeout=download_timeout, progress=download_progress)
         elif prefix in FILE_PREFIXES and rest:
             train, test = _load_file_spec(prefix, Path(rest).expanduser(), label_column, task)
         else:
