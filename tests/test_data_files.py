@@ -144,12 +144,86 @@ def test_idx_directory_loads(tmp_path, gz, dotted):
     assert train.x.dtype == np.float32 and train.y.dtype == np.int32
 
 
-@pytest.mark.parametrize("code", [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E])
-def test_read_idx_dtypes(tmp_path, code):
-    arr = np.arange(24).reshape(2, 3, 4)
-    out = read_idx(write(tmp_path / "a-idx3", idx_bytes(arr, code), gz=True))
-    assert out.shape == (2, 3, 4) and out.dtype.isnative
-    np.testing.assert_array_equal(out, arr)
+# code -> (struct format, values that tell signed from unsigned and big- from little-endian)
+IDX_TYPES = {
+    0x08: ("B", [0, 1, 127, 128, 200, 255]),
+    0x09: ("b", [-128, -1, 0, 1, 100, 127]),
+    0x0B: ("h", [-32768, -1, 0, 258, 1000, 32767]),
+    0x0C: ("i", [-(2**31), -1, 0, 65538, 10**9, 2**31 - 1]),
+    0x0D: ("f", [-1.5, 0.0, 0.25, 3.0, 1e30, -2.0**-20]),
+    0x0E: ("d", [-1.5, 0.0, 0.1, 3.0, 1e300, -(2.0**-60)]),
+}
+
+
+def hand_made_idx(code: int, shape: tuple[int, ...], values: list) -> bytes:
+    """An IDX file written field by field with struct (independent of numpy's byte order)."""
+    fmt = IDX_TYPES[code][0]
+    return (bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+            + struct.pack(f">{len(values)}{fmt}", *values))
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize("code", IDX_TYPES, ids=[f"0x{c:02X}" for c in IDX_TYPES])
+def test_read_idx_every_element_type(tmp_path, code, gz):
+    values = IDX_TYPES[code][1]
+    out = read_idx(write(tmp_path / "a-idx2", hand_made_idx(code, (2, 3), values), gz))
+    assert out.shape == (2, 3) and out.dtype.isnative and not out.flags.writeable
+    assert out.dtype == np.dtype({0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32,
+                                  0x0D: np.float32, 0x0E: np.float64}[code])
+    np.testing.assert_array_equal(out.ravel(), np.array(values, dtype=out.dtype))
+
+
+def _pixels(code: int) -> tuple[list, np.ndarray]:
+    """(20 images of 2x2 values of type `code`, the features the loader must make of them)."""
+    base = np.array(IDX_TYPES[code][1][:4] * 20).reshape(20, 4)
+    if code == 0x08:
+        expected = base / 255.0
+    elif code == 0x09:
+        expected = (base + 128) / 255.0
+    else:
+        expected = base
+    return base.ravel().tolist(), expected.astype(np.float32)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize("code", IDX_TYPES, ids=[f"0x{c:02X}" for c in IDX_TYPES])
+def test_idx_images_of_every_element_type(tmp_path, code, gz):
+    """uint8 and int8 pixels scale to [0, 1]; wider integer and float types keep their values."""
+    values, expected = _pixels(code)
+    write_idx_dir(tmp_path, gz=gz)
+    suffix = ".gz" if gz else ""
+    for stem in ("train", "t10k"):
+        write(tmp_path / f"{stem}-images-idx3-ubyte{suffix}", hand_made_idx(code, (20, 2, 2), values), gz)
+    write(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", idx_bytes(np.arange(20) % 10), gz)
+    train, _, test = load_idx_dataset(tmp_path)
+    assert train.feature_shape == (2, 2)
+    np.testing.assert_allclose(train.x, expected, rtol=1e-6)
+    np.testing.assert_array_equal(test.x, train.x)
+    if code in (0x08, 0x09):
+        assert 0.0 <= train.x.min() and train.x.max() <= 1.0
+
+
+def test_int8_pixels_stored_as_p_minus_128_load_as_the_uint8_file(tmp_path):
+    uint8_dir, int8_dir = tmp_path / "u", tmp_path / "i"
+    arrays = write_idx_dir(uint8_dir)
+    write_idx_dir(int8_dir)
+    for stem, arr in arrays.items():
+        shifted = arr.astype(np.int16) - 128 if stem.endswith("images") else arr
+        write(int8_dir / f"{stem}-idx{3 if stem.endswith('images') else 1}-ubyte.gz",
+              idx_bytes(shifted, 0x09 if stem.endswith("images") else 0x08), gz=True)
+    for a, b in zip(load_idx_dataset(uint8_dir), load_idx_dataset(int8_dir)):
+        if a is not None:
+            np.testing.assert_array_equal(a.x, b.x)
+
+
+@pytest.mark.parametrize("code", [0x08, 0x09, 0x0B, 0x0C])
+def test_idx_labels_of_every_integer_type(tmp_path, code):
+    write_idx_dir(tmp_path, gz=False)
+    labels = np.arange(20) % 10
+    write(tmp_path / "train-labels-idx1-ubyte", hand_made_idx(code, (20,), labels.tolist()))
+    train, _, _ = load_idx_dataset(tmp_path)
+    np.testing.assert_array_equal(train.y, labels)
+    assert train.num_classes == 10
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "python"])
@@ -253,13 +327,13 @@ def _truncated_gzip(tmp):
     return path, lambda: read_idx(path), "corrupt gzip"
 
 
-def _idx_dir_case(mutate: Callable[[Path], Path], spec: str = "idx") -> Case:
+def _idx_dir_case(mutate: Callable[[Path], Path], spec: str = "idx", **kw) -> Case:
     def build(tmp):
         d = tmp / "mnist"
         write_idx_dir(d)
         path = mutate(d)
-        call = (lambda: load_dataset(f"idx:{d}")) if spec == "idx" else (
-            lambda: load_dataset("mnist", data_dir=str(tmp), cache_dir=str(tmp / "cache"))
+        call = (lambda: load_dataset(f"idx:{d}", **kw)) if spec == "idx" else (
+            lambda: load_dataset("mnist", data_dir=str(tmp), cache_dir=str(tmp / "cache"), **kw)
         )
         return path, call, None
 
@@ -337,16 +411,19 @@ def _text_case(name: str, text: str, **kw) -> Case:
     return build
 
 
-def _npz_case(**arrays) -> Case:
+def _npz_case(task: str = "auto", **arrays) -> Case:
     def build(tmp):
         path = tmp / "user.npz"
         np.savez(path, **arrays)
-        return path, lambda: load_dataset(f"npz:{path}"), None
+        return path, lambda: load_dataset(f"npz:{path}", task=task), None
 
     return build
 
 
 _IMG = np.zeros((20, 8, 8), np.uint8)
+_CLASSES = np.arange(40) % 4  # 40 labels 0..3
+_ONE_FRACTIONAL = np.where(np.arange(40) == 7, 1.5, _CLASSES)  # class labels with a typo at example 7
+_CSV_ONE_FRACTIONAL = "a,b,label\n" + "".join(f"{i},{i % 3},{v:g}\n" for i, v in enumerate(_ONE_FRACTIONAL))
 _objects = np.empty(3, dtype=object)
 _objects[:] = [1, "a", None]
 
@@ -372,6 +449,10 @@ BAD_INPUTS = {
         _idx_dir_case(_replace_idx("train-labels-idx1-ubyte.gz", np.full(20, -1, np.int8), 0x09)),
         "out of range",
     ),
+    "idx-float-labels": (
+        _idx_dir_case(_replace_idx("train-labels-idx1-ubyte.gz", np.arange(20) % 10, 0x0D)),
+        "expected a 1-D integer labels file",
+    ),
     "idx-labels-as-images": (
         _idx_dir_case(_replace_idx("train-images-idx3-ubyte.gz", np.zeros(20, np.uint8))),
         "expected an images file",
@@ -391,6 +472,11 @@ BAD_INPUTS = {
                                  _replace_idx("train-images-idx3-ubyte.gz", np.zeros((0, 8, 8), np.uint8))(d))[1]),
         "empty data set",
     ),
+    "idx-huge-label": (
+        _idx_dir_case(_replace_idx("train-labels-idx1-ubyte.gz", np.where(np.arange(20) == 3, 10**9, 1), 0x0C)),
+        "largest label 1000000000 means 1000000001 classes, but only 11 distinct label values",
+    ),
+    "idx-task-regression": (_idx_dir_case(lambda d: d, task="regression"), "does not apply"),
     "idx-missing-file": (
         _idx_dir_case(lambda d: (os.remove(d / "t10k-labels-idx1-ubyte.gz"), d)[1]),
         "missing IDX files",
@@ -420,6 +506,15 @@ BAD_INPUTS = {
     "csv-nan": (_text_case("nan.csv", "1,nan,0\n3,4,1\n"), "NaN or Inf"),
     "csv-empty": (_text_case("empty.csv", "a,b,c\n\n"), "empty data set"),
     "csv-negative-label": (_text_case("neg.csv", "1,2,0\n3,4,-1\n"), "negative class label"),
+    "csv-huge-label": (_text_case("huge.csv", "1,2,0\n3,4,1\n5,6,1e9\n"), "largest label 1000000000 means"),
+    "csv-fractional-label": (
+        _text_case("typo.csv", _CSV_ONE_FRACTIONAL),
+        "label 1.5 at line 9, column 3 is not a whole number, but 39 of the 40 labels are class labels",
+    ),
+    "csv-fractional-label-classification": (
+        _text_case("frac.csv", "1,2,0.5\n3,4,1.5\n", task="classification"),
+        "label 0.5 at line 1, column 3 is not a whole number",
+    ),
     "csv-unknown-label-column": (_text_case("cols.csv", "a,b\n1,2\n", label_column="zz"), "not found"),
     # NPZ
     "npz-object-array": (_npz_case(x=_objects, y=np.arange(3)), "object array"),
@@ -429,6 +524,30 @@ BAD_INPUTS = {
     "npz-negative-label": (_npz_case(x=np.ones((2, 2)), y=np.array([0, -3])), "negative"),
     "npz-label-too-large": (
         _npz_case(x=np.ones((2, 2)), y=np.array([0, 5]), num_classes=np.array(3)), "labels must lie in [0, 3)"
+    ),
+    "npz-huge-label": (
+        _npz_case(x=np.ones((4, 2)), y=np.array([0, 1, 1, 10**9])),
+        "largest label 1000000000 means 1000000001 classes, but only 3 distinct label values",
+    ),
+    "npz-huge-declared-classes": (
+        _npz_case(x=np.ones((4, 2)), y=np.array([0, 1, 2, 1]), num_classes=np.array(10**9)),
+        "num_classes 1000000000 is declared (largest label 2), but only 3 distinct",
+    ),
+    "npz-huge-test-label": (
+        _npz_case(x=np.ones((4, 2)), y=np.arange(4), x_test=np.ones((2, 2)), y_test=np.array([1, 10**6]),
+                  num_classes=np.array(10**6 + 1)),
+        "num_classes 1000001 is declared (largest label 1000000), but only 5 distinct",
+    ),
+    "npz-fractional-label": (
+        _npz_case(x=np.ones((40, 2)), y=_ONE_FRACTIONAL), "label 1.5 at example 7 is not a whole number"
+    ),
+    "npz-fractional-label-classification": (
+        _npz_case(x=np.ones((3, 2)), y=np.array([0.0, 2.5, 1.0]), task="classification"),
+        "label 2.5 at example 1 is not a whole number",
+    ),
+    "npz-classes-for-regression": (
+        _npz_case(x=np.ones((3, 2)), y=np.arange(3), num_classes=np.array(3), task="regression"),
+        "num_classes=3 was given, but task='regression'",
     ),
     "npz-empty": (_npz_case(x=np.ones((0, 2)), y=np.zeros(0, np.int64)), "empty data set"),
     "npz-not-zip": (lambda tmp: (lambda p: (p, lambda: load_npz(p), None))(

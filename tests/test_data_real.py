@@ -11,7 +11,9 @@ import functools
 import gzip
 import http.server
 import shutil
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from jaxmlp.data import (
     locate_dataset,
     read_idx,
 )
-from jaxmlp.data.download import DATASET_FILES, resolve_mirrors
+from jaxmlp.data.sources import DATASET_FILES, resolve_mirrors
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -109,6 +111,46 @@ class _TruncatingHandler(_QuietHandler):
         self.wfile.write(body[: len(body) // 2])
         self.wfile.flush()
         self.close_connection = True
+
+
+class _StallingHandler(_QuietHandler):
+    """Announces the full Content-Length, sends half the body, then goes silent (connection open)."""
+
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        body = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.release.wait(30)
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """A server on 127.0.0.1 that accepts connections and never sends a byte; yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        done.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
 
 
 @contextlib.contextmanager
@@ -200,6 +242,69 @@ def test_download_http_error_is_a_data_error(tmp_path):
         with pytest.raises(DataError, match="HTTP 404"):
             download_file(url + "missing.gz", tmp_path / "cache" / "missing.gz")
     assert _files_in(tmp_path / "cache") == []
+
+
+def test_silent_server_fails_within_the_timeout_with_one_line(tmp_path, monkeypatch):
+    cache = tmp_path / "new" / "deeper" / "cache"
+    with silent_server() as url:
+        monkeypatch.setenv("JAXMLP_MIRROR", url)
+        start = time.monotonic()
+        with pytest.raises(DataError) as info:
+            load_dataset("mnist", download=True, cache_dir=str(cache), download_timeout=0.5)
+        elapsed = time.monotonic() - start
+    message = str(info.value)
+    assert elapsed < 1.5, elapsed
+    assert "\n" not in message
+    assert f"{url}{MNIST_GZ[0]}: download stalled after 0 bytes: nothing received for 0.5 s" in message
+    assert not (tmp_path / "new").exists()  # the directories it made are gone again
+
+
+def test_stall_in_the_middle_of_the_body(mirror_dir, tmp_path):
+    dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    half = (mirror_dir / dest.name).stat().st_size // 2
+    try:
+        with serve(mirror_dir, _StallingHandler) as url:
+            start = time.monotonic()
+            with pytest.raises(DataError, match=f"stalled after {half} bytes: nothing received for 0.4 s"):
+                download_file(url + dest.name, dest, timeout=0.4)
+            assert time.monotonic() - start < 1.4
+            _StallingHandler.release.set()
+    finally:
+        _StallingHandler.release.set()
+    assert _files_in(tmp_path) == []
+
+
+def test_download_reports_progress(mirror_dir, tmp_path):
+    calls = []
+    name = MNIST_GZ[0]  # 9.9 MB: more than 9 reads of at most 1 MiB
+    size = (mirror_dir / name).stat().st_size
+    with serve(mirror_dir) as url:
+        download_file(url + name, tmp_path / name, progress=lambda *a: calls.append(a))
+    assert calls[0] == (url + name, 0, None)
+    assert calls[-1] == (url + name, size, size)
+    received = [c[1] for c in calls]
+    assert len(calls) >= 1 + size // (1 << 20) and received == sorted(received)
+    assert all(b - a <= 1 << 20 for a, b in zip(received, received[1:]))
+
+
+def test_failed_download_leaves_no_directory_it_made(tmp_path):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with serve(tmp_path) as url:
+        for dest in (existing / "a" / "b" / "missing.gz", existing / "missing.gz"):
+            with pytest.raises(DataError, match="HTTP 404"):
+                download_file(url + "missing.gz", dest)
+    assert _files_in(existing) == []  # "a" and "a/b" are removed, "existing" (not ours) stays
+    assert existing.is_dir()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+def test_bad_download_timeout(timeout, tmp_path):
+    with pytest.raises(DataError, match="download timeout must be a positive number of seconds"):
+        load_dataset("spiral", download_timeout=timeout)
+    with pytest.raises(DataError, match="download timeout must be a positive number of seconds"):
+        download_file("http://127.0.0.1:1/x", tmp_path / "x", timeout=timeout)
+    assert _files_in(tmp_path) == []
 
 
 def test_mirror_resolution(monkeypatch, tmp_path):

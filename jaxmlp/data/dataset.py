@@ -1,4 +1,4 @@
-"""The validated in-memory data set: `Dataset`, `DataSplits`, `DataError`, `from_arrays`.
+"""The validated in-memory data set: `Dataset`, `DataSplits`, `from_arrays` (and `DataError`).
 
 Every loader in `jaxmlp.data` ends by building a `Dataset`, so the checks in
 `Dataset.__post_init__` are the last line of defence against bad input: 2-D float
@@ -13,9 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file (or data set) and the problem."""
+from jaxmlp.data.errors import DataError
+from jaxmlp.data.labels import interpret_targets
 
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
@@ -174,7 +173,12 @@ def features_from_array(x: object, name: str) -> tuple[np.ndarray, tuple[int, ..
 
 
 def from_arrays(
-    x: object, y: object, *, name: str = "arrays", num_classes: int | None = None
+    x: object,
+    y: object,
+    *,
+    name: str = "arrays",
+    num_classes: int | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """Builds a validated Dataset from numpy-compatible arrays.
 
@@ -182,9 +186,16 @@ def from_arrays(
         x: (N, ...) numeric features; flattened to (N, D) float32, uint8 scaled to [0, 1].
         y: (N,) integer labels (classification) or (N,) / (N, k) float targets (regression).
         name: used in error messages.
-        num_classes: force classification with this many classes; when None, a 1-D
-            integer (or bool) `y` means classification with ``max(y) + 1`` classes and
-            anything float means regression.
+        num_classes: force classification with this many classes (taken as given).
+        task: "auto", "classification" or "regression" (rules in `jaxmlp.data.labels`).
+            "auto": a 1-D integer (or bool) `y` means classification, anything float
+            regression, except float labels that are class labels but for a few
+            fractional values (at most max(1, N // 20) of them), which raise DataError
+            naming the first such example.
+
+    An inferred class count is ``max(y) + 1``; with U distinct label values it must be
+    at most ``max(2 * U, U + 1000)`` and at most 100_000, else DataError naming the
+    largest label and U (see `jaxmlp.data.labels.class_count`).
     """
     x, feature_shape = features_from_array(x, name)
     y = np.asarray(y)
@@ -194,20 +205,7 @@ def from_arrays(
         raise DataError(f"{name}: {x.shape[0]} examples but targets have shape {y.shape}")
     if x.shape[0] == 0:
         raise DataError(f"{name}: empty data set (0 examples)")
-    integral = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
-    if num_classes is not None:
-        if not integral:
-            if y.ndim != 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-                raise DataError(f"{name}: num_classes={num_classes} but the labels are not integers")
-        y = y.astype(np.int64)
-    elif integral and y.ndim == 1:
-        y = y.astype(np.int64)
-        if y.min() < 0:
-            i = int(np.argmin(y))
-            raise DataError(f"{name}: label {int(y[i])} at example {i} is negative")
-        num_classes = int(y.max()) + 1
-    else:
-        y = y.astype(np.float32)
-        if y.ndim == 1:
-            y = y[:, None]
+    if np.issubdtype(y.dtype, np.complexfloating):
+        raise DataError(f"{name}: targets must be real numbers, got dtype {y.dtype}")
+    y, num_classes = interpret_targets(y, name=name, task=task, num_classes=num_classes)
     return Dataset(x=x, y=y, name=name, num_classes=num_classes, feature_shape=feature_shape)

@@ -2,160 +2,43 @@
 
 A file is streamed into a temporary file in the destination directory, checked against
 its known SHA-256 / MD5, fsynced and only then renamed into place with `os.replace`.
-Any failure (network error, dropped connection, short body, checksum mismatch, Ctrl-C)
-deletes the temporary file, so the cache never holds a partial or unverified file.
+Any failure (network error, dropped connection, short body, checksum mismatch, stall,
+Ctrl-C) deletes the temporary file and every directory the download created that is
+still empty, so the cache never holds a partial or unverified file or an empty folder.
 
-Mirrors: `DATASET_URLS` holds the canonical base URLs; a `mirrors=` argument or the
-environment variable ``JAXMLP_MIRROR`` overrides them. ``JAXMLP_MIRROR`` may contain
-``{name}``, replaced by the data set name (e.g. ``http://host/data/{name}/``).
+Stalls: `timeout` (seconds, default DOWNLOAD_TIMEOUT) bounds every wait on the network,
+connecting and each read; a server silent for longer raises DataError naming the URL
+and the timeout. (Name resolution is the resolver's and is not covered.)
+Progress: a `progress(url, received, total)` callable, if given, is called with
+``(url, 0, None)`` before connecting and after every read (up to 1 MiB each) with the
+bytes received so far and the Content-Length (None if the server sends none). Library
+code prints nothing; a command line passes a printer.
+
+What to fetch, from where, and the cache directory are in `jaxmlp.data.sources`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import http.client
+import math
+import numbers
 import os
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from jaxmlp.data.dataset import DataError
+from jaxmlp.data.errors import DataError
+from jaxmlp.data.sources import DATASET_FILES, default_cache_dir, resolve_mirrors
 
-MIRROR_ENV = "JAXMLP_MIRROR"
+DOWNLOAD_TIMEOUT = 30.0
+Progress = Callable[[str, int, "int | None"], None]
 _CHUNK = 1 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteFile:
-    """One downloadable file and its known checksums.
-
-    ``decompressed=True`` means the checksums are of the gunzipped bytes, so any gzip
-    wrapping of the same content is accepted (used for MNIST, whose mirrors differ).
-    """
-
-    filename: str
-    sha256: str | None = None
-    md5: str | None = None
-    decompressed: bool = False
-
-
-DATASET_URLS: dict[str, tuple[str, ...]] = {
-    "mnist": (
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    ),
-    "fashion_mnist": (
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    ),
-    "kmnist": ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/",),
-}
-
-DATASET_FILES: dict[str, tuple[RemoteFile, ...]] = {
-    "mnist": (  # checksums of the decompressed canonical IDX files
-        RemoteFile(
-            "train-images-idx3-ubyte.gz",
-            sha256="ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            md5="6bbc9ace898e44ae57da46a324031adb",
-            decompressed=True,
-        ),
-        RemoteFile(
-            "train-labels-idx1-ubyte.gz",
-            sha256="65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            md5="a25bea736e30d166cdddb491f175f624",
-            decompressed=True,
-        ),
-        RemoteFile(
-            "t10k-images-idx3-ubyte.gz",
-            sha256="0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            md5="2646ac647ad5339dbf082846283269ea",
-            decompressed=True,
-        ),
-        RemoteFile(
-            "t10k-labels-idx1-ubyte.gz",
-            sha256="ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            md5="27ae3e4e09519cfbb04c329615203637",
-            decompressed=True,
-        ),
-    ),
-    "fashion_mnist": (  # checksums of the published .gz files
-        RemoteFile(
-            "train-images-idx3-ubyte.gz",
-            sha256="3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-            md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        ),
-        RemoteFile(
-            "train-labels-idx1-ubyte.gz",
-            sha256="a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-            md5="25c81989df183df01b3e8a0aad5dffbe",
-        ),
-        RemoteFile(
-            "t10k-images-idx3-ubyte.gz",
-            sha256="346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-            md5="bef4ecab320f06d8554ea6380940ec79",
-        ),
-        RemoteFile(
-            "t10k-labels-idx1-ubyte.gz",
-            sha256="67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-            md5="bb300cfdad3c16e7a12a480ee83cd310",
-        ),
-    ),
-    "kmnist": (  # checksums of the published .gz files
-        RemoteFile(
-            "train-images-idx3-ubyte.gz",
-            sha256="51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
-            md5="bdb82020997e1d708af4cf47b453dcf7",
-        ),
-        RemoteFile(
-            "train-labels-idx1-ubyte.gz",
-            sha256="e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
-            md5="e144d726b3acfaa3e44228e80efcd344",
-        ),
-        RemoteFile(
-            "t10k-images-idx3-ubyte.gz",
-            sha256="edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
-            md5="5c965bf0a639b31b8f53240b1b52f4d7",
-        ),
-        RemoteFile(
-            "t10k-labels-idx1-ubyte.gz",
-            sha256="20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
-            md5="7320c461ea6c1c855c0b718fb2a4b134",
-        ),
-    ),
-    "cifar10": (
-        RemoteFile(
-            "cifar-10-binary.tar.gz",
-            sha256="c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
-            md5="c32a1d4ab5d03f1284b67883e8d87530",
-        ),
-    ),
-}
-
-
-def default_cache_dir(name: str) -> Path:
-    """``~/.cache/jaxmlp/<name>`` (honours $XDG_CACHE_HOME)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxmlp" / name
-
-
-def resolve_mirrors(name: str, mirrors: str | Sequence[str] | None = None) -> tuple[str, ...]:
-    """Base URLs to try for data set `name`: `mirrors`, else $JAXMLP_MIRROR, else DATASET_URLS."""
-    if mirrors is None and os.environ.get(MIRROR_ENV):
-        mirrors = os.environ[MIRROR_ENV]
-    if mirrors is None:
-        if name not in DATASET_URLS:
-            raise DataError(f"{name}: no download location known; valid: {', '.join(DATASET_URLS)}")
-        return DATASET_URLS[name]
-    if isinstance(mirrors, str):
-        mirrors = [mirrors]
-    return tuple(m.replace("{name}", name) for m in mirrors)
 
 
 def download_dataset(
@@ -163,11 +46,13 @@ def download_dataset(
     cache_dir: str | Path | None = None,
     *,
     mirrors: str | Sequence[str] | None = None,
-    timeout: float = 60.0,
+    timeout: float = DOWNLOAD_TIMEOUT,
+    progress: Progress | None = None,
 ) -> Path:
     """Downloads every file of data set `name` missing from `cache_dir` and returns that dir.
 
     Each file is tried on each mirror in turn; DataError lists every failure if none works.
+    `timeout` and `progress` as in `download_file`.
     """
     if name not in DATASET_FILES:
         raise DataError(f"{name}: not downloadable; valid: {', '.join(DATASET_FILES)}")
@@ -182,7 +67,7 @@ def download_dataset(
             url = urllib.parse.urljoin(base if base.endswith("/") else base + "/", remote.filename)
             try:
                 download_file(url, dest, sha256=remote.sha256, md5=remote.md5,
-                              decompressed=remote.decompressed, timeout=timeout)
+                              decompressed=remote.decompressed, timeout=timeout, progress=progress)
                 break
             except DataError as exc:
                 errors.append(str(exc))
@@ -198,59 +83,110 @@ def download_file(
     sha256: str | None = None,
     md5: str | None = None,
     decompressed: bool = False,
-    timeout: float = 60.0,
+    timeout: float = DOWNLOAD_TIMEOUT,
+    progress: Progress | None = None,
 ) -> Path:
     """Downloads `url` to `dest` atomically, verifying the given checksums.
 
-    Raises DataError (leaving neither `dest` nor a temporary file behind) when the server
-    cannot be reached, the body is shorter than its Content-Length, or a checksum differs.
+    Raises DataError when the server cannot be reached, stalls for more than `timeout`
+    seconds, sends a body shorter than its Content-Length, or a checksum differs; it
+    leaves neither `dest`, nor a temporary file, nor a directory it created empty behind.
+    `progress` is described in the module docstring.
     """
     dest = Path(dest)
+    timeout = check_timeout(timeout)
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https", "file"):
         raise DataError(f"{url}: unsupported URL scheme {scheme!r}")
+    created = _make_dirs(dest.parent)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"{dest.parent}: cannot create cache directory ({exc})") from None
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _fetch_into(url, out, timeout)
-            out.flush()
-            os.fsync(out.fileno())
-        _verify(tmp, url, sha256=sha256, md5=md5, decompressed=decompressed)
-        os.replace(tmp, dest)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _fetch_into(url, out, timeout, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            _verify(tmp, url, sha256=sha256, md5=md5, decompressed=decompressed)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_empty(created)
         raise
     _fsync_dir(dest.parent)
     return dest
 
 
-def _fetch_into(url: str, out, timeout: float) -> None:
+def check_timeout(timeout: object) -> float:
+    """`timeout` as a float, if it is a positive finite number of seconds; DataError otherwise."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not (
+        math.isfinite(timeout) and timeout > 0
+    ):
+        raise DataError(f"download timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Creates `directory` and its missing parents; returns the ones it created, deepest first."""
+    missing = []
+    d = directory
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{directory}: cannot create cache directory ({exc})") from None
+    return missing
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Removes the directories in `created` (deepest first) while they are empty."""
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+def _fetch_into(url: str, out, timeout: float, progress: Progress | None) -> None:
     """Streams the body of `url` into the open binary file `out`, checking Content-Length."""
     request = urllib.request.Request(url, headers={"User-Agent": "jaxmlp"})
-    received = 0
+    received, length = 0, None
+    if progress is not None:
+        progress(url, 0, None)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            while chunk := response.read(_CHUNK):
+            header = response.headers.get("Content-Length")
+            length = int(header) if header is not None and header.isdigit() else None
+            while chunk := response.read1(_CHUNK):
                 out.write(chunk)
                 received += len(chunk)
+                if progress is not None:
+                    progress(url, received, length)
     except urllib.error.HTTPError as exc:
         raise DataError(f"{url}: download failed: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _stalled(url, received, timeout) from None
         raise DataError(f"{url}: download failed: {exc.reason}") from None
+    except TimeoutError:
+        raise _stalled(url, received, timeout) from None
     except (http.client.HTTPException, OSError) as exc:
         raise DataError(
             f"{url}: download interrupted after {received} bytes ({type(exc).__name__}: {exc})"
         ) from None
-    if length is not None and length.isdigit() and received != int(length):
-        raise DataError(
-            f"{url}: download interrupted: received {received} of {int(length)} bytes"
-        )
+    if length is not None and received != length:
+        raise DataError(f"{url}: download interrupted: received {received} of {length} bytes")
+
+
+def _stalled(url: str, received: int, timeout: float) -> DataError:
+    return DataError(
+        f"{url}: download stalled after {received} bytes: nothing received for {timeout:g} s "
+        "(the download timeout)"
+    )
 
 
 def _verify(path: Path, url: str, *, sha256: str | None, md5: str | None, decompressed: bool) -> None:

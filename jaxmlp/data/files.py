@@ -10,18 +10,54 @@ from pathlib import Path
 import numpy as np
 
 from jaxmlp.data.dataset import DataError, Dataset, from_arrays
+from jaxmlp.data.labels import class_count, check_task, interpret_targets, whole_numbers
 
 
-def load_npz(path: str | Path) -> tuple[Dataset, Dataset | None]:
+def load_npz(path: str | Path, *, task: str = "auto") -> tuple[Dataset, Dataset | None]:
     """(train, test) from an .npz holding arrays ``x`` (N, ...) and ``y`` (N,) or (N, k).
 
     Optional ``x_test`` / ``y_test`` arrays become the test split (else None), and an
     optional integer scalar ``num_classes`` fixes the class count. Loaded with
-    ``allow_pickle=False``: object arrays are refused. Integer 1-D ``y`` means
-    classification, float ``y`` regression (see `from_arrays`).
+    ``allow_pickle=False``: object arrays are refused.
+
+    task: "auto" (default), "classification" or "regression"; with "auto" an npz keeps
+    its dtype's meaning: integer 1-D ``y`` means classification with ``max + 1``
+    classes, float ``y`` regression, except float class labels with a few fractional
+    values, which raise DataError naming the first (`from_arrays`, `jaxmlp.data.labels`).
+    The test split takes the task and class count of ``y``. A class count, inferred from
+    ``y`` or declared (then checked against ``y`` and ``y_test`` together), must be at
+    most ``max(2 * U, U + 1000)`` and at most 100_000 for U distinct label values, else
+    DataError naming the largest label and U.
     """
+    check_task(task)
     path = Path(path)
-    name = str(path)
+    arrays = _read_npz(path)
+    num_classes = None
+    if "num_classes" in arrays:
+        nc = arrays["num_classes"]
+        if nc.shape != () or not np.issubdtype(nc.dtype, np.integer):
+            raise DataError(f"{path}: 'num_classes' must be an integer scalar, got {nc!r}")
+        num_classes = int(nc)
+    train = from_arrays(arrays["x"], arrays["y"], name=str(path), num_classes=num_classes, task=task)
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: 'x_test' and 'y_test' must be given together")
+    test = None
+    if "x_test" in arrays:
+        test = from_arrays(arrays["x_test"], arrays["y_test"], name=str(path), num_classes=train.num_classes,
+                           task="classification" if train.is_classification else "regression")
+        if test.feature_shape != train.feature_shape:
+            raise DataError(
+                f"{path}: 'x_test' examples have shape {test.feature_shape}, 'x' has {train.feature_shape}"
+            )
+        if train.y.shape[1:] != test.y.shape[1:]:
+            raise DataError(f"{path}: 'y_test' does not match 'y' (shape or task type)")
+    if num_classes is not None:
+        class_count(np.concatenate([s.y for s in (train, test) if s is not None]), str(path), num_classes)
+    return train, test
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays x, y and (where present) x_test, y_test, num_classes of the archive."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -38,7 +74,7 @@ def load_npz(path: str | Path) -> tuple[Dataset, Dataset | None]:
                 raise DataError(
                     f"{path}: must contain arrays named 'x' and 'y', found {sorted(keys) or 'none'}"
                 )
-            arrays = {k: npz[k] for k in ("x", "y", "x_test", "y_test", "num_classes") if k in keys}
+            return {k: npz[k] for k in ("x", "y", "x_test", "y_test", "num_classes") if k in keys}
     except DataError:
         raise
     except ValueError as exc:
@@ -50,27 +86,6 @@ def load_npz(path: str | Path) -> tuple[Dataset, Dataset | None]:
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DataError(f"{path}: corrupt or unreadable .npz ({type(exc).__name__}: {exc})") from None
 
-    num_classes = None
-    if "num_classes" in arrays:
-        nc = arrays["num_classes"]
-        if nc.shape != () or not np.issubdtype(nc.dtype, np.integer):
-            raise DataError(f"{path}: 'num_classes' must be an integer scalar, got {nc!r}")
-        num_classes = int(nc)
-    train = from_arrays(arrays["x"], arrays["y"], name=name, num_classes=num_classes)
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise DataError(f"{path}: 'x_test' and 'y_test' must be given together")
-    if "x_test" not in arrays:
-        return train, None
-    test = from_arrays(arrays["x_test"], arrays["y_test"], name=name,
-                       num_classes=train.num_classes)
-    if test.feature_shape != train.feature_shape:
-        raise DataError(
-            f"{path}: 'x_test' examples have shape {test.feature_shape}, 'x' has {train.feature_shape}"
-        )
-    if (train.num_classes is None) != (test.num_classes is None) or train.y.shape[1:] != test.y.shape[1:]:
-        raise DataError(f"{path}: 'y_test' does not match 'y' (shape or task type)")
-    return train, test
-
 
 def _parse_number(text: str) -> float | None:
     try:
@@ -80,7 +95,11 @@ def _parse_number(text: str) -> float | None:
 
 
 def load_csv(
-    path: str | Path, *, label_column: str | int | None = None, header: bool | None = None
+    path: str | Path,
+    *,
+    label_column: str | int | None = None,
+    header: bool | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """A data set from a numeric, comma-separated table.
 
@@ -91,11 +110,17 @@ def load_csv(
             counts from the end); default the last column.
         header: whether the first row holds column names; None auto-detects (a first
             row with any non-numeric cell is a header).
+        task: "auto", "classification" or "regression" (rules in `jaxmlp.data.labels`).
 
-    Returns a Dataset with x (N, columns - 1) float32. An all-integer label column
-    means classification (labels must be >= 0; num_classes = max + 1), otherwise
-    regression with y (N, 1).
+    Returns a Dataset with x (N, columns - 1) float32. With task="auto" a label column
+    of whole numbers means classification (labels must be >= 0; num_classes = max + 1,
+    at most ``max(2 * U, U + 1000)`` and at most 100_000 for U distinct labels, else
+    DataError naming the largest label and U), any other column regression with
+    y (N, 1), except a column of class labels with a few fractional values (a single
+    one, or at most 5% of the rows): DataError naming the line of the first one.
+    task="classification" makes any fractional label an error naming its line.
     """
+    check_task(task)
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -119,6 +144,20 @@ def load_csv(
         raise DataError(f"{path}: line {first_line} has {width} column(s); need features and a label")
     label_idx = _label_index(label_column, names, width, path)
 
+    values = _parse_cells(path, body, width, first_line, names)
+    labels = values[:, label_idx]
+    if whole_numbers(labels).all():  # a csv has no dtypes: a column of whole numbers is integer
+        labels = labels.astype(np.int64)
+    y, num_classes = interpret_targets(
+        labels, name=str(path), task=task, row=lambda r: f"line {body[r][0]}, column {label_idx + 1}"
+    )
+    return from_arrays(np.delete(values, label_idx, axis=1), y, name=str(path), num_classes=num_classes)
+
+
+def _parse_cells(
+    path: Path, body: list[tuple[int, list[str]]], width: int, first_line: int, names: list[str] | None
+) -> np.ndarray:
+    """The (line, cells) rows of `body` as a (rows, width) float64 array of finite numbers."""
     values = np.empty((len(body), width), dtype=np.float64)
     for r, (line, row) in enumerate(body):
         if len(row) != width:
@@ -128,25 +167,12 @@ def load_csv(
             )
         for c, cell in enumerate(row):
             v = _parse_number(cell)
-            if v is None:
+            if v is None or not math.isfinite(v):
                 col = f"column {c + 1}" + (f" ({names[c]!r})" if names else "")
-                raise DataError(f"{path}: non-numeric cell {cell!r} at line {line}, {col}")
-            if not math.isfinite(v):
-                col = f"column {c + 1}" + (f" ({names[c]!r})" if names else "")
-                raise DataError(f"{path}: NaN or Inf value {cell!r} at line {line}, {col}")
+                problem = "non-numeric cell" if v is None else "NaN or Inf value"
+                raise DataError(f"{path}: {problem} {cell!r} at line {line}, {col}")
             values[r, c] = v
-
-    labels = values[:, label_idx]
-    features = np.delete(values, label_idx, axis=1)
-    if np.all(labels == np.round(labels)):
-        if labels.min() < 0:
-            r = int(np.argmin(labels))
-            raise DataError(
-                f"{path}: negative class label {labels[r]:g} at line {body[r][0]}, column "
-                f"{label_idx + 1}; classification labels must lie in [0, num_classes)"
-            )
-        return from_arrays(features, labels.astype(np.int64), name=str(path))
-    return from_arrays(features, labels[:, None], name=str(path))
+    return values
 
 
 def _label_index(label_column: str | int | None, names: list[str] | None, width: int, path: Path) -> int:

@@ -3,6 +3,15 @@
 Layout: two zero bytes, a dtype code byte, a dimension-count byte, one big-endian
 uint32 per dimension, then the row-major payload. The reader checks every part of
 that against the file's length and never writes to the file.
+
+Element types (the code byte; every multi-byte type big-endian): 0x08 uint8, 0x09 int8,
+0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64. As images (features):
+    uint8          scaled to [0, 1] (v / 255), the MNIST convention;
+    int8           offset into the byte range, then scaled: (v + 128) / 255, in [0, 1]
+                   (so pixels stored as p - 128 give what the uint8 file gives);
+    int16, int32,  taken as their values (no pixel range is implied by the type; use
+    float32/64     standardize=True to rescale), NaN or Inf refused.
+As labels: any integer type (values >= 0); float label files are refused.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmlp.data.dataset import DataError, Dataset, DataSplits, features_from_array
+from jaxmlp.data.labels import class_count
 
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -24,8 +34,8 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-IMAGES_MAGIC = 0x00000803  # uint8, 3 dims
-LABELS_MAGIC = 0x00000801  # uint8, 1 dim
+IMAGES_MAGIC = 0x00000803  # uint8, 3 dims (MNIST's; other types and ranks are read too)
+LABELS_MAGIC = 0x00000801  # uint8, 1 dim (likewise)
 
 # role -> accepted file names (the MNIST spelling first, then the "train-images.idx3-ubyte" one)
 IDX_FILE_NAMES: dict[str, tuple[str, ...]] = {
@@ -125,11 +135,11 @@ def load_idx_pair(
     if images.ndim < 2:
         raise DataError(
             f"{images_path}: expected an images file with at least 2 dimensions "
-            f"(magic 0x{IMAGES_MAGIC:08x}), got shape {images.shape}"
+            f"(e.g. magic 0x{IMAGES_MAGIC:08x}), got shape {images.shape}"
         )
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(
-            f"{labels_path}: expected a 1-D integer labels file (magic 0x{LABELS_MAGIC:08x}), "
+            f"{labels_path}: expected a 1-D integer labels file (e.g. magic 0x{LABELS_MAGIC:08x}), "
             f"got shape {labels.shape} dtype {labels.dtype}"
         )
     if images.shape[0] != labels.shape[0]:
@@ -140,7 +150,7 @@ def load_idx_pair(
     if images.shape[0] == 0:
         raise DataError(f"{images_path}: empty data set (0 images)")
     _check_labels(labels, labels_path, num_classes)
-    x, feature_shape = features_from_array(images, str(images_path))
+    x, feature_shape = features_from_array(_as_uint8_if_int8(images), str(images_path))
     if np.issubdtype(images.dtype, np.floating):
         bad = ~np.isfinite(x).all(axis=1)
         if bad.any():
@@ -152,6 +162,13 @@ def load_idx_pair(
         num_classes=num_classes if num_classes is not None else int(labels.max()) + 1,
         feature_shape=feature_shape,
     )
+
+
+def _as_uint8_if_int8(images: np.ndarray) -> np.ndarray:
+    """int8 pixels offset by +128 into uint8 (which features_from_array scales by 1/255)."""
+    if images.dtype != np.int8:
+        return images
+    return (images.astype(np.int16) + 128).astype(np.uint8)
 
 
 def _check_labels(labels: np.ndarray, path: Path, num_classes: int | None) -> None:
@@ -169,8 +186,11 @@ def load_idx_dataset(
 
     Accepts ``train-images-idx3-ubyte[.gz]`` and ``train-images.idx3-ubyte[.gz]`` spellings
     (likewise for labels and the ``t10k-`` test files). Images become (N, D) float32
-    (uint8 scaled to [0, 1]) with feature_shape e.g. (28, 28). `num_classes` defaults to
-    ``max label + 1`` over both splits. Returns ``DataSplits(train, None, test)``.
+    with feature_shape e.g. (28, 28): uint8 and int8 scaled to [0, 1], wider integer and
+    float types as their values (see the module docstring). `num_classes` defaults to
+    ``max label + 1`` over both splits, which must be at most ``max(2 * U, U + 1000)``
+    and at most 100_000 for U distinct labels (`jaxmlp.data.labels.class_count`).
+    Returns ``DataSplits(train, None, test)``.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -194,13 +214,14 @@ def load_idx_dataset(
     return DataSplits(train=train, val=None, test=test)
 
 
-def _infer_num_classes(*label_paths: Path) -> int | None:
-    """1 + the largest label over all files; None when a file is unusable (reported later)."""
-    top = -1
-    for path in label_paths:
+def _infer_num_classes(train_labels: Path, test_labels: Path) -> int | None:
+    """1 + the largest label over both files, under the class-count rule of `class_count`;
+    None when a file is unusable (reported later)."""
+    arrays = []
+    for path in (train_labels, test_labels):
         labels = read_idx(path)
         if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
             return None
         _check_labels(labels, path, None)
-        top = max(top, int(labels.max()))
-    return top + 1
+        arrays.append(labels.astype(np.int64))
+    return class_count(np.concatenate(arrays), f"{train_labels} (with {test_labels.name})")

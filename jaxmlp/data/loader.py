@@ -9,8 +9,10 @@ import jax
 
 from jaxmlp.data import synthetic
 from jaxmlp.data.dataset import DataError, Dataset, DataSplits
+from jaxmlp.data.download import DOWNLOAD_TIMEOUT, Progress, check_timeout
 from jaxmlp.data.files import load_csv, load_npz
 from jaxmlp.data.idx import load_idx_dataset
+from jaxmlp.data.labels import check_task
 from jaxmlp.data.named import NAMED_DATASETS, load_named
 from jaxmlp.data.preprocess import standardize as standardize_splits
 from jaxmlp.data.preprocess import stratified_split, subsample
@@ -44,6 +46,9 @@ def load_dataset(
     standardize: bool = False,
     n_samples: int | None = None,
     label_column: str | int | None = None,
+    task: str = "auto",
+    download_timeout: float = DOWNLOAD_TIMEOUT,
+    download_progress: Progress | None = None,
 ) -> DataSplits:
     """Loads a data set by spec and returns ``DataSplits(train, val, test)``.
 
@@ -53,6 +58,11 @@ def load_dataset(
             ``idx:DIR``, ``npz:FILE``, ``csv:FILE``.
         data_dir, download, cache_dir: where named sets are looked for / fetched to
             (see `jaxmlp.data.named`); download is opt-in and checksummed.
+        download_timeout: seconds a download may wait on a silent server (connecting or
+            reading) before it fails with DataError naming the URL and the timeout.
+        download_progress: ``progress(url, received, total)``, called as a download
+            starts and after every read of at most 1 MiB (`jaxmlp.data.download`);
+            None prints nothing.
         seed: seeds everything random here (synthetic draws, subsampling, the val split).
             Synthetic train and test splits use different keys derived from it.
         val_fraction: if > 0, carves a stratified (for classification) validation split
@@ -62,6 +72,12 @@ def load_dataset(
         n_samples: synthetic sets: number of training (and of test) examples; other sets:
             keep a seeded, stratified subset of this many training examples.
         label_column: csv only: target column by header name or index (default: last).
+        task: "auto", "classification" or "regression". For npz:FILE and csv:FILE it
+            decides how the labels are read (rules in `jaxmlp.data.labels`: "auto"
+            infers, and refuses class labels with a few fractional values). Every other
+            set has a fixed task (the synthetic teacher and sin are regression, the rest
+            and every IDX or named set classification): a task other than "auto" or that
+            one raises DataError.
 
     Features are (N, D) float32; images are scaled to [0, 1] and flattened.
     """
@@ -71,6 +87,8 @@ def load_dataset(
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1):
         raise DataError(f"n_samples must be a positive int or None, got {n_samples!r}")
+    check_task(task)
+    check_timeout(download_timeout)
     prefix, _, rest = spec.partition(":")
     if label_column is not None and prefix != "csv":
         raise DataError(f"label_column applies only to csv:FILE data, not {spec!r}")
@@ -83,13 +101,15 @@ def load_dataset(
         test = make(jax.random.fold_in(root, _TEST), n, seed)
     else:
         if spec in NAMED_DATASETS:
-            train, test = load_named(spec, data_dir=data_dir, download=download, cache_dir=cache_dir)
+            train, test = load_named(spec, data_dir=data_dir, download=download, cache_dir=cache_dir,
+                                     timeout=download_timeout, progress=download_progress)
         elif prefix in FILE_PREFIXES and rest:
-            train, test = _load_file_spec(prefix, Path(rest).expanduser(), label_column)
+            train, test = _load_file_spec(prefix, Path(rest).expanduser(), label_column, task)
         else:
             raise DataError(f"unknown data set {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
         if n_samples is not None:
             train = subsample(jax.random.fold_in(root, _SUBSAMPLE), train, n_samples)
+    _check_fixed_task(spec, train, task)
 
     val = None
     if val_fraction > 0:
@@ -99,10 +119,19 @@ def load_dataset(
     return DataSplits(train=train, val=val, test=test)
 
 
-def _load_file_spec(prefix: str, path: Path, label_column: str | int | None) -> tuple[Dataset, Dataset | None]:
+def _load_file_spec(
+    prefix: str, path: Path, label_column: str | int | None, task: str
+) -> tuple[Dataset, Dataset | None]:
     if prefix == "idx":
         train, _, test = load_idx_dataset(path)
         return train, test
     if prefix == "npz":
-        return load_npz(path)
-    return load_csv(path, label_column=label_column), None
+        return load_npz(path, task=task)
+    return load_csv(path, label_column=label_column, task=task), None
+
+
+def _check_fixed_task(spec: str, train: Dataset, task: str) -> None:
+    """DataError when `task` names the other task than the one `train` has."""
+    actual = "classification" if train.is_classification else "regression"
+    if task not in ("auto", actual):
+        raise DataError(f"{spec}: task={task!r} does not apply to this {actual} data set; use 'auto' or {actual!r}")

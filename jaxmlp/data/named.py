@@ -13,8 +13,9 @@ from pathlib import Path
 
 from jaxmlp.data.cifar import BINARY_ARCHIVE, find_cifar10, load_cifar10
 from jaxmlp.data.dataset import DataError, Dataset
-from jaxmlp.data.download import default_cache_dir, download_dataset
+from jaxmlp.data.download import DOWNLOAD_TIMEOUT, Progress, download_dataset
 from jaxmlp.data.idx import IDX_FILE_NAMES, find_idx_files, load_idx_dataset
+from jaxmlp.data.sources import default_cache_dir
 
 DATA_ENV = "JAXMLP_DATA"
 IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist")
@@ -63,17 +64,20 @@ def load_named(
     download: bool = False,
     cache_dir: str | Path | None = None,
     mirrors: str | Sequence[str] | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT,
+    progress: Progress | None = None,
 ) -> tuple[Dataset, Dataset]:
     """(train, test) of a named data set; features (N, D) float32 in [0, 1].
 
     mnist / fashion_mnist / kmnist: (60000, 784) and (10000, 784), feature_shape (28, 28).
     cifar10: (50000, 3072) and (10000, 3072), feature_shape (32, 32, 3).
+    `timeout` and `progress` apply to a download (see `jaxmlp.data.download`).
     """
     _check_name(name)
     source = locate_dataset(name, data_dir, cache_dir)
     if source is None and download:
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(name)
-        download_dataset(name, cache, mirrors=mirrors)
+        download_dataset(name, cache, mirrors=mirrors, timeout=timeout, progress=progress)
         source = _find_in(name, cache)
     if source is None:
         raise DataError(_not_found_message(name, data_dir, cache_dir))
