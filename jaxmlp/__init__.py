@@ -4,33 +4,43 @@
     params = jaxmlp.init_mlp(jax.random.key(0), (784, 512, 10))   # [Layer(W, b), Layer(W, b)]
     scores = jaxmlp.mlp_apply(params, x)                          # (B, 784) -> (B, 10)
     loss, grads = jaxmlp.loss_and_grad(params, x, y, method="manual")
+
+The public names below are imported from their modules on first use (PEP 562), so `import
+jaxmlp` (and the `jaxmlp` command's --help) does not import JAX.
 """
-from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
-from jaxmlp.backprop import LayerCache, backward, forward, input_grad, loss_and_grad, objective
-from jaxmlp.losses import LOSSES, Loss, get_loss, l2_penalty
-from jaxmlp.mlp import INITS, Layer, init_mlp, mlp_apply, param_count, sizes_of
-from jaxmlp.data import (DataError, Dataset, DataSplits, blobs, checkerboard, circles, from_arrays, load_cifar10,
-                         load_csv, load_dataset, load_idx_dataset, load_npz, moons, read_idx, sin_1d, spiral,
-                         standardize, stratified_split, teacher)
-from jaxmlp.metrics import (activation_stats, dataset_activation_stats, dead_fraction, layer_grad_norms,
-                            loss_grad_and_stats, saturation_fraction)
-from jaxmlp.config import TrainConfig
-from jaxmlp.train import Callback, History, TrainingDiverged, evaluate, fit, predict
-from jaxmlp.parallel import DataParallel, data_parallel, make_mesh
-from jaxmlp.precision import PRECISIONS, get_policy, policy_loss_and_grad
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ACTIVATIONS", "Activation", "get_activation",
-    "LOSSES", "Loss", "get_loss", "l2_penalty",
-    "INITS", "Layer", "init_mlp", "mlp_apply", "param_count", "sizes_of",
-    "LayerCache", "forward", "backward", "loss_and_grad", "objective", "input_grad",
-    "DataError", "Dataset", "DataSplits", "load_dataset", "from_arrays", "read_idx", "load_idx_dataset",
-    "load_cifar10", "load_npz", "load_csv", "spiral", "checkerboard", "circles", "moons", "blobs", "teacher",
-    "sin_1d", "standardize", "stratified_split",
-    "activation_stats", "dataset_activation_stats", "dead_fraction", "saturation_fraction", "layer_grad_norms",
-    "loss_grad_and_stats",
-    "TrainConfig", "fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged",
-    "DataParallel", "data_parallel", "make_mesh", "PRECISIONS", "get_policy", "policy_loss_and_grad",
-]
+_PUBLIC = {  # module -> the names it exports here
+    "jaxmlp.names": ("ACTIVATIONS", "INITS", "PRECISIONS"),
+    "jaxmlp.activations": ("Activation", "get_activation"),
+    "jaxmlp.losses": ("LOSSES", "Loss", "get_loss", "l2_penalty"),
+    "jaxmlp.mlp": ("Layer", "init_mlp", "mlp_apply", "param_count", "sizes_of"),
+    "jaxmlp.backprop": ("LayerCache", "forward", "backward", "loss_and_grad", "objective", "input_grad"),
+    "jaxmlp.data": ("DataError", "Dataset", "DataSplits", "load_dataset", "from_arrays", "read_idx",
+                    "load_idx_dataset", "load_cifar10", "load_npz", "load_csv", "spiral", "checkerboard", "circles",
+                    "moons", "blobs", "teacher", "sin_1d", "standardize", "stratified_split"),
+    "jaxmlp.metrics": ("activation_stats", "dataset_activation_stats", "dead_fraction", "saturation_fraction",
+                       "layer_grad_norms", "loss_grad_and_stats"),
+    "jaxmlp.config": ("TrainConfig",),
+    "jaxmlp.training": ("fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged", "build_run"),
+    "jaxmlp.parallel": ("DataParallel", "data_parallel", "make_mesh"),
+    "jaxmlp.precision": ("get_policy", "policy_loss_and_grad"),
+}
+_MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

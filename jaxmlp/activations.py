@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
+from jaxmlp.names import ACTIVATIONS, ACTIVATION_OPTIONS as OPTIONS
+
 Array = jax.Array
 
 
@@ -156,22 +158,6 @@ def _maxout_backward(da, z, a, slope=None):
 
 
 # --- registry --------------------------------------------------------------------------------
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "gelu", "maxout")
-
-# Options each activation accepts, with their defaults.
-OPTIONS: dict[str, dict[str, object]] = {
-    "identity": {},
-    "sigmoid": {},
-    "tanh": {},
-    "relu": {},
-    "leaky_relu": {"alpha": 0.01},  # slope for z < 0
-    "prelu": {"alpha": 0.25},  # initial slope for z < 0 (learned afterwards)
-    "elu": {"alpha": 1.0},  # saturation value -alpha for z -> -inf
-    "gelu": {"approximate": False},  # tanh approximation instead of the exact erf form
-    "maxout": {"k": 2},  # pieces per unit
-}
-
-
 def resolve_options(name: str, **options) -> dict[str, object]:
     """The full option dict for `name`: defaults overridden by `options`; bad ones raise."""
     if name not in OPTIONS:

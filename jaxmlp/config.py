@@ -1,8 +1,12 @@
 """`TrainConfig`: every knob of a training run in one frozen, typed, validated dataclass.
 
-The comment after each field is its documentation and, via `FIELD_HELP`, the `--help` text
-of the matching `jaxmlp train --flag`, so the two never drift. Input and output sizes are not
-configured: they come from the data.
+Each field declares, in its metadata (`_field`), its `--help` text (`FIELD_HELP`, the text of
+the matching `jaxmlp train --flag`, so the two never drift) and its kind: PROGRAM (it changes
+the compiled init / epoch programs) or HOST (it does not: it steers the host loop or the
+data), and whether it is per-host (it may differ between the processes of one multi-host run)
+and resumable (a resumed run may change it). `HOST_ONLY_FIELDS`, `PER_HOST_FIELDS` and
+`RESUMABLE` are derived from those. Input and output sizes are not configured: they come from
+the data.
 
     cfg = TrainConfig(hidden=(512, 512), optimizer="adamw", weight_decay=1e-4)
     cfg.to_dict()                      # JSON-safe dict; TrainConfig.from_dict(d) == cfg
@@ -11,24 +15,26 @@ configured: they come from the data.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-import re
 import typing
 from dataclasses import dataclass
 from typing import Any
 
-from jaxmlp.activations import ACTIVATIONS, OPTIONS
-from jaxmlp.losses import ALIASES, LOSSES
-from jaxmlp.mlp import INITS
+from jaxmlp.names import (ACTIVATION_OPTIONS, ACTIVATIONS, DATA_FEEDS, DTYPES, GRAD_METHODS, INITS, LOSS_ALIASES,
+                          LOSS_NAMES, LR_SCALINGS, OPTIMIZERS, PRECISIONS, SCHEDULES)
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lars", "lamb")
-SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine")
-GRAD_METHODS = ("autodiff", "manual")
-DTYPES = ("float32", "float64")
-PRECISIONS = ("fp32", "bf16", "highest")
-LR_SCALINGS = ("none", "linear", "sqrt")
-DATA_FEEDS = ("auto", "resident", "per_process")
+# Field kinds.
+PROGRAM = "program"  # changes the compiled init / epoch programs
+HOST = "host"  # does not: the data enters them as arrays and the keys as arguments, the rest steers the host loop
+
+DISTRIBUTED_TIMEOUT = 120.0  # seconds a multi-host process waits for its peers (a launch setting, not a field)
+
+
+def _field(default: Any, kind: str, *, help: str, per_host: bool = False, resumable: bool = False) -> Any:
+    """A TrainConfig field of `kind` (PROGRAM or HOST) with its --help text; `per_host`: it may
+    differ between the processes of one run; `resumable`: a resumed run may change it."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "per_host": per_host,
+                                                         "resumable": resumable})
 
 
 @dataclass(frozen=True)
@@ -36,65 +42,65 @@ class TrainConfig:
     """One training run. Defaults train the CS231n spiral to >= 95% in a few seconds on CPU."""
 
     # --- data ---
-    dataset: str = "spiral"  # data set spec: spiral, checkerboard, circles, moons, blobs, teacher, sin, mnist, fashion_mnist, kmnist, cifar10, idx:DIR, npz:FILE, csv:FILE
-    data_dir: str | None = None  # where named data sets (mnist, ...) are looked for; None = the loader's default search
-    download: bool = False  # allow downloading named data sets (checksummed)
-    n_samples: int | None = None  # synthetic sets: number of examples; real sets: stratified training subset; None = all/default
-    val_fraction: float = 0.0  # fraction of the training split held out for validation, in [0, 1)
-    standardize: bool = False  # standardize features with mean/std fitted on the training split
-    data_seed: int = 0  # seed of the data (synthetic draws, subsampling, validation split)
-    label_column: str | None = None  # csv:FILE only: target column by header name or 0-based index; None = the last
+    dataset: str = _field("spiral", HOST, help="data set spec: spiral, checkerboard, circles, moons, blobs, teacher, sin, mnist, fashion_mnist, kmnist, cifar10, idx:DIR, npz:FILE, csv:FILE")
+    data_dir: str | None = _field(None, HOST, per_host=True, resumable=True, help="where named data sets (mnist, ...) are looked for; None = the loader's default search")
+    download: bool = _field(False, HOST, per_host=True, resumable=True, help="allow downloading named data sets (checksummed)")
+    n_samples: int | None = _field(None, HOST, help="synthetic sets: number of examples; real sets: stratified training subset; None = all/default")
+    val_fraction: float = _field(0.0, HOST, help="fraction of the training split held out for validation, in [0, 1)")
+    standardize: bool = _field(False, HOST, help="standardize features with mean/std fitted on the training split")
+    data_seed: int = _field(0, HOST, help="seed of the data (synthetic draws, subsampling, validation split)")
+    label_column: str | None = _field(None, HOST, help="csv:FILE only: target column by header name or 0-based index; None = the last")
     # --- model ---
-    hidden: tuple[int, ...] = (100,)  # hidden layer widths, e.g. 512,512; empty = a linear model
-    activation: str = "relu"  # hidden activation: identity, sigmoid, tanh, relu, leaky_relu, prelu, elu, gelu, maxout
-    alpha: float | None = None  # leaky_relu/elu slope or PReLU initial slope; None = the activation's default
-    k: int | None = None  # maxout pieces per unit (>= 2); None = 2
-    approximate: bool = False  # gelu: use the tanh approximation
-    init: str | None = None  # weight init (he_normal, he_uniform, xavier_normal, xavier_uniform, lecun_normal, lecun_uniform); None = the activation's default
-    dtype: str = "float32"  # float32 or float64 (float64 turns on jax_enable_x64 in the CLI)
+    hidden: tuple[int, ...] = _field((100,), PROGRAM, help="hidden layer widths, e.g. 512,512; empty = a linear model")
+    activation: str = _field("relu", PROGRAM, help="hidden activation: identity, sigmoid, tanh, relu, leaky_relu, prelu, elu, gelu, maxout")
+    alpha: float | None = _field(None, PROGRAM, help="leaky_relu/elu slope or PReLU initial slope; None = the activation's default")
+    k: int | None = _field(None, PROGRAM, help="maxout pieces per unit (>= 2); None = 2")
+    approximate: bool = _field(False, PROGRAM, help="gelu: use the tanh approximation")
+    init: str | None = _field(None, PROGRAM, help="weight init (he_normal, he_uniform, xavier_normal, xavier_uniform, lecun_normal, lecun_uniform); None = the activation's default")
+    dtype: str = _field("float32", PROGRAM, help="float32 or float64 (float64 turns on jax_enable_x64 in the CLI)")
     # --- objective ---
-    loss: str = "auto"  # softmax_cross_entropy, multiclass_hinge, binary_logistic, mean_squared_error; auto = cross-entropy for classification, MSE for regression
-    l2: float = 0.0  # L2 penalty 0.5 * l2 * sum ||W||^2 added to the loss (weights only)
-    dropout: float = 0.0  # probability of dropping a hidden unit while training, in [0, 1)
-    input_noise: float = 0.0  # std of Gaussian noise added to the inputs while training
+    loss: str = _field("auto", PROGRAM, help="softmax_cross_entropy, multiclass_hinge, binary_logistic, mean_squared_error; auto = cross-entropy for classification, MSE for regression")
+    l2: float = _field(0.0, PROGRAM, help="L2 penalty 0.5 * l2 * sum ||W||^2 added to the loss (weights only)")
+    dropout: float = _field(0.0, PROGRAM, help="probability of dropping a hidden unit while training, in [0, 1)")
+    input_noise: float = _field(0.0, PROGRAM, help="std of Gaussian noise added to the inputs while training")
     # --- optimizer (all optax) ---
-    optimizer: str = "adam"  # sgd, momentum, nesterov, adam, adamw, rmsprop, lars, lamb
-    learning_rate: float = 0.01  # peak learning rate
-    momentum: float = 0.9  # momentum of momentum, nesterov and lars, in [0, 1)
-    b1: float = 0.9  # adam/adamw/lamb first-moment decay, in [0, 1)
-    b2: float = 0.999  # adam/adamw/lamb second-moment decay, in [0, 1)
-    eps: float = 1e-8  # adam/adamw/lamb/rmsprop denominator epsilon, > 0
-    rms_decay: float = 0.9  # rmsprop squared-gradient decay, in [0, 1)
-    weight_decay: float = 0.0  # weight decay on weights only (biases and PReLU slopes are masked out); decoupled for adamw/lamb/lars, added to the gradient otherwise
-    clip_norm: float | None = None  # clip gradients to this global norm; None = no clipping
+    optimizer: str = _field("adam", PROGRAM, help="sgd, momentum, nesterov, adam, adamw, rmsprop, lars, lamb")
+    learning_rate: float = _field(0.01, PROGRAM, help="peak learning rate")
+    momentum: float = _field(0.9, PROGRAM, help="momentum of momentum, nesterov and lars, in [0, 1)")
+    b1: float = _field(0.9, PROGRAM, help="adam/adamw/lamb first-moment decay, in [0, 1)")
+    b2: float = _field(0.999, PROGRAM, help="adam/adamw/lamb second-moment decay, in [0, 1)")
+    eps: float = _field(1e-8, PROGRAM, help="adam/adamw/lamb/rmsprop denominator epsilon, > 0")
+    rms_decay: float = _field(0.9, PROGRAM, help="rmsprop squared-gradient decay, in [0, 1)")
+    weight_decay: float = _field(0.0, PROGRAM, help="weight decay on weights only (biases and PReLU slopes are masked out); decoupled for adamw/lamb/lars, added to the gradient otherwise")
+    clip_norm: float | None = _field(None, PROGRAM, help="clip gradients to this global norm; None = no clipping")
     # --- learning-rate schedule (optax, counted in epochs) ---
-    schedule: str = "constant"  # constant, step, exponential, cosine, warmup_cosine
-    warmup_epochs: int = 0  # linear warm-up from 0 to learning_rate over this many epochs (required by warmup_cosine)
-    decay_rate: float = 0.1  # step/exponential: multiply the lr by this every decay_epochs, in (0, 1]
-    decay_epochs: int = 30  # step/exponential: epochs per decay_rate factor
-    final_lr_fraction: float = 0.0  # cosine/warmup_cosine: final lr = learning_rate * this, in [0, 1]
-    lr_scaling: str = "none"  # large batches: none, linear (peak lr = learning_rate * batch_size / base_batch_size) or sqrt (learning_rate * sqrt(batch_size / base_batch_size)); pair with warmup_epochs
-    base_batch_size: int = 256  # the batch size learning_rate is tuned for (read by lr_scaling)
+    schedule: str = _field("constant", PROGRAM, help="constant, step, exponential, cosine, warmup_cosine")
+    warmup_epochs: int = _field(0, PROGRAM, help="linear warm-up from 0 to learning_rate over this many epochs (required by warmup_cosine)")
+    decay_rate: float = _field(0.1, PROGRAM, help="step/exponential: multiply the lr by this every decay_epochs, in (0, 1]")
+    decay_epochs: int = _field(30, PROGRAM, help="step/exponential: epochs per decay_rate factor")
+    final_lr_fraction: float = _field(0.0, PROGRAM, help="cosine/warmup_cosine: final lr = learning_rate * this, in [0, 1]")
+    lr_scaling: str = _field("none", PROGRAM, help="large batches: none, linear (peak lr = learning_rate * batch_size / base_batch_size) or sqrt (learning_rate * sqrt(batch_size / base_batch_size)); pair with warmup_epochs")
+    base_batch_size: int = _field(256, PROGRAM, help="the batch size learning_rate is tuned for (read by lr_scaling)")
     # --- loop ---
-    epochs: int = 100  # number of passes over the training set
-    batch_size: int = 32  # minibatch size; the remainder batch of each (reshuffled) epoch is dropped
-    seed: int = 0  # seed of init, shuffling, dropout and noise: a run is reproducible from it
-    grad_method: str = "autodiff"  # autodiff (jax.grad) or manual (the hand-written backprop)
-    accumulate: int = 1  # gradient accumulation: run each batch as this many microbatches, then make one update (batch_size is the effective batch)
-    eval_every: int = 1  # evaluate on the validation set every N epochs (and after the last)
-    eval_train: bool = True  # at those epochs also evaluate loss and accuracy on the whole training set (one extra batched forward pass)
-    track_activations: bool = False  # at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)
-    eval_batch_size: int = 1024  # batch size of evaluation and prediction (exact over all examples)
-    patience: int = 0  # early stopping: stop after this many epochs without val-loss improvement; 0 = off
-    min_delta: float = 0.0  # early stopping: smallest decrease of the val loss that counts as improvement
-    restore_best: bool = False  # early stopping: return (and export) the params of the best val-loss epoch
-    checkpoint_every: int = 10  # save a checkpoint every N epochs (and always after the last); 0 = only after the last
-    keep_checkpoints: int = 3  # number of most recent checkpoints kept on disk
-    out_dir: str | None = None  # run directory; None = runs/<dataset>-<timestamp> under the current directory
+    epochs: int = _field(100, PROGRAM, resumable=True, help="number of passes over the training set")
+    batch_size: int = _field(32, PROGRAM, help="minibatch size; the remainder batch of each (reshuffled) epoch is dropped")
+    seed: int = _field(0, HOST, help="seed of init, shuffling, dropout and noise: a run is reproducible from it")
+    grad_method: str = _field("autodiff", PROGRAM, help="autodiff (jax.grad) or manual (the hand-written backprop)")
+    accumulate: int = _field(1, PROGRAM, help="gradient accumulation: run each batch as this many microbatches, then make one update (batch_size is the effective batch)")
+    eval_every: int = _field(1, HOST, resumable=True, help="evaluate on the validation set every N epochs (and after the last)")
+    eval_train: bool = _field(True, HOST, resumable=True, help="at those epochs also evaluate loss and accuracy on the whole training set (one extra batched forward pass)")
+    track_activations: bool = _field(False, HOST, resumable=True, help="at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)")
+    eval_batch_size: int = _field(1024, HOST, resumable=True, help="batch size of evaluation and prediction (exact over all examples)")
+    patience: int = _field(0, HOST, resumable=True, help="early stopping: stop after this many epochs without val-loss improvement; 0 = off")
+    min_delta: float = _field(0.0, HOST, resumable=True, help="early stopping: smallest decrease of the val loss that counts as improvement")
+    restore_best: bool = _field(False, HOST, help="early stopping: return (and export) the params of the best val-loss epoch")
+    checkpoint_every: int = _field(10, HOST, resumable=True, help="save a checkpoint every N epochs (and always after the last); 0 = only after the last")
+    keep_checkpoints: int = _field(3, HOST, resumable=True, help="number of most recent checkpoints kept on disk")
+    out_dir: str | None = _field(None, HOST, per_host=True, help="run directory; None = runs/<dataset>-<timestamp> under the current directory")
     # --- scale-out (parallel.py, precision.py) ---
-    devices: int = 1  # data-parallel devices: N (<= available) or all (= 0: every device of every process); batch_size must be divisible by devices * accumulate
-    data_feed: str = "auto"  # resident (the whole training set on every device, batches gathered there: nothing crosses the host per epoch), per_process (each process gathers its rows of every batch of an epoch on the host and sends only those: a device holds ~2 * N / devices training rows plus its share of the evaluation sets), auto = resident in one process, per_process with several
-    precision: str = "fp32"  # fp32 (params dtype, JAX's default matmuls: TF32 on Ampere+ GPUs), highest (full-precision matmuls), bf16 (bf16 matmuls and activations; fp32 params, optimizer state and loss)
+    devices: int = _field(1, PROGRAM, resumable=True, help="data-parallel devices: N (<= available) or all (= 0: every device of every process); batch_size must be divisible by devices * accumulate")
+    data_feed: str = _field("auto", HOST, resumable=True, help="resident (the whole training set on every device, batches gathered there: nothing crosses the host per epoch), per_process (each process gathers its rows of every batch of an epoch on the host and sends only those: a device holds ~2 * N / devices training rows plus its share of the evaluation sets), auto = resident in one process, per_process with several")
+    precision: str = _field("fp32", PROGRAM, help="fp32 (params dtype, JAX's default matmuls: TF32 on Ampere+ GPUs), highest (full-precision matmuls), bf16 (bf16 matmuls and activations; fp32 params, optimizer state and loss)")
 
     def __post_init__(self) -> None:
         if self.devices == "all":  # the spelling of --devices all
@@ -132,15 +138,21 @@ class TrainConfig:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
-# Fields that do not change the compiled init / epoch programs: the data enters as arrays and
-# the keys as arguments, the rest steers the host loop.
-HOST_ONLY_FIELDS = ("dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize", "data_seed",
-                    "label_column", "seed", "eval_every", "eval_train", "track_activations", "eval_batch_size",
-                    "patience", "min_delta", "restore_best", "checkpoint_every", "keep_checkpoints", "out_dir",
-                    "data_feed")
-# Settings that may differ between the processes of one run: where each host finds its data and
-# the path by which it reaches the shared run directory.
-PER_HOST_FIELDS = ("data_dir", "download", "out_dir")
+FIELD_HELP: dict[str, str] = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+
+
+def _fields_where(key: str, value: Any) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get(key) == value)
+
+
+# Fields that do not change the compiled programs: fits that differ only in these share compiles.
+HOST_ONLY_FIELDS: frozenset[str] = _fields_where("kind", HOST)
+# Fields that may differ between the processes of one run: where each host finds its data and the
+# path by which it reaches the shared run directory.
+PER_HOST_FIELDS: frozenset[str] = _fields_where("per_host", True)
+# Fields a resumed run may change: they steer the loop, not the numbers it computes (devices,
+# data_feed: only their summation order).
+RESUMABLE: frozenset[str] = _fields_where("resumable", True)
 
 
 # --- coercion: JSON/TOML/CLI values -> the annotated types ------------------------------------
@@ -203,13 +215,13 @@ def _validate(c: TrainConfig) -> None:
     _one_of("activation", c.activation, ACTIVATIONS)
     for opt in ("alpha", "k", "approximate"):
         value = getattr(c, opt)
-        if value not in (None, False) and opt not in OPTIONS[c.activation]:
-            users = ", ".join(a for a in ACTIVATIONS if opt in OPTIONS[a])
+        if value not in (None, False) and opt not in ACTIVATION_OPTIONS[c.activation]:
+            users = ", ".join(a for a in ACTIVATIONS if opt in ACTIVATION_OPTIONS[a])
             raise ValueError(f"{opt} applies only to activation {users}, not {c.activation!r} (got {opt}={value!r})")
     _check(c.k is None or c.k >= 2, "k", "an integer >= 2 (or none)", c.k)
     _check(c.init is None or c.init in INITS, "init", "one of " + ", ".join(INITS) + " (or none)", c.init)
     _one_of("dtype", c.dtype, DTYPES)
-    _one_of("loss", c.loss, ("auto", *LOSSES, *ALIASES))
+    _one_of("loss", c.loss, ("auto", *LOSS_NAMES, *LOSS_ALIASES))
     _check(c.l2 >= 0, "l2", ">= 0", c.l2)
     _check(0.0 <= c.dropout < 1.0, "dropout", "in [0, 1)", c.dropout)
     _check(c.input_noise >= 0, "input_noise", ">= 0", c.input_noise)
@@ -248,16 +260,3 @@ def _validate(c: TrainConfig) -> None:
     _check(c.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0 = only after the last epoch)", c.checkpoint_every)
     _check(c.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", c.keep_checkpoints)
     _check(c.out_dir is None or bool(c.out_dir.strip()), "out_dir", "a non-empty path (or none)", c.out_dir)
-
-
-# --- help text from the field comments above ---------------------------------------------------
-def _field_comments() -> dict[str, str]:
-    try:
-        source = inspect.getsource(TrainConfig)
-    except (OSError, TypeError):  # no source (frozen app): flags just have no help
-        return {}
-    pattern = re.compile(r"^\s+(\w+): [^=]+=.*?  # (.*)$", re.MULTILINE)
-    return {m.group(1): m.group(2).strip() for m in pattern.finditer(source) if m.group(1) in FIELD_NAMES}
-
-
-FIELD_HELP: dict[str, str] = _field_comments()

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp.names import LOSS_ALIASES as ALIASES
+
 Array = jax.Array
 
 
@@ -100,8 +102,6 @@ LOSSES: dict[str, Loss] = {
     "binary_logistic": Loss("binary_logistic", _logistic, _logistic_grad, False),
     "mean_squared_error": Loss("mean_squared_error", _mse, _mse_grad, False),
 }
-ALIASES = {"cross_entropy": "softmax_cross_entropy", "svm": "multiclass_hinge", "hinge": "multiclass_hinge",
-           "logistic": "binary_logistic", "mse": "mean_squared_error"}
 
 
 def get_loss(name: str | Loss) -> Loss:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.activations import Activation, get_activation, resolve_options
+from jaxmlp.names import INITS
 
 Array = jax.Array
 
@@ -36,7 +37,6 @@ class Layer(NamedTuple):
 
 Params = list  # list[Layer]
 
-INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal", "lecun_uniform")
 _INITIALIZERS = {
     "he_normal": jax.nn.initializers.he_normal,
     "he_uniform": jax.nn.initializers.he_uniform,

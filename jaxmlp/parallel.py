@@ -34,10 +34,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxmlp.config import DISTRIBUTED_TIMEOUT
+
 Array = jax.Array
 
 DATA_AXIS = "data"
-DEFAULT_TIMEOUT = 120  # seconds to wait for every process to join (and heartbeat timeout)
 EXIT_TIMEOUT = 1  # exit status of a process whose peers did not join in time
 ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
@@ -77,7 +78,7 @@ def distributed_settings(coordinator: str | None = None, num_processes: int | No
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-               *, timeout: float = DEFAULT_TIMEOUT, exit_on_timeout: bool = True) -> bool:
+               *, timeout: float = DISTRIBUTED_TIMEOUT, exit_on_timeout: bool = True) -> bool:
     """Start `jax.distributed` for a multi-process run; returns False when there is nothing to do.
 
     Call it before any JAX computation. Every process passes the same coordinator (process 0's

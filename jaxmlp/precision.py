@@ -36,10 +36,9 @@ import jax.numpy as jnp
 
 from jaxmlp.backprop import loss_and_grad
 from jaxmlp.losses import l2_grad, l2_penalty
+from jaxmlp.names import PRECISIONS
 
 Array = jax.Array
-
-PRECISIONS = ("fp32", "bf16", "highest")
 
 
 class Policy(NamedTuple):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxmlp import checkpoint, cli, train
+from jaxmlp.cli import flags, run_config
 from jaxmlp.config import FIELD_NAMES, TrainConfig
 from jaxmlp.data import load_dataset
 
@@ -88,8 +89,8 @@ def test_every_field_has_a_flag():
 
 
 def _config(argv):
-    ns = cli.build_parser().parse_args(cli._normalize_flags(["train", *argv]))
-    return cli._train_config(ns)
+    ns = cli.build_parser().parse_args(flags.normalize_flags(["train", *argv]))
+    return run_config.train_config(ns)
 
 
 def test_flags_map_onto_config(tmp_path):

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from jaxmlp.config import FIELD_HELP, FIELD_NAMES, OPTIMIZERS, SCHEDULES, TrainConfig
+from jaxmlp.config import (FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS, OPTIMIZERS, PER_HOST_FIELDS, PROGRAM,
+                           RESUMABLE, SCHEDULES, TrainConfig)
 
 
 def test_defaults_are_valid_and_every_field_is_documented():
@@ -14,6 +15,24 @@ def test_defaults_are_valid_and_every_field_is_documented():
     assert cfg.hidden == (100,) and cfg.loss == "auto" and cfg.dataset == "spiral"
     assert set(FIELD_HELP) == set(FIELD_NAMES)  # every field has a comment (= its --help)
     assert all(FIELD_HELP.values())
+
+
+def test_every_field_declares_its_kind():
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata.get("kind") in (PROGRAM, HOST), f.name
+        assert isinstance(f.metadata.get("per_host"), bool) and isinstance(f.metadata.get("resumable"), bool), f.name
+    assert PER_HOST_FIELDS <= HOST_ONLY_FIELDS  # processes that differ in these still run the same programs
+
+
+def test_field_kinds_match_the_lists_they_replace():
+    assert HOST_ONLY_FIELDS == {"dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize",
+                                "data_seed", "label_column", "seed", "eval_every", "eval_train", "track_activations",
+                                "eval_batch_size", "patience", "min_delta", "restore_best", "checkpoint_every",
+                                "keep_checkpoints", "out_dir", "data_feed"}
+    assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir"}
+    assert RESUMABLE == {"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size",
+                         "checkpoint_every", "keep_checkpoints", "patience", "min_delta", "data_dir", "download",
+                         "devices", "data_feed"}
 
 
 def test_frozen():

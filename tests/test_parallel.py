@@ -22,7 +22,8 @@ import pytest
 
 from jaxmlp import cli, init_mlp, loss_and_grad, parallel, train
 from jaxmlp.checkpoint import restore_params
-from jaxmlp.config import TrainConfig
+from jaxmlp.cli import flags
+from jaxmlp.config import RESUMABLE, TrainConfig
 from jaxmlp.data import load_dataset
 
 WORKER = Path(__file__).resolve().parent / "_multihost_worker.py"
@@ -147,9 +148,9 @@ def test_config_fields_and_flags(tmp_path, capsys):
             TrainConfig(**bad)
     ns = cli.build_parser().parse_args(["train", "--devices", "all", "--precision", "bf16", "--accumulate", "2",
                                         "--lr-scaling", "linear", "--base-batch-size", "128"])
-    assert cli._given_fields(ns) == dict(devices=0, precision="bf16", accumulate=2, lr_scaling="linear",
-                                         base_batch_size=128)
-    assert "devices" in cli.RESUMABLE  # the same math on another device count
+    assert flags.given_fields(ns) == dict(devices=0, precision="bf16", accumulate=2, lr_scaling="linear",
+                                          base_batch_size=128)
+    assert "devices" in RESUMABLE  # the same math on another device count
     # multi-host flags: all three, and an out_dir every process sees; checked before anything runs
     for argv, needle in [(["--coordinator", "127.0.0.1:1"], "needs all three"),
                          (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"],

@@ -1,0 +1,38 @@
+"""`jaxmlp export RUN_DIR`: a run's params (latest, --epoch N, --best or --last) to a plain .npz."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jaxmlp.cli.flags import value_parser
+from jaxmlp.cli.run_config import dtype_scope
+from jaxmlp.cli.usage import PROG, UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR, the output file and which params."""
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--npz", metavar="FILE", help="output file [RUN_DIR/params.npz]")
+    parser.add_argument("--epoch", type=value_parser(int), help="checkpoint epoch [latest]")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--best", dest="best", action="store_const", const=True, default=None,
+                       help="the best-val-loss params (runs with restore_best)")
+    which.add_argument("--last", dest="best", action="store_const", const=False, help="the last params")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from jaxmlp import checkpoint
+
+    out = Path(ns.npz) if ns.npz else Path(ns.run_dir) / "params.npz"
+    if out.exists() and not ns.overwrite:
+        raise UsageError(f"{PROG} export: error: {out} exists; pass --overwrite to replace it")
+    try:
+        with dtype_scope(checkpoint.read_config(ns.run_dir).dtype):
+            params, config, meta = checkpoint.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
+            checkpoint.export_npz(out, params, activation=config.activation,
+                                  activation_options=config.activation_options())
+    except ValueError as exc:  # RunDirError
+        raise UsageError(f"{PROG} export: error: {exc}") from None
+    print(f"wrote {out} (epoch {meta['epoch']}, sizes {tuple(meta['sizes'])}, {config.activation})")
+    return 0

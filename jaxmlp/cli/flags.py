@@ -1,0 +1,98 @@
+"""TrainConfig fields as command-line flags, and config files of fields.
+
+Every `TrainConfig` field is a flag (`--batch-size 64`, `--hidden 512,512`, `--no-standardize`,
+`--clip-norm none`), generated from the dataclass so flags and config never drift; its help is
+the field's help text (`config.FIELD_HELP`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from jaxmlp.cli.usage import UsageError, one_line
+from jaxmlp.config import FIELD_HELP, FIELD_NAMES, TrainConfig
+
+
+def _named(fn, name: str):
+    fn.__name__ = name  # argparse says "invalid <name> value: 'x'"
+    return fn
+
+
+def value_parser(tp: Any):
+    """A string parser for a field annotation (X, X | None, tuple[int, ...])."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        parse = value_parser(inner)
+        return _named(lambda s: None if s.lower() in ("none", "null") else parse(s), f"{parse.__name__}-or-none")
+    if typing.get_origin(tp) is tuple:
+        return _named(lambda s: tuple(int(v) for v in s.replace(" ", "").split(",") if v), "comma-separated int list")
+    if tp is int:
+        return _named(lambda s: int(s), "int")
+    if tp is float:
+        return _named(lambda s: float(s), "float")
+    return _named(lambda s: s, "str")
+
+
+_devices_arg = _named(lambda s: 0 if s.strip().lower() == "all" else int(s), "int-or-all")  # --devices N|all
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One --flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS)."""
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("config (TrainConfig fields; defaults in brackets)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help_text = f"{FIELD_HELP.get(f.name, '')} [{shown}]".replace("%", "%%")
+        if hints[f.name] is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            parse = _devices_arg if f.name == "devices" else value_parser(hints[f.name])
+            group.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS,
+                               metavar=f.name.upper(), help=help_text)
+
+
+def normalize_flags(argv: Sequence[str]) -> list[str]:
+    """Accept --batch_size as well as --batch-size for config fields."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and "_" in arg:
+            name, eq, value = arg[2:].partition("=")
+            bare = name[3:] if name.startswith("no_") else name
+            if bare in FIELD_NAMES:
+                arg = "--" + name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
+
+
+def given_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """The config fields set on the command line."""
+    return {name: getattr(ns, name) for name in FIELD_NAMES if hasattr(ns, name)}
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Field values from a .json or .toml file (a flat table of TrainConfig fields)."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, from its backport
+                import tomli as tomllib
+            with open(p, "rb") as f:
+                data = tomllib.load(f)
+        else:
+            data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: file not found") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise UsageError(f"--config {path}: cannot parse ({one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a table of config fields")
+    return data

@@ -1,0 +1,65 @@
+"""The `jaxmlp` program: the parser of every subcommand, dispatch, exit statuses.
+
+`COMMANDS` maps a subcommand to its `cmd_*(namespace) -> int`; `FORWARDED` maps one to a module
+whose `main(argv) -> int` parses its own arguments (imported only when used).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from jaxmlp.cli import export_cmd, train_cmd
+from jaxmlp.cli.flags import normalize_flags
+from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
+
+FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
+             "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
+COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog=PROG, description="Multi-layer perceptrons on JAX: train, export, check gradients, run demos.",
+                    allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    train_cmd.add_arguments(sub.add_parser(
+        "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
+        description="Train an MLP. Every TrainConfig field is a flag; flags override --config."))
+    export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
+    for name, (_, help_text) in FORWARDED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:
+        return _forward(argv[0], argv[1:])
+    try:
+        parser = build_parser()
+        try:
+            ns = parser.parse_args(normalize_flags(argv))
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
+        if ns.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return COMMANDS[ns.command](ns)
+    except UsageError as exc:
+        return fail(str(exc), 2)
+    except KeyboardInterrupt:
+        return fail(f"{PROG}: interrupted; the last checkpoint is kept (continue with --resume RUN_DIR)", 130)
+
+
+def _forward(command: str, argv: list[str]) -> int:
+    """Run a FORWARDED subcommand's module main(argv)."""
+    name = FORWARDED[command][0]
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return fail(f"{PROG}: error: '{command}' is not available in this installation ({name} is missing)", 2)
+    return int(module.main(argv) or 0)

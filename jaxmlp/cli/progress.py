@@ -1,0 +1,98 @@
+"""What a training run reports as it goes: the console (`ConsoleProgress`: a summary line per
+epoch, a tqdm bar on a TTY) and metrics.jsonl (`RunLog`).
+
+Both are `jaxmlp.training.Callback`s by duck typing, so importing the CLI does not import JAX.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _devices_note(info: dict[str, Any]) -> str:
+    devices, processes = info.get("devices", 1), info.get("processes", 1)
+    fed = ", batches fed per process" if info.get("data_feed") == "per_process" else ""
+    if devices == 1:
+        return fed
+    return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "") + fed
+
+
+class RunLog:
+    """metrics.jsonl: rewritten from the restored history on resume, then one line per epoch."""
+
+    def __init__(self, path: Path):
+        from jaxmlp.checkpoint import MetricsLog
+
+        self.log = MetricsLog(path)
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        self.log.reset(info["history"].records())
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.log.append(record)
+
+    def on_train_end(self, history) -> None:
+        pass
+
+
+class ConsoleProgress:
+    """A tqdm bar over epochs (TTY only) and one summary line per epoch (unless quiet)."""
+
+    def __init__(self, *, quiet: bool = False, log_every: int = 0, stream=None):
+        self.quiet, self.log_every = quiet, log_every
+        self.stream = stream or sys.stdout
+        self.bar = None
+        self.total = 0
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        config, self.total = info["config"], info["config"].epochs
+        self.start = info["start_epoch"]
+        self.every = self.log_every if self.log_every > 0 else max(1, self.total // 20)
+        if not self.quiet:
+            start = info["start_epoch"]
+            what = f"resuming at epoch {start + 1}" if start else "training"
+            self._line(f"{what}: {config.dataset} {info['n_train']} examples, sizes {info['sizes']}, "
+                       f"{info['loss']}, {config.optimizer} lr {config.learning_rate:g}, "
+                       f"{info['steps_per_epoch']} steps/epoch{_devices_note(info)} "
+                       f"(compiled in {info['compile_seconds']:.2f}s)")
+        if not self.quiet and sys.stderr.isatty() and info["start_epoch"] < self.total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=info["start_epoch"], unit="epoch", file=sys.stderr,
+                            dynamic_ncols=True, leave=False)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{record['train_loss']:.4f}", samples_s=f"{record['samples_per_sec']:,.0f}",
+                                 refresh=False)
+            self.bar.update(1)
+        epoch = record["epoch"]
+        if self.quiet or not (epoch % self.every == 0 or epoch in (self.start + 1, self.total)):
+            return
+        width = len(str(self.total))
+        parts = [f"epoch {record['epoch']:>{width}}/{self.total}", f"loss {record['train_loss']:.4f}"]
+        for key, label in (("train_accuracy", "acc"), ("train_mse", "mse"), ("val_loss", "val_loss"),
+                           ("val_accuracy", "val_acc"), ("val_mse", "val_mse")):
+            if record.get(key) is not None:
+                parts.append(f"{label} {record[key]:.4f}")
+        if record.get("dead_fraction") is not None:
+            parts.append("dead " + "/".join(f"{f:.2f}" for f in record["dead_fraction"]))
+        if record.get("saturation_fraction") is not None:
+            parts.append("saturated " + "/".join(f"{f:.2f}" for f in record["saturation_fraction"]))
+        parts += [f"lr {record['lr']:.3g}", f"{record['seconds']:.3f}s", f"{record['samples_per_sec']:,.0f} samples/s"]
+        self._line("  ".join(parts))
+
+    def on_train_end(self, history) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)

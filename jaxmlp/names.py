@@ -1,0 +1,36 @@
+"""The names a training run chooses from, in one JAX-free module.
+
+`TrainConfig` validates against these tables and the CLI lists them without importing JAX; the
+modules that implement a table (activations, losses, mlp, precision) import its names from
+here, so each table is written once.
+"""
+from __future__ import annotations
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "gelu", "maxout")
+
+# Options each activation accepts, with their defaults.
+ACTIVATION_OPTIONS: dict[str, dict[str, object]] = {
+    "identity": {},
+    "sigmoid": {},
+    "tanh": {},
+    "relu": {},
+    "leaky_relu": {"alpha": 0.01},  # slope for z < 0
+    "prelu": {"alpha": 0.25},  # initial slope for z < 0 (learned afterwards)
+    "elu": {"alpha": 1.0},  # saturation value -alpha for z -> -inf
+    "gelu": {"approximate": False},  # tanh approximation instead of the exact erf form
+    "maxout": {"k": 2},  # pieces per unit
+}
+
+LOSS_NAMES = ("softmax_cross_entropy", "multiclass_hinge", "binary_logistic", "mean_squared_error")
+LOSS_ALIASES = {"cross_entropy": "softmax_cross_entropy", "svm": "multiclass_hinge", "hinge": "multiclass_hinge",
+                "logistic": "binary_logistic", "mse": "mean_squared_error"}
+
+INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal", "lecun_uniform")
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lars", "lamb")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine")
+LR_SCALINGS = ("none", "linear", "sqrt")
+GRAD_METHODS = ("autodiff", "manual")
+DTYPES = ("float32", "float64")
+PRECISIONS = ("fp32", "bf16", "highest")
+DATA_FEEDS = ("auto", "resident", "per_process")
