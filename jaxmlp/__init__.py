@@ -6,7 +6,7 @@
     loss, grads = jaxmlp.loss_and_grad(params, x, y, method="manual")
 """
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
-from jaxmlp.backprop import LayerCache, backward, forward, input_grad, loss_and_grad, objective
+from jaxmlp.backprop import LayerCache, backward, forward, loss_and_grad, objective
 from jaxmlp.losses import LOSSES, Loss, get_loss, l2_penalty
 from jaxmlp.mlp import INITS, Layer, init_mlp, mlp_apply, param_count, sizes_of
 from jaxmlp.data import (DataError, Dataset, DataSplits, blobs, checkerboard, circles, from_arrays, load_cifar10,
@@ -25,7 +25,7 @@ __all__ = [
     "ACTIVATIONS", "Activation", "get_activation",
     "LOSSES", "Loss", "get_loss", "l2_penalty",
     "INITS", "Layer", "init_mlp", "mlp_apply", "param_count", "sizes_of",
-    "LayerCache", "forward", "backward", "loss_and_grad", "objective", "input_grad",
+    "LayerCache", "forward", "backward", "loss_and_grad", "objective",
     "DataError", "Dataset", "DataSplits", "load_dataset", "from_arrays", "read_idx", "load_idx_dataset",
     "load_cifar10", "load_npz", "load_csv", "spiral", "checkerboard", "circles", "moons", "blobs", "teacher",
     "sin_1d", "standardize", "stratified_split",

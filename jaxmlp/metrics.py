@@ -44,10 +44,10 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmlp.activations import Activation
+from jaxmlp.activations import Activation, get_activation
 from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_cache
 from jaxmlp.losses import get_loss, l2_grad
-from jaxmlp.mlp import Params
+from jaxmlp.mlp import ForwardOptions, Params
 
 Array = jax.Array
 
@@ -216,10 +216,10 @@ def loss_grad_and_stats(params: Params, x: Array, y: Array, *, loss: str = "soft
     if method != "manual":
         raise ValueError(f"loss_grad_and_stats reads the manual forward cache; method must be 'manual', "
                          f"got {method!r}")
-    value, grads, cache = manual_loss_grad_and_cache(params, x, y, loss=loss, l2=l2, activation=activation, key=key,
-                                                     dropout=dropout, input_noise=input_noise, train=train,
-                                                     **activation_options)
-    tally = tally_activations(cache, activation, threshold=threshold, mask=mask)
+    act = get_activation(activation, **activation_options)
+    options = ForwardOptions(key, dropout, input_noise, train)
+    value, grads, cache = manual_loss_grad_and_cache(params, x, y, get_loss(loss), l2, act, options)
+    tally = tally_activations(cache, act, threshold=threshold, mask=mask)
     return value, grads, StepStats(tally, layer_grad_norms(grads))
 
 
