@@ -46,6 +46,7 @@ import jax.numpy as jnp
 
 from jaxmlp.activations import Activation, get_activation
 from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_cache
+from jaxmlp.batching import pad_rows
 from jaxmlp.losses import get_loss, l2_grad
 from jaxmlp.mlp import ForwardOptions, Params
 
@@ -227,21 +228,17 @@ def dataset_activation_stats(params: Params, x: Array, *, activation: str = "rel
                              threshold: float | None = None, **activation_options) -> dict[str, Array]:
     """Stats over a whole data set x (N, d_in), evaluated in batches (deterministic, train=False).
 
-    The last batch is zero-padded and its padding rows masked out, so the result equals
-    `activation_stats` of one forward pass over all of x.
+    The batches are `batching.pad_rows`'s: the last is filled up with row 0 and those rows are
+    masked out, so the result equals `activation_stats` of one forward pass over all of x.
     """
-    n = x.shape[0]
-    n_batches = -(-n // batch_size)
-    pad = n_batches * batch_size - n
-    xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(n_batches, batch_size, x.shape[1])  # (nb, bs, d)
-    valid = (jnp.arange(n_batches * batch_size) < n).reshape(n_batches, batch_size)  # (nb, bs)
+    rows, valid = pad_rows(x.shape[0], batch_size)  # (nb, B) each
 
     def step(tally, batch):
         xi, mi = batch
         _, cache = forward(params, xi, activation=activation, train=False, **activation_options)
         return merge_tallies(tally, tally_activations(cache, activation, threshold=threshold, mask=mi)), None
 
-    tally, _ = jax.lax.scan(step, empty_tally(params), (xb, valid))
+    tally, _ = jax.lax.scan(step, empty_tally(params), (x[rows], valid))  # x[rows]: (nb, B, d_in)
     return summarize(tally, activation, threshold=threshold)
 
 
