@@ -2,7 +2,8 @@
 
 - A persistent XLA compilation cache, shared by the pytest-xdist workers and by the CLI
   subprocesses the tests start (through the environment), so a shape compiled once is not
-  compiled again. Point JAXMLP_TEST_CACHE elsewhere (or to "off") to change it.
+  compiled again. Point JAXMLP_TEST_CACHE elsewhere (or to "off") to change it; jaxmlp
+  leaves a JAX cache set this way alone (compile_cache.py), and "off" turns its own off too.
 - `x64`: a fixture that turns on float64 for one test only (jax.enable_x64 is scoped).
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ if _cache != "off":
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+else:  # nor jaxmlp's own default cache (compile_cache.py) in the user's home
+    os.environ.setdefault("JAXMLP_CACHE_DIR", "off")
 
 import jax  # noqa: E402  (after the environment is set)
 import pytest  # noqa: E402

@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-every", type=value_parser(int), default=0, metavar="N",
                      help="print the epoch summary line every N epochs (and the first and last) [0 = about 20 lines]")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip loss_curve.png / decision_boundary.png")
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument("--compile-cache", metavar="DIR", help="keep compiled programs in DIR, so the next run of the "
+                       "same programs skips compiling [$JAXMLP_CACHE_DIR, else JAX's own setting, else "
+                       "$XDG_CACHE_HOME/jaxmlp/xla or ~/.cache/jaxmlp/xla]")
+    cache.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const="off",
+                       help="compile everything afresh and cache nothing (also: JAXMLP_CACHE_DIR=off)")
     hosts = parser.add_argument_group("multi-host (jax.distributed; every process runs the same command with its "
                                      "own --process-id, --devices all and an --out-dir all of them see; "
                                      "or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
@@ -40,10 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from jaxmlp import parallel
+    from jaxmlp import compile_cache, parallel
 
     try:
         hosts = parallel.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
+        compile_cache.configure(ns.compile_cache)
     except ValueError as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
     config, run_dir = train_config(ns, (hosts[2], hosts[1]) if hosts else (0, 1))

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmlp import parallel
+from jaxmlp import compile_cache, parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.training.evaluate import EvalSet, Evaluator
@@ -50,10 +50,13 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         `checkpoint_every` epochs and after the last, and `resume=True` continues from its
         latest checkpoint (bit-identical to an uninterrupted run on the same machine).
     callbacks: `Callback`s for progress display and logging; fit itself never prints.
+    The first fit of a process turns on the persistent compilation cache (compile_cache.py)
+    unless the process already chose one, e.g. through JAX's own settings.
 
     Raises ValueError for a batch size larger than the training set or settings that do not fit
     the data, and TrainingDiverged (nothing is saved for the diverged epoch).
     """
+    compile_cache.ensure_configured()
     check_data(config, train, val, test)
     run = build_run(config, run_spec(config, train))
     progress = restore_or_init(run, checkpointer if resume else None)
