@@ -13,16 +13,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def pad_rows(n: int, batch_size: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(n: int, batch_size: int, multiple: int = 1, *, shrink: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(rows (nb, B) int32, mask (nb, B) bool) of a pass over n >= 1 examples in batches of B.
 
     B = min(batch_size, n) rounded up to a multiple of `multiple` (e.g. the data-parallel
-    devices, so every batch splits evenly), nb = ceil(n / B). rows.ravel()[:n] is 0 .. n-1;
-    the positions after it repeat row 0 and are False in `mask`.
+    devices, so every batch splits evenly), nb = ceil(n / B); shrink=False keeps B =
+    batch_size rounded up even when n is smaller (passes over data sets of any size then share
+    one batch shape). rows.ravel()[:n] is 0 .. n-1; the positions after it repeat row 0 and
+    are False in `mask`.
     """
     if n < 1 or batch_size < 1 or multiple < 1:
         raise ValueError(f"pad_rows needs n, batch_size and multiple >= 1, got {n}, {batch_size}, {multiple}")
-    b = -(-min(batch_size, n) // multiple) * multiple
+    b = -(-(min(batch_size, n) if shrink else batch_size) // multiple) * multiple
     nb = -(-n // b)
     flat = np.zeros(nb * b, np.int32)  # (nb * B,) the padding repeats row 0
     flat[:n] = np.arange(n, dtype=np.int32)

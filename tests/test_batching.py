@@ -14,7 +14,19 @@ from jaxmlp.batching import pad_rows
     (1, 1, 1, (1, 1)),
 ])
 def test_shapes_and_mask(n, batch_size, multiple, shape):
-    rows, mask = pad_rows(n, batch_size, multiple)
+    _check_layout(*pad_rows(n, batch_size, multiple), n, multiple, shape)
+
+
+@pytest.mark.parametrize("n,batch_size,multiple,shape", [
+    (3, 64, 1, (1, 64)),  # a small data set keeps the batch shape: one batch of 3 real rows
+    (5, 6, 4, (1, 8)),  # B = 6 rounded up to 8, not min(6, 5)
+    (10, 4, 1, (3, 4)),  # n >= B: the same layout as shrink=True
+])
+def test_fixed_batch_shape(n, batch_size, multiple, shape):
+    _check_layout(*pad_rows(n, batch_size, multiple, shrink=False), n, multiple, shape)
+
+
+def _check_layout(rows, mask, n, multiple, shape):
     assert rows.shape == mask.shape == shape
     assert rows.dtype == np.int32 and mask.dtype == np.bool_
     assert shape[1] % multiple == 0

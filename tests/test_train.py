@@ -5,6 +5,7 @@ shared (train.fit caches compiled programs by `program_config`).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 
@@ -327,9 +328,10 @@ def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_onc
         before = {id(a) for a in jax.live_arrays()}
 
         class Census(train.Callback):
-            def on_epoch_end(self, record, feed=feed):  # device arrays holding data rows, made by this fit
-                census.setdefault(feed, set()).update(
-                    a.shape for a in jax.live_arrays() if id(a) not in before and a.shape[-1:] == (d,) and a.size >= n)
+            def on_epoch_end(self, record, feed=feed):  # (shape, count) of device arrays holding data rows, made by this fit
+                census.setdefault(feed, set()).update(collections.Counter(
+                    a.shape for a in jax.live_arrays()
+                    if id(a) not in before and a.shape[-1:] == (d,) and a.size >= n).items())
 
         runs[feed] = train.fit(dataclasses.replace(config, data_feed=feed), SPLITS.train, SPLITS.val,
                                callbacks=[Census()])
@@ -340,8 +342,10 @@ def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_onc
         assert h_fed.final[split] == pytest.approx(h_res.final[split], rel=1e-6)
     assert h_fed.train_accuracy == h_res.train_accuracy and h_fed.dead_fraction == h_res.dead_fraction
     steps, b = n // SMALL.batch_size, SMALL.batch_size // accumulate
-    assert census["resident"] == {(n, d)}  # the training set, once: no second copy for evaluation
-    assert (steps, accumulate, b, d) in census["per_process"] and (n, d) not in census["per_process"]
+    eval_batch = (SMALL.eval_batch_size, d)  # every evaluation batch has this shape; val (60 rows) is one
+    assert census["resident"] == {((n, d), 1), (eval_batch, 1)}  # the training set once: no copy for evaluation
+    fed = dict(census["per_process"])
+    assert (steps, accumulate, b, d) in fed and (n, d) not in fed and fed[eval_batch] == 2  # train's and val's
 
 
 def test_a_non_finite_last_update_is_caught_at_the_epoch_end():

@@ -1,14 +1,18 @@
-"""Exact evaluation over whole data sets: `EvalSet` (a data set laid out in padded, masked
-batches), `Evaluator` (a run's metrics and activation statistics over EvalSets), and the
-public `evaluate` and `predict`.
+"""Exact evaluation over whole data sets: `EvalSet` (a data set cut into batches of one fixed
+shape), `Evaluator` (a run's metrics and activation statistics over EvalSets), and the public
+`evaluate` and `predict`.
 
-Every pass is jitted and batched; the last batch is padded with row 0 and masked out
-(batching.pad_rows), so means are exact. On a data-parallel mesh every batch is split over
-the devices.
+Every split of a run (train, val, test) is cut into batches of the same B rows (eval_batch_size
+rounded up to the devices); the last batch is padded with row 0 and its padding masked out
+(batching.pad_rows), so means are exact. A host loop runs ONE compiled per-batch program over
+the batches, carrying the sums on the device: its shapes do not depend on the split, so a run
+compiles its evaluation once (and not at all when an earlier run or process compiled it). On a
+data-parallel mesh every batch is split over the devices.
 """
 from __future__ import annotations
 
 import functools
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -28,119 +32,174 @@ from jaxmlp.training.spec import resolve_loss
 
 Array = jax.Array
 
-
 class EvalSet(NamedTuple):
-    """A data set of n examples laid out for evaluation in nb = ceil(n / B) batches of B rows.
+    """A data set cut into nb batches of B rows, each with its count of real rows.
 
-    Resident rows: x (N, D), y (N,) or (N, k) on the device and rows (nb, B) int32; batch i is
-    x[rows[i]], so the training set already on the device is evaluated without a second copy.
-    Batched (rows None): x (nb, B, D), y (nb, B[, k]), split over the devices along B when each
-    process fed its rows. Either way the positions >= n of the last batch repeat row 0 and are
-    masked out.
+    Batched (source None): batches are (x_i (B, D), y_i (B,) or (B, k), valid_i () int32) on
+    the devices, x_i and y_i split over them along B when each process fed its rows.
+    Resident: the rows stay in source = (x (N, D), y (N, ...)), the training set already on the
+    devices, and batches are (rows_i (B,) int32, valid_i): a batch is gathered there when it is
+    evaluated, so the training set is scored without a second copy.
+    The real rows of batch i come first; the rest repeat row 0.
     """
 
-    x: Array
-    y: Array
-    rows: Array | None
+    batches: tuple[tuple[Array, ...], ...]
+    source: tuple[Array, Array] | None = None
 
 
 def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel.DataParallel | None = None,
-                  feed: str = "resident", resident: tuple[Array, Array] | None = None) -> EvalSet:
-    """The EvalSet of host arrays x (n, D), y (n, ...): batched and fed per process (feed
-    per_process), else resident rows, reusing `resident` (x, y already on the device) if given."""
-    rows, _ = pad_rows(x.shape[0], batch_size, dp.size if dp is not None else 1)  # (nb, B)
-    if feed == "per_process":
-        return EvalSet(*feed_rows(dp, (x, y), rows), None)
-    xd, yd = resident if resident is not None else replicate((x, y), dp)
-    return EvalSet(xd, yd, replicate(rows, dp))
+                  resident: tuple[Array, Array] | None = None) -> EvalSet:
+    """The EvalSet of host arrays x (n, D), y (n, ...) in batches of B = batch_size rounded up to
+    the devices (whatever n): batched and fed per process, or rows into `resident` (x, y
+    already on the devices) when given."""
+    rows, mask = pad_rows(x.shape[0], batch_size, dp.size if dp is not None else 1, shrink=False)  # (nb, B)
+    valid = [replicate(np.int32(v), dp) for v in mask.sum(axis=1)]
+    if resident is not None:
+        return EvalSet(tuple(zip(replicate(list(rows), dp), valid)), resident)
+    return EvalSet(tuple((*feed_rows(dp, (x, y), r), v) for r, v in zip(rows, valid)))
 
 
-def scan_eval_set(body: Callable, init, data: EvalSet, n: int, dp: parallel.DataParallel | None = None):
-    """Fold `body(acc, x_i (B, D), y_i (B, ...), mask_i (B,) bool) -> acc` over the batches of
-    `data` (inside jit); with `dp` every batch is split over its devices."""
-    batches = data.rows if data.rows is not None else (data.x, data.y)
-    nb, b = jax.tree.leaves(batches)[0].shape[:2]
+def fold_batches(program: Callable, acc, params: Params, data: EvalSet, *extra, gather: Callable | None = None):
+    """Run `program(params, acc, x_i, y_i, valid_i, *extra) -> acc` over the batches of `data`
+    from the host; a resident EvalSet's batches are gathered by `gather(x, y, rows_i)` first."""
+    for batch in data.batches:
+        xi, yi, valid = (*gather(*data.source, batch[0]), batch[1]) if data.source is not None else batch
+        acc = program(params, acc, xi, yi, valid, *extra)
+    return acc
 
-    def fold(acc, inputs):
-        i, batch = inputs
-        xi, yi = (data.x[batch], data.y[batch]) if data.rows is not None else batch
-        if dp is not None:
-            xi, yi = dp.constrain_batch(xi), dp.constrain_batch(yi)
-        return body(acc, xi, yi, i * b + jnp.arange(b) < n), None
 
-    return jax.lax.scan(fold, init, (jnp.arange(nb), batches))[0]
+def _batch_jit(fn: Callable, dp: parallel.DataParallel | None, n_args: int):
+    """jit of fn(params, acc, x (B, D), y (B, ...), valid, ...) -> acc: on a mesh x and y split
+    over the devices along B, everything else replicated."""
+    if dp is None:
+        return jax.jit(fn)
+    rep, split = dp.replicated, dp.batch_sharding()
+    return jax.jit(fn, in_shardings=(rep, rep, split, split) + (rep,) * (n_args - 4), out_shardings=rep)
 
 
 @functools.lru_cache(maxsize=64)
-def _metrics_fn(loss: str, activation: str, options: tuple, classification: bool,
-                dp: parallel.DataParallel | None = None) -> Callable:
-    """Jitted (params, EvalSet, n) -> (sum of per-example losses, sum of correct / squared errors)."""
-    loss_fn = get_loss(loss)
-    opts = dict(options)
+def _metrics_step(loss: str, activation: str, options: tuple, classification: bool,
+                  dp: parallel.DataParallel | None = None) -> Callable:
+    """Jitted (params, acc, x (B, D), y (B[, k]), valid) -> acc + (sum of per-example losses, sum
+    of correct / squared errors) over the batch's first `valid` rows."""
+    loss_fn, opts = get_loss(loss), dict(options)
 
-    def sums(params, data: EvalSet, n: int):
-        def body(acc, x, y, m):  # x (B, D), y (B[, k]), m (B,)
-            scores = mlp_apply(params, x, activation=activation, **opts)  # (B, d_out)
-            per = loss_fn.per_example(scores, y)  # (B,)
-            if classification:
-                metric = (predict_classes(scores).astype(y.dtype) == y).astype(jnp.float32)
-            else:
-                metric = jnp.mean((scores - y.reshape(scores.shape)) ** 2, axis=1)
-            return acc[0] + jnp.sum(jnp.where(m, per, 0)), acc[1] + jnp.sum(jnp.where(m, metric, 0))
+    def eval_batch(params, acc, x, y, valid):
+        real = jnp.arange(x.shape[0]) < valid  # (B,)
+        scores = mlp_apply(params, x, activation=activation, **opts)  # (B, d_out)
+        per = loss_fn.per_example(scores, y)  # (B,)
+        if classification:
+            metric = (predict_classes(scores).astype(y.dtype) == y).astype(jnp.float32)
+        else:
+            metric = jnp.mean((scores - y.reshape(scores.shape)) ** 2, axis=1)
+        return acc[0] + jnp.sum(jnp.where(real, per, 0)), acc[1] + jnp.sum(jnp.where(real, metric, 0))
 
-        zero = jnp.zeros((), params[0].W.dtype)
-        return scan_eval_set(body, (zero, zero), data, n, dp)
-
-    return jax.jit(sums, static_argnums=(2,))
+    return _batch_jit(eval_batch, dp, 5)
 
 
 @functools.lru_cache(maxsize=16)
-def _activation_stats_fn(loss: str, l2: float, activation: str, options: tuple,
-                         dp: parallel.DataParallel | None = None) -> Callable:
-    """Jitted `track_activations` stats over an EvalSet: dead / saturation fractions (L,) and
-    grad norms (L + 1,), one manual forward and backward pass per batch (metrics.py)."""
+def _gather_fn(dp: parallel.DataParallel | None = None) -> Callable:
+    """Jitted (x (N, D), y (N, ...), rows (B,)) -> (x[rows], y[rows]), split over the devices along B."""
+    def gather_rows(x, y, rows):
+        return x[rows], y[rows]
+
+    if dp is None:
+        return jax.jit(gather_rows)
+    split = dp.batch_sharding()
+    return jax.jit(gather_rows, in_shardings=(dp.replicated,) * 3, out_shardings=(split, split))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(jitted: Callable, *specs) -> Callable:
+    """`jitted` compiled ahead of time for the arguments `specs` (`_spec` of each), once per process."""
+    return jitted.lower(*(jax.tree.unflatten(t, leaves) for t, leaves in specs)).compile()
+
+
+def _spec(tree) -> tuple:
+    """A hashable (treedef, ShapeDtypeStruct leaves) of a tree of arrays or ShapeDtypeStructs."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None))
+                          for a in leaves)
+
+
+@functools.lru_cache(maxsize=16)
+def _activation_stats_fns(loss: str, l2: float, activation: str, options: tuple,
+                          dp: parallel.DataParallel | None = None) -> tuple[Callable, Callable, Callable]:
+    """Jitted `track_activations` passes (start(params), step(params, acc, x, y, valid, n),
+    result(params, acc)): dead / saturation fractions (L,) and grad norms (L + 1,) from one
+    manual forward and backward pass per batch (metrics.py)."""
     opts = dict(options)
 
-    def stats(params, data: EvalSet, n: int):
-        def body(acc, x, y, m):
-            return metrics_lib.dataset_stats_update(acc, params, x, y, m, n, loss=loss, activation=activation, **opts)
+    def step(params, acc, x, y, valid, n):
+        real = jnp.arange(x.shape[0]) < valid
+        return metrics_lib.dataset_stats_update(acc, params, x, y, real, n, loss=loss, activation=activation, **opts)
 
-        acc = scan_eval_set(body, metrics_lib.dataset_stats_start(params), data, n, dp)
+    def result(params, acc):
         return metrics_lib.dataset_stats_result(acc, params, l2=l2, activation=activation)
 
-    return jax.jit(stats, static_argnums=(2,))
+    replicated = dp.jit_kwargs(1) if dp else {}
+    return (jax.jit(metrics_lib.dataset_stats_start, **replicated), _batch_jit(step, dp, 6),
+            jax.jit(result, **(dp.jit_kwargs(2) if dp else {})))
 
 
-def _metrics(params, data: EvalSet, n: int, loss: str, activation: str, options: dict, classification: bool,
-             dp: parallel.DataParallel | None = None) -> dict[str, float]:
-    fn = _metrics_fn(get_loss(loss).name, activation, tuple(sorted(options.items())), classification, dp)
-    loss_sum, metric_sum = jax.device_get(parallel.to_local(fn(params, data, n)))
+def _metrics(sums, n: int, classification: bool) -> dict[str, float]:
+    loss_sum, metric_sum = jax.device_get(parallel.to_local(sums))
     return {"loss": float(loss_sum) / n, ("accuracy" if classification else "mse"): float(metric_sum) / n}
 
 
 class Evaluator:
     """A run's exact evaluations: `metrics` (loss and accuracy or mse) and `activation_stats`
-    (track_activations) of params over an EvalSet of n examples laid out by `eval_set`."""
+    (track_activations) of params over an EvalSet of n examples laid out by `eval_set`.
+
+    The metrics program is compiled when the Evaluator is made, the gather of a resident set
+    when its EvalSet is: `compile_seconds` sums both (~0 when this process or the persistent
+    compilation cache already holds them). track_activations' programs compile on first use.
+    """
 
     def __init__(self, run: Run):
         self.run, self.options = run, run.config.activation_options()
+        c, dp = run.config, run.data_parallel
+        devices = dp.size if dp else 1
+        self.batch_size = -(-c.eval_batch_size // devices) * devices  # B of every batch of every split
+        self.dtype = np.dtype(c.dtype)
+        split, self._replicated = (dp.batch_sharding(), dp.replicated) if dp else (None, None)
+        y_dtype = np.dtype(np.int32) if run.spec.classification else self.dtype
+        x = jax.ShapeDtypeStruct((self.batch_size, run.sizes[0]), self.dtype, sharding=split)
+        y = jax.ShapeDtypeStruct((self.batch_size, *run.spec.target_shape), y_dtype, sharding=split)
+        valid = jax.ShapeDtypeStruct((), np.int32, sharding=self._replicated)
+        self._zero = replicate(np.zeros((), self.dtype), dp)
+        self.compile_seconds = 0.0
+        self._gather = None
+        step = _metrics_step(run.loss, c.activation, tuple(sorted(self.options.items())), run.spec.classification, dp)
+        self._step = self._compile(step, run.abstract_state().params, (self._zero, self._zero), x, y, valid)
+
+    def _compile(self, jitted: Callable, *args) -> Callable:
+        t0 = time.perf_counter()
+        compiled = _compiled(jitted, *map(_spec, args))
+        self.compile_seconds += time.perf_counter() - t0
+        return compiled
 
     def eval_set(self, data, resident: tuple[Array, Array] | None = None) -> tuple[EvalSet, int]:
-        """(EvalSet, n) of a Dataset, laid out for this run's devices and feed."""
+        """(EvalSet, n) of a Dataset, laid out for this run's devices; rows into `resident` (the
+        training set on the devices, x (N, D), y (N, ...)) when given."""
         run = self.run
-        x, y = train_arrays(data, np.dtype(run.config.dtype))
-        return make_eval_set(x, y, run.config.eval_batch_size, dp=run.data_parallel, feed=run.feed,
-                             resident=resident), len(data)
+        x, y = train_arrays(data, self.dtype)
+        if resident is not None and self._gather is None:
+            rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
+            self._gather = self._compile(_gather_fn(run.data_parallel), *resident, rows)
+        return make_eval_set(x, y, self.batch_size, dp=run.data_parallel, resident=resident), len(data)
 
     def metrics(self, params, data: EvalSet, n: int) -> dict[str, float]:
-        run = self.run
-        return _metrics(params, data, n, run.loss, run.config.activation, self.options, run.spec.classification,
-                        run.data_parallel)
+        sums = fold_batches(self._step, (self._zero, self._zero), params, data, gather=self._gather)
+        return _metrics(sums, n, self.run.spec.classification)
 
     def activation_stats(self, params, data: EvalSet, n: int) -> dict[str, list[float]]:
         run, c = self.run, self.run.config
-        fn = _activation_stats_fn(run.loss, c.l2, c.activation, tuple(sorted(self.options.items())), run.data_parallel)
-        stats = jax.device_get(parallel.to_local(fn(params, data, n)))
+        start, step, result = _activation_stats_fns(run.loss, c.l2, c.activation, tuple(sorted(self.options.items())),
+                                                    run.data_parallel)
+        count = replicate(np.asarray(n, self.dtype), run.data_parallel)
+        acc = fold_batches(step, start(params), params, data, count, gather=self._gather)
+        stats = jax.device_get(parallel.to_local(result(params, acc)))
         return {k: np.asarray(v).tolist() for k, v in stats.items()}
 
 
@@ -149,6 +208,8 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
              **activation_options) -> dict[str, float]:
     """Exact mean loss over all examples of `data`, plus accuracy (classification) or mse
     (regression, of the raw scores). Jitted and batched; the last batch is padded and masked.
+    Every data set is cut into batches of the same `batch_size` rows, so one compiled program
+    serves them all.
 
     Settings come from `config` unless given explicitly (loss defaults to auto from the data).
     """
@@ -156,8 +217,11 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     loss = loss or resolve_loss(config, data)
     activation = activation or config.activation
     options = activation_options or (config.activation_options() if activation == config.activation else {})
+    classification = data.num_classes is not None
+    step = _metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
     eval_set = make_eval_set(*train_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
-    return _metrics(params, eval_set, len(data), loss, activation, options, data.num_classes is not None)
+    zero = place(np.zeros((), params[0].W.dtype))
+    return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 
 
 @functools.lru_cache(maxsize=64)
