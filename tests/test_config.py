@@ -6,13 +6,15 @@ import json
 
 import pytest
 
-from jaxmlp.config import (FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS, OPTIMIZERS, PER_HOST_FIELDS, PROGRAM,
-                           RESUMABLE, SCHEDULES, TrainConfig)
+from jaxmlp.config import (AUTO_PATIENCE, FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS, OPTIMIZERS,
+                           PER_HOST_FIELDS, PROGRAM, RESUMABLE, SCHEDULES, TrainConfig, auto_val_fraction)
 
 
 def test_defaults_are_valid_and_every_field_is_documented():
     cfg = TrainConfig()
-    assert cfg.hidden == (100,) and cfg.loss == "auto" and cfg.dataset == "spiral"
+    assert cfg.hidden == (512,) and cfg.loss == "auto" and cfg.dataset == "spiral"
+    assert (cfg.optimizer, cfg.learning_rate, cfg.batch_size, cfg.epochs, cfg.dropout) == ("adam", 1e-3, 128, 300, 0.2)
+    assert cfg.val_fraction is None and cfg.patience is None and cfg.restore_best  # auto: README "Defaults"
     assert set(FIELD_HELP) == set(FIELD_NAMES)  # every field has a comment (= its --help)
     assert all(FIELD_HELP.values())
 
@@ -35,6 +37,17 @@ def test_field_kinds_match_the_lists_they_replace():
                          "devices", "data_feed"}
 
 
+def test_auto_validation_split_and_early_stopping():
+    assert (auto_val_fraction(4999), auto_val_fraction(5000), auto_val_fraction(60000)) == (0.0, 0.1, 0.1)
+    assert TrainConfig().early_stopping_patience() == AUTO_PATIENCE == 5
+    assert TrainConfig(patience=0).early_stopping_patience() == 0 and TrainConfig(patience=2).early_stopping_patience() == 2
+    spelled = TrainConfig.from_dict({"val_fraction": "auto", "patience": "AUTO"})  # e.g. from a TOML file
+    assert spelled == TrainConfig() and spelled.val_fraction is None and spelled.patience is None
+    with pytest.raises(ValueError, match="hidden must be a sequence"):
+        TrainConfig(hidden="auto")  # only the auto fields take "auto"
+    assert "0.1 when the training split has >= 5,000 examples" in FIELD_HELP["val_fraction"]
+
+
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().epochs = 3  # type: ignore[misc]
@@ -51,7 +64,7 @@ def test_frozen():
     ("loss", "l1", "one of auto"),
     ("dropout", 1.0, "in [0, 1)"),
     ("dropout", -0.1, "in [0, 1)"),
-    ("val_fraction", 1.0, "in [0, 1)"),
+    ("val_fraction", 1.0, "in [0, 1) (or auto)"),
     ("momentum", 1.0, "in [0, 1)"),
     ("b2", 1.5, "in [0, 1)"),
     ("eps", 0.0, "> 0"),
@@ -66,7 +79,7 @@ def test_frozen():
     ("decay_rate", 0.0, "in (0, 1]"),
     ("final_lr_fraction", 2.0, "in [0, 1]"),
     ("eval_every", 0, ">= 1"),
-    ("patience", -1, ">= 0"),
+    ("patience", -1, ">= 0 (0 = no early stopping, or auto)"),
     ("checkpoint_every", -1, ">= 0"),
     ("keep_checkpoints", 0, ">= 1"),
     ("seed", -1, "in [0, 2**63)"),
@@ -118,6 +131,9 @@ def test_json_round_trip():
     assert d["hidden"] == [512, 512]
     assert TrainConfig.from_dict(d) == cfg
     assert TrainConfig.from_dict({}) == TrainConfig()
+    auto = TrainConfig().to_dict()
+    assert auto["val_fraction"] is None and auto["patience"] is None  # auto is JSON null, read back exactly
+    assert TrainConfig.from_dict(json.loads(json.dumps(auto))) == TrainConfig()
 
 
 def test_from_dict_rejects_unknown_keys():

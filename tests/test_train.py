@@ -1,7 +1,8 @@
 """The trainer: learning, manual == autodiff, schedules, weight-decay mask, divergence, early stopping.
 
-Most fits reuse one small spiral problem and the default program config, so XLA compiles are
-shared (train.fit caches compiled programs by `program_config`).
+Most fits reuse one small spiral problem and one program config (SMALL), so XLA compiles are
+shared (train.fit caches compiled programs by `program_config`); `default_run` trains what
+`jaxmlp train` trains with no flags.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ import pytest
 from jaxmlp import train
 from jaxmlp.backprop import loss_and_grad
 from jaxmlp.checkpoint import Checkpointer
-from jaxmlp.config import TrainConfig
+from jaxmlp.config import AUTO_PATIENCE, TrainConfig
 from jaxmlp.data import Dataset, load_dataset
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Layer, init_mlp, mlp_apply
 
 SPLITS = load_dataset("spiral", val_fraction=0.2)  # train 240, val 60, test 300; 2 features, 3 classes
-SMALL = TrainConfig(epochs=3, checkpoint_every=0)  # same compiled program as TrainConfig()
+# 7 steps of 32 per epoch on those 240 examples, 2-100-3 relu, Adam lr 0.01, no dropout
+SMALL = TrainConfig(epochs=3, checkpoint_every=0, hidden=(100,), batch_size=32, learning_rate=0.01, dropout=0.0)
 
 
 def leaves_equal(a, b) -> bool:
@@ -38,29 +40,33 @@ def max_rel_err(a, b) -> float:
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+DEFAULT = load_dataset("spiral", val_fraction=None)  # what `jaxmlp train` trains: 300 examples, too few for auto val
+
+
 @pytest.fixture(scope="module")
 def default_run():
-    """The default config (100 epochs, one hidden layer of 100 relu) with a validation split."""
-    return train.fit(TrainConfig(), SPLITS.train, SPLITS.val, SPLITS.test)
+    """The default config (up to 300 epochs of 2-512-3 relu, dropout 0.2, Adam lr 1e-3, batch 128)
+    on the default data: no validation split, so no early stopping."""
+    return train.fit(TrainConfig(), DEFAULT.train, DEFAULT.val, DEFAULT.test)
 
 
-def test_two_layer_net_learns_the_spiral(default_run):
+def test_the_defaults_learn_the_spiral(default_run):
     params, history = default_run
-    assert [layer.W.shape for layer in params] == [(2, 100), (100, 3)]
-    assert history.final["train"]["accuracy"] >= 0.95
-    assert history.final["test"]["accuracy"] >= 0.90
+    assert DEFAULT.val is None and [layer.W.shape for layer in params] == [(2, 512), (512, 3)]
+    assert history.final["test"]["accuracy"] >= 0.95  # the README's promise
     assert history.train_loss[-1] < 0.3 * history.train_loss[0]
 
 
 def test_history_is_complete_and_json_serializable(default_run):
     _, history = default_run
-    assert history.epoch == list(range(1, 101))
-    for column in ("train_loss", "val_loss", "val_accuracy", "lr", "seconds", "samples_per_sec"):
+    assert history.epoch == list(range(1, 301)) and not history.stopped_early
+    assert history.kept_epoch == 300 and not history.restored_best  # no validation data: the last params
+    for column in ("train_loss", "train_accuracy", "lr", "seconds", "samples_per_sec"):
         values = getattr(history, column)
-        assert len(values) == 100 and all(v is not None and np.isfinite(v) for v in values), column
-    assert all(v is None for v in history.val_mse)  # classification
-    assert history.samples_per_sec[-1] > 0 and history.compile_seconds >= 0
-    assert set(history.final) == {"train", "val", "test"}
+        assert len(values) == 300 and all(v is not None and np.isfinite(v) for v in values), column
+    assert all(v is None for v in history.val_loss + history.val_mse)  # no validation data; classification
+    assert history.samples_per_sec[-1] > 0 and history.compile_seconds >= 0 and history.eval_compile_seconds >= 0
+    assert set(history.final) == {"train", "test"}
     d = json.loads(json.dumps(history.to_dict()))
     assert train.History.from_dict(d) == history
     assert history.records()[0]["epoch"] == 1 and set(history.records()[0]) >= {"train_loss", "val_loss", "lr"}
@@ -131,7 +137,7 @@ def test_fit_applies_the_scheduled_learning_rate():
     params are exactly what p <- p - lr_t * grad(p) gives (replayed here with loss_and_grad)."""
     n = len(SPLITS.train)
     cfg = TrainConfig(epochs=3, batch_size=n, optimizer="sgd", learning_rate=0.5, schedule="exponential",
-                      decay_rate=0.5, decay_epochs=1, hidden=(8,), checkpoint_every=0)
+                      decay_rate=0.5, decay_epochs=1, hidden=(8,), dropout=0.0, checkpoint_every=0)
     params, history = train.fit(cfg, SPLITS.train)
     sched = optax.exponential_decay(0.5, 1, 0.5)  # one step per epoch
     np.testing.assert_allclose(history.lr, [float(sched(e)) for e in range(3)], rtol=1e-6)
@@ -223,6 +229,15 @@ def test_early_stopping_restores_the_best_epoch():
     assert history.final["val"]["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
 
 
+def test_by_default_early_stopping_is_on_where_there_is_validation_data_and_keeps_the_best_epoch():
+    cfg = dataclasses.replace(SMALL, epochs=20, min_delta=1e9)  # patience and restore_best: the defaults
+    params, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+    assert history.stopped_early and history.epoch == list(range(1, AUTO_PATIENCE + 2))
+    assert history.restored_best and history.kept_epoch == history.best_epoch == 1
+    assert all(v is not None and np.isfinite(v) for v in history.val_loss + history.val_accuracy)
+    assert history.final["val"]["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
+
+
 def test_patience_needs_validation_data():
     with pytest.raises(ValueError, match="patience"):
         train.fit(dataclasses.replace(SMALL, patience=3), SPLITS.train)
@@ -296,7 +311,7 @@ def test_train_accuracy_is_recorded_each_eval_epoch(default_run):
     records = history.records()
     assert all(r["train_accuracy"] is not None for r in records)
     # the last epoch's record is the end-of-training accuracy on the whole training set
-    assert records[-1]["train_accuracy"] == pytest.approx(train.evaluate(params, SPLITS.train, config=TrainConfig())
+    assert records[-1]["train_accuracy"] == pytest.approx(train.evaluate(params, DEFAULT.train, config=TrainConfig())
                                                           ["accuracy"])
     _, quiet = train.fit(dataclasses.replace(SMALL, eval_train=False), SPLITS.train)
     assert all(r["train_accuracy"] is None for r in quiet.records())

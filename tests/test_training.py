@@ -19,7 +19,7 @@ from jaxmlp.training.spec import spec_from_meta
 from jaxmlp.training.state import epoch_key, run_keys
 
 SPLITS = load_dataset("spiral", val_fraction=0.2)  # train 240, 2 features, 3 classes
-SMALL = TrainConfig(epochs=3, checkpoint_every=0)
+SMALL = TrainConfig(epochs=3, checkpoint_every=0, hidden=(100,), batch_size=32, learning_rate=0.01, dropout=0.0)
 
 
 def test_the_optimizer_table_serves_every_configurable_optimizer():

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from jaxmlp.cli.usage import UsageError, one_line
-from jaxmlp.config import FIELD_HELP, FIELD_NAMES, TrainConfig
+from jaxmlp.config import AUTO, FIELD_HELP, FIELD_NAMES, TrainConfig
 
 
 def _named(fn, name: str):
@@ -41,6 +41,11 @@ def value_parser(tp: Any):
 _devices_arg = _named(lambda s: 0 if s.strip().lower() == "all" else int(s), "int-or-all")  # --devices N|all
 
 
+def _or_auto(parse):
+    """`parse`, with "auto" passed through for a field whose None means auto."""
+    return _named(lambda s: AUTO if s.strip().lower() == AUTO else parse(s), f"{parse.__name__}-or-auto")
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One --flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS)."""
     hints = typing.get_type_hints(TrainConfig)
@@ -48,12 +53,16 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        if f.metadata["auto"] and f.default is None:
+            shown = AUTO
         help_text = f"{FIELD_HELP.get(f.name, '')} [{shown}]".replace("%", "%%")
         if hints[f.name] is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
         else:
             parse = _devices_arg if f.name == "devices" else value_parser(hints[f.name])
+            if f.metadata["auto"]:
+                parse = _or_auto(parse)
             group.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS,
                                metavar=f.name.upper(), help=help_text)
 

@@ -18,6 +18,11 @@ def _devices_note(info: dict[str, Any]) -> str:
     return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "") + fed
 
 
+def _compiled_note(info: dict[str, Any]) -> str:
+    epoch, evaluation = info["compile_seconds"], info.get("eval_compile_seconds", 0.0)
+    return f"compiled in {epoch + evaluation:.2f}s: epoch {epoch:.2f}s, evaluation {evaluation:.2f}s"
+
+
 class RunLog:
     """metrics.jsonl: rewritten from the restored history on resume, then one line per epoch."""
 
@@ -54,8 +59,7 @@ class ConsoleProgress:
             what = f"resuming at epoch {start + 1}" if start else "training"
             self._line(f"{what}: {config.dataset} {info['n_train']} examples, sizes {info['sizes']}, "
                        f"{info['loss']}, {config.optimizer} lr {config.learning_rate:g}, "
-                       f"{info['steps_per_epoch']} steps/epoch{_devices_note(info)} "
-                       f"(compiled in {info['compile_seconds']:.2f}s)")
+                       f"{info['steps_per_epoch']} steps/epoch{_devices_note(info)} ({_compiled_note(info)})")
         if not self.quiet and sys.stderr.isatty() and info["start_epoch"] < self.total:
             from tqdm import tqdm
 

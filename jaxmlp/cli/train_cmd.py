@@ -115,7 +115,9 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
     written = [checkpoint.CONFIG_FILE, checkpoint.METRICS_FILE, checkpoint.CHECKPOINT_DIR + "/",
                checkpoint.SUMMARY_FILE]
     summary = {"run_dir": str(run_dir), "epochs": len(history.epoch), "best_epoch": history.best_epoch,
-               "stopped_early": history.stopped_early, "compile_seconds": history.compile_seconds,
+               "stopped_early": history.stopped_early, "kept_epoch": history.kept_epoch,
+               "kept": "best" if history.restored_best else "last",
+               "compile_seconds": history.compile_seconds, "eval_compile_seconds": history.eval_compile_seconds,
                "train_seconds": sum(history.seconds), "final": history.final}
     checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, summary)
     if ns.plots:
@@ -123,8 +125,12 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
     if not ns.quiet:
         final = " | ".join(f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m.items())
                            for split, m in history.final.items())
-        print(f"done: {len(history.epoch)} epochs in {sum(history.seconds):.2f}s "
-              f"(+{history.compile_seconds:.2f}s compile) | {final}")
+        compile_seconds = history.compile_seconds + history.eval_compile_seconds
+        of, stop = (f" of {config.epochs}", ", stopped early (no val-loss improvement in "
+                    f"{config.early_stopping_patience()} epochs)") if history.stopped_early else ("", "")
+        print(f"done: {len(history.epoch)}{of} epochs in {sum(history.seconds):.2f}s (+{compile_seconds:.2f}s compile)"
+              f"{stop}; params of epoch {history.kept_epoch} "
+              f"({'best val loss' if history.restored_best else 'the last'}) | {final}")
         print(f"run dir: {run_dir} ({', '.join(written)})")
 
 

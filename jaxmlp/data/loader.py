@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 
+from jaxmlp.config import auto_val_fraction
 from jaxmlp.data import synthetic
 from jaxmlp.data.dataset import DataError, Dataset, DataSplits
 from jaxmlp.data.download import DOWNLOAD_TIMEOUT, Progress, check_timeout
@@ -42,7 +43,7 @@ def load_dataset(
     download: bool = False,
     cache_dir: str | None = None,
     seed: int = 0,
-    val_fraction: float = 0.0,
+    val_fraction: float | None = 0.0,
     standardize: bool = False,
     n_samples: int | None = None,
     label_column: str | int | None = None,
@@ -66,7 +67,9 @@ def load_dataset(
         seed: seeds everything random here (synthetic draws, subsampling, the val split).
             Synthetic train and test splits use different keys derived from it.
         val_fraction: if > 0, carves a stratified (for classification) validation split
-            of this fraction out of the training split.
+            of this fraction out of the training split; None = auto: the fraction
+            `jaxmlp.config.auto_val_fraction` gives for the training split's size (after
+            n_samples).
         standardize: fit per-feature mean/std on the final train split only and apply
             it to all splits.
         n_samples: synthetic sets: number of training (and of test) examples; other sets:
@@ -83,7 +86,7 @@ def load_dataset(
     """
     if not isinstance(spec, str):
         raise DataError(f"data set spec must be a string, got {type(spec).__name__}")
-    if not 0.0 <= val_fraction < 1.0:
+    if val_fraction is not None and not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1):
         raise DataError(f"n_samples must be a positive int or None, got {n_samples!r}")
@@ -112,6 +115,8 @@ def load_dataset(
     _check_fixed_task(spec, train, task)
 
     val = None
+    if val_fraction is None:
+        val_fraction = auto_val_fraction(len(train))
     if val_fraction > 0:
         train, val = stratified_split(jax.random.fold_in(root, _VAL), train, val_fraction)
     if standardize:

@@ -65,6 +65,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     wants_train_eval = config.eval_train or config.track_activations
     train_eval = evaluator.eval_set(train, feeder.resident) if wants_train_eval else None
     val_eval = None if val is None else evaluator.eval_set(val)
+    progress.history.eval_compile_seconds = evaluator.compile_seconds
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(run, progress))
     feeder.start(progress.start_epoch)
@@ -110,7 +111,8 @@ def train_begin_info(run: Run, progress: Progress) -> dict[str, Any]:
     dp = run.data_parallel
     return dict(config=run.config, sizes=run.sizes, loss=run.loss, n_train=run.spec.n_train,
                 steps_per_epoch=run.spec.steps_per_epoch, start_epoch=progress.start_epoch,
-                compile_seconds=run.compile_seconds, history=progress.history, devices=dp.size if dp else 1,
+                compile_seconds=run.compile_seconds, eval_compile_seconds=progress.history.eval_compile_seconds,
+                history=progress.history, devices=dp.size if dp else 1,
                 processes=jax.process_count(), data_feed=run.feed)
 
 
@@ -158,7 +160,8 @@ def early_stop(config: TrainConfig, progress: Progress, record: dict[str, Any]) 
         if config.restore_best:
             progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
         return False
-    if config.patience and record["epoch"] - history.best_epoch >= config.patience:
+    patience = config.early_stopping_patience()
+    if patience and record["epoch"] - history.best_epoch >= patience:
         history.stopped_early = True
         return True
     return False
@@ -176,14 +179,14 @@ def save(run: Run, progress: Progress, checkpointer, epoch: int) -> None:
 
 
 def finish(run: Run, evaluator: Evaluator, progress: Progress, splits: dict) -> Params:
-    """Evaluate the kept params (the best ones with restore_best) on every split given into
-    `history.final`; return them as this process's local arrays."""
-    config = run.config
-    params = progress.best_params if (config.restore_best and progress.best_params is not None) \
-        else progress.state.params
-    progress.history.final = {}
+    """Evaluate the kept params (the best ones with restore_best, `history.restored_best`) on
+    every split given into `history.final`; return them as this process's local arrays."""
+    history = progress.history
+    history.restored_best = run.config.restore_best and progress.best_params is not None
+    params = progress.best_params if history.restored_best else progress.state.params
+    history.final = {}
     for name, (data, prepared) in splits.items():
         if data is not None:
             prepared = evaluator.eval_set(data) if prepared is None else prepared
-            progress.history.final[name] = evaluator.metrics(params, *prepared)
+            history.final[name] = evaluator.metrics(params, *prepared)
     return parallel.to_local(params)

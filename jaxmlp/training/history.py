@@ -38,10 +38,17 @@ class History:
     seconds: list[float] = dataclasses.field(default_factory=list)
     samples_per_sec: list[float] = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0  # compiling the epoch function (not in `seconds`; ~0 when cached)
+    eval_compile_seconds: float = 0.0  # compiling the evaluation programs (likewise)
     best_epoch: int | None = None  # epoch of the lowest val loss
     best_val_loss: float | None = None
     stopped_early: bool = False
+    restored_best: bool = False  # fit returned the params of best_epoch (restore_best), not the last ones
     final: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # split -> metrics
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch whose params fit returned: best_epoch when restored_best, else the last."""
+        return self.best_epoch if self.restored_best else (self.epoch[-1] if self.epoch else None)
 
     def append(self, record: dict[str, Any]) -> None:
         for name in RECORD_KEYS:
@@ -66,8 +73,9 @@ class Callback:
     """Hooks `fit` calls on the host; subclass and override what you need. No-ops by default."""
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
-        """info: config, sizes, loss, n_train, steps_per_epoch, start_epoch, compile_seconds, history,
-        devices (data-parallel devices), processes, data_feed."""
+        """info: config, sizes, loss, n_train, steps_per_epoch, start_epoch, compile_seconds (the
+        epoch program), eval_compile_seconds, history, devices (data-parallel devices), processes,
+        data_feed."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """record: one epoch's metrics (a row of History.records())."""
