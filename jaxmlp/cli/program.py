@@ -10,6 +10,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from jaxmlp import __version__
 from jaxmlp.cli import export_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
@@ -22,6 +23,7 @@ COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export}
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Multi-layer perceptrons on JAX: train, export, check gradients, run demos.",
                     allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     train_cmd.add_arguments(sub.add_parser(
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
