@@ -11,13 +11,13 @@ import sys
 from typing import Sequence
 
 from jaxmlp import __version__
-from jaxmlp.cli import export_cmd, train_cmd
+from jaxmlp.cli import export_cmd, info_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export}
+COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "info": info_cmd.cmd_info}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
         description="Train an MLP. Every TrainConfig field is a flag; flags override --config."))
     export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
+    info_cmd.add_arguments(sub.add_parser("info", help="a run's model summary: layers, params, FLOPs, optimizer, data",
+                                          allow_abbrev=False))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser

@@ -1,8 +1,9 @@
 """`jaxmlp train`: its flags, then data, fit, the run directory's files and the closing summary.
 
-The run directory gets config.json, metrics.jsonl, checkpoints/, summary.json and (unless
---no-plots) loss_curve.png and, for 2-D classification, decision_boundary.png. Only process 0
-of a multi-host run writes files and prints. A diverged run exits with code 1.
+It prints the model summary (summary.py) first, unless --quiet. The run directory gets
+config.json, metrics.jsonl, checkpoints/, summary.json and (unless --no-plots) loss_curve.png
+and, for 2-D classification, decision_boundary.png. Only process 0 of a multi-host run writes
+files and prints. A diverged run exits with code 1.
 """
 from __future__ import annotations
 
@@ -73,10 +74,12 @@ def _load_data(config: TrainConfig):
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
-    from jaxmlp import checkpoint, parallel, training
+    from jaxmlp import checkpoint, parallel, summary, training
 
     splits = _load_data(config)
     primary = parallel.is_primary()  # only process 0 writes files and prints
+    if primary and not ns.quiet:
+        print(summary.training_summary(config, splits), flush=True)
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(run_dir, config)
