@@ -2,6 +2,7 @@
 
     run_dir/
       config.json          the TrainConfig (to_dict), written before training starts
+      preprocessing.json   the feature statistics the data was standardized with (run_preprocessing.py)
       metrics.jsonl        one JSON object per epoch, appended and flushed
       checkpoints/<epoch>/ orbax: state (params, optimizer state, step, RNG key), best params, meta
       summary.json         final metrics; loss_curve.png, decision_boundary.png (plots.py)
@@ -35,9 +36,10 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+PREPROCESSING_FILE = "preprocessing.json"
 # Everything a run writes into its directory: --overwrite removes these, and nothing else.
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
-             "params.npz")
+             "params.npz", PREPROCESSING_FILE)
 
 
 class RunDirError(ValueError):

@@ -1,9 +1,10 @@
 """`jaxmlp train`: its flags, then data, fit, the run directory's files and the closing summary.
 
 It prints the model summary (summary.py) first, unless --quiet. The run directory gets
-config.json, metrics.jsonl, checkpoints/, summary.json and (unless --no-plots) loss_curve.png
-and, for 2-D classification, decision_boundary.png. Only process 0 of a multi-host run writes
-files and prints. A diverged run exits with code 1.
+config.json, preprocessing.json (run_preprocessing.py), metrics.jsonl, checkpoints/,
+summary.json and (unless --no-plots) loss_curve.png and, for 2-D classification,
+decision_boundary.png. Only process 0 of a multi-host run writes files and prints. A diverged
+run exits with code 1.
 """
 from __future__ import annotations
 
@@ -58,31 +59,34 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _load_data(config: TrainConfig):
-    """The config's data splits, checked against the config before anything is written."""
+    """(the config's data splits, checked against the config before anything is written, the
+    FeatureStats they were standardized with or None)."""
     from jaxmlp import training
     from jaxmlp.data import DataError, load_dataset
+    from jaxmlp.run_preprocessing import fit_preprocessing
 
     try:
         splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                               seed=config.data_seed, val_fraction=config.val_fraction,
-                              standardize=config.standardize, n_samples=config.n_samples,
-                              label_column=config.label_column)
+                              n_samples=config.n_samples, label_column=config.label_column)
+        splits, stats = fit_preprocessing(splits, config.standardize)
         training.check_data(config, splits.train, splits.val, splits.test)
     except (DataError, ValueError) as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
-    return splits
+    return splits, stats
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
-    from jaxmlp import checkpoint, parallel, summary, training
+    from jaxmlp import checkpoint, parallel, run_preprocessing, summary, training
 
-    splits = _load_data(config)
+    splits, stats = _load_data(config)
     primary = parallel.is_primary()  # only process 0 writes files and prints
     if primary and not ns.quiet:
         print(summary.training_summary(config, splits), flush=True)
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(run_dir, config)
+        run_preprocessing.write_preprocessing(run_dir, stats)
     ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
     console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
     callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
@@ -108,8 +112,8 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
     """summary.json, the plots, and (unless quiet) the closing lines."""
     from jaxmlp import checkpoint
 
-    written = [checkpoint.CONFIG_FILE, checkpoint.METRICS_FILE, checkpoint.CHECKPOINT_DIR + "/",
-               checkpoint.SUMMARY_FILE]
+    written = [checkpoint.CONFIG_FILE, checkpoint.PREPROCESSING_FILE, checkpoint.METRICS_FILE,
+               checkpoint.CHECKPOINT_DIR + "/", checkpoint.SUMMARY_FILE]
     summary = {"run_dir": str(run_dir), "epochs": len(history.epoch), "best_epoch": history.best_epoch,
                "stopped_early": history.stopped_early, "compile_seconds": history.compile_seconds,
                "train_seconds": sum(history.seconds), "final": history.final}
