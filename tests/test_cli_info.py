@@ -20,7 +20,8 @@ def test_train_prints_the_summary_then_info_shows_it_again(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("model: 2-4-3 MLP, 1 hidden layer(s) of prelu\n")
-    assert "\ntotal " in out and out.index("data: spiral, 240 train / 60 val / 300 test examples") < out.index("epoch 1/2")
+    data_line = out.index("data: spiral, 240 train / 60 val / 300 test examples")
+    assert "\ntotal " in out and data_line < out.index("epoch 1/2")
 
     assert cli.main(["info", str(run_dir)]) == 0
     info = capsys.readouterr().out
