@@ -131,11 +131,13 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
 def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[str]:
     from jaxmlp import plots, training
 
-    plots.plot_loss_curve(history, run_dir / "loss_curve.png")
+    best = config.restore_best and history.best_epoch is not None  # the final evaluation used the best params
+    plots.plot_loss_curve(history, run_dir / "loss_curve.png", test_epoch=history.best_epoch if best else None)
     written = ["loss_curve.png"]
     if data.num_features == 2 and data.num_classes is not None:
         opts = config.activation_options()
+        labels = tuple(f"feature {i}" + (" (standardized)" if config.standardize else "") for i in range(2))
         plots.plot_decision_boundary(lambda g: training.predict(params, g, activation=config.activation, **opts),
-                                     data.x, data.y, run_dir / "decision_boundary.png")
+                                     data.x, data.y, run_dir / "decision_boundary.png", axis_labels=labels)
         written.append("decision_boundary.png")
     return written
