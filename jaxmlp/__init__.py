@@ -17,7 +17,7 @@ _PUBLIC = {  # module -> the names it exports here
     "jaxmlp.activations": ("Activation", "get_activation"),
     "jaxmlp.losses": ("LOSSES", "Loss", "get_loss", "l2_penalty"),
     "jaxmlp.mlp": ("Layer", "init_mlp", "mlp_apply", "param_count", "sizes_of"),
-    "jaxmlp.backprop": ("LayerCache", "forward", "backward", "loss_and_grad", "objective", "input_grad"),
+    "jaxmlp.backprop": ("LayerCache", "forward", "backward", "loss_and_grad", "objective"),
     "jaxmlp.data": ("DataError", "Dataset", "DataSplits", "load_dataset", "from_arrays", "read_idx",
                     "load_idx_dataset", "load_cifar10", "load_npz", "load_csv", "spiral", "checkerboard", "circles",
                     "moons", "blobs", "teacher", "sin_1d", "standardize", "stratified_split"),

@@ -2,15 +2,20 @@
 
 `forward` runs the same network as `mlp_apply` and keeps a cache of what each layer's
 backward step needs. `backward` takes ANY upstream gradient `dscores` (CS231n layer style)
-and walks the layers in reverse:
+and walks the layers in reverse, each step the derivative written beside its forward rule:
 
-    dW = a_prev.T @ delta        db = delta.sum(0)        da_prev = delta @ W.T
+    dW, db, da = affine_backward(layer, a_prev, delta)   # mlp.py: a_prev.T @ delta, delta.sum(0), delta @ W.T
+    da = dropout_backward(da, mask)                      # mlp.py: da * mask
+    delta, dslope = act.backward(da, z, a, alpha)        # activations.py: dL/dz of the layer below
 
-then through the dropout mask and the activation's local derivative (from activations.py)
-to the previous layer's delta. Its grads have exactly the tree structure of params, so
-`jax.tree.map` compares them with `jax.grad`'s.
+Its grads have exactly the tree structure of params, so `jax.tree.map` compares them with
+`jax.grad`'s. `loss_and_grad(..., method="manual" | "autodiff")` gives the same (loss, grads)
+either way.
 
-`loss_and_grad(..., method="manual" | "autodiff")` gives the same (loss, grads) either way.
+Keywords at the door, one tuple inside: `forward`, `objective` and `loss_and_grad` take
+`key=, dropout=, input_noise=, train=` and activation options as keywords, as callers write
+them; each packs them once into `mlp.ForwardOptions` and an `Activation` and calls its core
+(`scores_and_cache`, `objective_value`, `value_and_grads`), which pass only those two on.
 """
 from __future__ import annotations
 
@@ -19,9 +24,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmlp.activations import get_activation
-from jaxmlp.losses import check_targets, get_loss, l2_grad, l2_penalty
-from jaxmlp.mlp import Layer, Params, affine, check_input, dropout_mask, mlp_apply, prepare_input
+from jaxmlp.activations import Activation, get_activation
+from jaxmlp.losses import Loss, check_targets, get_loss, l2_grad, l2_penalty
+from jaxmlp.mlp import (ForwardOptions, Layer, Params, affine, affine_backward, check_input, dropout_backward,
+                        dropout_mask, mlp_scores, prepare_input)
 
 Array = jax.Array
 
@@ -41,17 +47,16 @@ class LayerCache(NamedTuple):
     mask: Array | None
 
 
-def forward(params: Params, x: Array, *, activation: str = "relu", key: Array | None = None,
-            dropout: float = 0.0, input_noise: float = 0.0, train: bool = False,
-            **activation_options) -> tuple[Array, list[LayerCache]]:
-    """Scores (B, d_out), exactly as `mlp_apply`, and the per-layer cache for `backward`."""
-    act = get_activation(activation, **activation_options)
-    a, dropout_keys = prepare_input(params, x, act, key=key, dropout=dropout, input_noise=input_noise, train=train)
+def scores_and_cache(params: Params, x: Array, act: Activation, options: ForwardOptions
+                     ) -> tuple[Array, list[LayerCache]]:
+    """Scores (B, d_out), exactly as `mlp.mlp_scores`, and the per-layer cache for `backward`."""
+    a, dropout_keys = prepare_input(params, x, act, options)
+    dropping = options.train and options.dropout > 0
     cache = []
     for i, layer in enumerate(params[:-1]):
         z = affine(layer, a)  # (B, h) or (B, k, h)
         h = act.forward(z, layer.alpha)  # (B, h)
-        mask = dropout_mask(dropout_keys[i], h.shape, dropout, h.dtype) if train and dropout > 0 else None
+        mask = dropout_mask(dropout_keys[i], h.shape, options.dropout, h.dtype) if dropping else None
         cache.append(LayerCache(a, z, h, mask))
         a = h if mask is None else h * mask
     scores = affine(params[-1], a)  # (B, d_out)
@@ -59,15 +64,12 @@ def forward(params: Params, x: Array, *, activation: str = "relu", key: Array | 
     return scores, cache
 
 
-def _affine_backward(layer: Layer, a_prev: Array, delta: Array) -> tuple[Array, Array, Array]:
-    """Given delta = dL/dz, return (dW, db, da_prev) for z = a_prev @ W + b."""
-    if layer.W.ndim == 3:  # maxout: delta (B, k, d_out), W (k, d_in, d_out)
-        dW = jnp.einsum("bi,bko->kio", a_prev, delta)  # (k, d_in, d_out)
-        da_prev = jnp.einsum("bko,kio->bi", delta, layer.W)  # (B, d_in)
-    else:
-        dW = a_prev.T @ delta  # (d_in, d_out)
-        da_prev = delta @ layer.W.T  # (B, d_in)
-    return dW, jnp.sum(delta, axis=0), da_prev
+def forward(params: Params, x: Array, *, activation: str = "relu", key: Array | None = None,
+            dropout: float = 0.0, input_noise: float = 0.0, train: bool = False,
+            **activation_options) -> tuple[Array, list[LayerCache]]:
+    """`scores_and_cache` with keywords: scores (B, d_out), exactly as `mlp_apply`, and the cache."""
+    act = get_activation(activation, **activation_options)
+    return scores_and_cache(params, x, act, ForwardOptions(key, dropout, input_noise, train))
 
 
 def backward(params: Params, cache: list[LayerCache], dscores: Array, *, activation: str = "relu",
@@ -78,26 +80,14 @@ def backward(params: Params, cache: list[LayerCache], dscores: Array, *, activat
     dx (B, d_in) is the gradient with respect to the network's input.
     """
     act = get_activation(activation, **activation_options)
-    grads = [None] * len(params)
-    delta = dscores  # dL/dz of the current layer
-    for i in reversed(range(len(params))):
-        layer, c = params[i], cache[i]
-        dW, db, da_prev = _affine_backward(layer, c.a_prev, delta)
-        grads[i] = Layer(dW, db, grads[i].alpha if grads[i] is not None else None)
-        if i == 0:
-            return grads, da_prev
-        prev, pc = params[i - 1], cache[i - 1]
-        da = da_prev if pc.mask is None else da_prev * pc.mask  # through the dropout mask
-        delta, dslope = act.backward(da, pc.z, pc.a, prev.alpha)  # through the activation
-        grads[i - 1] = Layer(None, None, dslope)  # its slope grad, W and b filled next iteration
-    raise AssertionError("unreachable")
-
-
-def _check_loss_args(params, x, y, loss, method):
-    if method not in ("autodiff", "manual"):
-        raise ValueError(f"method must be 'autodiff' or 'manual', got {method!r}")
-    check_input(params, x)
-    check_targets(loss, (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
+    dW, db, da = affine_backward(params[-1], cache[-1].a_prev, dscores)  # the output layer: no activation
+    grads = [Layer(dW, db, None)]  # the last layer first
+    for layer, c in zip(params[-2::-1], cache[-2::-1]):  # the hidden layers, last first
+        da = dropout_backward(da, c.mask)  # (B, h) dL/da, through the dropout mask
+        delta, dslope = act.backward(da, c.z, c.a, layer.alpha)  # (B, h) or (B, k, h) dL/dz
+        dW, db, da = affine_backward(layer, c.a_prev, delta)  # da (B, d_in): the layer below's
+        grads.append(Layer(dW, db, dslope))
+    return grads[::-1], da
 
 
 def _loss_precision(scores: Array) -> Array:
@@ -105,14 +95,46 @@ def _loss_precision(scores: Array) -> Array:
     return scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
 
 
+def objective_value(params: Params, x: Array, y: Array, loss: Loss, l2: float, act: Activation,
+                    options: ForwardOptions) -> Array:
+    """The training objective: mean loss over the batch + 0.5 * l2 * sum ||W||^2 (a scalar)."""
+    scores = mlp_scores(params, x, act, options)
+    return loss.value(_loss_precision(scores), y) + l2_penalty(params, l2)
+
+
 def objective(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy", l2: float = 0.0,
               activation: str = "relu", key: Array | None = None, dropout: float = 0.0,
               input_noise: float = 0.0, train: bool = True, **activation_options) -> Array:
-    """The training objective: mean loss over the batch + 0.5 * l2 * sum ||W||^2 (a scalar)."""
-    loss_fn = get_loss(loss)
-    scores = mlp_apply(params, x, activation=activation, key=key, dropout=dropout,
-                       input_noise=input_noise, train=train, **activation_options)
-    return loss_fn.value(_loss_precision(scores), y) + l2_penalty(params, l2)
+    """`objective_value` with keywords: mean loss + 0.5 * l2 * sum ||W||^2 (a scalar)."""
+    act = get_activation(activation, **activation_options)
+    return objective_value(params, x, y, get_loss(loss), l2, act, ForwardOptions(key, dropout, input_noise, train))
+
+
+def manual_loss_grad_and_cache(params: Params, x: Array, y: Array, loss: Loss, l2: float, act: Activation,
+                               options: ForwardOptions) -> tuple[Array, Params, list[LayerCache]]:
+    """The manual method, keeping its forward cache: (objective, grads, cache).
+
+    forward, then the loss's own gradient, then backward, plus l2 * W for the weight decay
+    term. The cache lets callers read activation statistics without a second forward pass.
+    """
+    scores, cache = scores_and_cache(params, x, act, options)
+    value = loss.value(_loss_precision(scores), y) + l2_penalty(params, l2)
+    dscores = loss.grad(_loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
+    grads, _ = backward(params, cache, dscores, activation=act)
+    return value, l2_grad(grads, params, l2), cache
+
+
+def value_and_grads(params: Params, x: Array, y: Array, loss: Loss, l2: float, act: Activation,
+                    options: ForwardOptions, method: str) -> tuple[Array, Params]:
+    """(objective value, grads with the structure of params), by `method` "autodiff" or "manual"."""
+    if method not in ("autodiff", "manual"):
+        raise ValueError(f"method must be 'autodiff' or 'manual', got {method!r}")
+    check_input(params, x)
+    check_targets(loss, (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
+    if method == "autodiff":
+        return jax.value_and_grad(objective_value)(params, x, y, loss, l2, act, options)
+    value, grads, _ = manual_loss_grad_and_cache(params, x, y, loss, l2, act, options)
+    return value, grads
 
 
 def loss_and_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy", l2: float = 0.0,
@@ -124,44 +146,6 @@ def loss_and_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cr
     method="autodiff" is `jax.value_and_grad(objective)`; method="manual" is `forward`, the
     loss's own gradient, and `backward`, plus l2 * W for the weight decay term.
     """
-    loss_fn = get_loss(loss)
-    _check_loss_args(params, x, y, loss_fn, method)
-    kwargs = dict(activation=activation, key=key, dropout=dropout, input_noise=input_noise, train=train,
-                  **activation_options)
-    if method == "autodiff":
-        return jax.value_and_grad(objective)(params, x, y, loss=loss_fn, l2=l2, **kwargs)
-    value, grads, _ = manual_loss_grad_and_cache(params, x, y, loss=loss_fn, l2=l2, **kwargs)
-    return value, grads
-
-
-def manual_loss_grad_and_cache(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy",
-                               l2: float = 0.0, activation: str = "relu", **forward_options
-                               ) -> tuple[Array, Params, list[LayerCache]]:
-    """The manual method, keeping its forward cache: (objective, grads, cache).
-
-    forward, then the loss's own gradient, then backward, plus l2 * W for the weight decay
-    term. The cache lets callers read activation statistics without a second forward pass.
-    """
-    loss_fn = get_loss(loss)
-    scores, cache = forward(params, x, activation=activation, **forward_options)
-    value = loss_fn.value(_loss_precision(scores), y) + l2_penalty(params, l2)
-    dscores = loss_fn.grad(_loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
-    act_options = {k: v for k, v in forward_options.items() if k not in ("key", "dropout", "input_noise", "train")}
-    grads, _ = backward(params, cache, dscores, activation=activation, **act_options)
-    return value, l2_grad(grads, params, l2), cache
-
-
-def input_grad(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy",
-               activation: str = "relu", key: Array | None = None, dropout: float = 0.0,
-               input_noise: float = 0.0, train: bool = True, method: str = "autodiff",
-               **activation_options) -> Array:
-    """Gradient of the mean loss with respect to the input x: (B, d_in) -> (B, d_in)."""
-    loss_fn = get_loss(loss)
-    _check_loss_args(params, x, y, loss_fn, method)
-    kwargs = dict(activation=activation, key=key, dropout=dropout, input_noise=input_noise, train=train,
-                  **activation_options)
-    if method == "autodiff":
-        return jax.grad(lambda xx: loss_fn.value(mlp_apply(params, xx, **kwargs), y))(x)
-    scores, cache = forward(params, x, **kwargs)
-    _, dx = backward(params, cache, loss_fn.grad(scores, y), activation=activation, **activation_options)
-    return dx
+    act = get_activation(activation, **activation_options)
+    options = ForwardOptions(key, dropout, input_noise, train)
+    return value_and_grads(params, x, y, get_loss(loss), l2, act, options, method)

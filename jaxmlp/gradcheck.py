@@ -23,7 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp.backprop import loss_and_grad, objective
+from jaxmlp.activations import get_activation
+from jaxmlp.backprop import objective_value, value_and_grads
+from jaxmlp.losses import get_loss
+from jaxmlp.mlp import ForwardOptions, init_mlp
 
 Array = jax.Array
 
@@ -79,11 +82,11 @@ def gradcheck(params, x, y, *, key: Array | None = None, num_checks: int | None 
     eps = STEPS.get(dtype, 1e-6) if eps is None else eps
     key = jax.random.key(0) if key is None else key
     model_key, pick_key = jax.random.split(key)
-    kw = dict(loss=loss, l2=l2, activation=activation, dropout=dropout, input_noise=input_noise,
-              key=model_key, train=True, **activation_options)
-    _, manual = loss_and_grad(params, x, y, method="manual", **kw)
-    _, auto = loss_and_grad(params, x, y, method="autodiff", **kw)
-    f = jax.jit(lambda p: objective(p, x, y, **kw))
+    loss_fn, act = get_loss(loss), get_activation(activation, **activation_options)
+    options = ForwardOptions(model_key, dropout, input_noise, train=True)
+    _, manual = value_and_grads(params, x, y, loss_fn, l2, act, options, "manual")
+    _, auto = value_and_grads(params, x, y, loss_fn, l2, act, options, "autodiff")
+    f = jax.jit(lambda p: objective_value(p, x, y, loss_fn, l2, act, options))
 
     rows = []
     leaf_index = 0
@@ -116,8 +119,6 @@ def format_table(rows: Sequence[GradCheckRow]) -> str:
 
 def random_problem(key: Array, sizes: Sequence[int], loss: str, batch: int, dtype) -> tuple[Array, Array]:
     """Random inputs (batch, d_in) and targets that fit `loss` for an MLP with `sizes`."""
-    from jaxmlp.losses import get_loss
-
     x_key, y_key = jax.random.split(key)
     x = jax.random.normal(x_key, (batch, sizes[0]), dtype)
     loss_fn = get_loss(loss)
@@ -157,8 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> list[GradCheckRow]:
     """Build the random problem the flags describe and check it."""
-    from jaxmlp.mlp import init_mlp
-
     dtype = jnp.dtype(args.dtype)
     init_key, data_key, check_key = jax.random.split(jax.random.key(args.seed), 3)
     params = init_mlp(init_key, args.sizes, activation=args.activation, dtype=dtype)

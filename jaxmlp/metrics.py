@@ -44,10 +44,11 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmlp.activations import Activation
+from jaxmlp.activations import Activation, get_activation
 from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_cache
+from jaxmlp.batching import pad_rows
 from jaxmlp.losses import get_loss, l2_grad
-from jaxmlp.mlp import Params
+from jaxmlp.mlp import ForwardOptions, Params
 
 Array = jax.Array
 
@@ -216,10 +217,10 @@ def loss_grad_and_stats(params: Params, x: Array, y: Array, *, loss: str = "soft
     if method != "manual":
         raise ValueError(f"loss_grad_and_stats reads the manual forward cache; method must be 'manual', "
                          f"got {method!r}")
-    value, grads, cache = manual_loss_grad_and_cache(params, x, y, loss=loss, l2=l2, activation=activation, key=key,
-                                                     dropout=dropout, input_noise=input_noise, train=train,
-                                                     **activation_options)
-    tally = tally_activations(cache, activation, threshold=threshold, mask=mask)
+    act = get_activation(activation, **activation_options)
+    options = ForwardOptions(key, dropout, input_noise, train)
+    value, grads, cache = manual_loss_grad_and_cache(params, x, y, get_loss(loss), l2, act, options)
+    tally = tally_activations(cache, act, threshold=threshold, mask=mask)
     return value, grads, StepStats(tally, layer_grad_norms(grads))
 
 
@@ -227,21 +228,17 @@ def dataset_activation_stats(params: Params, x: Array, *, activation: str = "rel
                              threshold: float | None = None, **activation_options) -> dict[str, Array]:
     """Stats over a whole data set x (N, d_in), evaluated in batches (deterministic, train=False).
 
-    The last batch is zero-padded and its padding rows masked out, so the result equals
-    `activation_stats` of one forward pass over all of x.
+    The batches are `batching.pad_rows`'s: the last is filled up with row 0 and those rows are
+    masked out, so the result equals `activation_stats` of one forward pass over all of x.
     """
-    n = x.shape[0]
-    n_batches = -(-n // batch_size)
-    pad = n_batches * batch_size - n
-    xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(n_batches, batch_size, x.shape[1])  # (nb, bs, d)
-    valid = (jnp.arange(n_batches * batch_size) < n).reshape(n_batches, batch_size)  # (nb, bs)
+    rows, valid = pad_rows(x.shape[0], batch_size)  # (nb, B) each
 
     def step(tally, batch):
         xi, mi = batch
         _, cache = forward(params, xi, activation=activation, train=False, **activation_options)
         return merge_tallies(tally, tally_activations(cache, activation, threshold=threshold, mask=mi)), None
 
-    tally, _ = jax.lax.scan(step, empty_tally(params), (xb, valid))
+    tally, _ = jax.lax.scan(step, empty_tally(params), (x[rows], valid))  # x[rows]: (nb, B, d_in)
     return summarize(tally, activation, threshold=threshold)
 
 

@@ -3,8 +3,13 @@
 Params are a list with one `Layer` per layer (d_in -> h1 -> ... -> d_out). Every hidden layer
 is affine then activation (then dropout while training); the last layer is affine only and
 outputs scores. `mlp_apply` is what `jax.grad` differentiates; `backprop.py` is its
-hand-written twin and reuses `prepare_input`, `affine` and `dropout_mask` from here, so both
-see the same randomness.
+hand-written twin. Each rule here has its derivative beside it (`affine` / `affine_backward`,
+`dropout_mask` / `dropout_backward`; the activations' are in activations.py), and backprop.py
+reuses `prepare_input` too, so both passes see the same randomness.
+
+Keywords at the door, one tuple inside: `mlp_apply` takes `key=, dropout=, input_noise=,
+train=` and activation options as keywords and packs them once into a `ForwardOptions` and
+an `Activation`; `mlp_scores`, which `backprop.objective_value` calls, takes those two.
 
     params = init_mlp(key, (784, 512, 10))          # [Layer(W (784, 512), b (512,)), Layer(W (512, 10), b (10,))]
     scores = mlp_apply(params, x)                     # x (B, 784) -> scores (B, 10)
@@ -151,14 +156,42 @@ def affine(layer: Layer, a_prev: Array) -> Array:
     return a_prev @ layer.W + layer.b
 
 
-def prepare_input(params: Params, x: Array, act: Activation, *, key: Array | None, dropout: float,
-                  input_noise: float, train: bool) -> tuple[Array, Array | None]:
+def affine_backward(layer: Layer, a_prev: Array, delta: Array) -> tuple[Array, Array, Array]:
+    """Given delta = dL/dz, return (dW, db, da_prev) for z = a_prev @ W + b:
+
+        dW = a_prev.T @ delta        db = delta.sum(0)        da_prev = delta @ W.T
+    """
+    if layer.W.ndim == 3:  # maxout: delta (B, k, d_out), W (k, d_in, d_out)
+        dW = jnp.einsum("bi,bko->kio", a_prev, delta)  # (k, d_in, d_out)
+        da_prev = jnp.einsum("bko,kio->bi", delta, layer.W)  # (B, d_in)
+    else:
+        dW = a_prev.T @ delta  # (d_in, d_out)
+        da_prev = delta @ layer.W.T  # (B, d_in)
+    return dW, jnp.sum(delta, axis=0), da_prev
+
+
+class ForwardOptions(NamedTuple):
+    """The randomness of one forward pass (the defaults: none, an evaluation pass).
+
+    With train=True and a key, the input gets Gaussian noise of std `input_noise` and every
+    hidden layer inverted dropout of rate `dropout` (the probability to drop a unit).
+    """
+
+    key: Array | None = None
+    dropout: float = 0.0
+    input_noise: float = 0.0
+    train: bool = False
+
+
+def prepare_input(params: Params, x: Array, act: Activation, options: ForwardOptions
+                  ) -> tuple[Array, Array | None]:
     """Validate a forward call and return (network input (B, d_in), dropout keys or None).
 
-    While training with a key, `key` splits into the input-noise key and one dropout key per
-    hidden layer; the input gets Gaussian noise of std `input_noise`. Shared by `mlp_apply`
-    and `backprop.forward`, so both see exactly the same randomness.
+    While training with a key, `options.key` splits into the input-noise key and one dropout
+    key per hidden layer; the input gets Gaussian noise of std `options.input_noise`. Shared
+    by `mlp_scores` and `backprop.scores_and_cache`, so both see exactly the same randomness.
     """
+    key, dropout, input_noise, train = options
     check_params(params, act)
     check_input(params, x)
     check_regularizers(dropout, input_noise, train, key)
@@ -171,24 +204,34 @@ def prepare_input(params: Params, x: Array, act: Activation, *, key: Array | Non
 
 
 def dropout_mask(key: Array, shape: tuple[int, ...], rate: float, dtype) -> Array:
-    """Inverted-dropout multiplier: 0 with probability `rate`, else 1 / (1 - rate)."""
+    """Inverted-dropout multiplier (forward: a * mask): 0 with probability `rate`, else 1 / (1 - rate)."""
     keep = jax.random.bernoulli(key, 1.0 - rate, shape)
     return keep.astype(dtype) / (1.0 - rate)
+
+
+def dropout_backward(da: Array, mask: Array | None) -> Array:
+    """d(a * mask)/da = mask: the upstream gradient da (B, h) times the same mask (da when there is none)."""
+    return da if mask is None else da * mask
+
+
+def mlp_scores(params: Params, x: Array, act: Activation, options: ForwardOptions) -> Array:
+    """Scores of the MLP: x (B, d_in) -> (B, d_out). The last layer has no activation."""
+    a, dropout_keys = prepare_input(params, x, act, options)
+    for i, layer in enumerate(params[:-1]):
+        a = act.forward(affine(layer, a), layer.alpha)  # (B, h_i)
+        if options.train and options.dropout > 0:
+            a = a * dropout_mask(dropout_keys[i], a.shape, options.dropout, a.dtype)
+    return affine(params[-1], a)  # (B, d_out)
 
 
 def mlp_apply(params: Params, x: Array, *, activation: str = "relu", key: Array | None = None,
               dropout: float = 0.0, input_noise: float = 0.0, train: bool = False,
               **activation_options) -> Array:
-    """Scores of the MLP: x (B, d_in) -> (B, d_out). The last layer has no activation.
+    """Scores of the MLP: x (B, d_in) -> (B, d_out); `mlp_scores` with keywords.
 
     With train=True, Gaussian noise of std `input_noise` is added to x and inverted dropout
     drops each hidden unit with probability `dropout`; both need `key`. With train=False
     both are off and the output is deterministic.
     """
     act = get_activation(activation, **activation_options)
-    a, dropout_keys = prepare_input(params, x, act, key=key, dropout=dropout, input_noise=input_noise, train=train)
-    for i, layer in enumerate(params[:-1]):
-        a = act.forward(affine(layer, a), layer.alpha)  # (B, h_i)
-        if train and dropout > 0:
-            a = a * dropout_mask(dropout_keys[i], a.shape, dropout, a.dtype)
-    return affine(params[-1], a)  # (B, d_out)
+    return mlp_scores(params, x, act, ForwardOptions(key, dropout, input_noise, train))

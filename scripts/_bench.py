@@ -1,4 +1,5 @@
-"""Shared plumbing for the benchmark scripts: environment record, timing, result files.
+"""Shared plumbing for the benchmark scripts: paths, logging, the peers check, environment
+record, timing, quiet-machine waits and result files.
 
 Every benchmark warms up (compiles) first, times with block_until_ready(), repeats, and
 quotes medians; results go to results/<name>.json and results/<name>.md together with the
@@ -7,6 +8,7 @@ device, library versions, date and the exact command.
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -18,7 +20,50 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+BENCH_INSTALL = "pip install -e '.[bench]'"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def repo_path(path: str | Path) -> Path:
+    """`path` as given when absolute, else relative to the repository root."""
+    path = Path(path)
+    return path if path.is_absolute() else (REPO / path).resolve()
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the repository root when inside it (as result files quote paths)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def require(needs: dict[str, tuple[str, str]], hint: str = "") -> None:
+    """End the script with ONE line on stderr (exit status 1, no traceback) unless every module
+    imports. needs: {import name: (package name, what needs it)}; `hint`: how to do without."""
+    missing = []
+    for module, (package, who) in needs.items():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            missing.append(f"{package} (for {who})")
+        except Exception as exc:  # noqa: BLE001 - installed but broken: say so in the same one line
+            missing.append(f"{package} (for {who}; installed, but importing it fails with {type(exc).__name__}: {exc})")
+    if missing:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: missing {'; '.join(missing)}. Install the benchmark "
+                         f"peers with: {BENCH_INSTALL}" + (f", or {hint}" if hint else ""))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def environment(extra_packages: Sequence[str] = ()) -> dict:
@@ -34,7 +79,7 @@ def environment(extra_packages: Sequence[str] = ()) -> dict:
     devices = jax.devices()
     return {
         "device": f"{devices[0].platform}: {getattr(devices[0], 'device_kind', '?')} x{len(devices)}",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "versions": versions,
@@ -57,6 +102,12 @@ def time_call(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+    """(median, raw seconds) of `repeats` calls of fn, each waited for (warm fn up first)."""
+    raw = [time_call(fn) for _ in range(repeats)]
+    return statistics.median(raw), raw
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
     """Time each fn `repeats` times, alternating between them so drift hits all alike.
 
@@ -72,19 +123,23 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
 def write_results(name: str, record: dict, table_header: Sequence[str], table_rows: Sequence[Sequence],
                   notes: str = "") -> tuple[Path, Path]:
     """Write results/<name>.json (everything) and results/<name>.md (a short table + the environment)."""
-    RESULTS.mkdir(exist_ok=True)
-    json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"  # an absolute name: elsewhere
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     env = record["environment"]
-    lines = [f"# {record.get('title', name)}", ""]
-    lines += ["| " + " | ".join(table_header) + " |", "|" + "---|" * len(table_header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table_rows]
+    lines = [f"# {record.get('title', name)}", "", *markdown_table(table_header, table_rows)]
     lines += ["", notes, ""] if notes else [""]
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
     lines += [f"- device: {env['device']} ({env['cpu']}, {env['cpu_count']} cores)", f"- versions: {versions}",
               f"- date: {env['date']}", f"- command: `{env['command']}`", f"- raw timings: `{json_path.name}`", ""]
     md_path.write_text("\n".join(lines))
     return json_path, md_path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    """The lines of a markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
 def load_averages() -> dict:
@@ -97,7 +152,7 @@ def load_averages() -> dict:
 
 
 def wait_for_quiet(threshold: float = 1.0, poll_s: float = 20.0, max_wait_s: float = 900.0,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = log) -> dict:
     """Wait until the 1-minute load average is below `threshold` (poll every `poll_s`, give up
     after `max_wait_s`). Returns {"quiet": bool, "waited_s": ..., "threshold": ..., "polls": [...]}
     so the result file can say whether the machine was quiet when timing started."""
@@ -146,7 +201,7 @@ def foreign_cores(start, end) -> float | None:
 
 
 def wait_for_idle_cpu(max_foreign: float = 0.25, window_s: float = 5.0, max_wait_s: float = 300.0,
-                      log: Callable[[str], None] = print) -> dict:
+                      log: Callable[[str], None] = log) -> dict:
     """Wait until other processes use < max_foreign cores over a window_s window (the load average
     lags by minutes and counts this process's own work; this does not). Returns what it saw."""
     start = time.perf_counter()

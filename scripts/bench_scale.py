@@ -6,8 +6,9 @@
     python scripts/bench_scale.py --parts accuracy --epochs 10 --name scale_cpu_large_batch    # MNIST on CPU
     python scripts/bench_scale.py --parts feed --name scale_cpu_feed                           # the feeds, on CPU
 
-Part "step": the trainer's own training step (`jaxmlp.train.make_step_fn`: gather the batch,
-loss_and_grad under the precision policy, Adam update, finiteness check) on an MLP of `--layers`
+Part "step": the trainer's own training step (`training.step.make_step_fn` with the optimizer,
+init and device mesh of a `build_run`: gather the batch, loss_and_grad under the precision
+policy, Adam update, finiteness check) on an MLP of `--layers`
 square `--width` x `--width` layers (default 4 x 8192; softmax cross-entropy over `--width`
 classes), batch `--batch` (default 16384), `--steps` per jitted call, for:
   - fp32: `--precision highest`, true fp32 matmuls;
@@ -20,14 +21,14 @@ Each row reports step time and achieved TFLOP/s, counting 6 * B * sum(d_in * d_o
 chained (B, W) @ (W, W) bf16 matmuls per iteration, the same FLOPs as one step (per device: with
 --devices N the GEMM has B / N rows). Goal (GPU): bf16 step >= 0.85 of the bare GEMM's speed.
 
-Part "accuracy": real MNIST through `jaxmlp.train.fit`, equal epochs: batch `--small-batch` (128)
+Part "accuracy": real MNIST through `jaxmlp.training.fit`, equal epochs: batch `--small-batch` (128)
 with Adam lr 1e-3 against batch `--large-batch` (8192) with the large-batch recipe: LAMB (or
 `--large-optimizer lars`), peak lr = `--large-lr` * batch / 256 (lr_scaling linear), linear
 warm-up over `--warmup-epochs` then cosine decay (warmup_cosine), weight decay 1e-4 on weights
 only (biases masked). Goal: test accuracies within 0.5 points. Accuracy does not depend on timing.
 
 Part "feed": the cost of `--data-feed per_process` against `resident` on real MNIST through
-`jaxmlp.train.fit` (batch `--small-batch`, Adam 1e-3, `--feed-epochs` epochs, runs alternated for
+`jaxmlp.training.fit` (batch `--small-batch`, Adam 1e-3, `--feed-epochs` epochs, runs alternated for
 `--feed-rounds` rounds). The per-process feed gathers each epoch's minibatches on the host and
 sends them while the previous epoch runs; `history.seconds` (the epoch call plus that host work)
 gives the median epoch time, epoch 1 of every run excluded. Peak device memory is recorded where
@@ -51,22 +52,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from _bench import (environment, interleaved_medians, load_averages, time_call, wait_for_quiet,  # noqa: E402
-                    write_results)
-from jaxmlp import parallel, train  # noqa: E402
+from _bench import (REPO, environment, interleaved_medians, load_averages, log, markdown_table,  # noqa: E402
+                    time_call, wait_for_quiet, write_results)
+from jaxmlp import parallel  # noqa: E402
 from jaxmlp.config import TrainConfig  # noqa: E402
+from jaxmlp.training import RunSpec, build_run, fit  # noqa: E402
+from jaxmlp.training.epoch import gather_batch  # noqa: E402
+from jaxmlp.training.optim import scaled_learning_rate  # noqa: E402
+from jaxmlp.training.step import make_step_fn, start_carry  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 ROWS = {  # name -> (trainer precision policy, matmul precision context around it or None)
     "fp32": ("highest", None),
     "tf32": ("fp32", "tensorfloat32"),
     "default": ("fp32", None),
     "bf16": ("bf16", None),
 }
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def in_context(fn, matmul_precision):
@@ -82,29 +82,34 @@ def in_context(fn, matmul_precision):
 
 
 # --- part "step" ---------------------------------------------------------------------------------------------
-def make_train_steps(args, precision: str, dp):
-    """(run(state) -> state after `steps` trainer steps on one batch, state0)."""
+def make_train_steps(args, precision: str):
+    """(run(carry) -> carry after `steps` trainer steps on one batch, carry0).
+
+    The optimizer, init and device mesh come from build_run; its compiled epoch does not serve
+    here (it gathers every step's batch from a resident training set, and a set of `steps` wide
+    batches would not fit), so the step is jitted in a fori_loop over one fixed batch.
+    """
     width, batch = args.width, args.batch
     sizes = (width,) * (args.layers + 1)
     config = TrainConfig(hidden=sizes[1:-1], batch_size=batch, optimizer="adam", learning_rate=1e-4,
                          precision=precision, devices=args.devices, grad_method=args.grad_method)
-    _, optimizer = train.build_optimizer(config, sizes, steps_per_epoch=args.steps)
-    step = train.make_step_fn(config, optimizer, loss="softmax_cross_entropy", data_parallel=dp)
+    # one random batch stands for the data set: n_train = batch, one step per epoch
+    spec = RunSpec("softmax_cross_entropy", sizes, batch, 1, (), True)
+    run = build_run(config, spec, compile=False)
+    step = make_step_fn(config, run.optimizer, loss=run.loss, data_parallel=run.data_parallel)
     kx, ky, kp = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (batch, width), jnp.float32)
     y = jax.random.randint(ky, (batch,), 0, width, jnp.int32)
     idx = jnp.arange(batch, dtype=jnp.int32)
-    state = train.init_state(kp, config, sizes, optimizer)
-    carry = train.start_carry(state)
-    if dp is not None:
-        x, y, idx, carry = dp.replicate((x, y, idx, carry))
+    x, y, idx, carry = run.place((x, y, idx, start_carry(run.init(run.place(kp)))))
 
-    def run(carry, x, y, idx):
+    def steps(carry, x, y, idx):
         key = jax.random.key(1)
-        return jax.lax.fori_loop(0, args.steps, lambda i, c: step(c, (i, train.gather_batch(x, y, idx), jax.random.fold_in(key, i))),
-                                 carry)
+        return jax.lax.fori_loop(0, args.steps, lambda i, c: step(c, (i, gather_batch(x, y, idx),
+                                                                       jax.random.fold_in(key, i))), carry)
 
-    jitted = jax.jit(run, **(dp.jit_kwargs(4) if dp else {}))
+    dp = run.data_parallel
+    jitted = jax.jit(steps, **(dp.jit_kwargs(4) if dp else {}))
     return (lambda c: jitted(c, x, y, idx)), carry
 
 
@@ -127,7 +132,7 @@ def part_step(args) -> tuple[dict, list[list]]:
     fns, compile_s = {}, {}
     for name in args.rows.split(","):
         policy, matmul = ROWS[name]
-        run, carry = make_train_steps(args, policy, dp)
+        run, carry = make_train_steps(args, policy)
         fn = in_context(run, matmul)
         compile_s[name] = time_call(lambda fn=fn, carry=carry: fn(carry))  # the first call compiles
         fns[name] = (lambda fn=fn, carry=carry: fn(carry))
@@ -174,8 +179,8 @@ def part_accuracy(args) -> tuple[dict, list[list]]:
     runs, rows = {}, []
     for name, config in configs.items():
         t0 = time.perf_counter()
-        _, history = train.fit(config, splits.train, None, splits.test)
-        runs[name] = {"config": config.to_dict(), "peak_lr": train.scaled_learning_rate(config),
+        _, history = fit(config, splits.train, None, splits.test)
+        runs[name] = {"config": config.to_dict(), "peak_lr": scaled_learning_rate(config),
                       "steps": len(history.epoch) * (len(splits.train) // config.batch_size),
                       "test": history.final["test"], "train": history.final["train"],
                       "train_loss": history.train_loss, "train_seconds": sum(history.seconds),
@@ -208,7 +213,7 @@ def part_feed(args) -> tuple[dict, list[list]]:
     runs: dict[str, list] = {"resident": [], "per_process": []}
     for r in range(args.feed_rounds):
         for feed in runs:
-            _, history = train.fit(TrainConfig(data_feed=feed, **common), splits.train, None, splits.test)
+            _, history = fit(TrainConfig(data_feed=feed, **common), splits.train, None, splits.test)
             runs[feed].append({"epoch_s": history.seconds, "test_accuracy": history.final["test"]["accuracy"],
                                "peak_device_bytes": peak_device_bytes()})
             log(f"  round {r + 1} {feed}: epochs {', '.join(f'{t:.3f}' for t in history.seconds)} s, "
@@ -223,7 +228,7 @@ def part_feed(args) -> tuple[dict, list[list]]:
             medians["resident"], "load_before_timing": load, "load_at_end": load_averages()}, rows
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="step,accuracy", help="comma-separated: step, accuracy, feed")
@@ -250,51 +255,66 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feed-epochs", type=int, default=4, help="part feed: epochs per run")
     parser.add_argument("--feed-rounds", type=int, default=2, help="part feed: runs of each feed, alternated")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.devices = 0 if args.devices == "all" else int(args.devices)
     if args.name == "scale" and jax.default_backend() == "cpu":
         parser.error("results/scale.* holds GPU results: on CPU pass --name (e.g. /tmp/scale_smoke or "
                      "scale_cpu_large_batch for --parts accuracy)")
+    return args
+
+
+# --- the tables: (header, rows, note) of each part -----------------------------------------------------------
+def step_table(args, s: dict, rows: list[list]) -> tuple:
+    frac = s["bf16_fraction_of_bare_gemm"]
+    return (["precision", "ms / step (median)", "TFLOP/s", "speed vs bare bf16 GEMM"], rows,
+            f"Step: the trainer's step, sizes {tuple(s['sizes'])}, batch {s['batch']} on {s['devices']} "
+            f"device(s); FLOPs/step = 6 * B * sum(d_in * d_out); medians of {args.repeats} interleaved "
+            f"calls of {args.steps} steps" + (f"; bf16 step / bare bf16 GEMM = {frac:.2f}" if frac else "")
+            + f" (goal on GPU >= 0.85); 1-min load before timing: {s['load_before_timing']['1min']}.")
+
+
+def accuracy_table(args, a: dict, rows: list[list]) -> tuple:
+    return (["MNIST run", "peak lr", "steps", "test acc %", "train acc %", "train s"], rows,
+            f"Accuracy: {args.epochs} epochs each, hidden {args.hidden}; test-accuracy gap "
+            f"{a['gap_points']:.2f} points (goal <= 0.5). Accuracies do not depend "
+            f"on timing; 1-min load when the runs started: {a['load_before_timing']['1min']}.")
+
+
+def feed_table(args, f: dict, rows: list[list]) -> tuple:
+    return (["data feed", "median epoch s", "vs resident", "test acc %", "peak device bytes"], rows,
+            f"Feed: MNIST, hidden {args.hidden}, batch {args.small_batch}, Adam 1e-3, "
+            f"{args.feed_epochs} epochs per run, {args.feed_rounds} alternated runs per feed; median "
+            f"over epochs 2..{args.feed_epochs} of every run (history.seconds: the epoch call plus the "
+            f"per-process feed's host gather of the next epoch). per_process / resident = "
+            f"{f['per_process_over_resident']:.3f}; 1-min load before timing: {f['load_before_timing']['1min']}.")
+
+
+PARTS = {  # in the order they run: (start line, part, table)
+    "step": (lambda a: f"step: {a.layers} x {a.width}^2 layers, batch {a.batch}, {a.steps} steps per call",
+             part_step, step_table),
+    "accuracy": (lambda a: f"accuracy: MNIST, {a.epochs} epochs", part_accuracy, accuracy_table),
+    "feed": (lambda a: f"feed: MNIST, {a.feed_epochs} epochs x {a.feed_rounds} rounds per feed", part_feed,
+             feed_table),
+}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     parts = args.parts.split(",")
     record = {"title": "Scaling: precision policies vs a bare bf16 GEMM; large-batch MNIST; data feeds",
               "environment": environment(("orbax-checkpoint",)), "args": vars(args)}
     if args.wait_quiet:
-        record["quiet"] = wait_for_quiet(threshold=1.5, log=log)
+        record["quiet"] = wait_for_quiet(threshold=1.5)
     tables = []  # (header, rows, note)
-    if "step" in parts:
-        log(f"step: {args.layers} x {args.width}^2 layers, batch {args.batch}, {args.steps} steps per call")
-        record["step"], rows = part_step(args)
-        s = record["step"]
-        frac = s["bf16_fraction_of_bare_gemm"]
-        tables.append((["precision", "ms / step (median)", "TFLOP/s", "speed vs bare bf16 GEMM"], rows,
-                       f"Step: the trainer's step, sizes {tuple(s['sizes'])}, batch {s['batch']} on {s['devices']} "
-                       f"device(s); FLOPs/step = 6 * B * sum(d_in * d_out); medians of {args.repeats} interleaved "
-                       f"calls of {args.steps} steps" + (f"; bf16 step / bare bf16 GEMM = {frac:.2f}" if frac else "")
-                       + f" (goal on GPU >= 0.85); 1-min load before timing: {s['load_before_timing']['1min']}."))
-    if "accuracy" in parts:
-        log(f"accuracy: MNIST, {args.epochs} epochs")
-        record["accuracy"], rows = part_accuracy(args)
-        tables.append((["MNIST run", "peak lr", "steps", "test acc %", "train acc %", "train s"], rows,
-                       f"Accuracy: {args.epochs} epochs each, hidden {args.hidden}; test-accuracy gap "
-                       f"{record['accuracy']['gap_points']:.2f} points (goal <= 0.5). Accuracies do not depend "
-                       f"on timing; 1-min load when the runs started: "
-                       f"{record['accuracy']['load_before_timing']['1min']}."))
-    if "feed" in parts:
-        log(f"feed: MNIST, {args.feed_epochs} epochs x {args.feed_rounds} rounds per feed")
-        record["feed"], rows = part_feed(args)
-        f = record["feed"]
-        tables.append((["data feed", "median epoch s", "vs resident", "test acc %", "peak device bytes"], rows,
-                       f"Feed: MNIST, hidden {args.hidden}, batch {args.small_batch}, Adam 1e-3, "
-                       f"{args.feed_epochs} epochs per run, {args.feed_rounds} alternated runs per feed; median "
-                       f"over epochs 2..{args.feed_epochs} of every run (history.seconds: the epoch call plus the "
-                       f"per-process feed's host gather of the next epoch). per_process / resident = "
-                       f"{f['per_process_over_resident']:.3f}; 1-min load before timing: "
-                       f"{f['load_before_timing']['1min']}."))
+    for name, (start, part, table) in PARTS.items():
+        if name in parts:
+            log(start(args))
+            record[name], rows = part(args)
+            tables.append(table(args, record[name], rows))
     (header, rows, note), rest = tables[0], tables[1:]
     notes = [note]
     for h, r, n in rest:  # further tables go into the notes, in the same markdown form
-        notes += ["| " + " | ".join(h) + " |\n|" + "---|" * len(h) + "\n"
-                  + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in r), n]
+        notes += ["\n".join(markdown_table(h, r)), n]
     json_path, md_path = write_results(args.name, record, header, rows, notes="\n\n".join(notes))
     log(f"wrote {json_path} and {md_path}")
 

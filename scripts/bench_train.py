@@ -3,20 +3,21 @@
     python scripts/bench_train.py                       # MNIST from ../shared/data/mnist, CPU here
     python scripts/bench_train.py --batch-sizes 128 1024 --repeats 3 --step-repeats-128 2
     python scripts/bench_train.py --synthetic           # random data of MNIST's shape instead
+    python scripts/bench_train.py --n-train 4096 --batch-sizes 256 --repeats 1 --out /tmp/train_smoke.json  # smoke
 
 Model 784-512-512-10 relu, softmax cross-entropy, Adam; 60,000 training examples on the device.
-Both variants run `train.make_step_fn`'s step (the scan body, divergence flag included): the
-fused one as `lax.scan` inside ONE jitted epoch call (`train.make_epoch_fn`), the baseline as
-one jitted call per minibatch from a Python loop (params and optimizer state donated in both).
-Each variant is compiled first (compile time reported separately), warmed up for one epoch,
-then timed over `--repeats` epochs with `block_until_ready`; medians are reported.
+Both variants run the trainer's step (`training.step.make_step_fn`, divergence flag included) with
+the optimizer of one `build_run`: the fused one is the run's compiled epoch (`lax.scan` of the step
+inside ONE jitted call: the program `fit` runs), the baseline one jitted call per minibatch from a
+Python loop (params and optimizer state donated in both). Each variant is compiled first (compile
+time reported separately), warmed up for one epoch, then timed over `--repeats` epochs with
+`block_until_ready`; medians are reported.
 
 Writes results/train_loop.json (every raw timing) and results/train_loop.md.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -26,123 +27,140 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jaxlib
-import numpy as np
-import optax
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jaxmlp import train
-from jaxmlp.config import TrainConfig
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench import REPO, environment, time_call  # noqa: E402
+from jaxmlp.config import TrainConfig  # noqa: E402
+from jaxmlp.data.dataset import Dataset  # noqa: E402
+from jaxmlp.training import Run, build_run, check_data, run_spec  # noqa: E402
+from jaxmlp.training.epoch import epoch_plan, gather_batch  # noqa: E402
+from jaxmlp.training.feed import train_arrays  # noqa: E402
+from jaxmlp.training.state import TrainState, epoch_key, run_keys  # noqa: E402
+from jaxmlp.training.step import make_step_fn, start_carry  # noqa: E402
 
 
-def load_data(args) -> tuple[np.ndarray, np.ndarray, str]:
+def load_data(args) -> tuple[Dataset, str]:
     if args.synthetic:
         rng = np.random.default_rng(0)
-        x = rng.random((60000, 784), dtype=np.float32)
-        y = rng.integers(0, 10, 60000).astype(np.int32)
-        return x, y, "random data of MNIST's shape (60000, 784), 10 classes (--synthetic)"
-    from jaxmlp.data import load_dataset
+        train = Dataset(rng.random((60000, 784), dtype=np.float32), rng.integers(0, 10, 60000).astype(np.int32),
+                        name="synthetic", num_classes=10)
+        what = "random data of MNIST's shape (60000, 784), 10 classes (--synthetic)"
+    else:
+        from jaxmlp.data import load_dataset
 
-    splits = load_dataset("mnist", data_dir=str(args.data_dir))
-    return splits.train.x, splits.train.y, f"MNIST train split from {args.data_dir}"
+        train = load_dataset("mnist", data_dir=str(args.data_dir)).train
+        what = f"MNIST train split from {args.data_dir}"
+    if args.n_train:
+        train = Dataset(train.x[:args.n_train], train.y[:args.n_train], name=train.name, num_classes=10)
+        what += f", first {args.n_train} examples (--n-train)"
+    return train, what
 
 
-def timed(fn) -> float:
+def scan_epochs(run: Run, x, y, train_key):
+    """(epoch(state, e) -> state, compile s): the run's compiled epoch, one call per epoch."""
+    def epoch(state, e):
+        return run.epoch(run.place(epoch_key(train_key, e)), state, x, y)[0]
+
+    return epoch, run.compile_seconds
+
+
+def per_step_epochs(run: Run, x, y, train_key):
+    """(epoch(state, e) -> state, compile s): the baseline, deliberately not the compiled epoch --
+    the same step (make_step_fn with the run's optimizer) as one jitted call per minibatch from a
+    Python loop. The step indexes this epoch's plan (rows, keys) on the device, so each minibatch
+    is one dispatch."""
+    n, batch = run.spec.n_train, run.config.batch_size
+    steps = run.spec.steps_per_epoch
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def bench_batch(x, y, batch: int, repeats: int, step_repeats: int) -> dict:
-    n = x.shape[0]
-    cfg = TrainConfig(hidden=(512, 512), batch_size=batch, optimizer="adam", learning_rate=1e-3, checkpoint_every=0)
-    sizes = (784, 512, 512, 10)
-    steps = n // batch
-    schedule, optimizer = train.build_optimizer(cfg, sizes, steps)
-    loss = "softmax_cross_entropy"
-    xd, yd = train.place((x, y))
-    init_key, train_key = train.run_keys(0)
-    states = {"scan": train.init_state(init_key, cfg, sizes, optimizer),
-              "per_step": train.init_state(init_key, cfg, sizes, optimizer)}
-
-    # --- scan-fused: one compiled call per epoch
-    t0 = time.perf_counter()
-    epoch_fn = train.make_epoch_fn(cfg, optimizer, schedule, loss=loss, n_train=n)
-    epoch = epoch_fn.lower(train.epoch_key(train_key, 0), states["scan"], xd, yd).compile()
-    scan_compile = time.perf_counter() - t0
-
-    def run_scan(e):
-        states["scan"], stats = epoch(train.epoch_key(train_key, e), states["scan"], xd, yd)
-        jax.block_until_ready((states["scan"], stats))
-
-    # --- per-step: the same step, one jitted call per minibatch from a Python loop. The step
-    # indexes this epoch's plan (rows, keys) on the device, so each minibatch is one dispatch.
-    t0 = time.perf_counter()
-    step = train.make_step_fn(cfg, optimizer, loss=loss)
-    step_jit = jax.jit(lambda carry, x, y, plan, i: step(carry, (i, train.gather_batch(x, y, plan[1][i]), plan[2][i])),
+    step = make_step_fn(run.config, run.optimizer, loss=run.loss)
+    step_jit = jax.jit(lambda carry, x, y, plan, i: step(carry, (i, gather_batch(x, y, plan[1][i]), plan[2][i])),
                        donate_argnums=(0,))
-    plan_jit = jax.jit(lambda key: train.epoch_plan(key, n, batch))
-    plan_compiled = plan_jit.lower(train.epoch_key(train_key, 0)).compile()
-    plan0 = plan_compiled(train.epoch_key(train_key, 0))
-    step_compiled = step_jit.lower(train.start_carry(states["per_step"]), xd, yd, plan0, np.int32(0)).compile()
-    step_compile = time.perf_counter() - t0
+    plan_compiled = jax.jit(lambda key: epoch_plan(key, n, batch)).lower(epoch_key(train_key, 0)).compile()
+    carry_spec = jax.eval_shape(start_carry, run.abstract_state())
+    step_compiled = step_jit.lower(carry_spec, x, y, plan_compiled(epoch_key(train_key, 0)), np.int32(0)).compile()
+    compile_s = time.perf_counter() - t0
 
-    def run_steps(e):
-        state = states["per_step"]
-        plan = plan_compiled(train.epoch_key(train_key, e))
-        carry = train.start_carry(state)
+    def epoch(state, e):
+        plan = plan_compiled(epoch_key(train_key, e))
+        carry = start_carry(state)
         for i in range(steps):  # the Python loop: one dispatch per minibatch
-            carry = step_compiled(carry, xd, yd, plan, np.int32(i))
-        states["per_step"] = train.TrainState(carry.params, carry.opt_state, state.step + steps)
-        jax.block_until_ready(states["per_step"])
+            carry = step_compiled(carry, x, y, plan, np.int32(i))
+        return TrainState(carry.params, carry.opt_state, state.step + steps)
 
-    # Warm up both, then alternate the timed epochs (scan, per-step, scan, ...) so that changing
-    # load from other processes on the machine hits both variants alike.
+    return epoch, compile_s
+
+
+def time_variants(epochs: dict, states: dict, repeats: dict[str, int]) -> tuple[dict, dict]:
+    """({variant: warm-up epoch s}, {variant: [timed epoch s]}): one warm-up epoch each, then the
+    timed epochs alternating between the variants (scan, per-step, scan, ...) so that changing
+    load from other processes on the machine hits both alike. `states` is updated in place."""
+    def one(name, e):
+        states[name] = epochs[name](states[name], e)
+        return states[name]
+
+    warm = {name: time_call(lambda name=name: one(name, 0)) for name in epochs}
+    times = {name: [] for name in epochs}
+    for e in range(1, max(repeats.values()) + 1):
+        for name in epochs:
+            if e <= repeats[name]:
+                times[name].append(time_call(lambda name=name, e=e: one(name, e)))
+    return warm, times
+
+
+def bench_batch(train: Dataset, batch: int, repeats: int, step_repeats: int) -> dict:
+    cfg = TrainConfig(hidden=(512, 512), batch_size=batch, optimizer="adam", learning_rate=1e-3, checkpoint_every=0)
+    check_data(cfg, train)
+    run = build_run(cfg, run_spec(cfg, train))
+    x, y = run.place(train_arrays(train, np.float32))
+    init_key, train_key = run_keys(0)
+    variants = {"scan": scan_epochs(run, x, y, train_key), "per_step": per_step_epochs(run, x, y, train_key)}
+    states = {name: run.init(run.place(init_key)) for name in variants}
     load_before = os.getloadavg()
-    scan_warmup, step_warmup = timed(lambda: run_scan(0)), timed(lambda: run_steps(0))
-    scan_times, step_times = [], []
-    for e in range(1, max(repeats, step_repeats) + 1):
-        if e <= repeats:
-            scan_times.append(timed(lambda e=e: run_scan(e)))
-        if e <= step_repeats:
-            step_times.append(timed(lambda e=e: run_steps(e)))
+    warm, times = time_variants({name: v[0] for name, v in variants.items()}, states,
+                                {"scan": repeats, "per_step": step_repeats})
     load_after = os.getloadavg()
     # Same computation: after the same epochs from the same key, the params agree.
     same = None
     if step_repeats == repeats:
         same = all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in
                    zip(jax.tree.leaves(states["scan"].params), jax.tree.leaves(states["per_step"].params)))
-    scan_med, step_med = statistics.median(scan_times), statistics.median(step_times)
+    steps = run.spec.steps_per_epoch
+    med = {name: statistics.median(t) for name, t in times.items()}
     return {
         "batch_size": batch, "steps_per_epoch": steps, "examples_per_epoch": steps * batch,
-        "scan": {"compile_s": scan_compile, "warmup_epoch_s": scan_warmup, "epoch_s": scan_times,
-                 "median_epoch_s": scan_med, "samples_per_s": steps * batch / scan_med},
-        "per_step": {"compile_s": step_compile, "warmup_epoch_s": step_warmup, "epoch_s": step_times,
-                     "median_epoch_s": step_med, "samples_per_s": steps * batch / step_med},
-        "per_step_over_scan": step_med / scan_med,
-        "per_step_extra_us_per_step": (step_med - scan_med) / steps * 1e6,
+        **{name: {"compile_s": variants[name][1], "warmup_epoch_s": warm[name], "epoch_s": times[name],
+                  "median_epoch_s": med[name], "samples_per_s": steps * batch / med[name]} for name in variants},
+        "per_step_over_scan": med["per_step"] / med["scan"],
+        "per_step_extra_us_per_step": (med["per_step"] - med["scan"]) / steps * 1e6,
         "params_match_after_same_epochs": same,
         "load_average_before_after": [load_before, load_after],
     }
 
 
-def environment() -> dict:
-    dev = jax.devices()[0]
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"device": f"{dev.platform}: {dev.device_kind}", "cpu": cpu, "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+def environment_record() -> dict:
+    """_bench.environment() in the flat layout train_loop.json has always had."""
+    env = environment()
+    return {"device": env["device"], "cpu": env["cpu"], "cpu_count": env["cpu_count"],
+            **{k: env["versions"][k] for k in ("jax", "jaxlib", "optax", "numpy")}, "python": env["python"],
+            "platform": platform.platform(), "date": env["date"]}
 
 
 def write_markdown(path: Path, result: dict) -> None:
     env = result["environment"]
+    table, raw = [], []
+    for r in result["runs"]:
+        s, p = r["scan"], r["per_step"]
+        table.append(f"| {r['batch_size']} | {r['steps_per_epoch']} | {s['median_epoch_s']:.3f} s | "
+                     f"{p['median_epoch_s']:.3f} s | {r['per_step_over_scan']:.3f}x | "
+                     f"{r['per_step_extra_us_per_step']:.0f} us | {s['compile_s']:.2f} s | "
+                     f"{p['compile_s']:.2f} s | {s['samples_per_s']:,.0f} | {p['samples_per_s']:,.0f} |")
+        raw.append(f"- batch {r['batch_size']}: scan warm-up {s['warmup_epoch_s']:.3f}, timed "
+                   f"{', '.join(f'{t:.3f}' for t in s['epoch_s'])}; per-step warm-up {p['warmup_epoch_s']:.3f}, "
+                   f"timed {', '.join(f'{t:.3f}' for t in p['epoch_s'])}; 1-min load average before/after "
+                   f"{r['load_average_before_after'][0][0]:.2f}/{r['load_average_before_after'][1][0]:.2f}")
     lines = [
         "# Training loop: scan-fused epoch vs per-step Python loop",
         "",
@@ -158,39 +176,29 @@ def write_markdown(path: Path, result: dict) -> None:
         "| batch | steps/epoch | scan epoch (median) | per-step epoch (median) | per-step / scan | "
         "extra per step | scan compile | per-step compile | scan samples/s | per-step samples/s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *table, "", "Raw epoch times (seconds; the warm-up epoch after compiling is not in the medians):", "", *raw,
     ]
-    for r in result["runs"]:
-        s, p = r["scan"], r["per_step"]
-        lines.append(f"| {r['batch_size']} | {r['steps_per_epoch']} | {s['median_epoch_s']:.3f} s | "
-                     f"{p['median_epoch_s']:.3f} s | {r['per_step_over_scan']:.3f}x | "
-                     f"{r['per_step_extra_us_per_step']:.0f} us | {s['compile_s']:.2f} s | "
-                     f"{p['compile_s']:.2f} s | {s['samples_per_s']:,.0f} | {p['samples_per_s']:,.0f} |")
-    lines += ["", "Raw epoch times (seconds; the warm-up epoch after compiling is not in the medians):", ""]
-    for r in result["runs"]:
-        s, p = r["scan"], r["per_step"]
-        lines.append(f"- batch {r['batch_size']}: scan warm-up {s['warmup_epoch_s']:.3f}, timed "
-                     f"{', '.join(f'{t:.3f}' for t in s['epoch_s'])}; per-step warm-up {p['warmup_epoch_s']:.3f}, "
-                     f"timed {', '.join(f'{t:.3f}' for t in p['epoch_s'])}; 1-min load average before/after "
-                     f"{r['load_average_before_after'][0][0]:.2f}/{r['load_average_before_after'][1][0]:.2f}")
     if result.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
     path.write_text("\n".join(lines) + "\n")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "mnist",
                         help="MNIST IDX directory [../shared/data/mnist from the repo root]")
     parser.add_argument("--synthetic", action="store_true", help="random data of MNIST's shape instead of MNIST")
+    parser.add_argument("--n-train", type=int, default=None, help="use the first N training examples (smoke tests)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (after one warm-up)")
     parser.add_argument("--step-repeats-128", type=int, default=None,
                         help="timed epochs of the per-step loop at batch 128 [--repeats]; fewer keeps the run short")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "train_loop.json")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    x, y, data = load_data(args)
-    runs, notes = [], []
+
+def run_batches(args, train: Dataset, notes: list[str]) -> list[dict]:
+    runs = []
     for batch in args.batch_sizes:
         step_repeats = args.repeats
         if batch == 128 and args.step_repeats_128 is not None:
@@ -198,11 +206,16 @@ def main(argv=None) -> int:
             notes.append(f"batch 128: the per-step loop was timed over {step_repeats} epochs (scan: {args.repeats}) "
                          "to keep the run short")
         print(f"batch {batch} ...", file=sys.stderr, flush=True)
-        runs.append(bench_batch(x, y, batch, args.repeats, step_repeats))
-        r = runs[-1]
+        r = bench_batch(train, batch, args.repeats, step_repeats)
+        runs.append(r)
         print(f"batch {batch}: scan {r['scan']['median_epoch_s']:.3f}s/epoch, per-step "
               f"{r['per_step']['median_epoch_s']:.3f}s/epoch, ratio {r['per_step_over_scan']:.3f}, "
               f"compile {r['scan']['compile_s']:.2f}s / {r['per_step']['compile_s']:.2f}s", file=sys.stderr)
+    return runs
+
+
+def machine_notes(runs: list[dict]) -> list[str]:
+    notes = []
     busiest = max(load[0] for r in runs for load in r["load_average_before_after"])
     if busiest > (os.cpu_count() or 1):
         notes.append(f"other processes shared the CPU (1-min load average up to {busiest:.1f} on "
@@ -212,13 +225,21 @@ def main(argv=None) -> int:
                  "Python dispatch (tens of microseconds per step) is a small fraction of an epoch; the fused "
                  "epoch matters most where steps are short (accelerators, small models), and it also removes "
                  "the host from the loop (one sync per epoch)")
+    return notes
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    train, data = load_data(args)
+    notes: list[str] = []
+    runs = run_batches(args, train, notes)
     result = {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
-        "environment": environment(), "data": data,
+        "environment": environment_record(), "data": data,
         "model": "784-512-512-10 relu MLP, softmax cross-entropy, Adam lr 1e-3, float32, grad_method autodiff",
         "method": "compile both (timed separately), one warm-up epoch each, then timed epochs alternating "
                   "scan / per-step (block_until_ready); medians; the remainder batch is dropped in both",
-        "runs": runs, "notes": notes,
+        "runs": runs, "notes": notes + machine_notes(runs),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

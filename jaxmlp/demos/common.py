@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -100,7 +100,3 @@ def plot_regions(ax, grid: Grid, regions: np.ndarray, x: Array, y: Array, num_cl
     ax.set_aspect("equal")
     if title:
         ax.set_title(title, fontsize=10)
-
-
-def sizes_str(sizes: Sequence[int]) -> str:
-    return "-".join(str(s) for s in sizes)

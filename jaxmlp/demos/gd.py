@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from jaxmlp.backprop import loss_and_grad
+from jaxmlp.losses import predict_classes
 from jaxmlp.metrics import layer_grad_norms, loss_grad_and_stats, summarize
 from jaxmlp.mlp import Params, init_mlp, mlp_apply
 
@@ -116,8 +117,8 @@ def outputs_sets(params: Params, *xs: Array, activation: str = "relu", **activat
 
 
 def predict_sets(params: Params, *xs: Array, activation: str = "relu", **activation_options) -> list[np.ndarray]:
-    """Predicted classes (N_i,) for each xs[i] (N_i, d_in): argmax of the scores."""
-    return [np.argmax(s, axis=1) for s in outputs_sets(params, *xs, activation=activation, **activation_options)]
+    """Predicted classes (N_i,) for each xs[i] (N_i, d_in): `losses.predict_classes` of the scores."""
+    return [predict_classes(s) for s in outputs_sets(params, *xs, activation=activation, **activation_options)]
 
 
 def accuracy_of(pred: np.ndarray, y: Array) -> float:

@@ -1,0 +1,104 @@
+"""The benchmark scripts (scripts/): they say what they need, and their small pure helpers.
+
+The benchmarks themselves are not run here (they time things for minutes); their smoke settings
+are in each script's docstring.
+"""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+INSTALL = "pip install -e '.[bench]'"
+
+
+class NotInstalled:
+    """An import finder that finds nothing for `names`: imports of them fail as if they were not
+    installed (sys.modules[name] = None would not do: scipy looks torch up there)."""
+
+    def __init__(self, *names):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+# python -c RUN_WITHOUT torch,sklearn script.py args...: the script, run without those packages
+RUN_WITHOUT = f"""
+import runpy, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from test_scripts import NotInstalled
+sys.meta_path.insert(0, NotInstalled(*sys.argv[1].split(",")))
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.fixture
+def scripts(monkeypatch):
+    """Import a script by name (scripts/ on sys.path)."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    return importlib.import_module
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """without("torch", "sklearn"): those imports fail in this test, as if not installed."""
+    def block(*names):
+        for name in list(sys.modules):
+            if name.split(".")[0] in names:
+                monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setattr(sys, "meta_path", [NotInstalled(*names), *sys.meta_path])
+
+    return block
+
+
+@pytest.mark.parametrize("script, args, blocked, named, not_named", [
+    ("bench_cpu.py", [], ("torch", "sklearn"), ("torch (for the contenders torch, torch-fused)",
+                                                "scikit-learn (for the contender sklearn)"), ()),
+    ("bench_cpu.py", [], ("sklearn",), ("scikit-learn",), ("torch (",)),
+    ("bench_cpu.py", ["--contenders", "jaxmlp-autodiff,torch", "--sweep", ""], ("torch", "sklearn"),
+     ("torch (for the contender torch)",), ("scikit-learn",)),
+    ("bench_gpu.py", ["--smoke"], ("torch",), ("torch (for part 1", "--parts 2,3,4"), ()),
+])
+def test_missing_peers_end_the_script_with_one_line(child_env, script, args, blocked, named, not_named):
+    r = subprocess.run([sys.executable, "-c", RUN_WITHOUT, ",".join(blocked), str(SCRIPTS / script), *args,
+                        "--name", "/tmp/jaxmlp_never_written"],
+                       capture_output=True, text=True, cwd=REPO, env=child_env, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"{script}: missing ") and INSTALL in line
+    assert all(s in line for s in named) and not any(s in line for s in not_named), line
+
+
+def test_bench_cpu_needs_no_peer_for_jaxmlp_alone(scripts, without):
+    bench_cpu = scripts("bench_cpu")
+    without("torch", "sklearn")
+    args = bench_cpu.parse_args(["--contenders", "jaxmlp-autodiff,jaxmlp-manual", "--sweep-contenders",
+                                 "jaxmlp-autodiff", "--sweep-sklearn", ""])
+    bench_cpu.require_peers(args)  # no SystemExit
+    args = bench_cpu.parse_args(["--contenders", "jaxmlp-autodiff", "--sweep", ""])  # no sweep: its peers do not count
+    bench_cpu.require_peers(args)
+    with pytest.raises(SystemExit, match="scikit-learn"):
+        bench_cpu.require_peers(bench_cpu.parse_args(["--contenders", "jaxmlp-autodiff", "--sweep-contenders", ""]))
+
+
+def test_peers_of(scripts):
+    peers_of = scripts("_contenders").peers_of
+    assert peers_of(["jaxmlp-autodiff", "jaxmlp-manual"]) == {}
+    assert peers_of(["torch-fused", "jaxmlp-autodiff", "torch", "sklearn", "torch"]) == {
+        "torch": ("torch", "the contenders torch, torch-fused"), "sklearn": ("scikit-learn", "the contender sklearn")}
+
+
+def test_steady_uses_the_clean_epochs_after_the_first(scripts):
+    steady = scripts("bench_cpu").steady
+    assert steady([9.0, 1.0, 2.0, 3.0], [0.0, 0.1, 0.9, 0.1], 0.25) == ([1.0, 3.0], [2, 4], True)
+    assert steady([9.0, 1.0, 2.0], [0.0, 0.9, 0.1], 0.25) == ([1.0, 2.0], [2, 3], False)  # < 2 clean: all of 2..N
+    assert steady([9.0], [0.0], 0.25) == ([9.0], [1], False)
