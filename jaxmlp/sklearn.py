@@ -119,6 +119,9 @@ class _JaxMLP(BaseEstimator):
         self.history_ = history
         self.config_ = config
 
+    def __sklearn_is_fitted__(self) -> bool:  # check_is_fitted: a fit that failed midway is no fit
+        return hasattr(self, "params_")
+
     # --- predict ------------------------------------------------------------------------------
     def _scores(self, X) -> np.ndarray:
         """Output scores (n, d_out) as float64, in fixed chunks of PREDICT_CHUNK rows."""
@@ -172,7 +175,8 @@ class MLPClassifier(ClassifierMixin, _JaxMLP):
         check_classification_targets(y)
         classes, indices = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(f"MLPClassifier needs examples of at least 2 classes in y, got one class: {classes[0]!r}")
+            raise ValueError(f"MLPClassifier needs examples of at least 2 classes in y, "
+                             f"got one class: {classes.tolist()[0]!r}")
         self._fit(X, indices.reshape(-1), len(classes))
         self.classes_ = classes
         return self
@@ -236,7 +240,9 @@ class MLPRegressor(RegressorMixin, _JaxMLP):
 
 
 # --- docstrings: TrainConfig's field comments are the parameters' documentation --------------
-_OWN_HELP = {
+_OWN_HELP = {  # where TrainConfig's help speaks of the CLI, or the estimator differs
+    "hidden": "hidden layer widths, e.g. (512, 512); () = a linear model",
+    "dtype": "float32 or float64 (float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True))",
     "loss": "auto (softmax_cross_entropy for MLPClassifier, mean_squared_error for MLPRegressor), "
             "multiclass_hinge, binary_logistic (MLPClassifier) or mean_squared_error (MLPRegressor)",
     "epochs": "passes over the training set (fewer with early stopping)",
@@ -244,6 +250,7 @@ _OWN_HELP = {
                   f"'auto' = min({AUTO_BATCH}, n_train). Each epoch drops the remainder batch",
     "val_fraction": "fraction of X held out (stratified for classifiers) as validation data; "
                     "needed by patience",
+    "restore_best": "early stopping: keep the params of the best val-loss epoch",
     "random_state": "int: the TrainConfig seed (init, shuffling, dropout, noise, the val split); "
                     "None or a numpy RandomState: one seed drawn from it (None: not reproducible)",
 }
