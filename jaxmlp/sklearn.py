@@ -14,7 +14,9 @@ The parameters are `TrainConfig` fields under the same names and meanings (hidde
 hidden_layer_sizes; epochs, not max_iter; l2 is the L2 penalty, while alpha is the
 leaky_relu/elu/prelu slope, as in TrainConfig), plus scikit-learn's random_state for the seed.
 Defaults differ from TrainConfig's where small tabular data wants it: learning_rate 1e-3,
-epochs 200 and batch_size "auto" = min(200, n_samples), scikit-learn's MLP defaults.
+epochs 200 and batch_size "auto" = min(200, n_samples), scikit-learn's MLP defaults. Fields
+about loading data, checkpoints, devices, precision and evaluation cadence are not parameters
+(fit runs with TrainConfig's defaults for them, eval_train off).
 
 `fit(X, y)` builds a TrainConfig (kept as `config_`) and calls `jaxmlp.training.fit` on the
 data as given: features are not scaled (put a StandardScaler in front), regression targets not
@@ -22,7 +24,7 @@ either. Differences from scikit-learn's MLP: each epoch drops its remainder batc
 every epoch); there is no tolerance-based stop on the training loss (early stopping is
 patience on a held-out val_fraction, as in jaxmlp); no sample_weight, partial_fit or
 warm_start. Each new (n_samples, n_features, model) shape compiles an epoch program once per
-process (jaxmlp's persistent compilation cache keeps it across processes when enabled).
+process (JAX's persistent compilation cache, JAX_COMPILATION_CACHE_DIR, keeps it across them).
 """
 from __future__ import annotations
 
