@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
@@ -77,8 +78,9 @@ def _load_data(config: TrainConfig, quiet: bool):
                               download_progress=None if quiet else DownloadProgress())
         splits, stats = fit_preprocessing(splits, config.standardize)
         training.check_data(config, splits.train, splits.val, splits.test)
-    except (DataError, ValueError) as exc:
-        raise UsageError(f"{PROG} train: error: {exc}") from None
+    except (DataError, ValueError) as exc:  # the data layer names its keywords as Python spells them
+        message = re.sub(r"task='(\w+)'", r"--task \1", str(exc))
+        raise UsageError(f"{PROG} train: error: {message}") from None
     return splits, stats
 
 
