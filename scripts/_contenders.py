@@ -52,7 +52,7 @@ def mnist_config(batch: int, grad_method: str = "autodiff", **overrides) -> Trai
     """The benchmark workload as a TrainConfig (one epoch per call of the contender)."""
     return TrainConfig(**{"dataset": "mnist", "hidden": HIDDEN, "activation": "relu", "optimizer": "adam",
                           "learning_rate": LR, "batch_size": batch, "epochs": 1, "grad_method": grad_method,
-                          **overrides})
+                          "dropout": 0.0, **overrides})
 
 
 class JaxmlpContender:

@@ -91,7 +91,7 @@ def make_train_steps(args, precision: str):
     """
     width, batch = args.width, args.batch
     sizes = (width,) * (args.layers + 1)
-    config = TrainConfig(hidden=sizes[1:-1], batch_size=batch, optimizer="adam", learning_rate=1e-4,
+    config = TrainConfig(hidden=sizes[1:-1], batch_size=batch, optimizer="adam", learning_rate=1e-4, dropout=0.0,
                          precision=precision, devices=args.devices, grad_method=args.grad_method)
     # one random batch stands for the data set: n_train = batch, one step per epoch
     spec = RunSpec("softmax_cross_entropy", sizes, batch, 1, (), True)
@@ -167,7 +167,7 @@ def part_accuracy(args) -> tuple[dict, list[list]]:
     splits = load_dataset("mnist", data_dir=args.data_dir)
     load = load_averages()
     common = dict(dataset="mnist", hidden=tuple(int(h) for h in args.hidden.split(",")), epochs=args.epochs,
-                  checkpoint_every=0, precision=args.precision, devices=args.devices, seed=args.seed)
+                  dropout=0.0, checkpoint_every=0, precision=args.precision, devices=args.devices, seed=args.seed)
     configs = {
         f"batch {args.small_batch}, adam": TrainConfig(batch_size=args.small_batch, optimizer="adam",
                                                        learning_rate=1e-3, **common),
@@ -209,7 +209,7 @@ def part_feed(args) -> tuple[dict, list[list]]:
     load = load_averages()
     common = dict(dataset="mnist", hidden=tuple(int(h) for h in args.hidden.split(",")), epochs=args.feed_epochs,
                   batch_size=args.small_batch, optimizer="adam", learning_rate=1e-3, checkpoint_every=0,
-                  eval_train=False, devices=args.devices, seed=args.seed)
+                  dropout=0.0, eval_train=False, devices=args.devices, seed=args.seed)
     runs: dict[str, list] = {"resident": [], "per_process": []}
     for r in range(args.feed_rounds):
         for feed in runs:

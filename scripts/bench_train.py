@@ -111,7 +111,8 @@ def time_variants(epochs: dict, states: dict, repeats: dict[str, int]) -> tuple[
 
 
 def bench_batch(train: Dataset, batch: int, repeats: int, step_repeats: int) -> dict:
-    cfg = TrainConfig(hidden=(512, 512), batch_size=batch, optimizer="adam", learning_rate=1e-3, checkpoint_every=0)
+    cfg = TrainConfig(hidden=(512, 512), batch_size=batch, optimizer="adam", learning_rate=1e-3, dropout=0.0,
+                      checkpoint_every=0)
     check_data(cfg, train)
     run = build_run(cfg, run_spec(cfg, train))
     x, y = run.place(train_arrays(train, np.float32))

@@ -14,7 +14,7 @@ def test_defaults_are_valid_and_every_field_is_documented():
     cfg = TrainConfig()
     assert cfg.hidden == (512,) and cfg.loss == "auto" and cfg.dataset == "spiral"
     assert (cfg.optimizer, cfg.learning_rate, cfg.batch_size, cfg.epochs, cfg.dropout) == ("adam", 1e-3, 128, 300, 0.2)
-    assert cfg.val_fraction is None and cfg.patience is None and cfg.restore_best  # auto: README "Defaults"
+    assert cfg.val_fraction is None and cfg.patience is None and cfg.restore_best is None  # auto: README "Defaults"
     assert set(FIELD_HELP) == set(FIELD_NAMES)  # every field has a comment (= its --help)
     assert all(FIELD_HELP.values())
 
@@ -30,18 +30,51 @@ def test_field_kinds_match_the_lists_they_replace():
     assert HOST_ONLY_FIELDS == {"dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize",
                                 "data_seed", "label_column", "seed", "eval_every", "eval_train", "track_activations",
                                 "eval_batch_size", "patience", "min_delta", "restore_best", "checkpoint_every",
-                                "keep_checkpoints", "out_dir", "data_feed"}
-    assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir"}
+                                "keep_checkpoints", "out_dir", "data_feed", "task", "download_timeout",
+                                "divergence_factor"}
+    assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir", "download_timeout"}
     assert RESUMABLE == {"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size",
                          "checkpoint_every", "keep_checkpoints", "patience", "min_delta", "data_dir", "download",
-                         "devices", "data_feed"}
+                         "devices", "data_feed", "download_timeout", "divergence_factor"}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(momentum=0.5), "momentum applies only to optimizer momentum, nesterov, lars, not 'adam'"),
+    (dict(optimizer="sgd", b1=0.8), "b1 applies only to optimizer adam, adamw, lamb, not 'sgd'"),
+    (dict(optimizer="sgd", eps=1e-6), "eps applies only to optimizer adam, adamw, lamb, rmsprop, not 'sgd'"),
+    (dict(rms_decay=0.5), "rms_decay applies only to optimizer rmsprop"),
+    (dict(decay_rate=0.5), "decay_rate applies only to schedule step, exponential, not 'constant'"),
+    (dict(final_lr_fraction=0.1), "final_lr_fraction applies only to schedule cosine, warmup_cosine"),
+    (dict(schedule_epochs=5), "schedule_epochs applies only to schedule cosine, warmup_cosine"),
+    (dict(base_batch_size=128), "base_batch_size applies only to lr_scaling linear, sqrt, not 'none'"),
+    (dict(alpha=0.1), "alpha applies only to activation leaky_relu, prelu, elu, not 'relu'"),
+])
+def test_a_setting_the_choice_does_not_read_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        TrainConfig(**kwargs)
+
+
+def test_settings_that_apply_are_accepted():
+    TrainConfig(optimizer="momentum", momentum=0.5)
+    TrainConfig(schedule="cosine", epochs=8, schedule_epochs=5, final_lr_fraction=0.1)
+    TrainConfig(lr_scaling="linear", base_batch_size=128)
+    TrainConfig(momentum=0.9)  # the default value is never an error
+
+
+def test_epochs_is_checked_before_the_fields_bounded_by_it():
+    with pytest.raises(ValueError, match="^epochs must be >= 1, got -1$"):
+        TrainConfig(epochs=-1)
+    with pytest.raises(ValueError, match=r"warmup_epochs must be in \[0, schedule_epochs=3\]"):
+        TrainConfig(schedule="cosine", epochs=10, schedule_epochs=3, warmup_epochs=4)
 
 
 def test_auto_validation_split_and_early_stopping():
     assert (auto_val_fraction(4999), auto_val_fraction(5000), auto_val_fraction(60000)) == (0.0, 0.1, 0.1)
     assert TrainConfig().early_stopping_patience() == AUTO_PATIENCE == 5
     assert TrainConfig(patience=0).early_stopping_patience() == 0 and TrainConfig(patience=2).early_stopping_patience() == 2
-    spelled = TrainConfig.from_dict({"val_fraction": "auto", "patience": "AUTO"})  # e.g. from a TOML file
+    assert TrainConfig().restores_best() and TrainConfig(restore_best=True).restores_best()
+    assert not TrainConfig(restore_best=False).restores_best()
+    spelled = TrainConfig.from_dict({"val_fraction": "auto", "patience": "AUTO", "restore_best": "auto"})  # TOML
     assert spelled == TrainConfig() and spelled.val_fraction is None and spelled.patience is None
     with pytest.raises(ValueError, match="hidden must be a sequence"):
         TrainConfig(hidden="auto")  # only the auto fields take "auto"
@@ -132,7 +165,7 @@ def test_json_round_trip():
     assert TrainConfig.from_dict(d) == cfg
     assert TrainConfig.from_dict({}) == TrainConfig()
     auto = TrainConfig().to_dict()
-    assert auto["val_fraction"] is None and auto["patience"] is None  # auto is JSON null, read back exactly
+    assert auto["val_fraction"] is None and auto["patience"] is None and auto["restore_best"] is None  # JSON null
     assert TrainConfig.from_dict(json.loads(json.dumps(auto))) == TrainConfig()
 
 

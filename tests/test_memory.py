@@ -30,7 +30,8 @@ def test_params_optimizer_and_data_are_counted_exactly(activation, optimizer):
     assert estimate.optimizer == _bytes(state.opt_state)
     assert estimate.data == TRAIN.x.nbytes + 300 * 4  # x float32 and int32 labels
     fed = estimate_memory(config, spec, feed="per_process", devices=2)
-    assert fed.data == 2 * (300 // 32) * 32 * (2 + 1) * 4 // 2  # two epochs' batches, half per device
+    b = config.batch_size
+    assert fed.data == 2 * (300 // b) * b * (2 + 1) * 4 // 2  # two epochs' batches, half per device
 
 
 def test_activations_grow_with_the_batch_and_shrink_with_accumulation():

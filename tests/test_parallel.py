@@ -30,7 +30,7 @@ WORKER = Path(__file__).resolve().parent / "_multihost_worker.py"
 SPIRAL = load_dataset("spiral").train  # 300 examples, 2 features, 3 classes
 # 300 // 56 = 5 steps in one epoch; 56 splits over 8 devices and over 2 processes x 2 devices.
 FIVE_STEPS = dict(dataset="spiral", batch_size=56, epochs=1, optimizer="momentum", learning_rate=0.1,
-                  hidden=(32,), checkpoint_every=0)
+                  hidden=(32,), dropout=0.0, checkpoint_every=0)
 TOL = 1e-6
 
 

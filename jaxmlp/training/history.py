@@ -43,6 +43,7 @@ class History:
     best_val_loss: float | None = None
     stopped_early: bool = False
     restored_best: bool = False  # fit returned the params of best_epoch (restore_best), not the last ones
+    initial_loss: float | None = None  # the objective of the run's first step (initial params): a divergence reference
     final: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # split -> metrics
 
     @property
