@@ -67,6 +67,7 @@ def without(monkeypatch):
     ("bench_cpu.py", ["--contenders", "jaxmlp-autodiff,torch", "--sweep", ""], ("torch", "sklearn"),
      ("torch (for the contender torch)",), ("scikit-learn",)),
     ("bench_gpu.py", ["--smoke"], ("torch",), ("torch (for part 1", "--parts 2,3,4"), ()),
+    ("bench_start.py", [], ("sklearn",), ("scikit-learn (for the scikit-learn baseline and the digits data)",), ()),
 ])
 def test_missing_peers_end_the_script_with_one_line(child_env, script, args, blocked, named, not_named):
     r = subprocess.run([sys.executable, "-c", RUN_WITHOUT, ",".join(blocked), str(SCRIPTS / script), *args,
