@@ -197,7 +197,7 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
         restored = ckpt.restore(abstract, meta["epoch"], abstract_best=abstract.params)
     finally:
         ckpt.close()
-    use_best = saved.restores_best() if best is None else best
+    use_best = saved.restore_best if best is None else best
     if use_best and restored.best is None:
         if best:
             raise RunDirError(f"{run_dir}: the checkpoint holds no best params (run without restore_best/validation)")

@@ -29,8 +29,9 @@ HOST = "host"  # does not: the data enters them as arrays and the keys as argume
 
 DISTRIBUTED_TIMEOUT = 120.0  # seconds a multi-host process waits for its peers (a launch setting, not a field)
 
-# The "auto" (None) settings: a validation split for data sets large enough to spare one, and
-# early stopping wherever there is validation data.
+# The "auto" (None) settings (TrainConfig.settled): a validation split and early stopping for data
+# sets large enough to spare one and to judge an epoch by it; the best epoch's params wherever
+# there is validation data.
 AUTO = "auto"
 AUTO_VAL_FRACTION = 0.1
 AUTO_VAL_MIN_EXAMPLES = 5000
@@ -109,7 +110,7 @@ class TrainConfig:
     eval_train: bool = _field(True, HOST, resumable=True, help="at those epochs also evaluate loss and accuracy on the whole training set (one extra batched forward pass)")
     track_activations: bool = _field(False, HOST, resumable=True, help="at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)")
     eval_batch_size: int = _field(1024, HOST, resumable=True, help="batch size of evaluation and prediction (exact over all examples)")
-    patience: int | None = _field(None, HOST, resumable=True, auto=True, help=f"early stopping: stop after this many epochs without val-loss improvement; 0 = off; auto = {AUTO_PATIENCE} wherever there is validation data")
+    patience: int | None = _field(None, HOST, resumable=True, auto=True, help=f"early stopping: stop after this many epochs without val-loss improvement; 0 = off; auto = {AUTO_PATIENCE} with validation data and >= {AUTO_VAL_MIN_EXAMPLES:,} examples (training and validation), else 0")
     divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop as diverged when an epoch's mean training loss exceeds this multiple of the loss of all-zero scores (log C for cross-entropy); 0 = stop only on non-finite values")
     min_delta: float = _field(0.0, HOST, resumable=True, help="early stopping: smallest decrease of the val loss that counts as improvement")
     restore_best: bool | None = _field(None, HOST, auto=True, help="return (and export) the params of the best val-loss epoch instead of the last; needs validation data; auto = on wherever there is validation data")
@@ -155,13 +156,17 @@ class TrainConfig:
             opts["approximate"] = True
         return opts
 
-    def early_stopping_patience(self) -> int:
-        """patience with auto resolved (AUTO_PATIENCE); it acts only where there is validation data."""
-        return AUTO_PATIENCE if self.patience is None else self.patience
-
-    def restores_best(self) -> bool:
-        """restore_best with auto resolved (on); it acts only where there is validation data."""
-        return self.restore_best is not False
+    def settled(self, n_train: int, n_val: int | None) -> TrainConfig:
+        """This config with its auto settings decided for the data of a run: n_train training and
+        n_val validation examples (None: no validation data). val_fraction: `auto_val_fraction`
+        of all of them; patience: AUTO_PATIENCE with validation data and >= AUTO_VAL_MIN_EXAMPLES
+        examples, else 0 (a few short epochs are too little training to judge); restore_best: on
+        with validation data. A run records the settled config, so its directory and a resume
+        see what ran."""
+        has_val, n_examples = n_val is not None, n_train + (n_val or 0)
+        auto = {"val_fraction": auto_val_fraction(n_examples), "restore_best": has_val,
+                "patience": AUTO_PATIENCE if has_val and n_examples >= AUTO_VAL_MIN_EXAMPLES else 0}
+        return dataclasses.replace(self, **{name: value for name, value in auto.items() if getattr(self, name) is None})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of every field (tuples become lists)."""
@@ -192,6 +197,8 @@ HOST_ONLY_FIELDS: frozenset[str] = _fields_where("kind", HOST)
 # Fields that may differ between the processes of one run: where each host finds its data and the
 # path by which it reaches the shared run directory.
 PER_HOST_FIELDS: frozenset[str] = _fields_where("per_host", True)
+# Fields whose None means "auto", decided for the data when a run starts (TrainConfig.settled).
+AUTO_FIELDS: frozenset[str] = _fields_where("auto", True)
 # Fields a resumed run may change: they steer the loop, not the numbers it computes (devices,
 # data_feed: only their summation order).
 RESUMABLE: frozenset[str] = _fields_where("resumable", True)

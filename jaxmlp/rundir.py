@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from jaxmlp.config import TrainConfig
+from jaxmlp.config import AUTO_FIELDS, TrainConfig
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
@@ -176,4 +176,6 @@ def _same_run_without_checkpoint(run_dir: Path, config: TrainConfig) -> bool:
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return saved == config.with_fixed_schedule().to_dict()
+    mine = config.with_fixed_schedule().to_dict()
+    settled = {name: saved.get(name) for name in AUTO_FIELDS if mine[name] is None}  # decided for the data at its start
+    return saved == {**mine, **settled}

@@ -145,6 +145,8 @@ def test_train_with_no_arguments(tmp_path, child_env):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final"]["test"]["accuracy"] >= 0.95  # the README's promise for `jaxmlp train`
     assert (summary["stopped_early"], summary["kept_epoch"], summary["kept"]) == (False, 300, "last")
+    saved = checkpoint.read_config(run_dir)  # the auto settings as they were decided for the spiral
+    assert (saved.val_fraction, saved.patience, saved.restore_best) == (0.0, 0, False)
     assert summary["compile_seconds"] >= 0 and summary["eval_compile_seconds"] >= 0
     assert len(checkpoint.read_metrics(run_dir / "metrics.jsonl")) == 300
     assert f"run dir: {run_dir}" in out.stdout and "done: 300 epochs" in out.stdout
@@ -183,8 +185,8 @@ def test_resume_extends_a_run_bit_identically_and_exports(tmp_path, capsys):
 
 def test_early_stopping_is_in_the_closing_line_and_summary(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["train", "--val-fraction", "0.2", "--min-delta", "1e9", "--epochs", "20", "--hidden", "8",
-            "--out-dir", str(run_dir), "--no-plots"]  # no epoch after the first improves: auto patience stops it
+    argv = ["train", "--val-fraction", "0.2", "--patience", "5", "--min-delta", "1e9", "--epochs", "20",
+            "--hidden", "8", "--out-dir", str(run_dir), "--no-plots"]  # no epoch after the first improves
     assert cli.main(argv) == 0
     done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("done:")]
     assert done and done[0].startswith("done: 6 of 20 epochs in ")
@@ -192,6 +194,8 @@ def test_early_stopping_is_in_the_closing_line_and_summary(tmp_path, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {k: summary[k] for k in ("epochs", "stopped_early", "best_epoch", "kept_epoch", "kept")} == \
         {"epochs": 6, "stopped_early": True, "best_epoch": 1, "kept_epoch": 1, "kept": "best"}
+    saved = checkpoint.read_config(run_dir)  # restore_best was auto: config.json says what ran
+    assert (saved.val_fraction, saved.patience, saved.restore_best) == (0.2, 5, True)
 
 
 def test_divergence_is_one_line_and_exit_1(tmp_path, capsys):

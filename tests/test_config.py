@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jaxmlp.config import (AUTO_PATIENCE, FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS, OPTIMIZERS,
+from jaxmlp.config import (AUTO_FIELDS, AUTO_PATIENCE, FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS, OPTIMIZERS,
                            PER_HOST_FIELDS, PROGRAM, RESUMABLE, SCHEDULES, TrainConfig, auto_val_fraction)
 
 
@@ -33,6 +33,7 @@ def test_field_kinds_match_the_lists_they_replace():
                                 "keep_checkpoints", "out_dir", "data_feed", "task", "download_timeout",
                                 "divergence_factor"}
     assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir", "download_timeout"}
+    assert AUTO_FIELDS == {"val_fraction", "patience", "restore_best"}
     assert RESUMABLE == {"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size",
                          "checkpoint_every", "keep_checkpoints", "patience", "min_delta", "data_dir", "download",
                          "devices", "data_feed", "download_timeout", "divergence_factor"}
@@ -70,10 +71,14 @@ def test_epochs_is_checked_before_the_fields_bounded_by_it():
 
 def test_auto_validation_split_and_early_stopping():
     assert (auto_val_fraction(4999), auto_val_fraction(5000), auto_val_fraction(60000)) == (0.0, 0.1, 0.1)
-    assert TrainConfig().early_stopping_patience() == AUTO_PATIENCE == 5
-    assert TrainConfig(patience=0).early_stopping_patience() == 0 and TrainConfig(patience=2).early_stopping_patience() == 2
-    assert TrainConfig().restores_best() and TrainConfig(restore_best=True).restores_best()
-    assert not TrainConfig(restore_best=False).restores_best()
+    settled = lambda cfg, n_train, n_val: (lambda c: (c.val_fraction, c.patience, c.restore_best))(  # noqa: E731
+        cfg.settled(n_train, n_val))
+    assert settled(TrainConfig(), 54000, 6000) == (0.1, AUTO_PATIENCE, True) and AUTO_PATIENCE == 5  # MNIST
+    assert settled(TrainConfig(), 300, None) == (0.0, 0, False)  # the spiral
+    assert settled(TrainConfig(), 240, 60) == (0.0, 0, True)  # a small validation split: no early stopping
+    assert settled(TrainConfig(), 9000, None) == (0.1, 0, False)  # nothing to stop on
+    explicit = TrainConfig(val_fraction=0.2, patience=2, restore_best=False)
+    assert explicit.settled(54000, 6000) == explicit and TrainConfig(patience=0).settled(54000, 6000).patience == 0
     spelled = TrainConfig.from_dict({"val_fraction": "auto", "patience": "AUTO", "restore_best": "auto"})  # TOML
     assert spelled == TrainConfig() and spelled.val_fraction is None and spelled.patience is None
     with pytest.raises(ValueError, match="hidden must be a sequence"):

@@ -229,13 +229,22 @@ def test_early_stopping_restores_the_best_epoch():
     assert history.final["val"]["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
 
 
-def test_by_default_early_stopping_is_on_where_there_is_validation_data_and_keeps_the_best_epoch():
-    cfg = dataclasses.replace(SMALL, epochs=20, min_delta=1e9)  # patience and restore_best: the defaults
-    params, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+def test_by_default_a_large_data_set_stops_early_and_keeps_the_best_epoch():
+    large = load_dataset("spiral", n_samples=5001, val_fraction=None)  # >= 5,000 examples: auto split
+    assert (len(large.train), len(large.val)) == (4501, 500)
+    cfg = dataclasses.replace(SMALL, epochs=20, min_delta=1e9)  # patience and restore_best: auto
+    _, history = train.fit(cfg, large.train, large.val)
     assert history.stopped_early and history.epoch == list(range(1, AUTO_PATIENCE + 2))
     assert history.restored_best and history.kept_epoch == history.best_epoch == 1
     assert all(v is not None and np.isfinite(v) for v in history.val_loss + history.val_accuracy)
     assert history.final["val"]["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
+
+
+def test_by_default_a_small_data_set_trains_every_epoch_and_keeps_the_best_epoch():
+    cfg = dataclasses.replace(SMALL, epochs=8, min_delta=1e9)  # 300 examples: no auto early stopping
+    _, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+    assert not history.stopped_early and history.epoch == list(range(1, 9))
+    assert history.restored_best and history.kept_epoch == history.best_epoch == 1
 
 
 def test_patience_needs_validation_data():

@@ -89,7 +89,7 @@ def nothing_to_resume(config: TrainConfig, run_dir: Path) -> str | None:
     if stopped:
         since = epoch - history.best_epoch
         return (f"nothing to resume: {run_dir} stopped early at epoch {epoch} (no val-loss improvement since epoch "
-                f"{history.best_epoch}, patience {config.early_stopping_patience()}); pass --patience > {since} (or 0) to continue "
+                f"{history.best_epoch}, patience {config.patience}); pass --patience > {since} (or 0) to continue "
                 "it; no file was changed")
     return (f"nothing to resume: {run_dir} has finished its {epoch} epochs; pass --epochs > {epoch} to train "
             "further; no file was changed")

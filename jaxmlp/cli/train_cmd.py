@@ -95,6 +95,7 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
     from jaxmlp import parallel, summary
 
     splits, stats = _load_data(config, ns.quiet)
+    config = config.settled(len(splits.train), None if splits.val is None else len(splits.val))  # config.json: what runs
     if ns.resume and (done := nothing_to_resume(config, run_dir)):
         print(done)
         return 0
@@ -170,7 +171,7 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
                            for split, m in history.final.items())
         compile_seconds = history.compile_seconds + history.eval_compile_seconds
         of, stop = (f" of {config.epochs}", ", stopped early (no val-loss improvement in "
-                    f"{config.early_stopping_patience()} epochs)") if history.stopped_early else ("", "")
+                    f"{config.patience} epochs)") if history.stopped_early else ("", "")
         print(f"done: {len(history.epoch)}{of} epochs in {sum(history.seconds):.2f}s (+{compile_seconds:.2f}s compile)"
               f"{stop}; params of epoch {history.kept_epoch} "
               f"({'best val loss' if history.restored_best else 'the last'}) | {final}")

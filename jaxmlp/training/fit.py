@@ -54,13 +54,14 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         `checkpoint_every` epochs and after the last, and `resume=True` continues from its
         latest checkpoint (bit-identical to an uninterrupted run on the same machine).
     callbacks: `Callback`s for progress display and logging; fit itself never prints.
-    The first fit of a process turns on the persistent compilation cache (compile_cache.py)
+    The config's auto settings are decided for this data (TrainConfig.settled). The first fit of a process turns on the persistent compilation cache (compile_cache.py)
     unless the process already chose one, e.g. through JAX's own settings.
 
     Raises ValueError for a batch size larger than the training set or settings that do not fit
     the data, and TrainingDiverged (nothing is saved for the diverged epoch).
     """
     compile_cache.ensure_configured()
+    config = config.settled(len(train), None if val is None else len(val))  # the auto settings, for this data
     check_data(config, train, val, test)
     restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
     config = resumed_config(config, restore_from)
@@ -114,8 +115,7 @@ def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int
     patience would not stop it again at once (patience 0, or more epochs than it has gone
     without improvement); it then stops being `stopped_early`."""
     if history.stopped_early:
-        patience = config.early_stopping_patience()
-        if patience and saved_epoch - history.best_epoch >= patience:
+        if config.patience and saved_epoch - history.best_epoch >= config.patience:
             return max(saved_epoch, config.epochs)
         history.stopped_early = False
     return saved_epoch
@@ -213,11 +213,10 @@ def early_stop(config: TrainConfig, progress: Progress, record: dict[str, Any]) 
         return False
     if history.best_val_loss is None or val_loss < history.best_val_loss - config.min_delta:
         history.best_val_loss, history.best_epoch = val_loss, record["epoch"]
-        if config.restores_best():
+        if config.restore_best:
             progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
         return False
-    patience = config.early_stopping_patience()
-    if patience and record["epoch"] - history.best_epoch >= patience:
+    if config.patience and record["epoch"] - history.best_epoch >= config.patience:
         history.stopped_early = True
         return True
     return False
@@ -238,7 +237,7 @@ def finish(run: Run, evaluator: Evaluator, progress: Progress, splits: dict) -> 
     """Evaluate the kept params (the best ones with restore_best, `history.restored_best`) on
     every split given into `history.final`; return them as this process's local arrays."""
     history = progress.history
-    history.restored_best = run.config.restores_best() and progress.best_params is not None
+    history.restored_best = run.config.restore_best and progress.best_params is not None
     params = progress.best_params if history.restored_best else progress.state.params
     history.final = {}
     for name, (data, prepared) in splits.items():
