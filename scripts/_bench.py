@@ -178,8 +178,9 @@ def mlp_train_flops(sizes: Sequence[int], n_samples: int) -> int:
     return 6 * n_samples * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def cpu_snapshot() -> tuple[float, float, float] | None:
-    """(wall s, machine-wide busy CPU s from /proc/stat, this process's CPU s); None off Linux."""
+def cpu_snapshot(children: bool = False) -> tuple[float, float, float] | None:
+    """(wall s, machine-wide busy CPU s from /proc/stat, this process's CPU s, plus that of its
+    finished children with `children`); None off Linux."""
     import resource
 
     try:
@@ -189,8 +190,8 @@ def cpu_snapshot() -> tuple[float, float, float] | None:
         return None
     hz = os.sysconf("SC_CLK_TCK")
     busy = (sum(fields[:8]) - fields[3] - fields[4]) / hz  # all but idle and iowait (guest is inside user)
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return time.perf_counter(), busy, own.ru_utime + own.ru_stime
+    own = [resource.getrusage(resource.RUSAGE_SELF)] + ([resource.getrusage(resource.RUSAGE_CHILDREN)] if children else [])
+    return time.perf_counter(), busy, sum(r.ru_utime + r.ru_stime for r in own)
 
 
 def foreign_cores(start, end) -> float | None:

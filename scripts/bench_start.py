@@ -38,8 +38,8 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import (environment, load_averages, log, require, wait_for_idle_cpu,  # noqa: E402
-                    write_results)
+from _bench import (cpu_snapshot, environment, foreign_cores, load_averages, log, require,  # noqa: E402
+                    wait_for_idle_cpu, write_results)
 
 WORKLOADS = ("spiral", "digits")
 CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAXMLP_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
@@ -76,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (after one untimed round) [3]")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: spiral, digits [both]")
     p.add_argument("--name", default="start", help="results/NAME.json and .md (an absolute path: elsewhere)")
-    p.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for idle CPUs first [300]")
+    p.add_argument("--max-wait", type=float, default=300.0, help="seconds each timed run waits for idle CPUs "
+                   "(other processes using < 0.25 cores) before it starts [300]")
     return p.parse_args(argv)
 
 
@@ -112,40 +113,44 @@ def jaxmlp_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "jaxmlp.cli"]
 
 
-def timed(argv: list[str], env: dict) -> tuple[float, str]:
-    """(wall seconds of the whole process, its stdout); a failed process ends the benchmark."""
-    start = time.perf_counter()
+def timed(argv: list[str], env: dict, max_wait: float) -> tuple[dict, str]:
+    """({wall_s: the whole process, foreign_cores: what other processes used meanwhile}, its
+    stdout), started once the CPUs are idle (or `max_wait` passed); a failed process ends the
+    benchmark."""
+    if max_wait > 0:
+        wait_for_idle_cpu(max_wait_s=max_wait, log=log)
+    before, start = cpu_snapshot(children=True), time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, after = time.perf_counter() - start, cpu_snapshot(children=True)
     if proc.returncode != 0:
         raise SystemExit(f"bench_start.py: {' '.join(argv[:3])} ... failed ({proc.returncode}): "
                          f"{proc.stderr.strip().splitlines()[-1:]}")
-    return seconds, proc.stdout
+    return {"wall_s": seconds, "foreign_cores": foreign_cores(before, after)}, proc.stdout
 
 
-def run_jaxmlp(w: Workload, cache_home: Path, out_dir: Path) -> dict:
+def run_jaxmlp(w: Workload, cache_home: Path, out_dir: Path, max_wait: float) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in CACHE_ENV}
     env["XDG_CACHE_HOME"] = str(cache_home)
-    wall, _ = timed([*jaxmlp_command(), "train", *w.flags, "--out-dir", str(out_dir), "--no-plots"], env)
+    timing, _ = timed([*jaxmlp_command(), "train", *w.flags, "--out-dir", str(out_dir), "--no-plots"], env, max_wait)
     summary = json.loads((out_dir / "summary.json").read_text())
-    return {"wall_s": wall, "compile_s": summary["compile_seconds"], "eval_compile_s": summary["eval_compile_seconds"],
+    return {**timing, "compile_s": summary["compile_seconds"], "eval_compile_s": summary["eval_compile_seconds"],
             "train_s": summary["train_seconds"], "epochs": summary["epochs"],
             "test_accuracy": summary["final"]["test"]["accuracy"]}
 
 
-def run_sklearn(w: Workload, model: tuple) -> dict:
-    wall, out = timed([sys.executable, "-c", SKLEARN, str(w.npz), json.dumps(model)], dict(os.environ))
-    return {"wall_s": wall, **json.loads(out)}
+def run_sklearn(w: Workload, model: tuple, max_wait: float) -> dict:
+    timing, out = timed([sys.executable, "-c", SKLEARN, str(w.npz), json.dumps(model)], dict(os.environ), max_wait)
+    return {**timing, **json.loads(out)}
 
 
-def one_round(workloads: list[Workload], model: tuple, tmp: Path, tag: str) -> dict:
+def one_round(workloads: list[Workload], model: tuple, tmp: Path, tag: str, max_wait: float) -> dict:
     """{workload: {"jaxmlp cold": ..., "jaxmlp warm": ..., "sklearn": ...}} of one round."""
     runs = {}
     for w in workloads:
         cache_home = tmp / f"cache-{w.name}-{tag}"  # new and empty: the cold run compiles everything
-        runs[w.name] = {"jaxmlp cold": run_jaxmlp(w, cache_home, tmp / f"run-{w.name}-{tag}-cold"),
-                        "jaxmlp warm": run_jaxmlp(w, cache_home, tmp / f"run-{w.name}-{tag}-warm"),
-                        "sklearn": run_sklearn(w, model)}
+        runs[w.name] = {"jaxmlp cold": run_jaxmlp(w, cache_home, tmp / f"run-{w.name}-{tag}-cold", max_wait),
+                        "jaxmlp warm": run_jaxmlp(w, cache_home, tmp / f"run-{w.name}-{tag}-warm", max_wait),
+                        "sklearn": run_sklearn(w, model, max_wait)}
         log(f"  {w.name}: " + ", ".join(f"{k} {v['wall_s']:.2f} s" for k, v in runs[w.name].items()))
     return runs
 
@@ -181,19 +186,19 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_start-") as tmp:
         workloads = write_workloads([n for n in args.workloads.split(",") if n], Path(tmp))
         log("untimed round (file system cache)")
-        one_round(workloads, model, Path(tmp), "warmup")
-        idle = wait_for_idle_cpu(max_wait_s=args.max_wait, log=log)
+        one_round(workloads, model, Path(tmp), "warmup", 0.0)
         load_before, rounds = load_averages(), []
         for r in range(args.repeats):
             log(f"round {r + 1}/{args.repeats}")
-            rounds.append(one_round(workloads, model, Path(tmp), str(r)))
+            rounds.append(one_round(workloads, model, Path(tmp), str(r), args.max_wait))
         load_after = load_averages()
     med = medians(rounds)
+    foreign = [run["foreign_cores"] or 0.0 for r in rounds for variants in r.values() for run in variants.values()]
     record = {"title": "Start-up: the whole jaxmlp train process, cold and warm, vs scikit-learn",
               "environment": environment(["scikit-learn"]), "model": {"hidden": model[0], "batch_size": model[1],
                                                                       "epochs": model[2]},
               "jaxmlp_command": [*jaxmlp_command(), "train", "[--dataset npz:FILE]", "--out-dir", "DIR", "--no-plots"],
-              "sklearn_code": SKLEARN, "idle_wait": idle, "load_before": load_before, "load_after": load_after,
+              "sklearn_code": SKLEARN, "load_before": load_before, "load_after": load_after,
               "median": med, "rounds": rounds}
     header = ["data", "jaxmlp cold", "jaxmlp warm", "scikit-learn", "jaxmlp compile cold / warm",
               "test accuracy jaxmlp / scikit-learn"]
@@ -201,7 +206,9 @@ def main(argv=None) -> int:
              f"{'-'.join(map(str, model[0]))} hidden relu, Adam lr 1e-3, batch {model[1]}, {model[2]} epochs for both "
              "(jaxmlp's defaults, dropout 0.2 included; scikit-learn: no dropout, alpha 0, no early stopping). "
              "jaxmlp: `jaxmlp train [--dataset npz:FILE] --no-plots`, cold = empty compilation cache, warm = the next "
-             "process with the same cache; compile = epoch + evaluation programs (summary.json). "
+             "process with the same cache; compile = epoch + evaluation programs (summary.json). Each timed run "
+             f"waited for idle CPUs (up to {args.max_wait:g} s); other processes then used at most "
+             f"{max(foreign):.2f} cores during one (median {statistics.median(foreign):.2f}). "
              f"Load average before / after: {load_before['1min']} / {load_after['1min']}.")
     for path in write_results(args.name, record, header, table(workloads, med), notes):
         log(f"wrote {path}")
