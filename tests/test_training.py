@@ -1,5 +1,5 @@
 """The trainer package's seams: build_run (one way to build a run), its compile cache, the
-optimizer table, RunSpec from data and from a checkpoint, and the Feeder's two feeds."""
+optimizer table, RunSpec from data and from a checkpoint, the Feeder's two feeds, one evaluation program."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ import pytest
 from jaxmlp import config as config_lib
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp.training import build_run, fit, run_spec
+from jaxmlp.training import Evaluator, build_run, evaluate, fit, run_spec
 from jaxmlp.training.epoch import epoch_plan, gather_batch
 from jaxmlp.training.feed import Feeder, train_arrays
 from jaxmlp.training.optim import OPTIMIZERS
@@ -86,3 +86,29 @@ def test_the_fed_epochs_are_the_resident_epochs_minibatches(accumulate):
         np.testing.assert_array_equal(xb, want[0])
         np.testing.assert_array_equal(yb, want[1])
     assert fed.take(cfg.epochs - 1) is None  # nothing is prefetched past the last epoch
+
+
+def test_evaluation_compiles_once_for_every_split():
+    """Train (rows gathered from the resident copy), val and test, of 240, 60 and 300 rows, share
+    the Evaluator's programs: evaluating them compiles nothing more, and gives evaluate()'s numbers."""
+    cfg = dataclasses.replace(SMALL, eval_batch_size=64)  # 4, 1 and 5 batches of 64
+    run = build_run(cfg, run_spec(cfg, SPLITS.train))
+    evaluator = Evaluator(run)
+    splits = (SPLITS.train, SPLITS.val, SPLITS.test)
+    sets = [evaluator.eval_set(SPLITS.train, run.place(train_arrays(SPLITS.train, np.float32))),
+            *(evaluator.eval_set(data) for data in splits[1:])]
+    params = run.init(run.place(run_keys(cfg.seed)[0])).params
+    compiles = []
+
+    def listener(event, seconds, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":  # a compile or a persistent-cache load
+            compiles.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        got = [evaluator.metrics(params, *s) for s in sets]
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+    for data, metrics in zip(splits, got):
+        assert metrics == pytest.approx(evaluate(params, data, config=cfg), rel=1e-6)
