@@ -14,7 +14,7 @@ Modules, one concept each, imports pointing down this list:
     feed      Feeder: the training set resident on the devices, or fed per process
     spec      RunSpec (loss, sizes, epoch shape) and the pre-flight checks, processes included
     run       build_run: optimizer, schedule and compiled programs, cached across runs
-    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
+    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes, one program per run
     fit       the loop as named phases: restore or init, epoch, evaluate, early stop, save, finish
 
 Scale-out: with `devices` > 1 the training set, params and optimizer state are replicated on a
