@@ -354,7 +354,8 @@ def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_onc
     same run as the resident feed, evaluations and activation stats included. The resident run
     evaluates the training set from its one device copy; the fed run never places it whole."""
     n, d = SPLITS.train.x.shape
-    config = dataclasses.replace(SMALL, accumulate=accumulate, dropout=0.1, track_activations=True)
+    # evaluation batches of 64 rows hold fewer values than the training set: not counted below
+    config = dataclasses.replace(SMALL, accumulate=accumulate, dropout=0.1, track_activations=True, eval_batch_size=64)
     runs, census = {}, {}
     for feed in ("resident", "per_process"):
         before = {id(a) for a in jax.live_arrays()}
@@ -374,10 +375,9 @@ def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_onc
         assert h_fed.final[split] == pytest.approx(h_res.final[split], rel=1e-6)
     assert h_fed.train_accuracy == h_res.train_accuracy and h_fed.dead_fraction == h_res.dead_fraction
     steps, b = n // SMALL.batch_size, SMALL.batch_size // accumulate
-    eval_batch = (SMALL.eval_batch_size, d)  # every evaluation batch has this shape; val (60 rows) is one
-    assert census["resident"] == {((n, d), 1), (eval_batch, 1)}  # the training set once: no copy for evaluation
+    assert census["resident"] == {((n, d), 1)}  # the training set once: no second copy for evaluation
     fed = dict(census["per_process"])
-    assert (steps, accumulate, b, d) in fed and (n, d) not in fed and fed[eval_batch] == 2  # train's and val's
+    assert (steps, accumulate, b, d) in fed and (n, d) not in fed
 
 
 def test_a_non_finite_last_update_is_caught_at_the_epoch_end():

@@ -109,6 +109,7 @@ def test_evaluation_compiles_once_for_every_split():
         got = [evaluator.metrics(params, *s) for s in sets]
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []
+    assert compiles == [] and evaluator.batch_size == 64
+    assert Evaluator(build_run(SMALL, run_spec(SMALL, SPLITS.train))).batch_size == 240  # no larger than train
     for data, metrics in zip(splits, got):
         assert metrics == pytest.approx(evaluate(params, data, config=cfg), rel=1e-6)

@@ -2,8 +2,9 @@
 shape), `Evaluator` (a run's metrics and activation statistics over EvalSets), and the public
 `evaluate` and `predict`.
 
-Every split of a run (train, val, test) is cut into batches of the same B rows (eval_batch_size
-rounded up to the devices); the last batch is padded with row 0 and its padding masked out
+Every split of a run (train, val, test) is cut into batches of the same B rows (eval_batch_size,
+or the training set's size when smaller, rounded up to the devices); the last batch is padded
+with row 0 and its padding masked out
 (batching.pad_rows), so means are exact. A host loop runs ONE compiled per-batch program over
 the batches, carrying the sums on the device: its shapes do not depend on the split, so a run
 compiles its evaluation once (and not at all when an earlier run or process compiled it). On a
@@ -159,8 +160,8 @@ class Evaluator:
     def __init__(self, run: Run):
         self.run, self.options = run, run.config.activation_options()
         c, dp = run.config, run.data_parallel
-        devices = dp.size if dp else 1
-        self.batch_size = -(-c.eval_batch_size // devices) * devices  # B of every batch of every split
+        devices = dp.size if dp else 1  # B of every batch of every split: no larger than the training set
+        self.batch_size = -(-min(c.eval_batch_size, run.spec.n_train) // devices) * devices
         self.dtype = np.dtype(c.dtype)
         split, self._replicated = (dp.batch_sharding(), dp.replicated) if dp else (None, None)
         y_dtype = np.dtype(np.int32) if run.spec.classification else self.dtype
