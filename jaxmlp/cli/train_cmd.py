@@ -1,8 +1,9 @@
 """`jaxmlp train`: its flags, then data, fit, the run directory's files and the closing summary.
 
 The run directory gets config.json, metrics.jsonl, checkpoints/, summary.json and (unless
---no-plots) loss_curve.png and, for 2-D classification, decision_boundary.png. Only process 0
-of a multi-host run writes files and prints. A diverged run exits with code 1.
+--no-plots) loss_curve.png, for 2-D classification decision_boundary.png, and with
+--track-gradients gradient_stats.png. Only process 0 of a multi-host run writes files and
+prints. A diverged run, or a failed gradient audit with --audit-strict, exits with code 1.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
     try:
         params, history = training.fit(config, splits.train, splits.val, splits.test, callbacks=callbacks,
                                     checkpointer=ckpt, resume=bool(ns.resume))
-    except training.TrainingDiverged as exc:
+    except (training.TrainingDiverged, training.GradientAuditFailed) as exc:
         console.close()
         last = ckpt.latest_epoch()
         kept = f"last good checkpoint: epoch {last} in {run_dir}" if last is not None else "no checkpoint was saved"
@@ -131,4 +132,7 @@ def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[st
         plots.plot_decision_boundary(lambda g: training.predict(params, g, activation=config.activation, **opts),
                                      data.x, data.y, run_dir / "decision_boundary.png")
         written.append("decision_boundary.png")
+    if config.track_gradients:
+        plots.plot_gradient_stats(history, run_dir / "gradient_stats.png")
+        written.append("gradient_stats.png")
     return written

@@ -47,6 +47,7 @@ class EpochStats(NamedTuple):
     finite: Array  # bool: no non-finite loss / gradient / parameter appeared
     bad_step: Array  # int32: first step of the epoch with a non-finite loss (or its last step, when only the final params are non-finite), -1 if none
     lr: Array  # learning rate of the epoch's last step
+    gradients: dict | None = None  # track_gradients: gradtrack.track_summary of the epoch
 
 
 def init_params(key: Array, config: TrainConfig, sizes: Sequence[int]) -> Params:
