@@ -142,16 +142,20 @@ def stats_from_batch_grads(params: Params, batch_grads: Params) -> GradStats:
 
 
 def loss_and_stats(params: Params, x: Array, y: Array, loss: Loss, act: Activation, options: ForwardOptions, *,
-                   batch_grad: bool = False) -> tuple[Array, GradStats]:
+                   batch_grad: bool = False, mask: Array | None = None) -> tuple[Array, GradStats]:
     """(per-example losses (B,), GradStats) of one forward pass and one backward walk.
 
     The walk starts from B * `loss.grad` (dℓ_i/ds_i per row: the mean's 1/B undone); the loss
-    runs in at least float32 like the trainer's, the walk in the params' dtype.
+    runs in at least float32 like the trainer's, the walk in the params' dtype. mask (B,) bool:
+    rows that are False (the padding of a last batch) get g_i = 0; `grad` still divides by B.
     """
     check_targets(loss, (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
     scores, cache = scores_and_cache(params, x, act, options)
     up = loss_precision(scores)
-    dscores = (loss.grad(up, y) * scores.shape[0]).astype(scores.dtype)  # (B, d_out): dℓ_i/ds_i
+    dscores = loss.grad(up, y) * scores.shape[0]  # (B, d_out): dℓ_i/ds_i
+    if mask is not None:
+        dscores = jnp.where(mask[:, None], dscores, 0)
+    dscores = dscores.astype(scores.dtype)
     return loss.per_example(up, y), per_example_stats(params, cache, dscores, act, batch_grad=batch_grad)
 
 

@@ -18,14 +18,25 @@ afterwards, as gpt-neox and k-diffusion do; the EMA is bias-corrected like Adam'
 
 Everything here is elementwise, so the signal and noise of each layer (arrays (L + 1,)) are
 estimated alike; |G|² and tr(Σ) add up over layers.
+
+For fixed params, `dataset_estimate` needs no estimator: one pass of per-example statistics
+over a whole data set gives |G|² and tr(Σ) of that data set exactly.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxmlp.activations import Activation
+from jaxmlp.batching import pad_rows
+from jaxmlp.gradstats import layer_sq_norms, loss_and_stats
+from jaxmlp.losses import Loss
+from jaxmlp.metrics import layer_grad_norms
+from jaxmlp.mlp import ForwardOptions, Params
 
 Array = jax.Array
 
@@ -85,8 +96,9 @@ def ema_estimate(ema: NoiseEMA) -> NoiseEstimate:
     return NoiseEstimate(ema.signal / weight, ema.noise / weight)
 
 
-def suggested_batch_range(b_simple: float) -> tuple[int, int] | None:
-    """Powers of two around B_simple: [B_simple / 2, 2 B_simple], rounded outwards; None if not finite.
+def suggested_batch_range(b_simple: float, limit: int | None = None) -> tuple[int, int] | None:
+    """Powers of two around B_simple: [B_simple / 2, 2 B_simple], rounded outwards and at most
+    `limit` (the training set, say); None if B_simple is not finite and positive.
 
     In McCandlish et al.'s model a batch B = r B_noise needs (1 + 1/r) times the fewest steps
     and (1 + r) times the fewest examples; within r in [1/2, 2] neither exceeds 3x. B_simple
@@ -96,8 +108,38 @@ def suggested_batch_range(b_simple: float) -> tuple[int, int] | None:
         return None
     low = 2 ** max(0, math.floor(math.log2(b_simple / 2)))
     high = 2 ** max(0, math.ceil(math.log2(b_simple * 2)))
+    if limit is not None:
+        cap = 2 ** math.floor(math.log2(limit))
+        low, high = min(low, cap), min(high, cap)
     return int(low), int(high)
 
 
-__all__ = ["NoiseEstimate", "two_batch_estimate", "per_example_estimate", "noise_scale", "NoiseEMA", "ema_start",
+def dataset_estimate(params: Params, x: Array, y: Array, key: Array | None, *, loss: Loss, act: Activation,
+                     dropout: float = 0.0, input_noise: float = 0.0, batch_size: int = 1024) -> NoiseEstimate:
+    """Per layer (L + 1,), exactly over the n examples of x (n, d_in), y: signal = |G|² with G the
+    mean gradient, noise = tr(Σ) with Σ the population covariance of the per-example gradients
+    (L2 left out), in one jitted pass of batches. With a key, batch j's dropout and input noise
+    come from fold_in(key, j) (train=True); without one they are off."""
+    rows, mask = pad_rows(x.shape[0], batch_size)  # (nb, B) each
+    return _dataset_pass(params, x, y, rows, mask, key, loss, act, dropout, input_noise)
+
+
+@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
+def _dataset_pass(params, x, y, rows, mask, key, loss, act, dropout, input_noise) -> NoiseEstimate:
+    def body(acc, batch):
+        j, rows_j, mask_j = batch
+        options = ForwardOptions(None if key is None else jax.random.fold_in(key, j), dropout, input_noise,
+                                 key is not None)
+        _, stats = loss_and_stats(params, x[rows_j], y[rows_j], loss, act, options, mask=mask_j)
+        sq_sum = acc[0] + jnp.sum(layer_sq_norms(stats.batch_l2), axis=0)  # (L + 1,)
+        return (sq_sum, jax.tree.map(lambda a, g: a + g * rows_j.shape[0], acc[1], stats.grad)), None
+
+    start = (jnp.zeros(len(params), params[0].W.dtype), jax.tree.map(jnp.zeros_like, params))
+    (sq_sum, grad_sum), _ = jax.lax.scan(body, start, (jnp.arange(rows.shape[0]), rows, mask))
+    n = jnp.sum(mask)
+    signal = layer_grad_norms(jax.tree.map(lambda g: g / n, grad_sum)) ** 2
+    return NoiseEstimate(signal, sq_sum / n - signal)
+
+
+__all__ = ["dataset_estimate", "NoiseEstimate", "two_batch_estimate", "per_example_estimate", "noise_scale", "NoiseEMA", "ema_start",
            "ema_update", "ema_estimate", "suggested_batch_range"]

@@ -7,15 +7,19 @@ e = w − w*. Then g_w = 2 r x and g_b = 2 r with r = e·x − ε, and (Isserlis
 
     |G|² = 4 ‖e‖²        tr(Σ) = 4 ((d + 2) ‖e‖² + (d + 1) σ²)
 """
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp.gradstats import gradient_stats
+from jaxmlp import cli, get_activation, get_loss, init_mlp
+from jaxmlp.gradcheck import random_problem
+from jaxmlp.gradstats import gradient_stats, layer_sq_norms
 from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.mlp import Layer
-from jaxmlp.noise_scale import (NoiseEstimate, ema_estimate, ema_start, ema_update, noise_scale,
+from jaxmlp.noise_scale import (NoiseEstimate, dataset_estimate, ema_estimate, ema_start, ema_update, noise_scale,
                                 per_example_estimate, suggested_batch_range, two_batch_estimate)
 
 D, SIGMA = 4, 0.5
@@ -80,3 +84,35 @@ def test_suggested_batch_range():
     assert suggested_batch_range(1.5) == (1, 4)
     assert suggested_batch_range(float("inf")) is None
     assert suggested_batch_range(-3.0) is None
+    assert suggested_batch_range(300.0, limit=300) == (128, 256)
+
+
+def test_dataset_estimate_is_exact_over_padded_batches(x64):
+    sizes = (3, 5, 4)
+    params = init_mlp(jax.random.key(0), sizes, activation="tanh", dtype=jnp.float64)
+    x, y = random_problem(jax.random.key(1), sizes, "multiclass_hinge", 23, jnp.float64)
+    got = dataset_estimate(params, x, y, None, loss=get_loss("multiclass_hinge"), act=get_activation("tanh"),
+                           batch_size=7)  # 4 batches, the last padded
+    _, stats = gradient_stats(params, x, y, loss="multiclass_hinge", activation="tanh", train=False)
+    signal = layer_grad_norms(stats.grad) ** 2  # the mean gradient of all 23 examples
+    np.testing.assert_allclose(got.signal, signal, rtol=1e-12)
+    np.testing.assert_allclose(got.noise, jnp.mean(layer_sq_norms(stats.batch_l2), axis=0) - signal, rtol=1e-12)
+
+
+def test_noise_scale_command_on_flags_and_on_a_run_dir(tmp_path, capsys):
+    flags = ["--hidden", "16", "--epochs", "2", "--batch-size", "30"]
+    assert cli.main(["noise-scale", *flags, "--json", str(tmp_path / "ns.json")]) == 0
+    out = capsys.readouterr().out
+    assert "at init" in out and "after 2 epochs" in out and "suggested batch sizes:" in out
+    numbers = json.loads((tmp_path / "ns.json").read_text())
+    assert numbers["n_train"] == 300 and len(numbers["init"]["layer_b_simple"]) == 2
+    assert tuple(numbers["suggested_batch_range"]) == suggested_batch_range(numbers["trained"]["b_simple"], 300)
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", *flags, "--out-dir", str(run_dir), "--quiet", "--no-plots"]) == 0
+    assert cli.main(["noise-scale", str(run_dir), "--json", str(tmp_path / "run.json")]) == 0
+    from_run = json.loads((tmp_path / "run.json").read_text())
+    assert from_run["init"] == numbers["init"]  # the same seed: the same init
+    np.testing.assert_allclose(from_run["trained"]["b_simple"], numbers["trained"]["b_simple"], rtol=1e-6)
+    capsys.readouterr()
+    assert cli.main(["noise-scale", str(run_dir), "--hidden", "8"]) == 2
+    assert "--hidden cannot be combined with RUN_DIR" in capsys.readouterr().err

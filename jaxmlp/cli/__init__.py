@@ -7,6 +7,7 @@
     jaxmlp train --devices all --batch-size 1024 --precision bf16          # data parallel, every device
     jaxmlp train --devices all --out-dir runs/x --coordinator host0:1234 --num-processes 2 --process-id 0
     jaxmlp export runs/spiral-20250101-120000 --npz model.npz
+    jaxmlp noise-scale runs/spiral-20250101-120000   # the gradient noise scale; a batch range
     jaxmlp gradcheck ...                           # handled by jaxmlp.gradcheck.main
     jaxmlp demo ...                                # handled by jaxmlp.demos.main
 
@@ -20,6 +21,7 @@ here imports JAX until a command runs, so `jaxmlp --help` is quick. Modules, one
     progress    ConsoleProgress (epoch lines, tqdm bar) and RunLog (metrics.jsonl) callbacks
     train_cmd   `jaxmlp train`: its flags, data, fit, summary.json, plots
     export_cmd  `jaxmlp export`: a run's params to a plain .npz
+    noise_scale_cmd  `jaxmlp noise-scale`: B_simple at init and after training, a batch range
     program     build_parser and main: dispatch to COMMANDS and FORWARDED, exit statuses
 
 To add a subcommand, add an entry to `program.FORWARDED` (a module with `main(argv) -> int`,

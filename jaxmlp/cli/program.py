@@ -10,13 +10,14 @@ import importlib
 import sys
 from typing import Sequence
 
-from jaxmlp.cli import export_cmd, train_cmd
+from jaxmlp.cli import export_cmd, noise_scale_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export}
+COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export,
+            "noise-scale": noise_scale_cmd.cmd_noise_scale}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
         description="Train an MLP. Every TrainConfig field is a flag; flags override --config."))
     export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
+    noise_scale_cmd.add_arguments(sub.add_parser(
+        "noise-scale", help="the gradient noise scale at init and after training, and a batch range", allow_abbrev=False,
+        description="B_simple = tr(Sigma) / |G|^2 over the training set, of RUN_DIR or of a run the flags describe."))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
