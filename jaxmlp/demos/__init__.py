@@ -5,7 +5,8 @@ backprop (demos/gd.py), writes a PNG and a JSON of its numbers to the output dir
 (default results/figures/), and returns those numbers.
 
 One module per demo: derivatives (activations), capacity, regularization, features,
-dead_relu, universal (universal-approximation), linear_collapse.
+dead_relu, universal (universal-approximation), linear_collapse, and example_gradients
+(trained on MNIST with the trainer, not full-batch GD; MNIST from $JAXMLP_DATA or the cache).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from typing import Callable
 
 import jax
 
-from jaxmlp.demos import (capacity, dead_relu, derivatives, features, linear_collapse, regularization,
-                          universal)
+from jaxmlp.demos import (capacity, dead_relu, derivatives, example_gradients, features, linear_collapse,
+                          regularization, universal)
 from jaxmlp.demos.common import save_json
 
 DEFAULT_OUT_DIR = Path("results/figures")
@@ -31,6 +32,7 @@ SUMMARY = """\
     dead-relu                 fraction of dead ReLUs per epoch at sensible / too-large learning rates
     universal-approximation   one hidden layer of growing width fitting sin(x)
     linear-collapse           stacked linear layers equal one matrix
+    example-gradients         MNIST digits with the largest per-example gradient norm; the noise scale
 """
 
 DEMOS: dict[str, Callable[..., dict]] = {
@@ -41,6 +43,7 @@ DEMOS: dict[str, Callable[..., dict]] = {
     dead_relu.NAME: dead_relu.run,
     universal.NAME: universal.run,
     linear_collapse.NAME: linear_collapse.run,
+    example_gradients.NAME: example_gradients.run,
 }
 
 
