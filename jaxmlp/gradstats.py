@@ -11,6 +11,11 @@ product g_W,i = a_i ⊗ δ_i, so its statistics come without materializing B gra
 
 With `jax.grad` the same needs `vmap(grad)`, which stores B copies of the gradient.
 
+Scaling: every statistic is defined on the per-example losses ℓ_i, whose batch mean is the
+loss. The walk runs on `Loss.grad`, the gradient of that mean, so its δ rows carry a factor
+1/B; it is undone on the rows (δ_i times B) before any statistic is formed, and `grad` is the
+gradient of the mean loss itself. The L2 term belongs to no example and is left out.
+
 Every layer kind is covered by the cache and the walk (backprop.backward_steps):
 - dropout: a_i is the layer's input after the previous layer's mask, and δ comes back
   through the same mask;
@@ -81,8 +86,9 @@ def slope_rows(act: Activation, step: BackwardStep, c: LayerCache, alpha: Array)
 def _layer_stats(step: BackwardStep, a_prev: Array, slopes: Array | None,
                  batch_grad: bool) -> tuple[Layer, Layer, Layer | None]:
     """(batch_l2, sum_grad_squared, batch_grad or None) of one layer, from its input a_prev
-    (B, d_in), its per-example δ (B, d_out) or (B, k, d_out) and PReLU slopes (B, d_out) or None."""
-    delta = step.delta
+    (B, d_in), the walk's δ (B, d_out) or (B, k, d_out) and per-example PReLU slopes (B, d_out)
+    or None. The walk's δ is that of the mean loss: times B it is each example's own."""
+    delta = step.delta * step.delta.shape[0]  # dℓ_i/dz_i: the mean's 1/B undone, on (B, d_out) rows
     p = "k" if delta.ndim == 3 else ""  # maxout pieces
     a2, d2 = a_prev * a_prev, delta * delta  # (B, d_in), (B, [k,] d_out)
     unit_l2 = _sum_rows(d2, delta.ndim - 1)  # (B,) or (B, k): ‖δ_i‖² (per piece)
@@ -99,20 +105,19 @@ def per_example_stats(params: Params, cache: list[LayerCache], dscores: Array, a
                       batch_grad: bool = False) -> GradStats:
     """The GradStats of a cached forward pass (`backprop.scores_and_cache`).
 
-    dscores (B, d_out): row i is dℓ_i/ds_i, the gradient of example i's OWN loss. That is B
-    times `Loss.grad`, which differentiates the batch MEAN and so carries a 1/B factor: undo it
-    before calling (`loss_and_stats` does). batch_grad=True also returns every g_i (B copies
-    of the params: for small models).
+    dscores (B, d_out) is the gradient of the batch MEAN loss, as `Loss.grad` gives it: row i
+    is dℓ_i/ds_i / B. The walk runs on it unchanged, so `grad` is the walk's own gradient,
+    and the 1/B is undone on the per-example rows only (δ times B: O(B d) work, never a pass
+    over the gradient). batch_grad=True also returns every g_i (B copies of the params: for
+    small models).
     """
-    batch = dscores.shape[0]
     steps, _ = backward_steps(params, cache, dscores, act)
     per_layer = []
     for layer, step, c in zip(params, steps, cache):
-        slopes = None if layer.alpha is None else slope_rows(act, step, c, layer.alpha)
+        slopes = None if layer.alpha is None else slope_rows(act, step, c, layer.alpha) * dscores.shape[0]
         per_layer.append(_layer_stats(step, c.a_prev, slopes, batch_grad))
     l2s, sgss, rows = (list(t) for t in zip(*per_layer))
-    grad = jax.tree.map(lambda g: g / batch, [s.grads for s in steps])
-    return _assemble(grad, l2s, sgss, rows if batch_grad else None, batch)
+    return _assemble([s.grads for s in steps], l2s, sgss, rows if batch_grad else None, dscores.shape[0])
 
 
 def layer_sq_norms(batch_l2: Params) -> Array:
@@ -145,14 +150,14 @@ def loss_and_stats(params: Params, x: Array, y: Array, loss: Loss, act: Activati
                    batch_grad: bool = False, mask: Array | None = None) -> tuple[Array, GradStats]:
     """(per-example losses (B,), GradStats) of one forward pass and one backward walk.
 
-    The walk starts from B * `loss.grad` (dℓ_i/ds_i per row: the mean's 1/B undone); the loss
+    The walk starts from `loss.grad`, the mean loss's gradient, as the trainer's does; the loss
     runs in at least float32 like the trainer's, the walk in the params' dtype. mask (B,) bool:
     rows that are False (the padding of a last batch) get g_i = 0; `grad` still divides by B.
     """
     check_targets(loss, (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
     scores, cache = scores_and_cache(params, x, act, options)
     up = loss_precision(scores)
-    dscores = loss.grad(up, y) * scores.shape[0]  # (B, d_out): dℓ_i/ds_i
+    dscores = loss.grad(up, y)  # (B, d_out): dℓ_i/ds_i / B
     if mask is not None:
         dscores = jnp.where(mask[:, None], dscores, 0)
     dscores = dscores.astype(scores.dtype)

@@ -33,8 +33,8 @@ from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.run import Run
 
 Array = jax.Array
-AUDIT_BATCH = 32  # examples in the audit batch
-AUDIT_CHECKS = 4  # finite-difference coordinates per leaf and audit
+AUDIT_BATCH = 16  # examples in the audit batch
+AUDIT_CHECKS = 3  # finite-difference coordinates per leaf and audit
 # (manual vs jax.grad in the run's dtype, jax.grad vs finite differences in float64)
 TOLERANCES = {"float32": (1e-4, 1e-6), "float64": (1e-10, 1e-6)}
 
