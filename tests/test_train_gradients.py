@@ -96,7 +96,7 @@ def test_audit_flags_a_broken_derivative_and_strict_stops_with_exit_1(tmp_path, 
     strict = tmp_path / "strict"
     assert cli.main([*argv, "--audit-strict", "--out-dir", str(strict)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert "gradient audit failed after epoch 2" in err[-1] and "last good checkpoint: epoch 1" in err[-1]
+    assert "gradient audit failed after epoch 2" in err[-1] and "the last complete checkpoint is epoch 1" in err[-1]
     assert checkpoint.restore_params(strict)[2]["epoch"] == 1
 
 
@@ -106,6 +106,8 @@ def test_audit_flags_a_broken_derivative_and_strict_stops_with_exit_1(tmp_path, 
     (["--track-gradients", "--precision", "bf16"], "precision must be fp32 or highest with track_gradients"),
     (["--audit-every", "-1"], "audit_every must be >= 0"),
     (["--gradient-ema", "1.0"], "gradient_ema must be in [0, 1)"),
+    (["--gradient-ema", "0.9"], "gradient_ema must be 0.99 without track_gradients"),
+    (["--audit-strict"], "audit_strict must be false without audit_every"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, needle):
     assert cli.main(["train", *argv, "--out-dir", str(tmp_path / "run"), *QUIET]) == 2

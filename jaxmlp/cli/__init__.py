@@ -31,8 +31,7 @@ imported only when used), or a module with `add_arguments` and a `cmd_*` functio
 from jaxmlp.cli.flags import add_config_flags, load_config_file
 from jaxmlp.cli.program import COMMANDS, FORWARDED, build_parser, main
 from jaxmlp.cli.progress import ConsoleProgress, RunLog
-from jaxmlp.cli.run_config import default_run_dir
 from jaxmlp.cli.usage import PROG, UsageError
 
 __all__ = ["main", "build_parser", "COMMANDS", "FORWARDED", "PROG", "UsageError", "add_config_flags",
-           "load_config_file", "default_run_dir", "ConsoleProgress", "RunLog"]
+           "load_config_file", "ConsoleProgress", "RunLog"]

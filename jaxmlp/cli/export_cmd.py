@@ -34,5 +34,5 @@ def cmd_export(ns: argparse.Namespace) -> int:
                                   activation_options=config.activation_options())
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} export: error: {exc}") from None
-    print(f"wrote {out} (epoch {meta['epoch']}, sizes {tuple(meta['sizes'])}, {config.activation})")
+    print(f"wrote {out} ({meta['kept']}, sizes {tuple(meta['sizes'])}, {config.activation})")
     return 0

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import typing
 from typing import Sequence
 
 from jaxmlp.cli import export_cmd, noise_scale_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
-from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
+from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
@@ -54,7 +56,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:
-        return fail(f"{PROG}: interrupted; the last checkpoint is kept (continue with --resume RUN_DIR)", 130)
+        return fail(f"{PROG}: interrupted", EXIT_INTERRUPTED)  # (a training run reports its own interrupt: cli/outcome.py)
+
+
+def run() -> typing.NoReturn:
+    """The `jaxmlp` console script: `main()`'s exit status. An interrupted command leaves at once
+    (os._exit): Ctrl-C can land while JAX compiles or its runtime threads are busy, and tearing
+    the interpreter down then may crash it (SIGSEGV seen). Nothing is lost: every file a run
+    writes is complete when written (atomic replace, fsync'ed metrics lines, orbax checkpoints)."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _forward(command: str, argv: list[str]) -> int:

@@ -35,12 +35,12 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     """The optax learning-rate schedule, with epochs converted to optimizer steps.
 
     step: lr * decay_rate ** floor(epoch / decay_epochs); exponential: the same without the
-    floor; cosine: cosine decay to lr * final_lr_fraction over all epochs; warmup_cosine:
-    linear warm-up over warmup_epochs then cosine. warmup_epochs > 0 puts the same linear
-    warm-up in front of any other schedule.
+    floor; cosine: cosine decay to lr * final_lr_fraction over `config.schedule_length()`
+    epochs (then constant at that final lr); warmup_cosine: linear warm-up over warmup_epochs
+    then cosine. warmup_epochs > 0 puts the same linear warm-up in front of any other schedule.
     """
     lr, spe = scaled_learning_rate(config), steps_per_epoch  # the peak lr, after lr_scaling
-    total, warmup = config.epochs * spe, config.warmup_epochs * spe
+    total, warmup = config.schedule_length() * spe, config.warmup_epochs * spe
     if config.schedule == "warmup_cosine":
         return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1),
                                                   end_value=lr * config.final_lr_fraction)
