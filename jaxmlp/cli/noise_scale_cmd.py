@@ -17,6 +17,7 @@ from typing import Any
 
 from jaxmlp.cli.flags import add_config_flags, given_fields
 from jaxmlp.cli.run_config import dtype_scope
+from jaxmlp.cli.train_cmd import load_data
 from jaxmlp.cli.usage import PROG, UsageError
 
 FROM_RUN_FLAGS = {"data_dir"}  # the config flags that may go with RUN_DIR
@@ -52,9 +53,10 @@ def _config(ns: argparse.Namespace):
 def cmd_noise_scale(ns: argparse.Namespace) -> int:
     config, run_dir = _config(ns)
     with dtype_scope(config.dtype):
+        splits = load_data(config, quiet=False, command="noise-scale")
         try:
-            numbers = _measure(config, run_dir)
-        except ValueError as exc:  # DataError, RunDirError, settings that do not fit the data
+            numbers = _measure(config, splits.train, run_dir)
+        except ValueError as exc:  # RunDirError, a checkpoint that does not fit
             raise UsageError(f"{PROG} noise-scale: error: {exc}") from None
     print(_report(numbers))
     if ns.json:
@@ -64,30 +66,26 @@ def cmd_noise_scale(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(config, run_dir: str | None) -> dict[str, Any]:
+def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
     """B_simple at init and after training, per layer and in total, and the suggested range."""
     import jax
     import numpy as np
 
     from jaxmlp import checkpoint, noise_scale, training
     from jaxmlp.activations import get_activation
-    from jaxmlp.data import load_dataset
     from jaxmlp.losses import get_loss
     from jaxmlp.training.feed import train_arrays
     from jaxmlp.training.state import init_params, run_keys
 
-    splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download, seed=config.data_seed,
-                          val_fraction=config.val_fraction, standardize=config.standardize,
-                          n_samples=config.n_samples, label_column=config.label_column)
-    loss = training.check_data(config, splits.train)
-    spec = training.run_spec(config, splits.train)
+    spec = training.run_spec(config, train)
+    loss = spec.loss
     if run_dir is None:
-        trained, _ = training.fit(config, splits.train)
+        trained, _ = training.fit(config, train)
         epochs = config.epochs
     else:
         trained, _, meta = checkpoint.restore_params(run_dir, best=False)
         epochs = int(meta["epoch"])
-    x, y = train_arrays(splits.train, np.dtype(config.dtype))
+    x, y = train_arrays(train, np.dtype(config.dtype))
     act = get_activation(config.activation, **config.activation_options())
 
     def measure(params) -> dict[str, Any]:

@@ -61,8 +61,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return _train(ns, config, run_dir)
 
 
-def _load_data(config: TrainConfig, quiet: bool):
-    """The config's data splits, checked against the config before anything is written."""
+def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
+    """The config's data splits, checked against the config before anything is written (errors
+    as one line of `jaxmlp COMMAND`)."""
     from jaxmlp import training
     from jaxmlp.data import DataError, load_dataset
 
@@ -75,14 +76,14 @@ def _load_data(config: TrainConfig, quiet: bool):
                               download_progress=None if quiet else DownloadProgress())
         training.check_data(config, splits.train, splits.val, splits.test)
     except (DataError, ValueError) as exc:
-        raise UsageError(f"{PROG} train: error: {exc}") from None
+        raise UsageError(f"{PROG} {command}: error: {exc}") from None
     return splits
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
     from jaxmlp import parallel
 
-    splits = _load_data(config, ns.quiet)
+    splits = load_data(config, ns.quiet)
     if ns.resume and (done := nothing_to_resume(config, run_dir)):
         print(done)
         return 0
