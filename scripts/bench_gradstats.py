@@ -34,12 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import environment, interleaved_medians, log, time_call, write_results  # noqa: E402
+from _bench import environment, interleaved_medians, log, time_call, wait_for_idle_cpu, write_results  # noqa: E402
 
 NORM_CASES = [((784, 1024, 1024, 10), 1024), ((784, 1024, 1024, 10), 4096), ((784, 4096, 4096, 4096, 4096, 10), 1024)]
 QUICK_CASES = [((784, 64, 64, 10), 128), ((784, 64, 64, 10), 512)]
 METHODS = ("cache", "vmap_grad", "vmap_manual")
-TRAIN_SIZES, TRAIN_BATCH, TRAIN_N = (784, 512, 512, 10), 128, 16384
+TRAIN_SIZES, TRAIN_BATCH, TRAIN_N = (784, 512, 512, 10), 128, 60000
 
 
 # --- one case, in a child process ---------------------------------------------------------------------------
@@ -218,6 +218,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_case(json.loads(args.child))))
         return
+    idle = wait_for_idle_cpu(max_wait_s=0 if args.quick else 600)
     cases = []
     for sizes, batch in (QUICK_CASES if args.quick else NORM_CASES):
         for method in METHODS:
@@ -229,7 +230,7 @@ def main() -> None:
     train = training_costs(args.repeats, 2048 if args.quick else TRAIN_N)
     log(json.dumps({k: v for k, v in train.items() if k not in ("epochs",)}))
     record = {"title": "Per-example gradient norms three ways; the cost of --track-gradients and --audit-every",
-              "environment": environment(), "norms": cases, "training": train, "quick": args.quick}
+              "environment": environment(), "idle_cpu_before": idle, "norms": cases, "training": train, "quick": args.quick}
     epochs = train["epochs"]
     notes = "\n".join([
         "Peak memory: " + (cases[0].get("peak_how") or "") + "; XLA-planned: compiled.memory_analysis() "
