@@ -6,11 +6,12 @@ training examples; dropout and input noise from a key fixed by the seed) the run
 - the hand-written backprop with `jax.grad` in the run's dtype, at full matmul precision (so
   TF32 on a GPU cannot blur it): the relative error of every layer and field;
 - `jax.grad` with centered finite differences at AUDIT_CHECKS random coordinates of every
-  leaf, drawn anew at each audit, in float64 on a copy of the params and the batch. The
-  coordinates are drawn among the leaf's well-resolved entries, |∂f/∂θ| >= WELL_RESOLVED
-  times the leaf's largest: on a trained net many entries are tiny, and there the differences'
-  round-off (~ 1e-16 |f| / AUDIT_STEP) would swamp them. A wrong derivative rule is off by
-  a fraction of the gradient itself, far above either tolerance.
+  leaf, drawn anew at each audit, in float64 on a copy of the params and the batch. Of
+  CANDIDATES random entries of the leaf, the well-resolved ones (|∂f/∂θ| >= WELL_RESOLVED
+  times the leaf's largest) come first, in random order, then the largest: on a trained net
+  many entries are tiny, and there the differences' round-off (~ 1e-16 |f| / AUDIT_STEP)
+  would swamp them. A wrong derivative rule is off by a fraction of the gradient itself, far
+  above either tolerance.
 
 Errors are gradcheck.relative_error, the finite differences gradcheck.numeric_grad_at. The
 record's "audit" column holds both errors per "layer.field", the worst of each, and `ok`. A
@@ -37,10 +38,11 @@ from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.run import Run
 
 Array = jax.Array
-AUDIT_BATCH = 16  # examples in the audit batch
+AUDIT_BATCH = 8  # examples in the audit batch
 AUDIT_CHECKS = 3  # finite-difference coordinates per leaf and audit
 AUDIT_STEP = 1e-5  # the float64 finite-difference step
 WELL_RESOLVED = 0.1  # coordinates are drawn among entries with |gradient| >= this times the leaf's largest
+CANDIDATES = 256  # random entries per leaf the coordinates are picked from
 # (manual vs jax.grad in the run's dtype, jax.grad vs finite differences in float64)
 TOLERANCES = {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-5)}
 
@@ -83,10 +85,7 @@ class GradientAudit:
         at, numeric = [], []
         leaves = jax.tree.leaves(jax.grad(f)(params))
         for i, (leaf, k) in enumerate(zip(leaves, jax.random.split(key, len(leaves)))):
-            magnitude = jnp.abs(leaf.ravel())  # (n,)
-            resolved = (magnitude >= WELL_RESOLVED * jnp.max(magnitude)).astype(magnitude.dtype)
-            idx = jax.random.choice(k, magnitude.shape[0], (min(AUDIT_CHECKS, magnitude.shape[0]),), replace=False,
-                                    p=resolved / jnp.sum(resolved))
+            idx = _pick_coordinates(k, jnp.abs(leaf.ravel()))
             at.append(leaf.ravel()[idx])
             numeric.append(numeric_grad_at(f, params, i, idx, AUDIT_STEP))
         return at, numeric
@@ -104,6 +103,18 @@ class GradientAudit:
             at, numeric = jax.device_get(self._numeric(copy, np.asarray(self.x, np.float64), y64, key))
         vs_numeric = dict(zip(names, map(relative_error, at, numeric)))
         return audit_record(vs_autodiff, vs_numeric, self.tolerance)
+
+
+def _pick_coordinates(key: Array, magnitude: Array) -> Array:
+    """(AUDIT_CHECKS,) flat indices of a leaf with gradient magnitudes (n,): of CANDIDATES random
+    entries, the well-resolved ones first in random order, then the largest."""
+    pick_key, order_key = jax.random.split(key)
+    n = magnitude.shape[0]
+    candidates = jax.random.randint(pick_key, (min(CANDIDATES, n),), 0, n)
+    largest = jnp.max(magnitude)
+    size = magnitude[candidates] / jnp.where(largest > 0, largest, 1)  # in [0, 1]
+    order = jnp.where(size >= WELL_RESOLVED, 1 + jax.random.uniform(order_key, size.shape, size.dtype), size)
+    return candidates[jax.lax.top_k(order, min(AUDIT_CHECKS, n))[1]]
 
 
 def _manual_and_autodiff(params, x, y, loss, config: TrainConfig, act, options):
