@@ -3,6 +3,7 @@ directory's layout and its claiming: rundir.py).
 
     run_dir/
       config.json          the TrainConfig (to_dict), written before training starts
+      preprocessing.json   the feature statistics the data was standardized with (run_preprocessing.py)
       metrics.jsonl        one JSON object per epoch, appended and flushed
       checkpoints/<epoch>/ orbax: state (params, optimizer state, step, RNG key), best params, meta
       summary.json         final metrics; loss_curve.png, decision_boundary.png (plots.py)
@@ -33,8 +34,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxmlp.config import TrainConfig
-from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUN_FILES, SUMMARY_FILE,  # noqa: F401
-                           RunDirError)
+from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE, RUN_FILES,  # noqa: F401
+                           SUMMARY_FILE, RunDirError)
 from jaxmlp.mlp import Layer, Params
 
 class CheckpointWriteError(OSError):

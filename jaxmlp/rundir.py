@@ -28,9 +28,10 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+PREPROCESSING_FILE = "preprocessing.json"
 # Everything a run writes into its directory: --overwrite removes these, and nothing else.
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
-             "params.npz")
+             "params.npz", PREPROCESSING_FILE)
 LOCK_FILE = ".lock"  # held (flock) by the run writing here
 
 

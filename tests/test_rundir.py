@@ -47,14 +47,18 @@ def test_a_run_dir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
     rundir.claim_run_dir(tmp_path / "run", config).release()  # free once the holder is gone
 
 
+def _claim_and_die(path):
+    rundir.RunDirClaim(path)
+    os._exit(0)  # no release, no cleanup: as kill -9 would end it
+
+
 def test_a_killed_holder_frees_the_dir(tmp_path):
     path = tmp_path / "run"
     path.mkdir()
-    pid = os.fork()
-    if pid == 0:  # the child claims and dies without releasing (as kill -9 would)
-        rundir.RunDirClaim(path)
-        os._exit(0)
-    os.waitpid(pid, 0)
+    child = multiprocessing.get_context("spawn").Process(target=_claim_and_die, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and (path / rundir.LOCK_FILE).read_text().strip() == str(child.pid)
     rundir.RunDirClaim(path).release()
 
 

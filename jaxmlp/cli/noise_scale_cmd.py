@@ -53,7 +53,7 @@ def _config(ns: argparse.Namespace):
 def cmd_noise_scale(ns: argparse.Namespace) -> int:
     config, run_dir = _config(ns)
     with dtype_scope(config.dtype):
-        splits = load_data(config, quiet=False, command="noise-scale")
+        splits, _ = load_data(config, quiet=False, command="noise-scale")  # standardized as the run was
         try:
             numbers = _measure(config, splits.train, run_dir)
         except ValueError as exc:  # RunDirError, a checkpoint that does not fit

@@ -12,24 +12,33 @@ import sys
 import typing
 from typing import Sequence
 
-from jaxmlp.cli import export_cmd, noise_scale_cmd, train_cmd
+from jaxmlp import __version__
+from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export,
+COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "info": info_cmd.cmd_info,
+            "predict": predict_cmd.cmd_predict, "evaluate": evaluate_cmd.cmd_evaluate,
             "noise-scale": noise_scale_cmd.cmd_noise_scale}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Multi-layer perceptrons on JAX: train, export, check gradients, run demos.",
-                    allow_abbrev=False)
+    parser = Parser(prog=PROG, allow_abbrev=False, description="Multi-layer perceptrons on JAX: train, inspect, "
+                    "predict, evaluate, export, check gradients, run demos.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     train_cmd.add_arguments(sub.add_parser(
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
         description="Train an MLP. Every TrainConfig field is a flag; flags override --config."))
     export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
+    info_cmd.add_arguments(sub.add_parser("info", help="a run's model summary: layers, params, FLOPs, optimizer, data",
+                                          allow_abbrev=False))
+    predict_cmd.add_arguments(sub.add_parser("predict", help="write a run's scores and classes for a data set "
+                                             "(.npy or .csv)", allow_abbrev=False))
+    evaluate_cmd.add_arguments(sub.add_parser("evaluate", help="a run's loss and accuracy (or mse) on a data set",
+                                              allow_abbrev=False))
     noise_scale_cmd.add_arguments(sub.add_parser(
         "noise-scale", help="the gradient noise scale at init and after training, and a batch range", allow_abbrev=False,
         description="B_simple = tr(Sigma) / |G|^2 over the training set, of RUN_DIR or of a run the flags describe."))

@@ -1,14 +1,17 @@
 """`jaxmlp train`: its flags, then data, fit, the run directory's files and the closing summary.
 
-The run directory gets config.json, metrics.jsonl, checkpoints/, summary.json and (unless
---no-plots) loss_curve.png, for 2-D classification decision_boundary.png, and with
---track-gradients gradient_stats.png. Only process 0 of a multi-host run writes files and
-prints. A diverged run, or a failed gradient audit with --audit-strict, exits with code 1.
+It prints the model summary (summary.py) first, unless --quiet. The run directory gets
+config.json, preprocessing.json (run_preprocessing.py), metrics.jsonl, checkpoints/,
+summary.json and (unless --no-plots) loss_curve.png and, for 2-D classification,
+decision_boundary.png, and with --track-gradients gradient_stats.png. Only process 0 of a
+multi-host run writes files and prints. A diverged run, or a failed gradient audit with
+--audit-strict, exits with code 1.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
@@ -62,28 +65,30 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
-    """The config's data splits, checked against the config before anything is written (errors
-    as one line of `jaxmlp COMMAND`)."""
+    """(the config's data splits, checked against the config before anything is written, the
+    FeatureStats they were standardized with or None); errors as one line of `jaxmlp COMMAND`."""
     from jaxmlp import training
     from jaxmlp.data import DataError, load_dataset
+    from jaxmlp.run_preprocessing import fit_preprocessing
 
     try:
         splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                               seed=config.data_seed, val_fraction=config.val_fraction,
-                              standardize=config.standardize, n_samples=config.n_samples,
-                              label_column=config.label_column, task=config.task,
+                              n_samples=config.n_samples, label_column=config.label_column, task=config.task,
                               download_timeout=config.download_timeout,
                               download_progress=None if quiet else DownloadProgress())
+        splits, stats = fit_preprocessing(splits, config.standardize)
         training.check_data(config, splits.train, splits.val, splits.test)
-    except (DataError, ValueError) as exc:
-        raise UsageError(f"{PROG} {command}: error: {exc}") from None
-    return splits
+    except (DataError, ValueError) as exc:  # the data layer names its keywords as Python spells them
+        message = re.sub(r"task='(\w+)'", r"--task \1", str(exc))
+        raise UsageError(f"{PROG} {command}: error: {message}") from None
+    return splits, stats
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
-    from jaxmlp import parallel
+    from jaxmlp import parallel, summary
 
-    splits = load_data(config, ns.quiet)
+    splits, stats = load_data(config, ns.quiet)
     if ns.resume and (done := nothing_to_resume(config, run_dir)):
         print(done)
         return 0
@@ -91,8 +96,10 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
     if parallel.is_primary():  # only process 0 writes files and prints
         claim = _claim(ns, config, run_dir)
         run_dir, config = claim.path, dataclasses.replace(config, out_dir=str(claim.path))
+        if not ns.quiet:
+            print(summary.training_summary(config, splits), flush=True)
     try:
-        return _fit_and_finish(ns, config, run_dir, splits, primary=claim is not None)
+        return _fit_and_finish(ns, config, run_dir, splits, stats, primary=claim is not None)
     finally:
         if claim is not None:
             claim.release()
@@ -112,15 +119,17 @@ def _claim(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None):
         raise UsageError(f"{PROG} train: error: {os_error(exc, run_dir)}") from None
 
 
-def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, splits, *, primary: bool) -> int:
+def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, splits, stats, *,
+                    primary: bool) -> int:
     """Train, then write summary.json and the plots; every way it can end, in one line."""
-    from jaxmlp import checkpoint, training
+    from jaxmlp import checkpoint, run_preprocessing, training
 
     console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
     ckpt = None
     try:
         if primary:
             checkpoint.write_config(run_dir, config)
+            run_preprocessing.write_preprocessing(run_dir, stats)
         ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
         callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
         params, history = training.fit(config, splits.train, splits.val, splits.test, callbacks=callbacks,
@@ -140,8 +149,8 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
     """summary.json, the plots, and (unless quiet) the closing lines."""
     from jaxmlp import checkpoint
 
-    written = [checkpoint.CONFIG_FILE, checkpoint.METRICS_FILE, checkpoint.CHECKPOINT_DIR + "/",
-               checkpoint.SUMMARY_FILE]
+    written = [checkpoint.CONFIG_FILE, checkpoint.PREPROCESSING_FILE, checkpoint.METRICS_FILE,
+               checkpoint.CHECKPOINT_DIR + "/", checkpoint.SUMMARY_FILE]
     summary = {"run_dir": str(run_dir), "epochs": len(history.epoch), "best_epoch": history.best_epoch,
                "stopped_early": history.stopped_early, "compile_seconds": history.compile_seconds,
                "train_seconds": sum(history.seconds), "final": history.final}
@@ -159,12 +168,14 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
 def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[str]:
     from jaxmlp import plots, training
 
-    plots.plot_loss_curve(history, run_dir / "loss_curve.png")
+    best = config.restore_best and history.best_epoch is not None  # the final evaluation used the best params
+    plots.plot_loss_curve(history, run_dir / "loss_curve.png", test_epoch=history.best_epoch if best else None)
     written = ["loss_curve.png"]
     if data.num_features == 2 and data.num_classes is not None:
         opts = config.activation_options()
+        labels = tuple(f"feature {i}" + (" (standardized)" if config.standardize else "") for i in range(2))
         plots.plot_decision_boundary(lambda g: training.predict(params, g, activation=config.activation, **opts),
-                                     data.x, data.y, run_dir / "decision_boundary.png")
+                                     data.x, data.y, run_dir / "decision_boundary.png", axis_labels=labels)
         written.append("decision_boundary.png")
     if config.track_gradients:
         plots.plot_gradient_stats(history, run_dir / "gradient_stats.png")
