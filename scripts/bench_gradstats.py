@@ -224,13 +224,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small shapes and data: a smoke test")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per norms case")
+    parser.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for idle CPUs first")
     parser.add_argument("--name", default="gradstats", help="results/<name>.{json,md} (an absolute path: elsewhere)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_case(json.loads(args.child))))
         return
-    idle = wait_for_idle_cpu(max_wait_s=0 if args.quick else 600)
+    idle = wait_for_idle_cpu(max_wait_s=0 if args.quick else args.max_wait)
     cases = []
     for sizes, batch in (QUICK_CASES if args.quick else NORM_CASES):
         for method in METHODS:
