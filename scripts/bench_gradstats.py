@@ -136,30 +136,63 @@ def child(spec: dict, timeout: float) -> dict:
 
 
 # --- the training-step and audit costs -------------------------------------------------------------------------
-def training_costs(repeats: int, n_train: int) -> dict:
-    """Median epoch: plain (autodiff, manual) vs track_gradients; one audit vs that epoch."""
-    import jax
+def _ratios(timed: dict) -> dict:
+    """track_gradients over the two plain variants, by median."""
+    tracked = timed["track_gradients"]["median_s"]
+    return {"tracked_over_plain_autodiff": tracked / timed["plain (jax.grad)"]["median_s"],
+            "tracked_over_plain_manual": tracked / timed["plain (manual)"]["median_s"]}
+
+
+def _variants(n_train: int):
+    """(the random training set, {name: TrainConfig}) of the training costs."""
     import numpy as np
 
     from jaxmlp.config import TrainConfig
     from jaxmlp.data.dataset import Dataset
-    from jaxmlp.training import build_run, run_spec
-    from jaxmlp.training.audit import GradientAudit
-    from jaxmlp.training.feed import train_arrays
-    from jaxmlp.training.state import epoch_key, run_keys
 
     rng = np.random.default_rng(0)
     train = Dataset(rng.random((n_train, TRAIN_SIZES[0]), dtype=np.float32),
                     rng.integers(0, 10, n_train).astype(np.int32), name="synthetic", num_classes=10)
     base = dict(hidden=TRAIN_SIZES[1:-1], batch_size=TRAIN_BATCH, learning_rate=1e-3, epochs=100)
-    variants = {"plain (jax.grad)": TrainConfig(**base), "plain (manual)": TrainConfig(grad_method="manual", **base),
-                "track_gradients": TrainConfig(track_gradients=True, **base)}
-    runs, states, compile_s = {}, {}, {}
+    return train, {"plain (jax.grad)": TrainConfig(**base), "plain (manual)": TrainConfig(grad_method="manual", **base),
+                   "track_gradients": TrainConfig(track_gradients=True, **base)}
+
+
+def _step_calls(runs: dict, states: dict, x, y, key) -> dict:
+    """{name: a call of the trainer's step on one minibatch, jitted alone}: short calls that
+    interleave finely, so another process's load hits every variant alike."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmlp.training.gradtrack import start_track
+    from jaxmlp.training.step import make_step_fn, start_carry
+
+    xb, yb = x[None, :TRAIN_BATCH], y[None, :TRAIN_BATCH]  # (1, B, D), (1, B)
+    calls = {}
+    for name, run in runs.items():
+        step = jax.jit(make_step_fn(run.config, run.optimizer, loss=run.loss))
+        track = start_track(run.config, 1) if run.config.track_gradients else None
+        carry = start_carry(states[name], track)
+        calls[name] = (lambda s=step, c=carry: s(c, (jnp.int32(0), (xb, yb), key)))
+        for _ in range(3):  # compile and warm up
+            time_call(calls[name])
+    return calls
+
+
+def training_costs(repeats: int, n_train: int) -> dict:
+    """Median epoch and step: plain (autodiff, manual) vs track_gradients; one audit vs that epoch."""
+    import jax
+    import numpy as np
+
+    from jaxmlp.training import build_run, run_spec
+    from jaxmlp.training.audit import GradientAudit
+    from jaxmlp.training.feed import train_arrays
+    from jaxmlp.training.state import epoch_key, run_keys
+
+    train, variants = _variants(n_train)
+    runs = {name: build_run(config, run_spec(config, train)) for name, config in variants.items()}
+    states = {name: run.init(run_keys(0)[0]) for name, run in runs.items()}
     x, y = (jax.device_put(a) for a in train_arrays(train, np.float32))
-    for name, config in variants.items():
-        runs[name] = build_run(config, run_spec(config, train))
-        compile_s[name] = runs[name].compile_seconds
-        states[name] = runs[name].init(run_keys(0)[0])
     key = epoch_key(run_keys(0)[1], 0)
 
     def epoch(name):
@@ -170,17 +203,17 @@ def training_costs(repeats: int, n_train: int) -> dict:
 
     for name in variants:  # warm-up
         time_call(epoch(name))
-    timed = interleaved_medians({name: epoch(name) for name in variants}, repeats)
+    epochs = interleaved_medians({name: epoch(name) for name in variants}, repeats)
+    steps = interleaved_medians(_step_calls(runs, states, x, y, key), 20 * repeats)
     audit = GradientAudit(runs["plain (jax.grad)"], train)
     params = states["plain (jax.grad)"].params
     audit_first = time_call(lambda: audit.check(params, 0))
     audit_raw = [time_call(lambda: audit.check(params, 1)) for _ in range(repeats)]
-    plain = timed["plain (jax.grad)"]["median_s"]
-    return {"sizes": TRAIN_SIZES, "batch": TRAIN_BATCH, "n_train": n_train, "compile_s": compile_s, "epochs": timed,
-            "ratio_tracked_over_plain_autodiff": timed["track_gradients"]["median_s"] / plain,
-            "ratio_tracked_over_plain_manual": timed["track_gradients"]["median_s"] / timed["plain (manual)"]["median_s"],
+    return {"sizes": TRAIN_SIZES, "batch": TRAIN_BATCH, "n_train": n_train,
+            "compile_s": {name: run.compile_seconds for name, run in runs.items()},
+            "epochs": epochs, "epoch_ratios": _ratios(epochs), "steps": steps, "step_ratios": _ratios(steps),
             "audit_first_call_s": audit_first, "audit_median_s": statistics.median(audit_raw), "audit_raw_s": audit_raw,
-            "audit_fraction_of_epoch": statistics.median(audit_raw) / plain}
+            "audit_fraction_of_epoch": statistics.median(audit_raw) / epochs["plain (jax.grad)"]["median_s"]}
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -251,9 +284,13 @@ def main() -> None:
         f"{args.repeats} calls after one warm-up call, each case in its own process.", "", *goals(cases), "",
         f"Training ({'-'.join(map(str, TRAIN_SIZES))} relu, batch {TRAIN_BATCH}, {train['n_train']} random "
         "examples of MNIST's shape, Adam; median epoch over interleaved repeats):", "",
-        *[f"- {name}: {v['median_s']:.3f} s" for name, v in epochs.items()],
-        f"- track_gradients / plain (jax.grad): {train['ratio_tracked_over_plain_autodiff']:.3f} (goal <= 1.15); "
-        f"/ plain (manual): {train['ratio_tracked_over_plain_manual']:.3f}",
+        *[f"- {name}: epoch {v['median_s']:.3f} s (raw {', '.join(f'{t:.2f}' for t in v['raw_s'])}), one step "
+          f"{train['steps'][name]['median_s'] * 1e3:.2f} ms (median of {len(train['steps'][name]['raw_s'])})"
+          for name, v in epochs.items()],
+        f"- one step, track_gradients / plain (jax.grad): {train['step_ratios']['tracked_over_plain_autodiff']:.3f} "
+        f"(goal <= 1.15); / plain (manual): {train['step_ratios']['tracked_over_plain_manual']:.3f}",
+        f"- one epoch, track_gradients / plain (jax.grad): {train['epoch_ratios']['tracked_over_plain_autodiff']:.3f}; "
+        f"/ plain (manual): {train['epoch_ratios']['tracked_over_plain_manual']:.3f}",
         f"- one gradient audit: {train['audit_median_s'] * 1e3:.1f} ms after its first call "
         f"({train['audit_first_call_s']:.2f} s, compiling), {100 * train['audit_fraction_of_epoch']:.2f}% of a plain "
         "epoch: the cost of --audit-every 1, the most frequent cadence (goal <= 2%)"])
