@@ -1,5 +1,5 @@
-"""The `jaxmlp` command line: `train`, `info`, `predict`, `evaluate`, `export`, and `gradcheck` /
-`demo` (forwarded).
+"""The `jaxmlp` command line: `train`, `info`, `predict`, `evaluate`, `export`, `noise-scale`, and
+`gradcheck` / `demo` (forwarded).
 
     jaxmlp train                                   # relu net on the spiral, ~95%+ in seconds
     jaxmlp train --dataset mnist --hidden 512,512 --optimizer adamw --epochs 20
@@ -11,6 +11,7 @@
     jaxmlp info runs/spiral-20250101-120000        # layers, params, FLOPs, optimizer, data
     jaxmlp predict runs/spiral-20250101-120000 --out scores.csv    # the run's test split, or --dataset SPEC
     jaxmlp evaluate runs/spiral-20250101-120000 --dataset npz:new.npz
+    jaxmlp noise-scale runs/spiral-20250101-120000   # the gradient noise scale; a batch range
     jaxmlp gradcheck ...                           # handled by jaxmlp.gradcheck.main
     jaxmlp demo ...                                # handled by jaxmlp.demos.main
 
@@ -28,6 +29,7 @@ here imports JAX until a command runs, so `jaxmlp --help` is quick. Modules, one
     info_cmd     `jaxmlp info`: a run's model summary, from its config and checkpoint metadata
     predict_cmd  `jaxmlp predict`: a run's scores and classes to .npy or .csv
     evaluate_cmd `jaxmlp evaluate`: a run's loss and accuracy (or mse) on a data set
+    noise_scale_cmd  `jaxmlp noise-scale`: B_simple at init and after training, a batch range
     program      build_parser and main: dispatch to COMMANDS and FORWARDED, exit statuses
 
 To add a subcommand, add an entry to `program.FORWARDED` (a module with `main(argv) -> int`,

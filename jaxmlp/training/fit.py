@@ -21,8 +21,10 @@ from jaxmlp import compile_cache, parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
+from jaxmlp.training.audit import GradientAudit, audit_columns, check_audit
 from jaxmlp.training.evaluate import EvalSet, Evaluator
 from jaxmlp.training.feed import Feeder, train_arrays
+from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
 from jaxmlp.training.run import Run, build_run
@@ -54,11 +56,13 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         `checkpoint_every` epochs and after the last, and `resume=True` continues from its
         latest checkpoint (bit-identical to an uninterrupted run on the same machine).
     callbacks: `Callback`s for progress display and logging; fit itself never prints.
-    The config's auto settings are decided for this data (TrainConfig.settled). The first fit of a process turns on the persistent compilation cache (compile_cache.py)
-    unless the process already chose one, e.g. through JAX's own settings.
+    The config's auto settings are decided for this data (TrainConfig.settled). The first fit
+    of a process turns on the persistent compilation cache (compile_cache.py) unless the
+    process already chose one, e.g. through JAX's own settings.
 
     Raises ValueError for a batch size larger than the training set or settings that do not fit
-    the data, and TrainingDiverged (nothing is saved for the diverged epoch).
+    the data, TrainingDiverged (nothing is saved for the diverged epoch), and with audit_strict
+    GradientAuditFailed (nothing is saved for the epoch whose audit failed; its record is logged).
     """
     compile_cache.ensure_configured()
     config = config.settled(len(train), None if val is None else len(val))  # the auto settings, for this data
@@ -75,16 +79,19 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     train_eval = evaluator.eval_set(train, feeder.resident) if wants_train_eval else None
     val_eval = None if val is None else evaluator.eval_set(val)
     progress.history.eval_compile_seconds = evaluator.compile_seconds
+    audit = GradientAudit(run, train) if config.audit_every else None
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(run, progress))
     feeder.start(progress.start_epoch)
     for epoch in range(progress.start_epoch, config.epochs):
         record = run_epoch(run, feeder, progress, epoch)
         record.update(evaluate_epoch(evaluator, progress.state.params, train_eval, val_eval, epoch))
+        record.update(audit_columns(audit, config, progress.state.params, epoch))
         stop = early_stop(config, progress, record)
         progress.history.append(record)
         for cb in callbacks:
             cb.on_epoch_end(record)
+        check_audit(config, record)
         last = epoch + 1 == config.epochs
         if stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
             save(run, progress, checkpointer, epoch + 1)
@@ -164,7 +171,7 @@ def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[
     samples = run.spec.steps_per_epoch * run.config.batch_size
     return {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr), "seconds": seconds,
             "samples_per_sec": samples / seconds, "train_accuracy": None, "train_mse": None, "val_loss": None,
-            "val_accuracy": None, "val_mse": None}
+            "val_accuracy": None, "val_mse": None, "gradients": gradient_record(stats.gradients)}
 
 
 def zero_score_loss(loss: str, y, d_out: int, rows: int = 1024) -> float:
