@@ -92,12 +92,14 @@ class Checkpointer:
         epoch = self._epoch(epoch)
         return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
-    def restore(self, abstract_state, epoch: int | None = None, *, abstract_best=None) -> Restored:
+    def restore(self, abstract_state, epoch: int | None = None, *, abstract_best=None,
+                abstract_key=None) -> Restored:
         """Checkpoint `epoch` (default: the latest) restored into the structure of `abstract_state`
-        (e.g. `jax.eval_shape` of a fresh train state); `abstract_best` is the params structure."""
+        (e.g. `jax.eval_shape` of a fresh train state); `abstract_best` is the params structure,
+        `abstract_key` the key data's (default: one key's; a sweep saves one per model)."""
         epoch = self._epoch(epoch)
         meta = self.read_meta(epoch)
-        key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+        key_shape = abstract_key or jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
         target = {"train_state": _abstract(abstract_state), "key": key_shape}
         items = {"state": ocp.args.StandardRestore(target)}
         if meta.get("has_best") and abstract_best is not None:
@@ -215,19 +217,20 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
         raise RunDirError(f"{path}: cannot read config ({exc})") from None
 
 
-def check_run_dir(run_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+def check_run_dir(run_dir: str | os.PathLike, *, overwrite: bool = False, files: tuple[str, ...] = RUN_FILES) -> None:
     """Refuse to start a new run where one already is (or where our file names are taken).
 
-    With overwrite=True, remove the previous run's files (RUN_FILES only, never anything else).
+    With overwrite=True, remove the previous run's files (`files` only, never anything else).
+    `files`: what a run writes (RUN_FILES; a sweep's own), the first of them marking a run.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
-    taken = [name for name in RUN_FILES if (run_dir / name).exists()]
+    taken = [name for name in files if (run_dir / name).exists()]
     if not taken:
         return
     if not overwrite:
-        what = "already holds a run" if CONFIG_FILE in taken else f"already has {', '.join(taken)}"
+        what = "already holds a run" if files[0] in taken else f"already has {', '.join(taken)}"
         raise RunDirError(f"run dir {run_dir} {what}; pass --resume {run_dir} to continue it "
                           "or --overwrite to start over")
     for name in taken:
