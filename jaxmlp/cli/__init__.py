@@ -1,4 +1,4 @@
-"""The `jaxmlp` command line: `train`, `export`, and `gradcheck` / `demo` (forwarded).
+"""The `jaxmlp` command line: `train`, `export`, `sweep`, and `gradcheck` / `demo` (forwarded).
 
     jaxmlp train                                   # relu net on the spiral, ~95%+ in seconds
     jaxmlp train --dataset mnist --hidden 512,512 --optimizer adamw --epochs 20
@@ -7,6 +7,7 @@
     jaxmlp train --devices all --batch-size 1024 --precision bf16          # data parallel, every device
     jaxmlp train --devices all --out-dir runs/x --coordinator host0:1234 --num-processes 2 --process-id 0
     jaxmlp export runs/spiral-20250101-120000 --npz model.npz
+    jaxmlp sweep --grid learning_rate=1e-3,1e-2 --grid seed=0:4 --epochs 20   # 8 models, one program
     jaxmlp gradcheck ...                           # handled by jaxmlp.gradcheck.main
     jaxmlp demo ...                                # handled by jaxmlp.demos.main
 
@@ -20,6 +21,9 @@ here imports JAX until a command runs, so `jaxmlp --help` is quick. Modules, one
     progress    ConsoleProgress (epoch lines, tqdm bar) and RunLog (metrics.jsonl) callbacks
     train_cmd   `jaxmlp train`: its flags, data, fit, summary.json, plots
     export_cmd  `jaxmlp export`: a run's params to a plain .npz
+    grid_flags  --grid FIELD=VALUES and --grid-file: a sweep's grid
+    sweep_progress  SweepConsole: the sweep's one progress bar and its lines
+    sweep_cmd   `jaxmlp sweep`: its flags, the sweep, its run directory's files, the ranked table
     program     build_parser and main: dispatch to COMMANDS and FORWARDED, exit statuses
 
 To add a subcommand, add an entry to `program.FORWARDED` (a module with `main(argv) -> int`,

@@ -10,13 +10,13 @@ import importlib
 import sys
 from typing import Sequence
 
-from jaxmlp.cli import export_cmd, train_cmd
+from jaxmlp.cli import export_cmd, sweep_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export}
+COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "sweep": sweep_cmd.cmd_sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
         description="Train an MLP. Every TrainConfig field is a flag; flags override --config."))
     export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
+    sweep_cmd.add_arguments(sub.add_parser(
+        "sweep", help="train a grid of models (seeds, learning rates, ...) as vmapped programs", allow_abbrev=False,
+        description="Train every model of a grid over a shared config, as few compiled programs."))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser

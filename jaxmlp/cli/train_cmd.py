@@ -56,7 +56,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return _train(ns, config, run_dir)
 
 
-def _load_data(config: TrainConfig):
+def _load_data(config: TrainConfig, command: str = "train"):
     """The config's data splits, checked against the config before anything is written."""
     from jaxmlp import training
     from jaxmlp.data import DataError, load_dataset
@@ -68,7 +68,7 @@ def _load_data(config: TrainConfig):
                               label_column=config.label_column)
         training.check_data(config, splits.train, splits.val, splits.test)
     except (DataError, ValueError) as exc:
-        raise UsageError(f"{PROG} train: error: {exc}") from None
+        raise UsageError(f"{PROG} {command}: error: {exc}") from None
     return splits
 
 

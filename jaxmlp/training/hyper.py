@@ -5,7 +5,7 @@ that changes no array shape and no program structure.
     hyper = hyper_of(config)._replace(learning_rate=lr)   # lr () traced: one model of a sweep
 
 A solo run passes Python numbers, which the compiled program folds as constants. A sweep
-(jaxmlp/sweep) passes the fields that differ between its models as traced per-model scalars,
+(jaxmlp/sweeps) passes the fields that differ between its models as traced per-model scalars,
 so one compiled epoch trains them all. Which parts of the program exist (a dropout mask, a
 warm-up, the weight-decay term) is read from the config, never from these numbers; a traced
 value of 0 in a part that exists changes nothing (mask 1, penalty 0, warm-up of 0 steps).

@@ -12,7 +12,7 @@ import math
 from typing import Any, NamedTuple
 
 from jaxmlp.config import TrainConfig
-from jaxmlp.sweep.grid import format_overrides
+from jaxmlp.sweeps.grid import format_overrides
 from jaxmlp.training.history import History
 
 

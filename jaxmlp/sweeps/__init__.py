@@ -1,6 +1,6 @@
-"""Many models in one program: `sweep` trains a grid of TrainConfig variants (seeds, learning
-rates, weight decay, dropout, warm-up, ..., shapes too) as vmapped programs, on one device or
-sharded over many, each model exactly its solo `fit`.
+"""Many models in one program: `sweep` (`jaxmlp.sweep`) trains a grid of TrainConfig variants
+(seeds, learning rates, weight decay, dropout, warm-up, ..., shapes too) as vmapped programs, on
+one device or sharded over many, each model exactly its solo `fit`.
 
     result = jaxmlp.sweep(TrainConfig(hidden=(512, 512), epochs=10, val_fraction=0.1),
                           {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3], "seed": range(4)},
@@ -19,8 +19,8 @@ Modules, one concept each, imports pointing down this list:
     rundir    the sweep's run directory: sweep.json, results.jsonl, summary.md, best/
     plots     sweep.png: every model's curve, and a heatmap for a 2-D grid
 """
-from jaxmlp.sweep.grid import expand_grid, field_kind, model_configs
-from jaxmlp.sweep.loop import sweep
-from jaxmlp.sweep.result import ModelResult, Snapshot, SweepResult
+from jaxmlp.sweeps.grid import expand_grid, field_kind, model_configs
+from jaxmlp.sweeps.loop import sweep
+from jaxmlp.sweeps.result import ModelResult, Snapshot, SweepResult
 
 __all__ = ["sweep", "SweepResult", "ModelResult", "Snapshot", "expand_grid", "field_kind", "model_configs"]

@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp.sweep.plan import Chunk, SweepPlan
-from jaxmlp.sweep.program import KEY_SHAPE, chunk_abstract_state
-from jaxmlp.sweep.result import ModelResult, Snapshot
+from jaxmlp.sweeps.plan import Chunk, SweepPlan
+from jaxmlp.sweeps.program import KEY_SHAPE, chunk_abstract_state
+from jaxmlp.sweeps.result import ModelResult, Snapshot
 from jaxmlp.training.run import build_run
 
 

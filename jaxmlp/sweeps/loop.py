@@ -24,10 +24,10 @@ import jax
 import numpy as np
 
 from jaxmlp.config import TrainConfig
-from jaxmlp.sweep import store
-from jaxmlp.sweep.plan import Chunk, SweepPlan, make_plan
-from jaxmlp.sweep.program import ChunkPrograms, chunk_programs, traced_dtype
-from jaxmlp.sweep.result import ModelResult, SweepResult
+from jaxmlp.sweeps import store
+from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
+from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
+from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, make_eval_set
 from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.fit import Progress, early_stop
