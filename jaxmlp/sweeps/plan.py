@@ -116,7 +116,7 @@ def plan_chunks(groups: Sequence[Group], per_program: Sequence[int], *, devices:
     (a multiple of `devices`), so that a group compiles once."""
     chunks: list[Chunk] = []
     for group, most in zip(groups, per_program):
-        n = len(group.members)
+        most, n = max(devices, most // devices * devices), len(group.members)
         count = -(-n // most)
         size = -(-(-(-n // count)) // devices) * devices
         for start in range(0, n, size):

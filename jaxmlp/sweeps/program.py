@@ -69,9 +69,11 @@ def over_models(fn: Callable, width: int | None) -> Callable:
     `width` models at a time vmapped, the rest one after another (None: all vmapped)."""
     def mapped(*args):
         n = jax.tree.leaves(args)[0].shape[0]
+        if width == 1:  # a scan of the one-model program, even over one model
+            return jax.lax.map(lambda a: fn(*a), args)
         if width is None or width >= n:
             return jax.vmap(fn)(*args)
-        return jax.lax.map(lambda a: fn(*a), args, batch_size=width if width > 1 else None)
+        return jax.lax.map(lambda a: fn(*a), args, batch_size=width)
 
     return mapped
 
@@ -82,7 +84,9 @@ def on_mesh(fn: Callable, mesh: Mesh | None, split: tuple[bool, ...], **jit_kwar
     if mesh is None:
         return jax.jit(fn, **jit_kwargs)
     specs = tuple(PartitionSpec(MODELS) if s else PartitionSpec() for s in split)
-    sharded = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(MODELS))
+    # check_vma off: the solo epoch starts its scan carry from constants, which shard_map's
+    # varying-axis types would ask to mark per device; every output is split over the models anyway.
+    sharded = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(MODELS), check_vma=False)
     return jax.jit(sharded, in_shardings=tuple(NamedSharding(mesh, spec) for spec in specs),
                    out_shardings=NamedSharding(mesh, PartitionSpec(MODELS)), **jit_kwargs)
 
