@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
     sweep_cmd.add_arguments(sub.add_parser(
         "sweep", help="train a grid of models (seeds, learning rates, ...) as vmapped programs", allow_abbrev=False,
-        description="Train every model of a grid over a shared config, as few compiled programs."))
+        description="Train every model of a grid over a shared config, as few compiled programs. "
+                    "--devices N shards the models (never a batch) over N devices."))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser

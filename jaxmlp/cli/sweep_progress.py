@@ -5,13 +5,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from jaxmlp.cli.progress import ConsoleProgress
 
-class SweepConsole:
-    """The sweep's one progress bar and its lines (nothing when quiet)."""
+
+class SweepConsole(ConsoleProgress):
+    """The sweep's one progress bar and its lines (nothing when quiet): ConsoleProgress's bar and
+    line writer, driven by a sweep's hooks."""
 
     def __init__(self, *, quiet: bool = False, stream=None):
-        self.quiet, self.stream = quiet, stream or sys.stdout
-        self.bar = None
+        super().__init__(quiet=quiet, stream=stream)
         self.chunks = 0
 
     def on_sweep_begin(self, info: dict[str, Any]) -> None:
@@ -51,14 +53,3 @@ class SweepConsole:
 
     def on_sweep_end(self, result) -> None:
         self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def _line(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
