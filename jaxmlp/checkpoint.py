@@ -1,7 +1,9 @@
-"""The run directory on disk: orbax checkpoints, config.json, metrics.jsonl, npz export.
+"""A run's files on disk: orbax checkpoints, config.json, metrics.jsonl, npz export (the
+directory's layout and its claiming: rundir.py).
 
     run_dir/
       config.json          the TrainConfig (to_dict), written before training starts
+      preprocessing.json   the feature statistics the data was standardized with (run_preprocessing.py)
       metrics.jsonl        one JSON object per epoch, appended and flushed
       checkpoints/<epoch>/ orbax: state (params, optimizer state, step, RNG key), best params, meta
       summary.json         final metrics; loss_curve.png, decision_boundary.png (plots.py)
@@ -18,9 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
-import shutil
+import re
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,19 +34,49 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxmlp.config import TrainConfig
+from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE, RUN_FILES,  # noqa: F401
+                           SUMMARY_FILE, RunDirError)
 from jaxmlp.mlp import Layer, Params
 
-CHECKPOINT_DIR = "checkpoints"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-# Everything a run writes into its directory: --overwrite removes these, and nothing else.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
-             "params.npz")
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a read-only or vanished directory); the
+    previous complete checkpoint stays loadable."""
+
+    def __init__(self, directory: Path, epoch: int, cause: BaseException):
+        code = re.search(r"os_error_code='?(\d+)", str(cause))
+        errno_ = int(code.group(1)) if code else getattr(cause, "errno", None)
+        reason = os.strerror(errno_) if errno_ else " ".join(str(cause).split())[:200]
+        super().__init__(errno_, f"cannot write checkpoint {epoch}: {reason}", str(directory))
 
 
-class RunDirError(ValueError):
-    """A run directory that cannot be used as asked (exists, missing, no checkpoint)."""
+@contextlib.contextmanager
+def _orbax_threads_quiet():
+    """Orbax's writer threads log a failed write's traceback through absl before the save raises
+    it; the raised error is reported once, by the caller."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C during a save is held until the save is complete (in the main thread), so an
+    interrupt never tears down orbax's event loop halfway through a write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list = []
+    previous = signal.signal(signal.SIGINT, lambda *args: pending.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending and callable(previous):
+            previous(*pending[0])
 
 
 class Restored(NamedTuple):
@@ -84,8 +119,12 @@ class Checkpointer:
                  "meta": ocp.args.JsonSave({**meta, "has_best": best is not None})}
         if best is not None:
             items["best"] = ocp.args.StandardSave(best)
-        self.manager.save(epoch, args=ocp.args.Composite(**items), force=True)
-        self.manager.wait_until_finished()
+        try:
+            with _sigint_deferred(), _orbax_threads_quiet():
+                self.manager.save(epoch, args=ocp.args.Composite(**items), force=True)
+                self.manager.wait_until_finished()
+        except Exception as exc:  # orbax / tensorstore report a failed write in their own types
+            raise CheckpointWriteError(self.directory, epoch, exc) from exc
 
     def read_meta(self, epoch: int | None = None) -> dict[str, Any]:
         """Only the JSON metadata of checkpoint `epoch` (default: the latest)."""
@@ -142,7 +181,8 @@ def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup
 def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
                    best: bool | None = None) -> tuple[Params, TrainConfig, dict[str, Any]]:
     """(params, config, meta) of a run's checkpoint. best=None picks the best-val-loss params
-    when the run used restore_best, True insists on them, False takes the last params."""
+    when the run used restore_best, True insists on them, False takes the last params; meta
+    ["kept"] says which ("the params of epoch 12", "the best val-loss params, of epoch 9 (...)")."""
     from jaxmlp.training.run import build_run  # the trainer never imports this module
     from jaxmlp.training.spec import spec_from_meta
 
@@ -164,7 +204,9 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
         if best:
             raise RunDirError(f"{run_dir}: the checkpoint holds no best params (run without restore_best/validation)")
         use_best = False
-    return (restored.best if use_best else restored.state.params), saved, meta
+    kept = (f"the best val-loss params, of epoch {meta['history']['best_epoch']} (checkpoint of epoch {meta['epoch']})"
+            if use_best else f"the params of epoch {meta['epoch']}")
+    return (restored.best if use_best else restored.state.params), saved, {**meta, "kept": kept}
 
 
 # --- plain files, written atomically ----------------------------------------------------------
@@ -215,27 +257,6 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
         raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG_FILE})") from None
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         raise RunDirError(f"{path}: cannot read config ({exc})") from None
-
-
-def check_run_dir(run_dir: str | os.PathLike, *, overwrite: bool = False, files: tuple[str, ...] = RUN_FILES) -> None:
-    """Refuse to start a new run where one already is (or where our file names are taken).
-
-    With overwrite=True, remove the previous run's files (`files` only, never anything else).
-    `files`: what a run writes (RUN_FILES; a sweep's own), the first of them marking a run.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
-    taken = [name for name in files if (run_dir / name).exists()]
-    if not taken:
-        return
-    if not overwrite:
-        what = "already holds a run" if files[0] in taken else f"already has {', '.join(taken)}"
-        raise RunDirError(f"run dir {run_dir} {what}; pass --resume {run_dir} to continue it "
-                          "or --overwrite to start over")
-    for name in taken:
-        target = run_dir / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 class MetricsLog:

@@ -20,8 +20,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from jaxmlp.names import (ACTIVATION_OPTIONS, ACTIVATIONS, DATA_FEEDS, DTYPES, GRAD_METHODS, INITS, LOSS_ALIASES,
-                          LOSS_NAMES, LR_SCALINGS, OPTIMIZERS, PRECISIONS, SCHEDULES)
+from jaxmlp.names import (ACTIVATIONS, APPLIES_ONLY_TO, DATA_FEEDS, DTYPES, GRAD_METHODS, INITS, LOSS_ALIASES,
+                          LOSS_NAMES, LR_SCALINGS, OPTIMIZERS, PRECISIONS, SCHEDULES, TASKS)
 
 # Field kinds.
 PROGRAM = "program"  # changes the compiled init / epoch programs
@@ -45,11 +45,13 @@ class TrainConfig:
     dataset: str = _field("spiral", HOST, help="data set spec: spiral, checkerboard, circles, moons, blobs, teacher, sin, mnist, fashion_mnist, kmnist, cifar10, idx:DIR, npz:FILE, csv:FILE")
     data_dir: str | None = _field(None, HOST, per_host=True, resumable=True, help="where named data sets (mnist, ...) are looked for; None = the loader's default search")
     download: bool = _field(False, HOST, per_host=True, resumable=True, help="allow downloading named data sets (checksummed)")
+    download_timeout: float = _field(30.0, HOST, per_host=True, resumable=True, help="give up a download when the server sends nothing for this many seconds (connecting or reading)")
     n_samples: int | None = _field(None, HOST, help="synthetic sets: number of examples; real sets: stratified training subset; None = all/default")
     val_fraction: float = _field(0.0, HOST, help="fraction of the training split held out for validation, in [0, 1)")
     standardize: bool = _field(False, HOST, help="standardize features with mean/std fitted on the training split")
     data_seed: int = _field(0, HOST, help="seed of the data (synthetic draws, subsampling, validation split)")
     label_column: str | None = _field(None, HOST, help="csv:FILE only: target column by header name or 0-based index; None = the last")
+    task: str = _field("auto", HOST, help="how to read the labels of npz:/csv: data: auto infers (integer labels: classification, floats: regression) and refuses class labels with a few fractional values; classification or regression forces it; other data sets have a fixed task")
     # --- model ---
     hidden: tuple[int, ...] = _field((100,), PROGRAM, help="hidden layer widths, e.g. 512,512; empty = a linear model")
     activation: str = _field("relu", PROGRAM, help="hidden activation: identity, sigmoid, tanh, relu, leaky_relu, prelu, elu, gelu, maxout")
@@ -79,6 +81,7 @@ class TrainConfig:
     decay_rate: float = _field(0.1, PROGRAM, help="step/exponential: multiply the lr by this every decay_epochs, in (0, 1]")
     decay_epochs: int = _field(30, PROGRAM, help="step/exponential: epochs per decay_rate factor")
     final_lr_fraction: float = _field(0.0, PROGRAM, help="cosine/warmup_cosine: final lr = learning_rate * this, in [0, 1]")
+    schedule_epochs: int | None = _field(None, PROGRAM, help="cosine/warmup_cosine: epochs the schedule spans, warm-up included; None = epochs. A run records it when it starts, so resuming with more --epochs continues at the final lr instead of restarting the decay")
     lr_scaling: str = _field("none", PROGRAM, help="large batches: none, linear (peak lr = learning_rate * batch_size / base_batch_size) or sqrt (learning_rate * sqrt(batch_size / base_batch_size)); pair with warmup_epochs")
     base_batch_size: int = _field(256, PROGRAM, help="the batch size learning_rate is tuned for (read by lr_scaling)")
     # --- loop ---
@@ -92,6 +95,7 @@ class TrainConfig:
     track_activations: bool = _field(False, HOST, resumable=True, help="at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)")
     eval_batch_size: int = _field(1024, HOST, resumable=True, help="batch size of evaluation and prediction (exact over all examples)")
     patience: int = _field(0, HOST, resumable=True, help="early stopping: stop after this many epochs without val-loss improvement; 0 = off")
+    divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop as diverged when an epoch's mean training loss exceeds this multiple of the loss of all-zero scores (log C for cross-entropy); 0 = stop only on non-finite values")
     min_delta: float = _field(0.0, HOST, resumable=True, help="early stopping: smallest decrease of the val loss that counts as improvement")
     restore_best: bool = _field(False, HOST, help="early stopping: return (and export) the params of the best val-loss epoch")
     checkpoint_every: int = _field(10, HOST, resumable=True, help="save a checkpoint every N epochs (and always after the last); 0 = only after the last")
@@ -109,6 +113,18 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
         _validate(self)
+
+    def schedule_length(self) -> int:
+        """Epochs a cosine / warmup_cosine schedule spans: schedule_epochs, or epochs when None."""
+        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
+
+    def with_fixed_schedule(self) -> TrainConfig:
+        """This config with a cosine schedule's length written down (schedule_epochs = epochs when
+        None): what a run records when it starts, so that extending `epochs` later continues at
+        the final learning rate instead of stretching the decay."""
+        if self.schedule_epochs is not None or self.schedule not in ("cosine", "warmup_cosine"):
+            return self
+        return dataclasses.replace(self, schedule_epochs=self.epochs)
 
     def activation_options(self) -> dict[str, Any]:
         """The keyword options for `get_activation`/`init_mlp` that this config sets."""
@@ -205,19 +221,27 @@ def _one_of(field: str, value: Any, choices) -> None:
 
 def _validate(c: TrainConfig) -> None:
     """Raise ValueError naming the first bad field and its allowed range."""
+    _validate_data(c)
+    _validate_model(c)
+    _validate_optimizer(c)
+    _validate_loop(c)
+    _check_applies(c)
+
+
+def _validate_data(c: TrainConfig) -> None:
     _check(bool(c.dataset.strip()), "dataset", "a non-empty data set spec", c.dataset)
+    _check(c.download_timeout > 0, "download_timeout", "> 0 seconds", c.download_timeout)
     _check(c.n_samples is None or c.n_samples >= 1, "n_samples", ">= 1 (or none)", c.n_samples)
     _check(0.0 <= c.val_fraction < 1.0, "val_fraction", "in [0, 1)", c.val_fraction)
     _check(c.data_seed >= 0, "data_seed", ">= 0", c.data_seed)
     _check(c.label_column is None or bool(c.label_column.strip()), "label_column", "a column name or index (or none)",
            c.label_column)
+    _one_of("task", c.task, TASKS)
+
+
+def _validate_model(c: TrainConfig) -> None:
     _check(all(h >= 1 for h in c.hidden), "hidden", "a list of positive widths (e.g. 512,512)", c.hidden)
     _one_of("activation", c.activation, ACTIVATIONS)
-    for opt in ("alpha", "k", "approximate"):
-        value = getattr(c, opt)
-        if value not in (None, False) and opt not in ACTIVATION_OPTIONS[c.activation]:
-            users = ", ".join(a for a in ACTIVATIONS if opt in ACTIVATION_OPTIONS[a])
-            raise ValueError(f"{opt} applies only to activation {users}, not {c.activation!r} (got {opt}={value!r})")
     _check(c.k is None or c.k >= 2, "k", "an integer >= 2 (or none)", c.k)
     _check(c.init is None or c.init in INITS, "init", "one of " + ", ".join(INITS) + " (or none)", c.init)
     _one_of("dtype", c.dtype, DTYPES)
@@ -225,6 +249,9 @@ def _validate(c: TrainConfig) -> None:
     _check(c.l2 >= 0, "l2", ">= 0", c.l2)
     _check(0.0 <= c.dropout < 1.0, "dropout", "in [0, 1)", c.dropout)
     _check(c.input_noise >= 0, "input_noise", ">= 0", c.input_noise)
+
+
+def _validate_optimizer(c: TrainConfig) -> None:
     _one_of("optimizer", c.optimizer, OPTIMIZERS)
     _check(c.learning_rate > 0, "learning_rate", "> 0", c.learning_rate)
     for name in ("momentum", "b1", "b2", "rms_decay"):
@@ -233,7 +260,12 @@ def _validate(c: TrainConfig) -> None:
     _check(c.weight_decay >= 0, "weight_decay", ">= 0", c.weight_decay)
     _check(c.clip_norm is None or c.clip_norm > 0, "clip_norm", "> 0 (or none)", c.clip_norm)
     _one_of("schedule", c.schedule, SCHEDULES)
-    _check(0 <= c.warmup_epochs <= c.epochs, "warmup_epochs", f"in [0, epochs={c.epochs}]", c.warmup_epochs)
+    _check(c.epochs >= 1, "epochs", ">= 1", c.epochs)
+    _check(c.schedule_epochs is None or c.schedule_epochs >= 1, "schedule_epochs", ">= 1 (or none)",
+           c.schedule_epochs)
+    length = c.schedule_length()
+    span = f"schedule_epochs={length}" if c.schedule_epochs is not None else f"epochs={length}"
+    _check(0 <= c.warmup_epochs <= length, "warmup_epochs", f"in [0, {span}]", c.warmup_epochs)
     if c.schedule == "warmup_cosine":
         _check(c.warmup_epochs >= 1, "warmup_epochs", ">= 1 for schedule warmup_cosine", c.warmup_epochs)
     _check(0.0 < c.decay_rate <= 1.0, "decay_rate", "in (0, 1]", c.decay_rate)
@@ -241,7 +273,9 @@ def _validate(c: TrainConfig) -> None:
     _check(0.0 <= c.final_lr_fraction <= 1.0, "final_lr_fraction", "in [0, 1]", c.final_lr_fraction)
     _one_of("lr_scaling", c.lr_scaling, LR_SCALINGS)
     _check(c.base_batch_size >= 1, "base_batch_size", ">= 1", c.base_batch_size)
-    _check(c.epochs >= 1, "epochs", ">= 1", c.epochs)
+
+
+def _validate_loop(c: TrainConfig) -> None:
     _check(c.batch_size >= 1, "batch_size", ">= 1", c.batch_size)
     _check(0 <= c.seed < 2**63, "seed", "in [0, 2**63)", c.seed)
     _one_of("grad_method", c.grad_method, GRAD_METHODS)
@@ -257,6 +291,18 @@ def _validate(c: TrainConfig) -> None:
     _check(c.eval_batch_size >= 1, "eval_batch_size", ">= 1", c.eval_batch_size)
     _check(c.patience >= 0, "patience", ">= 0 (0 = no early stopping)", c.patience)
     _check(c.min_delta >= 0, "min_delta", ">= 0", c.min_delta)
+    _check(c.divergence_factor >= 0, "divergence_factor", ">= 0 (0 = only non-finite values)", c.divergence_factor)
     _check(c.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0 = only after the last epoch)", c.checkpoint_every)
     _check(c.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", c.keep_checkpoints)
     _check(c.out_dir is None or bool(c.out_dir.strip()), "out_dir", "a non-empty path (or none)", c.out_dir)
+
+
+def _check_applies(c: TrainConfig) -> None:
+    """A setting that the chosen activation, optimizer, schedule or lr scaling does not read must
+    keep its default: ValueError naming the setting and the choices that read it."""
+    defaults = TrainConfig.__dataclass_fields__
+    for name, (chooser, users) in APPLIES_ONLY_TO.items():
+        value, chosen = getattr(c, name), getattr(c, chooser)
+        if value != defaults[name].default and chosen not in users:
+            raise ValueError(f"{name} applies only to {chooser} {', '.join(users)}, not {chosen!r} "
+                             f"(got {name}={value!r})")

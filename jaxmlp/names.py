@@ -34,3 +34,21 @@ GRAD_METHODS = ("autodiff", "manual")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("fp32", "bf16", "highest")
 DATA_FEEDS = ("auto", "resident", "per_process")
+TASKS = ("auto", "classification", "regression")
+
+# Settings that only some choices read: field -> (the field that chooses, the choices that read it).
+# Setting one of these away from its default for any other choice is an error, not silently ignored.
+APPLIES_ONLY_TO: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{opt: ("activation", tuple(a for a in ACTIVATIONS if opt in ACTIVATION_OPTIONS[a]))
+       for opt in ("alpha", "k", "approximate")},
+    "momentum": ("optimizer", ("momentum", "nesterov", "lars")),
+    "b1": ("optimizer", ("adam", "adamw", "lamb")),
+    "b2": ("optimizer", ("adam", "adamw", "lamb")),
+    "eps": ("optimizer", ("adam", "adamw", "lamb", "rmsprop")),
+    "rms_decay": ("optimizer", ("rmsprop",)),
+    "decay_rate": ("schedule", ("step", "exponential")),
+    "decay_epochs": ("schedule", ("step", "exponential")),
+    "final_lr_fraction": ("schedule", ("cosine", "warmup_cosine")),
+    "schedule_epochs": ("schedule", ("cosine", "warmup_cosine")),
+    "base_batch_size": ("lr_scaling", ("linear", "sqrt")),
+}

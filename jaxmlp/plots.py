@@ -2,19 +2,25 @@
 
     plot_loss_curve(history, "run/loss_curve.png")
     plot_decision_boundary(lambda g: predict(params, g), x, y, "run/decision_boundary.png")
+
+Each plot is built as a `Figure` first (`loss_curve_figure`, `decision_boundary_figure`), so it
+can be inspected without saving; legends sit outside the axes, where they cover no data.
 """
 from __future__ import annotations
 
 import io
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from jaxmlp.checkpoint import atomic_write_bytes
+from jaxmlp.demos.common import grid_over, plot_regions
 from jaxmlp.losses import predict_classes
+
+SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red"}
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
@@ -24,57 +30,81 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_loss_curve(history, path: str | os.PathLike) -> None:
-    """Train and val loss per epoch (log scale when positive), val accuracy on a second axis."""
-    fig = Figure(figsize=(7, 4.2))
-    ax = fig.add_subplot()
-    epochs = np.asarray(history.epoch)
-    ax.plot(epochs, history.train_loss, label="train loss (minibatch mean)", color="tab:blue")
-    val = [(e, v) for e, v in zip(history.epoch, history.val_loss) if v is not None]
-    if val:
-        ax.plot(*zip(*val), "o-", ms=3, label="val loss", color="tab:orange")
-    losses = [v for v in history.train_loss if v is not None] + [v for _, v in val]
-    if losses and min(losses) > 0:
-        ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    acc = [(e, a) for e, a in zip(history.epoch, history.val_accuracy) if a is not None]
-    if acc:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*acc), "s--", ms=3, color="tab:green", label="val accuracy")
-        ax2.set_ylabel("val accuracy")
-        ax2.set_ylim(0, 1.02)
-        ax2.legend(loc="center right")
+def plot_loss_curve(history, path: str | os.PathLike, *, test_epoch: int | None = None) -> None:
+    _save(loss_curve_figure(history, test_epoch=test_epoch), path)
+
+
+def loss_curve_figure(history, *, test_epoch: int | None = None) -> Figure:
+    """Two panels over the epochs: the loss (train objective and val) and the accuracy (mse for
+    regression) on the whole training set and val, each with the final test value drawn at
+    `test_epoch`, the epoch of the evaluated params (default: the last; restore_best: the best)."""
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    test = history.final.get("test", {})
+    metric = "accuracy" if "accuracy" in test or any(a is not None for a in history.val_accuracy) else "mse"
+    at = test_epoch or (history.epoch[-1] if history.epoch else None)
+    panels = ((loss_ax, "loss", {"train (minibatch objective)": history.train_loss, "val": history.val_loss}),
+              (metric_ax, metric, {"train (whole set)": getattr(history, f"train_{metric}"),
+                                   "val": getattr(history, f"val_{metric}")}))
+    for ax, name, series in panels:
+        values = _curves(ax, history, series)
+        if test.get(name) is not None and at is not None:
+            ax.plot([at], [test[name]], "*", ms=13, color=SPLIT_COLORS["test"],
+                    label=f"test (epoch {at} params): {test[name]:.4g}")
+            values.append(test[name])
+        if name != "accuracy" and values and min(values) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name + (" (log scale)" if ax.get_yscale() == "log" else ""))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False, fontsize=9)
+    if metric == "accuracy":
+        metric_ax.set_ylim(0, 1.02)
+    return fig
+
+
+def _curves(ax, history, series: dict[str, Sequence[float | None]]) -> list[float]:
+    """The train and val series (their None entries skipped) and the best val epoch on one axes;
+    returns the values drawn."""
+    drawn = []
+    for label, values in series.items():
+        points = [(e, v) for e, v in zip(history.epoch, values) if v is not None]
+        if points:
+            split = "val" if label == "val" else "train"
+            ax.plot(*zip(*points), "o-" if split == "val" else "-", ms=3, color=SPLIT_COLORS[split], label=label)
+            drawn += [v for _, v in points]
     if history.best_epoch is not None:
-        ax.axvline(history.best_epoch, color="gray", ls=":", label=f"best epoch {history.best_epoch}")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+        ax.axvline(history.best_epoch, color="gray", ls=":", label=f"best val epoch {history.best_epoch}")
+    return drawn
 
 
 def plot_decision_boundary(scores_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
-                           path: str | os.PathLike, *, resolution: int = 200) -> None:
-    """Predicted class over a grid around 2-D points x (N, 2), with the points coloured by y (N,).
+                           path: str | os.PathLike, *, resolution: int = 200,
+                           axis_labels: tuple[str, str] = ("feature 0", "feature 1")) -> None:
+    _save(decision_boundary_figure(scores_fn, x, y, resolution=resolution, axis_labels=axis_labels), path)
+
+
+def decision_boundary_figure(scores_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, *,
+                             resolution: int = 200,
+                             axis_labels: tuple[str, str] = ("feature 0", "feature 1")) -> Figure:
+    """Predicted class over a grid around 2-D points x (N, 2) in light fills, with the points in
+    dark colours of their class y (N,) on top and a class legend beside the axes.
 
     scores_fn maps grid points (M, 2) to scores (M, C) (C == 1: binary, score > 0 is class 1).
     """
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"decision boundaries need 2-D inputs (N, 2), got {x.shape}")
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    margin = 0.1 * (hi - lo) + 1e-6
-    g0, g1 = np.meshgrid(np.linspace(lo[0] - margin[0], hi[0] + margin[0], resolution),
-                         np.linspace(lo[1] - margin[1], hi[1] + margin[1], resolution))
-    grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(np.float32)  # (M, 2)
-    scores = np.asarray(scores_fn(grid))
-    pred = predict_classes(scores)  # (M,)
+    grid = grid_over(x, resolution, margin=0.1 * np.ptp(x, axis=0) + 1e-6)  # (2,): per feature
+    pred = predict_classes(np.asarray(scores_fn(grid.points)))  # (M,)
     n_classes = max(int(y.max()) + 1, int(pred.max()) + 1, 2)
-    fig = Figure(figsize=(5.5, 5))
+    fig = Figure(figsize=(6.2, 5), layout="constrained")
     ax = fig.add_subplot()
-    ax.contourf(g0, g1, pred.reshape(g0.shape), levels=np.arange(n_classes + 1) - 0.5, cmap="Spectral", alpha=0.35)
-    ax.scatter(x[:, 0], x[:, 1], c=y, s=12, cmap="Spectral", vmin=0, vmax=n_classes - 1, edgecolors="k",
-               linewidths=0.3)
-    ax.set_xlim(g0.min(), g0.max())
-    ax.set_ylim(g1.min(), g1.max())
-    ax.set_title("decision boundary")
-    _save(fig, path)
+    plot_regions(ax, grid, pred, x, y, n_classes, title="decision boundary (training split)", ticks=True)
+    ax.set_aspect("auto")  # the two features may have different units
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.legend(title="class of the point", loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False,
+              markerscale=2)
+    return fig

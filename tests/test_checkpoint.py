@@ -197,18 +197,6 @@ def test_export_npz_plain_arrays_round_trip(tmp_path):
 
 
 # --- run directories ------------------------------------------------------------------------------
-def test_check_run_dir_never_clobbers(tmp_path):
-    checkpoint.check_run_dir(tmp_path / "new")  # missing: fine
-    (tmp_path / "notes.txt").write_text("mine")
-    checkpoint.check_run_dir(tmp_path)  # non-empty but no run: fine
-    checkpoint.write_config(tmp_path, TrainConfig())
-    (tmp_path / checkpoint.CHECKPOINT_DIR / "1").mkdir(parents=True)
-    with pytest.raises(RunDirError, match="already holds a run.*--resume"):
-        checkpoint.check_run_dir(tmp_path)
-    checkpoint.check_run_dir(tmp_path, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # the user's file survives
-
-
 def test_read_config_errors(tmp_path):
     with pytest.raises(RunDirError, match="not a run directory"):
         checkpoint.read_config(tmp_path)

@@ -121,13 +121,6 @@ def test_config_file_errors(tmp_path, capsys):
     one_line_error(capsys, "cannot parse")
 
 
-def test_default_run_dir_is_unique(tmp_path):
-    a = cli.default_run_dir("npz:/data/my set.npz", tmp_path)
-    assert a.parent == tmp_path / "runs" and a.name.startswith("my-set-")
-    a.mkdir(parents=True)
-    assert cli.default_run_dir("npz:/data/my set.npz", tmp_path) != a  # a suffix when the name is taken
-
-
 # --- end to end --------------------------------------------------------------------------------------
 def test_train_with_no_arguments(tmp_path, child_env):
     out = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train"], cwd=tmp_path, env=child_env,

@@ -28,11 +28,42 @@ def test_field_kinds_match_the_lists_they_replace():
     assert HOST_ONLY_FIELDS == {"dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize",
                                 "data_seed", "label_column", "seed", "eval_every", "eval_train", "track_activations",
                                 "eval_batch_size", "patience", "min_delta", "restore_best", "checkpoint_every",
-                                "keep_checkpoints", "out_dir", "data_feed"}
-    assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir"}
+                                "keep_checkpoints", "out_dir", "data_feed", "task", "download_timeout",
+                                "divergence_factor"}
+    assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir", "download_timeout"}
     assert RESUMABLE == {"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size",
                          "checkpoint_every", "keep_checkpoints", "patience", "min_delta", "data_dir", "download",
-                         "devices", "data_feed"}
+                         "devices", "data_feed", "download_timeout", "divergence_factor"}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(momentum=0.5), "momentum applies only to optimizer momentum, nesterov, lars, not 'adam'"),
+    (dict(optimizer="sgd", b1=0.8), "b1 applies only to optimizer adam, adamw, lamb, not 'sgd'"),
+    (dict(optimizer="sgd", eps=1e-6), "eps applies only to optimizer adam, adamw, lamb, rmsprop, not 'sgd'"),
+    (dict(rms_decay=0.5), "rms_decay applies only to optimizer rmsprop"),
+    (dict(decay_rate=0.5), "decay_rate applies only to schedule step, exponential, not 'constant'"),
+    (dict(final_lr_fraction=0.1), "final_lr_fraction applies only to schedule cosine, warmup_cosine"),
+    (dict(schedule_epochs=5), "schedule_epochs applies only to schedule cosine, warmup_cosine"),
+    (dict(base_batch_size=128), "base_batch_size applies only to lr_scaling linear, sqrt, not 'none'"),
+    (dict(alpha=0.1), "alpha applies only to activation leaky_relu, prelu, elu, not 'relu'"),
+])
+def test_a_setting_the_choice_does_not_read_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        TrainConfig(**kwargs)
+
+
+def test_settings_that_apply_are_accepted():
+    TrainConfig(optimizer="momentum", momentum=0.5)
+    TrainConfig(schedule="cosine", epochs=8, schedule_epochs=5, final_lr_fraction=0.1)
+    TrainConfig(lr_scaling="linear", base_batch_size=128)
+    TrainConfig(momentum=0.9)  # the default value is never an error
+
+
+def test_epochs_is_checked_before_the_fields_bounded_by_it():
+    with pytest.raises(ValueError, match="^epochs must be >= 1, got -1$"):
+        TrainConfig(epochs=-1)
+    with pytest.raises(ValueError, match=r"warmup_epochs must be in \[0, schedule_epochs=3\]"):
+        TrainConfig(schedule="cosine", epochs=10, schedule_epochs=3, warmup_epochs=4)
 
 
 def test_frozen():

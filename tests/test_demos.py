@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxmlp.backprop import loss_and_grad
-from jaxmlp.demos import DEMOS, main
+from jaxmlp.demos import DEMOS, build_parser, main
 from jaxmlp.demos.derivatives import CASES, derivatives, z_grid
 from jaxmlp.demos.gd import train_full_batch
 from jaxmlp.mlp import Layer
@@ -94,6 +94,24 @@ def test_demo_quick_writes_pngs_json_and_its_claim_holds(name, tmp_path):
         _check_png(tmp_path / figure)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*numbers["figures"], f"{name}.json"])
     CLAIMS[name](numbers)
+
+
+def test_default_out_dir_is_the_ignored_runs_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert build_parser().parse_args(["capacity"]).out_dir == "runs/demos"
+    assert main(["linear-collapse", "--quick"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert (tmp_path / "runs" / "demos" / "linear-collapse.json").is_file()
+
+
+def test_out_dir_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    assert main(["capacity", "--quick", "--out-dir", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"jaxmlp demo: error: --out-dir {tmp_path / 'taken'} exists and is not a directory\n"
+    assert main(["capacity", "--quick", "--out-dir", str(tmp_path / "taken" / "sub")]) == 2
+    assert "cannot be created" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"
 
 
 def test_unknown_demo_is_rejected(capsys):

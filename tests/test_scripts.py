@@ -62,7 +62,8 @@ def without(monkeypatch):
 @pytest.mark.parametrize("script, args, blocked, named, not_named", [
     ("bench_cpu.py", [], ("torch", "sklearn"), ("torch (for the contenders torch, torch-fused)",
                                                 "scikit-learn (for the contender sklearn)"), ()),
-    ("bench_cpu.py", [], ("sklearn",), ("scikit-learn",), ("torch (",)),
+    ("bench_cpu.py", ["--contenders", "jaxmlp-autodiff,sklearn", "--sweep", ""], ("sklearn",),
+     ("scikit-learn (for the contender sklearn)",), ("torch",)),  # (whether or not torch is installed)
     ("bench_cpu.py", ["--contenders", "jaxmlp-autodiff,torch", "--sweep", ""], ("torch", "sklearn"),
      ("torch (for the contender torch)",), ("scikit-learn",)),
     ("bench_gpu.py", ["--smoke"], ("torch",), ("torch (for part 1", "--parts 2,3,4"), ()),

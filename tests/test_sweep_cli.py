@@ -19,7 +19,7 @@ import pytest
 from jaxmlp import checkpoint, cli, sweep
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp.sweeps import rundir
+from jaxmlp.sweeps import sweepdir
 from jaxmlp.sweeps.plan import make_plan
 from jaxmlp.sweeps.program import KEY_SHAPE, chunk_abstract_state
 
@@ -37,22 +37,22 @@ def test_cli_sweep_writes_its_run_directory(tmp_path, capsys):
     assert cli.main(["sweep", *FLAGS, *GRID, "--epochs", "3", "--out-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("| ") >= 5 and "run dir:" in printed  # the ranked table: a header and 4 rows
-    saved = json.loads((out / rundir.SWEEP_FILE).read_text())
+    saved = json.loads((out / sweepdir.SWEEP_FILE).read_text())
     assert saved["grid"] == {"learning_rate": [0.01, 0.05], "seed": [0, 1]} and len(saved["models"]) == 4
-    lines = [json.loads(line) for line in (out / rundir.RESULTS_FILE).read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / sweepdir.RESULTS_FILE).read_text().splitlines()]
     assert sorted((r["model"], r["epoch"]) for r in lines) == [(m, e) for m in range(4) for e in (1, 2, 3)]
     assert all(r["val_loss"] is not None and r["overrides"] for r in lines)
-    table = [line for line in (out / rundir.SUMMARY_FILE).read_text().splitlines() if line.startswith("| ")]
+    table = [line for line in (out / sweepdir.SUMMARY_FILE).read_text().splitlines() if line.startswith("| ")]
     assert len(table) == 5 and "best_val_loss" in table[0]
-    summary = json.loads((out / rundir.SUMMARY_JSON).read_text())
+    summary = json.loads((out / sweepdir.SUMMARY_JSON).read_text())
     assert [row["rank"] for row in summary["table"]] == [1, 2, 3, 4] and summary["best"] == summary["table"][0]["model"]
-    assert (out / rundir.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / sweepdir.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # best/ is a run directory: jaxmlp export reads it, and it holds the best model's run
-    assert cli.main(["export", str(out / rundir.BEST_DIR)]) == 0
-    params, config, meta = checkpoint.restore_params(out / rundir.BEST_DIR)
+    assert cli.main(["export", str(out / sweepdir.BEST_DIR)]) == 0
+    params, config, meta = checkpoint.restore_params(out / sweepdir.BEST_DIR)
     best = summary["table"][0]
     assert config.learning_rate == saved["models"][best["model"]]["overrides"]["learning_rate"] and meta["epoch"] == 3
-    with np.load(out / rundir.BEST_DIR / "params.npz", allow_pickle=False) as f:
+    with np.load(out / sweepdir.BEST_DIR / "params.npz", allow_pickle=False) as f:
         assert np.array_equal(f["layer0_W"], params[0].W)
     # the directory is now taken
     assert cli.main(["sweep", *FLAGS, *GRID, "--epochs", "3", "--out-dir", str(out)]) == 2
@@ -112,7 +112,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_sweep(tmp_path, child_env):
     assert done.returncode == 0, done.stderr
 
     # The uninterrupted sweep, in this process, from the run directory's own config and grid.
-    saved = rundir.read_sweep_json(run_dir)
+    saved = sweepdir.read_sweep_json(run_dir)
     config = TrainConfig.from_dict(saved["config"])
     splits = load_dataset("spiral", val_fraction=0.2)
     data = (splits.train, splits.val, splits.test)
@@ -128,11 +128,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_sweep(tmp_path, child_env):
     last = sweep(dataclasses.replace(config, restore_best=False), saved["grid"], *data, keep_params=True)
     for j, model in enumerate(last.models):
         assert leaves_equal(jax.tree.map(lambda a: np.asarray(a[j]), final.state.params), model.params)
-    lines = [json.loads(line) for line in (run_dir / rundir.RESULTS_FILE).read_text().splitlines()]
+    lines = [json.loads(line) for line in (run_dir / sweepdir.RESULTS_FILE).read_text().splitlines()]
     assert sorted((r["model"], r["epoch"]) for r in lines) == sorted(
         (m.index, e) for m in straight.models for e in m.history.epoch)  # no epoch twice, none missing
     for r in lines:
         record = straight.models[r["model"]].history.records()[r["epoch"] - 1]
         assert (r["train_loss"], r["val_loss"]) == (record["train_loss"], record["val_loss"])
-    best_params, _, _ = checkpoint.restore_params(run_dir / rundir.BEST_DIR)
+    best_params, _, _ = checkpoint.restore_params(run_dir / sweepdir.BEST_DIR)
     assert leaves_equal(best_params, straight.best_params)

@@ -254,6 +254,14 @@ def test_evaluate_is_exact_over_all_examples_with_a_padded_last_batch():
     assert train.predict(params, data.x[:5]).shape == (5, 3)
 
 
+def test_predict_on_zero_rows_and_on_the_wrong_width():
+    params = init_mlp(jax.random.key(3), (2, 100, 3))
+    empty = train.predict(params, np.zeros((0, 2), np.float32))
+    assert empty.shape == (0, 3) and empty.dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\) for these params, got shape \(5, 3\)"):
+        train.predict(params, np.zeros((5, 3), np.float32), batch_size=2)  # the input's shape, not a batch's
+
+
 def test_regression_reports_mse():
     sin = load_dataset("sin", val_fraction=0.25)
     params, history = train.fit(TrainConfig(epochs=2, hidden=(16,), checkpoint_every=0), sin.train, sin.val)

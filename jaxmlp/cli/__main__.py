@@ -1,4 +1,4 @@
 """`python -m jaxmlp.cli ...`: the `jaxmlp` command."""
-from jaxmlp.cli import main
+from jaxmlp.cli.program import run
 
-raise SystemExit(main())
+run()

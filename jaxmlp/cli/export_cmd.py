@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxmlp.cli.flags import value_parser
 from jaxmlp.cli.run_config import dtype_scope
+from jaxmlp.cli.saved_run import add_checkpoint_flags
 from jaxmlp.cli.usage import PROG, UsageError
 
 
@@ -13,11 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """RUN_DIR, the output file and which params."""
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--npz", metavar="FILE", help="output file [RUN_DIR/params.npz]")
-    parser.add_argument("--epoch", type=value_parser(int), help="checkpoint epoch [latest]")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--best", dest="best", action="store_const", const=True, default=None,
-                       help="the best-val-loss params (runs with restore_best)")
-    which.add_argument("--last", dest="best", action="store_const", const=False, help="the last params")
+    add_checkpoint_flags(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
@@ -34,5 +30,5 @@ def cmd_export(ns: argparse.Namespace) -> int:
                                   activation_options=config.activation_options())
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} export: error: {exc}") from None
-    print(f"wrote {out} (epoch {meta['epoch']}, sizes {tuple(meta['sizes'])}, {config.activation})")
+    print(f"wrote {out} ({meta['kept']}, sizes {tuple(meta['sizes'])}, {config.activation})")
     return 0

@@ -30,12 +30,20 @@ def value_parser(tp: Any):
         parse = value_parser(inner)
         return _named(lambda s: None if s.lower() in ("none", "null") else parse(s), f"{parse.__name__}-or-none")
     if typing.get_origin(tp) is tuple:
-        return _named(lambda s: tuple(int(v) for v in s.replace(" ", "").split(",") if v), "comma-separated int list")
+        return _named(_int_list, "comma-separated int list")
     if tp is int:
         return _named(lambda s: int(s), "int")
     if tp is float:
         return _named(lambda s: float(s), "float")
     return _named(lambda s: s, "str")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """'512,512' -> (512, 512); '' -> () (e.g. no hidden layer); an empty item ('10,,10') is an error."""
+    items = text.replace(" ", "").split(",")
+    if items == [""]:
+        return ()
+    return tuple(int(v) for v in items)  # int('') raises: argparse reports the value
 
 
 _devices_arg = _named(lambda s: 0 if s.strip().lower() == "all" else int(s), "int-or-all")  # --devices N|all
@@ -76,9 +84,17 @@ def given_fields(ns: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(ns, name) for name in FIELD_NAMES if hasattr(ns, name)}
 
 
-def load_config_file(path: str) -> dict[str, Any]:
+CONFIG_SUFFIXES = (".json", ".toml")
+
+
+def load_config_file(path: str, prog: str = "jaxmlp train") -> dict[str, Any]:
     """Field values from a .json or .toml file (a flat table of TrainConfig fields)."""
     p = Path(path)
+    error = f"{prog}: error: --config {path}:"
+    if p.suffix.lower() not in CONFIG_SUFFIXES:
+        raise UsageError(f"{error} not a .json or .toml file")
+    if p.is_dir():
+        raise UsageError(f"{error} is a directory, not a .json or .toml file")
     try:
         if p.suffix.lower() == ".toml":
             try:
@@ -90,9 +106,11 @@ def load_config_file(path: str) -> dict[str, Any]:
         else:
             data = json.loads(p.read_text())
     except FileNotFoundError:
-        raise UsageError(f"--config {path}: file not found") from None
-    except (OSError, ValueError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        raise UsageError(f"--config {path}: cannot parse ({one_line(exc)})") from None
+        raise UsageError(f"{error} file not found") from None
+    except OSError as exc:
+        raise UsageError(f"{error} cannot read ({exc.strerror or one_line(exc)})") from None
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise UsageError(f"{error} cannot parse ({one_line(exc)})") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a table of config fields")
+        raise UsageError(f"{error} expected a table of config fields")
     return data

@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import typing
 from typing import Sequence
 
-from jaxmlp.cli import export_cmd, sweep_cmd, train_cmd
+from jaxmlp import __version__
+from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, predict_cmd, sweep_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
-from jaxmlp.cli.usage import PROG, Parser, UsageError, fail
+from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
-COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "sweep": sweep_cmd.cmd_sweep}
+COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "info": info_cmd.cmd_info,
+            "predict": predict_cmd.cmd_predict, "evaluate": evaluate_cmd.cmd_evaluate, "sweep": sweep_cmd.cmd_sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Multi-layer perceptrons on JAX: train, export, check gradients, run demos.",
-                    allow_abbrev=False)
+    parser = Parser(prog=PROG, allow_abbrev=False, description="Multi-layer perceptrons on JAX: train, inspect, "
+                    "predict, evaluate, export, check gradients, run demos.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     train_cmd.add_arguments(sub.add_parser(
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
@@ -31,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="train a grid of models (seeds, learning rates, ...) as vmapped programs", allow_abbrev=False,
         description="Train every model of a grid over a shared config, as few compiled programs. "
                     "--devices N shards the models (never a batch) over N devices."))
+    info_cmd.add_arguments(sub.add_parser("info", help="a run's model summary: layers, params, FLOPs, optimizer, data",
+                                          allow_abbrev=False))
+    predict_cmd.add_arguments(sub.add_parser("predict", help="write a run's scores and classes for a data set "
+                                             "(.npy or .csv)", allow_abbrev=False))
+    evaluate_cmd.add_arguments(sub.add_parser("evaluate", help="a run's loss and accuracy (or mse) on a data set",
+                                              allow_abbrev=False))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -54,7 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:
-        return fail(f"{PROG}: interrupted; the last checkpoint is kept (continue with --resume RUN_DIR)", 130)
+        return fail(f"{PROG}: interrupted", EXIT_INTERRUPTED)  # (a training run reports its own interrupt: cli/outcome.py)
+
+
+def run() -> typing.NoReturn:
+    """The `jaxmlp` console script: `main()`'s exit status. An interrupted command leaves at once
+    (os._exit): Ctrl-C can land while JAX compiles or its runtime threads are busy, and tearing
+    the interpreter down then may crash it (SIGSEGV seen). Nothing is lost: every file a run
+    writes is complete when written (atomic replace, fsync'ed metrics lines, orbax checkpoints)."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _forward(command: str, argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 """What a training run reports as it goes: the console (`ConsoleProgress`: a summary line per
-epoch, a tqdm bar on a TTY) and metrics.jsonl (`RunLog`).
+epoch, a tqdm bar on a TTY), metrics.jsonl (`RunLog`), and downloads (`DownloadProgress`).
 
 Both are `jaxmlp.training.Callback`s by duck typing, so importing the CLI does not import JAX.
 """
@@ -16,6 +16,29 @@ def _devices_note(info: dict[str, Any]) -> str:
     if devices == 1:
         return fed
     return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "") + fed
+
+
+class DownloadProgress:
+    """A data download's progress on stderr: its URL, then a line per tenth of the file (or per
+    8 MiB when the server does not say how large it is), then its end. The `progress` callable of
+    jaxmlp.data's downloads: called (url, bytes received, total bytes or None)."""
+
+    STEP_BYTES = 8 * 2**20
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.url, self.next_report = None, 0
+
+    def __call__(self, url: str, received: int, total: int | None) -> None:
+        if url != self.url:
+            self.url, self.next_report = url, 0
+            size = f" ({total / 2**20:.1f} MiB)" if total else ""
+            print(f"downloading {url}{size}", file=self.stream, flush=True)
+        step = max(total // 10, 1) if total else self.STEP_BYTES
+        if received >= self.next_report and received > 0:
+            done = f"{100 * received / total:.0f}%" if total else f"{received / 2**20:.1f} MiB"
+            print(f"  {done}", file=self.stream, flush=True)
+            self.next_report = (received // step + 1) * step
 
 
 class RunLog:
@@ -53,9 +76,12 @@ class ConsoleProgress:
             start = info["start_epoch"]
             what = f"resuming at epoch {start + 1}" if start else "training"
             self._line(f"{what}: {config.dataset} {info['n_train']} examples, sizes {info['sizes']}, "
-                       f"{info['loss']}, {config.optimizer} lr {config.learning_rate:g}, "
+                       f"{info['loss']}, {config.optimizer} lr {info.get('peak_lr', config.learning_rate):g}, "
                        f"{info['steps_per_epoch']} steps/epoch{_devices_note(info)} "
                        f"(compiled in {info['compile_seconds']:.2f}s)")
+            if config.schedule in ("cosine", "warmup_cosine") and config.epochs > config.schedule_length():
+                self._line(f"note: the {config.schedule} schedule spans {config.schedule_length()} epochs "
+                           "(schedule_epochs); the epochs after it run at its final learning rate")
         if not self.quiet and sys.stderr.isatty() and info["start_epoch"] < self.total:
             from tqdm import tqdm
 

@@ -6,9 +6,10 @@ ranked table.
     jaxmlp sweep --resume runs/lr-sweep            # after a kill: continues bit-identically
     jaxmlp export runs/lr-sweep/best               # the best model, like any run directory
 
-The run directory (jaxmlp/sweeps/rundir.py): sweep.json, results.jsonl, summary.md, summary.json,
-sweep.png, checkpoints/ and best/. A bad grid, config or data set, or models that do not fit the
-device: one line on stderr, exit 2. Every model diverged: exit 1.
+The run directory (jaxmlp/sweeps/sweepdir.py): sweep.json, results.jsonl, summary.md, summary.json,
+sweep.png, checkpoints/ and best/; it is claimed for the sweep's life (jaxmlp/rundir.py). A bad
+grid, config or data set, or models that do not fit the device: one line on stderr, exit 2.
+Every model diverged, or a file system error or out of memory: exit 1; Ctrl-C: 130.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, given_fields, load_config_file, value_parser
 from jaxmlp.cli.grid_flags import GRID_HELP, load_grid_file, parse_grid
-from jaxmlp.cli.run_config import default_run_dir, dtype_scope
+from jaxmlp.cli.outcome import ended, os_error
+from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
 from jaxmlp.cli.train_cmd import _load_data
 from jaxmlp.cli.usage import PROG, UsageError, fail
@@ -61,9 +63,10 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 
 
 def sweep_setup(ns: argparse.Namespace):
-    """(config, grid, run dir, settings) from the flags, or from the sweep being resumed."""
-    from jaxmlp.checkpoint import check_run_dir
-    from jaxmlp.sweeps.rundir import SWEEP_FILES, read_sweep_json
+    """(config, grid, run dir or None for a fresh runs/sweep-<dataset>-<time>, settings) from the
+    flags, or from the sweep being resumed. Reads only."""
+    from jaxmlp.rundir import RunDirError, check_new_run_dir
+    from jaxmlp.sweeps.sweepdir import SWEEP_FILES, read_sweep_json
 
     given = given_fields(ns)
     try:
@@ -84,63 +87,87 @@ def sweep_setup(ns: argparse.Namespace):
         if not grid:
             raise UsageError(f"{COMMAND}: error: empty grid: give --grid FIELD=VALUES (repeatable) or --grid-file FILE")
         config = TrainConfig.from_dict({**(load_config_file(ns.config) if ns.config else {}), **given})
-        run_dir = Path(config.out_dir) if config.out_dir else _default_dir(config.dataset)
-        check_run_dir(run_dir, overwrite=ns.overwrite, files=SWEEP_FILES)
-        settings = {"models_per_program": ns.models_per_program, "width": ns.width}
-        return dataclasses.replace(config, out_dir=str(run_dir)), grid, run_dir, settings
-    except ValueError as exc:  # config validation, RunDirError
+        run_dir = Path(config.out_dir) if config.out_dir else None
+        if run_dir is not None:
+            check_new_run_dir(run_dir, config, overwrite=ns.overwrite, files=SWEEP_FILES)
+        return config, grid, run_dir, {"models_per_program": ns.models_per_program, "width": ns.width}
+    except (ValueError, RunDirError) as exc:  # config validation, the run directory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
 
 
-def _default_dir(dataset: str) -> Path:
-    path = default_run_dir(dataset)
-    return path.with_name("sweep-" + path.name)
-
-
-def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, settings: dict) -> int:
-    from jaxmlp import checkpoint
-    from jaxmlp.sweeps import rundir, sweep
+def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | None, settings: dict) -> int:
     from jaxmlp.sweeps.plan import make_plan
 
-    splits = _load_data(dataclasses.replace(config, devices=1), command="sweep")  # one model's checks
+    splits, stats = _load_data(dataclasses.replace(config, devices=1), ns.quiet, command="sweep")  # one model's checks
     data = (splits.train, splits.val, splits.test)
     options = dict(models_per_program=settings["models_per_program"], width=settings["width"])
     try:
-        if not ns.resume:  # everything is checked before the run dir is written
-            plan = make_plan(config, grid, *data, **options)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_sweep_json(run_dir, config, grid, plan, settings)
-        ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
-        console = SweepConsole(quiet=ns.quiet)
-        try:
-            result = sweep(config, grid, *data, callbacks=[rundir.ResultsLog(run_dir / rundir.RESULTS_FILE), console],
-                           checkpointer=ckpt, resume=bool(ns.resume), **options)
-        finally:
-            console.close()
-            ckpt.close()
-    except ValueError as exc:  # a grid or plan problem; a checkpoint of another sweep
+        plan = None if ns.resume else make_plan(config, grid, *data, **options)  # all checked before any write
+    except ValueError as exc:  # the grid, a model against the data, the device memory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
-    return _finish(ns, run_dir, result, grid, config, splits.train)
+    claim = _claim(ns, config, run_dir)
+    try:
+        return _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
+                    stats, options)
+    finally:
+        claim.release()
 
 
-def _finish(ns: argparse.Namespace, run_dir: Path, result, grid, config: TrainConfig, train) -> int:
+def _claim(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None):
+    """Claim the run directory (a fresh runs/sweep-<dataset>-<time> when none was named)."""
+    from jaxmlp import rundir
+    from jaxmlp.sweeps.sweepdir import SWEEP_FILES
+
+    try:
+        if run_dir is None:
+            return rundir.claim_new_run_dir("sweep-" + config.dataset)
+        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume), files=SWEEP_FILES)
+    except rundir.RunDirError as exc:
+        raise UsageError(f"{COMMAND}: error: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{COMMAND}: error: {os_error(exc, run_dir)}") from None
+
+
+def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options) -> int:
+    """The sweep in its claimed directory, then its files; every way it can end, in one line."""
+    from jaxmlp import checkpoint
+    from jaxmlp.sweeps import sweep, sweepdir
+
+    console, ckpt = SweepConsole(quiet=ns.quiet), None
+    try:
+        if plan is not None:
+            sweepdir.write_sweep_json(run_dir, config, grid, plan, {**options})
+        ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
+        callbacks = [sweepdir.ResultsLog(run_dir / sweepdir.RESULTS_FILE), console]
+        result = sweep(config, grid, splits.train, splits.val, splits.test, callbacks=callbacks, checkpointer=ckpt,
+                       resume=bool(ns.resume), **options)
+        return _finish(ns, run_dir, result, grid, config, splits.train, stats)
+    except BaseException as exc:
+        console.close()
+        return ended(exc, run_dir, ckpt, command="sweep")
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+
+
+def _finish(ns: argparse.Namespace, run_dir: Path, result, grid, config: TrainConfig, train, stats) -> int:
     """summary.md, summary.json, sweep.png, best/, and (unless quiet) the ranked table."""
-    from jaxmlp.sweeps import rundir
+    from jaxmlp.sweeps import sweepdir
 
-    rundir.write_summary(run_dir, result, grid, config)
-    written = [rundir.SWEEP_FILE, rundir.RESULTS_FILE, rundir.SUMMARY_FILE, rundir.SUMMARY_JSON, "checkpoints/"]
+    sweepdir.write_summary(run_dir, result, grid, config)
+    written = [sweepdir.SWEEP_FILE, sweepdir.RESULTS_FILE, sweepdir.SUMMARY_FILE, sweepdir.SUMMARY_JSON, "checkpoints/"]
     if ns.plots:
         from jaxmlp.sweeps.plots import plot_sweep
 
-        plot_sweep(result, run_dir / rundir.PLOT_FILE)
-        written.append(rundir.PLOT_FILE)
+        plot_sweep(result, run_dir / sweepdir.PLOT_FILE)
+        written.append(sweepdir.PLOT_FILE)
     if result.best is not None:
-        rundir.write_best(run_dir / rundir.BEST_DIR, result, train)
-        written.append(rundir.BEST_DIR + "/")
+        sweepdir.write_best(run_dir / sweepdir.BEST_DIR, result, train, stats)
+        written.append(sweepdir.BEST_DIR + "/")
     if not ns.quiet:
         print(result.format_table(limit=ns.top))
         if len(result.models) > ns.top:
-            print(f"({len(result.models) - ns.top} more rows in {run_dir / rundir.SUMMARY_FILE})")
+            print(f"({len(result.models) - ns.top} more rows in {run_dir / sweepdir.SUMMARY_FILE})")
         print(f"done: {len(result.models)} models in {result.train_seconds:.2f}s "
               f"(+{result.compile_seconds:.2f}s compile) | run dir: {run_dir} ({', '.join(written)})")
     if result.best is None:

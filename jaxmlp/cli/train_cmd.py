@@ -1,16 +1,21 @@
 """`jaxmlp train`: its flags, then data, fit, the run directory's files and the closing summary.
 
-The run directory gets config.json, metrics.jsonl, checkpoints/, summary.json and (unless
---no-plots) loss_curve.png and, for 2-D classification, decision_boundary.png. Only process 0
-of a multi-host run writes files and prints. A diverged run exits with code 1.
+It prints the model summary (summary.py) first, unless --quiet. The run directory gets
+config.json, preprocessing.json (run_preprocessing.py), metrics.jsonl, checkpoints/,
+summary.json and (unless --no-plots) loss_curve.png and, for 2-D classification,
+decision_boundary.png. Only process 0 of a multi-host run writes files and prints. A diverged
+run exits with code 1.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
-from jaxmlp.cli.progress import ConsoleProgress, RunLog
+from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error
+from jaxmlp.cli.progress import ConsoleProgress, DownloadProgress, RunLog
 from jaxmlp.cli.run_config import dtype_scope, train_config
 from jaxmlp.cli.usage import PROG, UsageError, fail
 from jaxmlp.config import DISTRIBUTED_TIMEOUT, RESUMABLE, TrainConfig
@@ -42,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_train(ns: argparse.Namespace) -> int:
     from jaxmlp import parallel
 
+    if ns.log_every < 0:
+        raise UsageError(f"{PROG} train: error: --log-every must be >= 0 (0 = about 20 lines), got {ns.log_every}")
     try:
         hosts = parallel.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
     except ValueError as exc:
@@ -56,57 +63,93 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return _train(ns, config, run_dir)
 
 
-def _load_data(config: TrainConfig, command: str = "train"):
-    """The config's data splits, checked against the config before anything is written."""
+def _load_data(config: TrainConfig, quiet: bool, command: str = "train"):
+    """(the config's data splits, checked against the config before anything is written, the
+    FeatureStats they were standardized with or None)."""
     from jaxmlp import training
     from jaxmlp.data import DataError, load_dataset
+    from jaxmlp.run_preprocessing import fit_preprocessing
 
     try:
         splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                               seed=config.data_seed, val_fraction=config.val_fraction,
-                              standardize=config.standardize, n_samples=config.n_samples,
-                              label_column=config.label_column)
+                              n_samples=config.n_samples, label_column=config.label_column, task=config.task,
+                              download_timeout=config.download_timeout,
+                              download_progress=None if quiet else DownloadProgress())
+        splits, stats = fit_preprocessing(splits, config.standardize)
         training.check_data(config, splits.train, splits.val, splits.test)
-    except (DataError, ValueError) as exc:
-        raise UsageError(f"{PROG} {command}: error: {exc}") from None
-    return splits
+    except (DataError, ValueError) as exc:  # the data layer names its keywords as Python spells them
+        message = re.sub(r"task='(\w+)'", r"--task \1", str(exc))
+        raise UsageError(f"{PROG} {command}: error: {message}") from None
+    return splits, stats
 
 
-def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
-    from jaxmlp import checkpoint, parallel, training
+def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
+    from jaxmlp import parallel, summary
 
-    splits = _load_data(config)
-    primary = parallel.is_primary()  # only process 0 writes files and prints
-    if primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_config(run_dir, config)
-    ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
-    console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
-    callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
+    splits, stats = _load_data(config, ns.quiet)
+    if ns.resume and (done := nothing_to_resume(config, run_dir)):
+        print(done)
+        return 0
+    claim = None
+    if parallel.is_primary():  # only process 0 writes files and prints
+        claim = _claim(ns, config, run_dir)
+        run_dir, config = claim.path, dataclasses.replace(config, out_dir=str(claim.path))
+        if not ns.quiet:
+            print(summary.training_summary(config, splits), flush=True)
     try:
-        params, history = training.fit(config, splits.train, splits.val, splits.test, callbacks=callbacks,
-                                    checkpointer=ckpt, resume=bool(ns.resume))
-    except training.TrainingDiverged as exc:
-        console.close()
-        last = ckpt.latest_epoch()
-        kept = f"last good checkpoint: epoch {last} in {run_dir}" if last is not None else "no checkpoint was saved"
-        return fail(f"{PROG} train: error: {exc} ({kept})", 1)
-    except ValueError as exc:
-        console.close()
-        raise UsageError(f"{PROG} train: error: {exc}") from None
+        return _fit_and_finish(ns, config, run_dir, splits, stats, primary=claim is not None)
     finally:
-        ckpt.close()
-    if primary:
-        _finish(ns, run_dir, history, params, config, splits.train)
-    return 0
+        if claim is not None:
+            claim.release()
+
+
+def _claim(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None):
+    """Process 0 claims the run directory (a fresh runs/<dataset>-<time> when none was named)."""
+    from jaxmlp import rundir
+
+    try:
+        if run_dir is None:
+            return rundir.claim_new_run_dir(config.dataset)
+        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume))
+    except rundir.RunDirError as exc:
+        raise UsageError(f"{PROG} train: error: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{PROG} train: error: {os_error(exc, run_dir)}") from None
+
+
+def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, splits, stats, *,
+                    primary: bool) -> int:
+    """Train, then write summary.json and the plots; every way it can end, in one line."""
+    from jaxmlp import checkpoint, run_preprocessing, training
+
+    console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
+    ckpt = None
+    try:
+        if primary:
+            checkpoint.write_config(run_dir, config)
+            run_preprocessing.write_preprocessing(run_dir, stats)
+        ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
+        callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
+        params, history = training.fit(config, splits.train, splits.val, splits.test, callbacks=callbacks,
+                                       checkpointer=ckpt, resume=bool(ns.resume))
+        if primary:
+            _finish(ns, run_dir, history, params, config, splits.train)
+        return 0
+    except BaseException as exc:
+        console.close()
+        return ended(exc, run_dir, ckpt)
+    finally:
+        if ckpt is not None:
+            ckpt.close()
 
 
 def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: TrainConfig, data) -> None:
     """summary.json, the plots, and (unless quiet) the closing lines."""
     from jaxmlp import checkpoint
 
-    written = [checkpoint.CONFIG_FILE, checkpoint.METRICS_FILE, checkpoint.CHECKPOINT_DIR + "/",
-               checkpoint.SUMMARY_FILE]
+    written = [checkpoint.CONFIG_FILE, checkpoint.PREPROCESSING_FILE, checkpoint.METRICS_FILE,
+               checkpoint.CHECKPOINT_DIR + "/", checkpoint.SUMMARY_FILE]
     summary = {"run_dir": str(run_dir), "epochs": len(history.epoch), "best_epoch": history.best_epoch,
                "stopped_early": history.stopped_early, "compile_seconds": history.compile_seconds,
                "train_seconds": sum(history.seconds), "final": history.final}
@@ -124,11 +167,13 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
 def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[str]:
     from jaxmlp import plots, training
 
-    plots.plot_loss_curve(history, run_dir / "loss_curve.png")
+    best = config.restore_best and history.best_epoch is not None  # the final evaluation used the best params
+    plots.plot_loss_curve(history, run_dir / "loss_curve.png", test_epoch=history.best_epoch if best else None)
     written = ["loss_curve.png"]
     if data.num_features == 2 and data.num_classes is not None:
         opts = config.activation_options()
+        labels = tuple(f"feature {i}" + (" (standardized)" if config.standardize else "") for i in range(2))
         plots.plot_decision_boundary(lambda g: training.predict(params, g, activation=config.activation, **opts),
-                                     data.x, data.y, run_dir / "decision_boundary.png")
+                                     data.x, data.y, run_dir / "decision_boundary.png", axis_labels=labels)
         written.append("decision_boundary.png")
     return written

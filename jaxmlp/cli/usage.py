@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 PROG = "jaxmlp"
+EXIT_INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 
 
 class UsageError(Exception):

@@ -37,8 +37,8 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxmlp.data.errors import DataError
+from jaxmlp.names import TASKS
 
-TASKS = ("auto", "classification", "regression")
 MAX_CLASSES = 100_000
 SPARE_CLASSES = 1_000
 _EXACT = 2.0**53  # float64 holds every integer below this exactly

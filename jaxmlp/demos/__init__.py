@@ -2,7 +2,8 @@
 
 Each demo trains its small model(s) with full-batch gradient descent on the hand-written
 backprop (demos/gd.py), writes a PNG and a JSON of its numbers to the output directory
-(default results/figures/), and returns those numbers.
+(default runs/demos/, which git ignores; `--out-dir results/figures` refreshes the committed
+figures), and returns those numbers.
 
 One module per demo: derivatives (activations), capacity, regularization, features,
 dead_relu, universal (universal-approximation), linear_collapse.
@@ -21,7 +22,7 @@ from jaxmlp.demos import (capacity, dead_relu, derivatives, features, linear_col
                           universal)
 from jaxmlp.demos.common import save_json
 
-DEFAULT_OUT_DIR = Path("results/figures")
+DEFAULT_OUT_DIR = Path("runs/demos")
 
 SUMMARY = """\
     activations               each activation's derivative: manual backward vs jax.grad
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"one of: {', '.join(DEMOS)}, or all")
     parser.add_argument("--quick", action="store_true", help="fewer steps and coarser plots (for tests)")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR),
-                        help="where PNGs and JSON go (default %(default)s)")
+                        help="where PNGs and JSON go (default %(default)s; results/figures refreshes the committed "
+                        "figures)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default %(default)s)")
     return parser
 
@@ -77,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry: `NAME [--quick] [--out-dir DIR] [--seed N]`; returns the exit code."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     names = list(DEMOS) if args.name == "all" else [args.name]
+    try:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, or no permission
+        why = "exists and is not a directory" if Path(args.out_dir).exists() else f"cannot be created ({exc.strerror})"
+        print(f"jaxmlp demo: error: --out-dir {args.out_dir} {why}", file=sys.stderr)
+        return 2
     for name in names:
         start = time.perf_counter()
         numbers = run_demo(name, out_dir=args.out_dir, seed=args.seed, quick=args.quick)

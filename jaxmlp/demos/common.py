@@ -70,8 +70,9 @@ class Grid(NamedTuple):
     points: np.ndarray
 
 
-def grid_over(x: Array, resolution: int, margin: float = 0.25) -> Grid:
-    """A (resolution, resolution) grid over the extent of 2-D points x (N, 2) plus a margin."""
+def grid_over(x: Array, resolution: int, margin: float | np.ndarray = 0.25) -> Grid:
+    """A (resolution, resolution) grid over the extent of 2-D points x (N, 2) plus a margin (one,
+    or (2,) one per feature)."""
     x = np.asarray(x)
     lo, hi = x.min(axis=0) - margin, x.max(axis=0) + margin
     xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
@@ -79,19 +80,23 @@ def grid_over(x: Array, resolution: int, margin: float = 0.25) -> Grid:
 
 
 def plot_regions(ax, grid: Grid, regions: np.ndarray, x: Array, y: Array, num_classes: int, *,
-                 title: str = "") -> None:
-    """Decision regions (the predicted class (R*R,) at each grid point) with the data on top."""
+                 title: str = "", ticks: bool = False) -> None:
+    """Decision regions (the predicted class (R*R,) at each grid point) with the data on top, the
+    points of class c labelled "class c" (for a legend); colours repeat after len(POINT_COLORS)."""
     regions = np.asarray(regions).reshape(grid.xx.shape)
-    ax.pcolormesh(grid.xx, grid.yy, regions, cmap=ListedColormap(REGION_COLORS[:num_classes]),
+    fills = [REGION_COLORS[c % len(REGION_COLORS)] for c in range(num_classes)]
+    ax.pcolormesh(grid.xx, grid.yy, regions, cmap=ListedColormap(fills),
                   vmin=-0.5, vmax=num_classes - 0.5, shading="auto")
     x, y = np.asarray(x), np.asarray(y)
     for c in range(num_classes):
         sel = y == c
-        ax.scatter(x[sel, 0], x[sel, 1], s=9, c=POINT_COLORS[c], edgecolors="white", linewidths=0.3)
+        ax.scatter(x[sel, 0], x[sel, 1], s=9, c=POINT_COLORS[c % len(POINT_COLORS)], edgecolors="white",
+                   linewidths=0.3, label=f"class {c}")
     ax.set_xlim(grid.xx.min(), grid.xx.max())
     ax.set_ylim(grid.yy.min(), grid.yy.max())
-    ax.set_xticks([])
-    ax.set_yticks([])
+    if not ticks:
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_aspect("equal")
     if title:
         ax.set_title(title, fontsize=10)

@@ -81,12 +81,13 @@ def _check_field(name: str) -> None:
 
 def model_configs(base: TrainConfig, overrides: Sequence[Mapping[str, Any]]) -> list[TrainConfig]:
     """One TrainConfig per model: `base` with its overrides, on one device each (the sweep's
-    `devices` shard the models). ValueError naming the model and the bad value."""
+    `devices` shard the models), its cosine schedule's length written down as a run records it
+    (TrainConfig.with_fixed_schedule). ValueError naming the model and the bad value."""
     check_base(base)
     configs = []
     for i, o in enumerate(overrides):
         try:
-            configs.append(TrainConfig.from_dict({**base.to_dict(), **o, "devices": 1}))
+            configs.append(TrainConfig.from_dict({**base.to_dict(), **o, "devices": 1}).with_fixed_schedule())
         except ValueError as exc:
             raise ValueError(f"grid: model {i} ({format_overrides(o)}): {exc}") from None
     return configs

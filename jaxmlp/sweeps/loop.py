@@ -30,9 +30,9 @@ from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, make_eval_set
 from jaxmlp.training.feed import train_arrays
-from jaxmlp.training.fit import Progress, early_stop
+from jaxmlp.training.fit import Progress, check_loss_explosion, early_stop, zero_score_loss
 from jaxmlp.training.history import RECORD_KEYS
-from jaxmlp.training.state import run_keys
+from jaxmlp.training.state import TrainingDiverged, run_keys
 
 Array = jax.Array
 
@@ -44,6 +44,7 @@ class SweepData(NamedTuple):
     y: Array  # (N,) labels or (N, k) targets
     evals: dict[str, tuple[EvalSet, int]]  # train (its rows of x), val, test: (EvalSet, examples)
     classification: bool
+    host_y: np.ndarray  # y on the host: the loss of all-zero scores, a divergence reference
 
 
 class ChunkInputs(NamedTuple):
@@ -94,13 +95,14 @@ def place_data(plan: SweepPlan, train, val, test) -> SweepData:
     """The training set on every device of the plan, once; the evaluation sets beside it."""
     base = plan.base
     replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
-    x, y = jax.device_put(train_arrays(train, base.dtype), replicated)
+    host = train_arrays(train, base.dtype)
+    x, y = jax.device_put(host, replicated)
     evals = {"train": (make_eval_set(*train_arrays(train, base.dtype), base.eval_batch_size, resident=(x, y)), len(train))}
     for name, split in (("val", val), ("test", test)):
         if split is not None:
             evals[name] = (make_eval_set(*train_arrays(split, base.dtype), base.eval_batch_size), len(split))
     evals = {name: (jax.device_put(eval_set, replicated), n) for name, (eval_set, n) in evals.items()}
-    return SweepData(x, y, evals, train.num_classes is not None)
+    return SweepData(x, y, evals, train.num_classes is not None, host[1])
 
 
 def begin_info(plan: SweepPlan, progress: store.SweepProgress) -> dict[str, Any]:
@@ -178,19 +180,26 @@ def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPro
     progress.train_seconds += seconds
     columns = evaluate_epoch(plan, data, chunk, programs, state.params, epoch)
     stop_config = dataclasses.replace(plan.base, restore_best=False)  # the decision only; params below
-    samples = plan.specs[chunk.group].steps_per_epoch * plan.configs[chunk.members[0]].batch_size
+    spec = plan.specs[chunk.group]
+    samples, zero = spec.steps_per_epoch * plan.configs[chunk.members[0]].batch_size, \
+        zero_score_loss(spec.loss, data.host_y, spec.sizes[-1])
     active, improved, records = carry.active.copy(), np.zeros(chunk.size, bool), []
     for j, index in enumerate(chunk.members):
-        model = progress.models[index]
         if not carry.active[j]:
             continue
-        if not stats.finite[j]:
+        model = progress.models[index]
+        tracker = Progress(None, None, model.history, 0, zero_score_loss=zero)  # what fit's rules read
+        try:  # fit's rules: a non-finite epoch (its update was masked), a finite loss explosion
+            if not stats.finite[j]:
+                raise TrainingDiverged(epoch + 1)
+            check_loss_explosion(model.config, tracker, jax.tree.map(lambda a: a[j], stats), epoch)
+        except TrainingDiverged:
             model.diverged_epoch, active[j] = epoch + 1, False
             continue
         record = {"epoch": epoch + 1, "train_loss": float(stats.loss[j]), "lr": float(stats.lr[j]),
                   "seconds": seconds, "samples_per_sec": samples / seconds,
                   **{name: value(j) for name, value in columns.items()}}
-        active[j] = not early_stop(stop_config, Progress(None, None, model.history, 0), record)
+        active[j] = not early_stop(stop_config, tracker, record)
         improved[j] = model.history.best_epoch == epoch + 1
         model.history.append(record)
         records.append({"model": index, **{k: record.get(k) for k in RECORD_KEYS}})

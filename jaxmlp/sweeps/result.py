@@ -26,7 +26,9 @@ class ModelResult:
     overrides: dict[str, Any]
     config: TrainConfig
     history: History = dataclasses.field(default_factory=History)
-    diverged_epoch: int | None = None  # the 1-based epoch that went non-finite (its state is the one before)
+    # the 1-based epoch that went non-finite (its state is the one before) or whose loss exploded
+    # past divergence_factor (fit's rule; its state is that epoch's)
+    diverged_epoch: int | None = None
     params: Any = None  # the kept params as host arrays, when the sweep was asked to keep them
 
     @property

@@ -103,7 +103,7 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
         n_good = jnp.where(carry.ok, steps, carry.bad_step)  # steps with a finite loss this epoch
         new_step = state.step + n_good
         stats = EpochStats(carry.loss_sum / jnp.maximum(n_good, 1), carry.ok, carry.bad_step,
-                           jnp.asarray(schedule(new_step - 1), jnp.float32))
+                           jnp.asarray(schedule(new_step - 1), jnp.float32), carry.first_loss)
         return TrainState(carry.params, carry.opt_state, new_step), stats
 
     return jax.jit(epoch, donate_argnums=(1,), **(jit_kwargs or {}))

@@ -173,12 +173,16 @@ def _predict_fn(activation: str, options: tuple) -> Callable:
 
 def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 1024,
             **activation_options) -> Array:
-    """Scores (N, d_out) for inputs x (N, d_in), batched and jitted (train=False: no dropout)."""
+    """Scores (N, d_out) for inputs x (N, d_in), batched and jitted (train=False: no dropout);
+    N = 0 gives an empty (0, d_out) array."""
     get_activation(activation, **activation_options)  # fail early on bad options
     x = np.asarray(x, dtype=params[0].W.dtype)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (N, d_in), got shape {x.shape}")
+    d_in, d_out = params[0].W.shape[-2], params[-1].W.shape[-1]
+    if x.ndim != 2 or x.shape[1] != d_in:
+        raise ValueError(f"x must have shape (N, {d_in}) for these params, got shape {x.shape}")
     n = x.shape[0]
+    if n == 0:
+        return jnp.zeros((0, d_out), x.dtype)
     rows, _ = pad_rows(n, batch_size)  # (nb, B)
     out = _predict_fn(activation, tuple(sorted(activation_options.items())))(params, place(x[rows]))
     return out.reshape(-1, out.shape[-1])[:n]  # (N, d_out)

@@ -15,13 +15,16 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
+from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.training.evaluate import EvalSet, Evaluator
 from jaxmlp.training.feed import Feeder, train_arrays
 from jaxmlp.training.history import Callback, History
+from jaxmlp.training.optim import scaled_learning_rate
 from jaxmlp.training.run import Run, build_run
 from jaxmlp.training.spec import check_data, run_spec
 from jaxmlp.training.state import TrainingDiverged, TrainState, epoch_key, run_keys
@@ -38,6 +41,7 @@ class Progress:
     history: History
     start_epoch: int  # 0-based: the first epoch this call runs
     best_params: Params | None = None  # restore_best: the params of the best val-loss epoch
+    zero_score_loss: float = 0.0  # the mean loss of all-zero scores on the training set: a divergence reference
 
 
 def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
@@ -55,9 +59,13 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     the data, and TrainingDiverged (nothing is saved for the diverged epoch).
     """
     check_data(config, train, val, test)
+    restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
+    config = resumed_config(config, restore_from)
     run = build_run(config, run_spec(config, train))
-    progress = restore_or_init(run, checkpointer if resume else None)
-    feeder = Feeder(run.feed, train_arrays(train, config.dtype), config, progress.train_key, run.data_parallel)
+    progress = restore_or_init(run, restore_from)
+    host = train_arrays(train, config.dtype)
+    progress.zero_score_loss = zero_score_loss(run.loss, host[1], run.sizes[-1])
+    feeder = Feeder(run.feed, host, config, progress.train_key, run.data_parallel)
     evaluator = Evaluator(run)
     wants_train_eval = config.eval_train or config.track_activations
     train_eval = evaluator.eval_set(train, feeder.resident) if wants_train_eval else None
@@ -84,6 +92,30 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     return params, progress.history
 
 
+def resumed_config(config: TrainConfig, checkpointer=None) -> TrainConfig:
+    """The config a run trains under: a cosine schedule's length is fixed when the run starts
+    (TrainConfig.with_fixed_schedule), and a resumed run keeps the length its checkpoint has,
+    so extending `epochs` continues at the final learning rate."""
+    if checkpointer is None or checkpointer.latest_epoch() is None:
+        return config.with_fixed_schedule()
+    saved = TrainConfig.from_dict(checkpointer.read_meta()["config"]).with_fixed_schedule()
+    if config.schedule_epochs is None and saved.schedule_epochs is not None:
+        return dataclasses.replace(config, schedule_epochs=saved.schedule_epochs)
+    return config
+
+
+def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int:
+    """The 0-based epoch a resume from checkpoint epoch `saved_epoch` starts at (>= config.epochs:
+    nothing left to train). A run that stopped early continues only when the resumed config's
+    patience would not stop it again at once (patience 0, or more epochs than it has gone
+    without improvement); it then stops being `stopped_early`."""
+    if history.stopped_early:
+        if config.patience and saved_epoch - history.best_epoch >= config.patience:
+            return max(saved_epoch, config.epochs)
+        history.stopped_early = False
+    return saved_epoch
+
+
 def restore_or_init(run: Run, checkpointer=None) -> Progress:
     """Fresh params from the seed, or the latest checkpoint of `checkpointer` when it has one."""
     init_key, train_key = run_keys(run.config.seed)
@@ -97,8 +129,7 @@ def restore_or_init(run: Run, checkpointer=None) -> Progress:
     restored = checkpointer.restore(abstract, abstract_best=abstract.params)
     history = History.from_dict(restored.meta["history"])
     history.compile_seconds = run.compile_seconds
-    # an early-stopped run is complete
-    start = run.config.epochs if history.stopped_early else int(restored.meta["epoch"])
+    start = resume_start(run.config, history, int(restored.meta["epoch"]))
     return Progress(restored.state, jax.random.wrap_key_data(restored.key_data), history, start, restored.best)
 
 
@@ -108,6 +139,7 @@ def train_begin_info(run: Run, progress: Progress) -> dict[str, Any]:
     return dict(config=run.config, sizes=run.sizes, loss=run.loss, n_train=run.spec.n_train,
                 steps_per_epoch=run.spec.steps_per_epoch, start_epoch=progress.start_epoch,
                 compile_seconds=run.compile_seconds, history=progress.history, devices=dp.size if dp else 1,
+                peak_lr=scaled_learning_rate(run.config),
                 processes=jax.process_count(), data_feed=run.feed)
 
 
@@ -123,10 +155,34 @@ def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[
     seconds = time.perf_counter() - t
     if not stats.finite:
         raise TrainingDiverged(epoch + 1, int(stats.bad_step))
+    check_loss_explosion(run.config, progress, stats, epoch)
     samples = run.spec.steps_per_epoch * run.config.batch_size
     return {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr), "seconds": seconds,
             "samples_per_sec": samples / seconds, "train_accuracy": None, "train_mse": None, "val_loss": None,
             "val_accuracy": None, "val_mse": None}
+
+
+def zero_score_loss(loss: str, y, d_out: int, rows: int = 1024) -> float:
+    """The mean loss of all-zero scores (N, d_out) on the first `rows` targets of y: log C for
+    cross-entropy, C - 1 for the hinge, mean y^2 for MSE. What an untrained net scores about."""
+    y = y[:rows]
+    return float(get_loss(loss).value(np.zeros((len(y), d_out), np.float32), y))
+
+
+def check_loss_explosion(config: TrainConfig, progress: Progress, stats, epoch: int) -> None:
+    """TrainingDiverged when the epoch's mean loss exceeds `divergence_factor` times the larger of
+    the run's initial loss (its first step's, recorded in the history) and the loss of all-zero
+    scores (log C for cross-entropy): a finite blow-up, which the on-device check cannot see."""
+    history = progress.history
+    if history.initial_loss is None and epoch == 0:
+        history.initial_loss = float(stats.first_loss)
+    if not config.divergence_factor:
+        return
+    reference = max(progress.zero_score_loss, history.initial_loss or 0.0)
+    if float(stats.loss) > config.divergence_factor * reference:
+        raise TrainingDiverged(epoch + 1, reason=(
+            f"the mean training loss {float(stats.loss):.4g} exceeds divergence_factor {config.divergence_factor:g} x "
+            f"{reference:.4g} (the larger of the initial loss and the loss of all-zero scores)"))
 
 
 def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalSet, int] | None,

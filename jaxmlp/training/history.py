@@ -41,6 +41,7 @@ class History:
     best_epoch: int | None = None  # epoch of the lowest val loss
     best_val_loss: float | None = None
     stopped_early: bool = False
+    initial_loss: float | None = None  # the objective of the run's first step (initial params): a divergence reference
     final: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # split -> metrics
 
     def append(self, record: dict[str, Any]) -> None:

@@ -41,16 +41,16 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int, hyper: Hyper | None
     """The optax learning-rate schedule, with epochs converted to optimizer steps.
 
     step: lr * decay_rate ** floor(epoch / decay_epochs); exponential: the same without the
-    floor; cosine: cosine decay to lr * final_lr_fraction over all epochs; warmup_cosine:
-    linear warm-up over warmup_epochs then cosine. warmup_epochs > 0 puts the same linear
-    warm-up in front of any other schedule.
+    floor; cosine: cosine decay to lr * final_lr_fraction over `config.schedule_length()`
+    epochs (then constant at that final lr); warmup_cosine: linear warm-up over warmup_epochs
+    then cosine. warmup_epochs > 0 puts the same linear warm-up in front of any other schedule.
 
     The numbers come from `hyper` (default: the config's), so the peak, the warm-up length and
     the final fraction may be traced (a sweep); whether there is a warm-up is the config's.
     """
     hyper = hyper_of(config) if hyper is None else hyper
     lr, spe = scaled_learning_rate(config, hyper.learning_rate), steps_per_epoch  # the peak lr
-    total, warmup = config.epochs * spe, hyper.warmup_epochs * spe
+    total, warmup = config.schedule_length() * spe, hyper.warmup_epochs * spe
     if config.schedule == "warmup_cosine":  # optax.warmup_cosine_decay_schedule's pieces
         end = lr * hyper.final_lr_fraction
         base = cosine_decay(lr, _max(total, warmup + 1) - warmup, end / lr)

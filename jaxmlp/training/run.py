@@ -68,11 +68,13 @@ class Run(NamedTuple):
 
 def program_config(config: TrainConfig) -> TrainConfig:
     """`config` with every field that does not change the compiled programs set to its default,
-    so fits that differ only in those (seed sweeps, a resume with more epochs) share compiles."""
+    so fits that differ only in those (seed sweeps, a resume with more epochs) share compiles.
+    Only a cosine schedule's length reads `epochs`: it becomes `epochs` here, the rest resets."""
     fields = TrainConfig.__dataclass_fields__
     reset: dict[str, Any] = {name: fields[name].default for name in HOST_ONLY_FIELDS}
-    if config.schedule not in ("cosine", "warmup_cosine"):  # the only schedules that read `epochs`
-        reset["epochs"] = max(1, config.warmup_epochs)
+    cosine = config.schedule in ("cosine", "warmup_cosine")
+    reset["epochs"] = config.schedule_length() if cosine else max(1, config.warmup_epochs)
+    reset["schedule_epochs"] = None
     return dataclasses.replace(config, **reset)
 
 
@@ -107,12 +109,21 @@ def _optimizer(config: TrainConfig, spec: RunSpec):
 
 
 @functools.lru_cache(maxsize=16)
+def _init_fn(config: TrainConfig, sizes: tuple[int, ...], x64: bool) -> Callable:
+    """The jitted init(key) -> TrainState: it depends on the layer sizes, not on the data set's
+    size (the optimizer state's structure does not depend on the schedule's step counts)."""
+    _, optimizer = build_optimizer(config, sizes, 1)
+    dp = parallel.data_parallel(config.devices)
+    return jax.jit(lambda key: init_state(key, config, sizes, optimizer), **(dp.jit_kwargs(1) if dp else {}))
+
+
+@functools.lru_cache(maxsize=16)
 def _programs(config: TrainConfig, spec: RunSpec, feed: str, x64: bool,
               compile: bool) -> tuple[Callable, Callable | None]:
     """(jitted init(key) -> TrainState, compiled epoch or None) of a program config."""
     schedule, optimizer = _optimizer(config, spec)
     dp = parallel.data_parallel(config.devices)
-    init = jax.jit(lambda key: init_state(key, config, spec.sizes, optimizer), **(dp.jit_kwargs(1) if dp else {}))
+    init = _init_fn(config, spec.sizes, x64)
     if not compile:
         return init, None
     jit_kwargs = None

@@ -105,8 +105,9 @@ def check_data(config: TrainConfig, train, val=None, test=None) -> str:
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
                          f"got {config.batch_size}")
-    if config.patience and val is None:
-        raise ValueError("patience (early stopping) needs validation data: set val_fraction > 0")
+    if (config.patience or config.restore_best) and val is None:
+        what = "patience (early stopping)" if config.patience else "restore_best"
+        raise ValueError(f"{what} needs validation data: set val_fraction > 0")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
     dp = parallel.data_parallel(config.devices)  # ValueError: more devices than there are

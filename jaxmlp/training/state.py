@@ -23,13 +23,14 @@ Array = jax.Array
 
 
 class TrainingDiverged(RuntimeError):
-    """A non-finite loss, gradient or parameter appeared; `epoch` (1-based) names where."""
+    """A non-finite loss, gradient or parameter appeared, or the loss exploded (`reason`);
+    `epoch` (1-based) names where."""
 
-    def __init__(self, epoch: int, step: int | None = None):
+    def __init__(self, epoch: int, step: int | None = None, reason: str = "non-finite loss, gradient or parameter"):
         self.epoch, self.step = epoch, step
         where = f"epoch {epoch}" + (f" (step {step} of the epoch)" if step is not None else "")
-        super().__init__(f"training diverged in {where}: non-finite loss, gradient or parameter; "
-                         "lower the learning rate or clip gradients (clip_norm)")
+        super().__init__(f"training diverged in {where}: {reason}; lower the learning rate or clip gradients "
+                         "(clip_norm)")
 
 
 class TrainState(NamedTuple):
@@ -47,6 +48,7 @@ class EpochStats(NamedTuple):
     finite: Array  # bool: no non-finite loss / gradient / parameter appeared
     bad_step: Array  # int32: first step of the epoch with a non-finite loss (or its last step, when only the final params are non-finite), -1 if none
     lr: Array  # learning rate of the epoch's last step
+    first_loss: Array  # () float32: the objective of the epoch's first step (before its update)
 
 
 def init_params(key: Array, config: TrainConfig, sizes: Sequence[int]) -> Params:

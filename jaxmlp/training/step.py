@@ -27,11 +27,12 @@ class StepCarry(NamedTuple):
     ok: Array  # () bool: every step so far was finite
     loss_sum: Array  # () float32: sum of the good steps' objective values
     bad_step: Array  # () int32: index of the first non-finite step, -1 if none
+    first_loss: Array  # () float32: the objective of step 0
 
 
 def start_carry(state: TrainState) -> StepCarry:
     return StepCarry(state.params, state.opt_state, jnp.array(True), jnp.zeros((), jnp.float32),
-                     jnp.array(-1, jnp.int32))
+                     jnp.array(-1, jnp.int32), jnp.zeros((), jnp.float32))
 
 
 def all_finite(tree) -> Array:
@@ -68,7 +69,8 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
         good = carry.ok & jnp.isfinite(value)
         return StepCarry(new_params, new_opt_state, good,
                          carry.loss_sum + jnp.where(good, value, 0).astype(jnp.float32),
-                         jnp.where(carry.ok & ~good, i, carry.bad_step))
+                         jnp.where(carry.ok & ~good, i, carry.bad_step),
+                         jnp.where(i == 0, value.astype(jnp.float32), carry.first_loss))
 
     return step
 

@@ -2,13 +2,15 @@
 
     run_dir/
       sweep.json      the grid, the base config, the models (overrides, group) and the plan's settings
-      results.jsonl   one line per model per epoch: {"model", "group", "overrides", "epoch", "train_loss", ...}
+      results.jsonl   one line per model per epoch: {"model", "group", "overrides", "epoch", "train_loss", ...};
+                      "seconds" is the program's epoch (all its models), "samples_per_sec" one model's
       summary.md      the ranked table (SweepResult.format_table), the grid and the times
       summary.json    the same table as JSON, with the best model and the times
       sweep.png       every model's curve, and a heatmap for a 2-D grid (plots.py)
       checkpoints/    the stacked state of the running chunk and the best model so far (store.py)
-      best/           the best model as a run directory of its own: config.json, metrics.jsonl and
-                      checkpoints/ exactly as `jaxmlp train` writes them, so `jaxmlp export` reads it
+      best/           the best model as a run directory of its own: config.json, preprocessing.json,
+                      metrics.jsonl and checkpoints/ as `jaxmlp train` writes them, so `jaxmlp export`
+                      (info, predict, evaluate) reads it
 
 Every file is written atomically (checkpoint.write_json / atomic_write_bytes); results.jsonl is
 rewritten from the checkpointed histories on resume, so it never holds an epoch twice.
@@ -110,25 +112,32 @@ def write_summary(run_dir: Path, result, grid, config: TrainConfig) -> None:
                                                    "train_seconds": result.train_seconds})
 
 
-def write_best(best_dir: Path, result, train) -> None:
-    """best/: the best model's run directory (config.json, metrics.jsonl, its checkpoint with
-    params, optimizer state, key and history), as `jaxmlp train` writes one."""
+def write_best(best_dir: Path, result, train, stats=None) -> None:
+    """best/: the best model's run directory (config.json, preprocessing.json, metrics.jsonl, its
+    checkpoint with params, optimizer state, key and history), as `jaxmlp train` writes one;
+    `stats`: the FeatureStats the data was standardized with (None: none)."""
     import jax
 
+    from jaxmlp import rundir
+    from jaxmlp.run_preprocessing import write_preprocessing
     from jaxmlp.training.fit import Progress, save
     from jaxmlp.training.run import build_run
     from jaxmlp.training.spec import run_spec
 
     best, snapshot = result.best, result.best_snapshot
     config = dataclasses.replace(best.config, out_dir=str(best_dir))
-    checkpoint.check_run_dir(best_dir, overwrite=True)  # ours: a finish that was interrupted before
-    best_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_config(best_dir, config)
-    checkpoint.MetricsLog(best_dir / checkpoint.METRICS_FILE).reset(best.history.records())
-    run = build_run(config, run_spec(config, train), compile=False)
-    progress = Progress(snapshot.state, jax.random.wrap_key_data(snapshot.key_data), best.history, 0, snapshot.best)
-    ckpt = checkpoint.checkpointer_for(best_dir, config)
+    claim = rundir.claim_run_dir(best_dir, config, overwrite=True)  # ours: a finish interrupted before
     try:
-        save(run, progress, ckpt, len(best.history.epoch))
+        checkpoint.write_config(best_dir, config)
+        write_preprocessing(best_dir, stats)
+        checkpoint.MetricsLog(best_dir / checkpoint.METRICS_FILE).reset(best.history.records())
+        run = build_run(config, run_spec(config, train), compile=False)
+        progress = Progress(snapshot.state, jax.random.wrap_key_data(snapshot.key_data), best.history, 0,
+                            snapshot.best)
+        ckpt = checkpoint.checkpointer_for(best_dir, config)
+        try:
+            save(run, progress, ckpt, len(best.history.epoch))
+        finally:
+            ckpt.close()
     finally:
-        ckpt.close()
+        claim.release()

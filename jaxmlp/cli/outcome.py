@@ -1,0 +1,97 @@
+"""How a `jaxmlp train` run ends when it does not finish: one line on stderr naming what
+happened and what the run directory still holds, and the exit status.
+
+    exit 1    the run failed: diverged, out of memory, a file system error while training
+    exit 2    bad input: a flag, a config, a data set or a run directory that cannot be used
+    exit 130  interrupted (Ctrl-C)
+
+Also the other way a resume can end early: with nothing to do (`nothing_to_resume`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, fail
+from jaxmlp.config import TrainConfig
+
+
+def os_error(exc: OSError, path: Path | None = None) -> str:
+    """'<path>: <OS error>' for an OSError, naming the file it is about."""
+    where = exc.filename or path or "?"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def _last_checkpoint(ckpt) -> int | None:
+    try:
+        return ckpt.latest_epoch() if ckpt is not None else None
+    except Exception:  # a vanished or unreadable directory: as good as no checkpoint
+        return None
+
+
+def _kept(run_dir: Path, ckpt) -> str:
+    last = _last_checkpoint(ckpt)
+    if last is None:
+        return f"no checkpoint was saved in {run_dir}: rerun the command to start over"
+    return f"the last complete checkpoint is epoch {last} in {run_dir}"
+
+
+def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> int:
+    """Report `exc`, which ended the run (of `jaxmlp <command>`) in `run_dir`, in one line; its
+    exit status. Re-raises what is not one of the ways a run is known to end (a bug deserves its
+    traceback)."""
+    from jaxmlp.training import TrainingDiverged
+
+    prefix = f"{PROG} {command}: error:"
+    if isinstance(exc, TrainingDiverged):
+        return fail(f"{prefix} {exc} ({_kept(run_dir, ckpt)})", 1)
+    if isinstance(exc, KeyboardInterrupt):
+        resume = f"; continue with --resume {run_dir}" if _last_checkpoint(ckpt) is not None else ""
+        return fail(f"{PROG} {command}: interrupted; {_kept(run_dir, ckpt)}{resume}", EXIT_INTERRUPTED)
+    if isinstance(exc, OSError):
+        resume = f"; continue with --resume {run_dir} once that is fixed" if _last_checkpoint(ckpt) is not None else ""
+        return fail(f"{prefix} {os_error(exc, run_dir)} ({_kept(run_dir, ckpt)}{resume})", 1)
+    if _out_of_memory(exc):
+        return fail(f"{prefix} out of device memory ({' '.join(str(exc).split())[:160]}); lower batch_size, hidden "
+                    f"or eval_batch_size ({_kept(run_dir, ckpt)})", 1)
+    if isinstance(exc, ValueError):
+        return fail(f"{prefix} {exc}", 2)
+    raise exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import jax
+
+    return isinstance(exc, (jax.errors.JaxRuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc))
+
+
+def nothing_to_resume(config: TrainConfig, run_dir: Path) -> str | None:
+    """The line to print when resuming `run_dir` under `config` has nothing to train (a finished
+    run without new epochs; an early-stopped run whose patience would stop it again), else
+    None. Reads the checkpoint only: a resume with nothing to do writes nothing."""
+    from jaxmlp import checkpoint
+    from jaxmlp.rundir import has_checkpoint
+    from jaxmlp.training import History
+    from jaxmlp.training.fit import resume_start
+
+    if not has_checkpoint(run_dir):  # (a Checkpointer would make the missing directory)
+        return None
+    ckpt = checkpoint.checkpointer_for(run_dir, config)
+    try:
+        epoch = ckpt.latest_epoch()
+        if epoch is None:
+            return None
+        history = History.from_dict(ckpt.read_meta(epoch)["history"])
+    finally:
+        ckpt.close()
+    stopped = history.stopped_early
+    if resume_start(config, history, epoch) < config.epochs:
+        return None
+    if stopped:
+        since = epoch - history.best_epoch
+        return (f"nothing to resume: {run_dir} stopped early at epoch {epoch} (no val-loss improvement since epoch "
+                f"{history.best_epoch}, patience {config.patience}); pass --patience > {since} (or 0) to continue "
+                "it; no file was changed")
+    return (f"nothing to resume: {run_dir} has finished its {epoch} epochs; pass --epochs > {epoch} to train "
+            "further; no file was changed")
+

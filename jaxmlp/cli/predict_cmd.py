@@ -1,0 +1,83 @@
+"""`jaxmlp predict RUN_DIR --out FILE.npy|FILE.csv`: a saved run's scores and classes for a data set.
+
+FILE.npy holds one structured array: `p = np.load(FILE)` (no pickle), `p["scores"]` (N, d_out)
+and, for classification, `p["class"]` (N,) int32. FILE.csv has a header row, then one row per
+example: `class,score_0,...,score_{d_out-1}` (regression: no class column). Scores are the raw
+outputs of the last layer (logits; the prediction itself for regression); the class is their
+argmax, or score_0 > 0 for one binary_logistic score. Rows are in the data's order. An existing
+FILE is refused unless --overwrite, and FILE is written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+
+from jaxmlp.cli import saved_run
+from jaxmlp.cli.run_config import dtype_scope
+
+FORMATS = (".npy", ".csv")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--out", metavar="FILE", required=True, help="output file, .npy or .csv")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    saved_run.add_data_flags(parser)
+    saved_run.add_checkpoint_flags(parser)
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from jaxmlp import checkpoint, training
+    from jaxmlp.losses import predict_classes
+
+    out = _output_path(ns)
+    config = saved_run.run_config(ns, "predict")
+    with dtype_scope(config.dtype):
+        params, config, meta = saved_run.restore(ns, "predict")
+        data, split = saved_run.load_data(ns, "predict", config, meta)
+        scores = np.asarray(training.predict(params, data.x, activation=config.activation,
+                                             batch_size=config.eval_batch_size, **config.activation_options()))
+    classes = None if meta["loss"] == "mean_squared_error" else np.asarray(predict_classes(scores), np.int32)
+    writer = prediction_npy if out.suffix.lower() == ".npy" else prediction_csv
+    checkpoint.atomic_write_bytes(out, writer(scores, classes))
+    print(f"wrote {out}: {len(scores)} rows of {data.name} ({split} split), "
+          f"{'class and ' if classes is not None else ''}{scores.shape[1]} score(s), epoch {meta['epoch']}")
+    return 0
+
+
+def _output_path(ns: argparse.Namespace) -> Path:
+    """--out, checked before anything is computed: its format, and never over an existing file."""
+    out = Path(ns.out)
+    if out.suffix.lower() not in FORMATS:
+        raise saved_run.error("predict", f"--out {out}: the file name must end in .npy or .csv")
+    if out.is_dir():
+        raise saved_run.error("predict", f"--out {out} is a directory")
+    if out.exists() and not ns.overwrite:
+        raise saved_run.error("predict", f"{out} exists; pass --overwrite to replace it")
+    return out
+
+
+def prediction_npy(scores: np.ndarray, classes: np.ndarray | None) -> bytes:
+    """The .npy bytes of a structured array: fields class (N,) int32 (when given) and scores (N, d_out)."""
+    fields = ([("class", np.int32)] if classes is not None else []) + [("scores", scores.dtype, scores.shape[1:])]
+    table = np.zeros(scores.shape[0], dtype=fields)
+    table["scores"] = scores
+    if classes is not None:
+        table["class"] = classes
+    buf = io.BytesIO()
+    np.save(buf, table, allow_pickle=False)
+    return buf.getvalue()
+
+
+def prediction_csv(scores: np.ndarray, classes: np.ndarray | None) -> bytes:
+    """CSV bytes: a header, then `class,score_0,...` per example; floats round-trip their dtype."""
+    digits = 17 if scores.dtype == np.float64 else 9
+    header = [*(["class"] if classes is not None else []), *(f"score_{j}" for j in range(scores.shape[1]))]
+    lines = [",".join(header)]
+    for i, row in enumerate(scores):
+        cells = [*([str(classes[i])] if classes is not None else []), *(f"{v:.{digits}g}" for v in row)]
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,95 @@
+"""Run directories: made atomically, held by one run at a time, started over only when nothing is lost."""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from jaxmlp import checkpoint, rundir
+from jaxmlp.config import TrainConfig
+from jaxmlp.rundir import RunDirError
+
+
+def test_new_run_dirs_are_unique_even_within_one_second(tmp_path):
+    claims = [rundir.claim_new_run_dir("npz:/data/my set.npz", tmp_path) for _ in range(3)]
+    names = [c.path.name for c in claims]
+    assert len(set(names)) == 3 and all(c.path.parent == tmp_path / "runs" for c in claims)
+    assert names[0].startswith("my-set-") and names[1] == names[0] + "-2" and names[2] == names[0] + "-3"
+    for c in claims:
+        c.release()
+
+
+def _hold(path, started, stop):
+    claim = rundir.claim_run_dir(path, TrainConfig(out_dir=str(path)))
+    started.set()
+    stop.wait(30)
+    claim.release()
+
+
+def test_a_run_dir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    started, stop = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(tmp_path / "run", started, stop))
+    holder.start()
+    try:
+        assert started.wait(60)
+        config = TrainConfig(out_dir=str(tmp_path / "run"))
+        with pytest.raises(RunDirError, match=rf"in use by another jaxmlp run \(pid {holder.pid}\)"):
+            rundir.check_new_run_dir(tmp_path / "run", config)
+        with pytest.raises(RunDirError, match="in use by another jaxmlp run"):
+            rundir.claim_run_dir(tmp_path / "run", config)
+    finally:
+        stop.set()
+        holder.join(60)
+    rundir.claim_run_dir(tmp_path / "run", config).release()  # free once the holder is gone
+
+
+def _claim_and_die(path):
+    rundir.RunDirClaim(path)
+    os._exit(0)  # no release, no cleanup: as kill -9 would end it
+
+
+def test_a_killed_holder_frees_the_dir(tmp_path):
+    path = tmp_path / "run"
+    path.mkdir()
+    child = multiprocessing.get_context("spawn").Process(target=_claim_and_die, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and (path / rundir.LOCK_FILE).read_text().strip() == str(child.pid)
+    rundir.RunDirClaim(path).release()
+
+
+def test_a_new_run_never_clobbers_another_runs_checkpoints(tmp_path):
+    config = TrainConfig(out_dir=str(tmp_path))
+    assert rundir.check_new_run_dir(tmp_path / "new", config) == []  # missing: fine
+    (tmp_path / "notes.txt").write_text("mine")
+    assert rundir.check_new_run_dir(tmp_path, config) == []  # non-empty but no run: fine
+    checkpoint.write_config(tmp_path, dataclasses.replace(config, seed=1))
+    (tmp_path / rundir.CHECKPOINT_DIR / "1").mkdir(parents=True)
+    for same in (config, dataclasses.replace(config, seed=1)):
+        with pytest.raises(RunDirError, match="already holds a run.*--resume"):
+            rundir.check_new_run_dir(tmp_path, same)
+    rundir.claim_run_dir(tmp_path, config, overwrite=True).release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.txt"]  # the user's file survives
+
+
+def test_the_same_command_starts_over_a_run_that_saved_no_checkpoint(tmp_path):
+    config = TrainConfig(out_dir=str(tmp_path), schedule="cosine", epochs=4)
+    checkpoint.write_config(tmp_path, config.with_fixed_schedule())  # what the killed run wrote
+    (tmp_path / rundir.CHECKPOINT_DIR).mkdir()
+    (tmp_path / rundir.CHECKPOINT_DIR / "1.orbax-checkpoint-tmp").mkdir()  # a save it never finished
+    with pytest.raises(RunDirError, match="already holds a run"):  # another command may not
+        rundir.check_new_run_dir(tmp_path, dataclasses.replace(config, seed=3))
+    assert rundir.check_new_run_dir(tmp_path, config) == [rundir.CONFIG_FILE, rundir.CHECKPOINT_DIR]
+    rundir.claim_run_dir(tmp_path, config).release()
+    assert not (tmp_path / rundir.CONFIG_FILE).exists()
+
+
+def test_an_existing_file_is_not_a_run_dir(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunDirError, match="exists and is not a directory"):
+        rundir.check_new_run_dir(tmp_path / "f", TrainConfig())
+    assert rundir.run_dir_name("csv:/a/b c.csv").startswith("b-c-") and time.strftime("%Y") in rundir.run_dir_name("x")
