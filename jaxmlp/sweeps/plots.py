@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 import numpy as np
-from matplotlib import cm, colors
+from matplotlib import cm, colors, ticker
 from matplotlib.figure import Figure
 
 from jaxmlp.plots import _save
@@ -54,6 +54,7 @@ def _curves(ax, result, field: str | None) -> None:
     if losses and min(losses) > 0:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_ylabel("validation loss" if use_val else "training loss (minibatch mean)")
     ax.set_title(f"{len(models)} models" + (f", coloured by {field}" if field else ""))
     ax.grid(alpha=0.3)
@@ -100,8 +101,9 @@ def _heatmap(fig, ax, result, row: str, col: str) -> None:
     for (i, j), vals in cells.items():
         grid[i, j] = float(np.mean(vals))
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    for (i, j), vals in cells.items():
-        ax.text(j, i, f"{grid[i, j]:.4g}", ha="center", va="center", color="w", fontsize=8)
+    for (i, j), vals in cells.items():  # dark text on the bright half of viridis
+        bright = image.norm(grid[i, j]) > 0.6
+        ax.text(j, i, f"{grid[i, j]:.4g}", ha="center", va="center", color="k" if bright else "w", fontsize=8)
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(col)
