@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="models one compiled program holds at a time [as many as fit the device memory]")
     run.add_argument("--width", type=_width, default="auto", metavar="N|auto|all",
                      help="models vmapped together in a program, the others running one after another inside it "
-                     "[auto: 1 on CPU, where batched matmuls are slower, all on accelerators]")
+                     "[auto: 1 on CPU, each model then bit-identical to its solo run; all on accelerators]")
     run.add_argument("--config", metavar="FILE", help="a .json or .toml file of the shared fields")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the sweep in RUN_DIR from its latest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a previous sweep")

@@ -62,9 +62,9 @@ def sweep(config: TrainConfig, grid, train, val=None, test=None, *, callbacks: S
     """Train the models of `grid` (field -> values, a Cartesian product; or a list of overrides)
     on top of `config`; returns a SweepResult.
 
-    Each model is its solo `fit(model config, train, val, test)`. The models differ in traced
-    numbers, seeds and init share one program; other fields split them into groups, run one
-    after another. `config.devices` shards the model axis (the models never share a batch).
+    Each model is its solo `fit(model config, train, val, test)`. Models that differ only in
+    traced numbers, seeds and init share one program; other fields split them into groups, run
+    one after another. `config.devices` shards the model axis (the models never share a batch).
     models_per_program: the models one program holds (default: as many as fit the device
     memory); width: models vmapped together (auto: 1 on CPU, all on accelerators; all). With a
     `checkpointer` the stacked state is saved every `checkpoint_every` epochs and at each
@@ -97,7 +97,7 @@ def place_data(plan: SweepPlan, train, val, test) -> SweepData:
     replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
     host = train_arrays(train, base.dtype)
     x, y = jax.device_put(host, replicated)
-    evals = {"train": (make_eval_set(*train_arrays(train, base.dtype), base.eval_batch_size, resident=(x, y)), len(train))}
+    evals = {"train": (make_eval_set(*host, base.eval_batch_size, resident=(x, y)), len(train))}
     for name, split in (("val", val), ("test", test)):
         if split is not None:
             evals[name] = (make_eval_set(*train_arrays(split, base.dtype), base.eval_batch_size), len(split))

@@ -168,8 +168,9 @@ def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_p
 
 
 def resolve_width(width: int | str | None) -> int | None:
-    """auto: one model at a time on a CPU (XLA's batched matmuls there run slower than one model's
-    plain ones: measured in results/sweep.md), all vmapped on accelerators; all (or None): all."""
+    """auto: one model at a time on a CPU, where vmapping buys no clear speed (results/sweep.md) and
+    each model then runs its solo run's program, bit for bit; all vmapped on accelerators, where
+    one model's step leaves the chip idle; all (or None): all."""
     if width == "auto":
         return 1 if jax.devices()[0].platform == "cpu" else None
     if width in (None, "all"):

@@ -42,6 +42,8 @@ MODELS = "models"  # the mesh axis of the model dimension
 
 
 class ChunkPrograms(NamedTuple):
+    """The compiled programs of a chunk of P models (leading axis P everywhere)."""
+
     init: Callable  # (init key data (P, *KEY_SHAPE) uint32, scheme (P,) int32) -> TrainState, leaves (P, ...)
     epoch: Callable  # (traced, train key data, epoch, state, active, x, y) -> (state, EpochStats (P,)); state donated
     metrics: Callable  # metrics(n)(params (P, ...), EvalSet of n examples) -> (loss sums (P,), metric sums (P,))
