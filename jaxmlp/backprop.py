@@ -72,6 +72,33 @@ def forward(params: Params, x: Array, *, activation: str = "relu", key: Array | 
     return scores_and_cache(params, x, act, ForwardOptions(key, dropout, input_noise, train))
 
 
+class BackwardStep(NamedTuple):
+    """One layer's step of the backward walk, kept for per-example statistics (gradstats.py).
+
+    grads: the layer's gradient, summed over the batch (the structure of its `Layer`)
+    delta: (B, d_out), (B, k, d_out) for maxout: dL/dz, one row per example
+    da: (B, d_out) dL/da of a hidden layer's activation output, through its dropout mask; None
+        for the output layer
+    """
+
+    grads: Layer
+    delta: Array
+    da: Array | None
+
+
+def backward_steps(params: Params, cache: list[LayerCache], dscores: Array, act: Activation
+                   ) -> tuple[list[BackwardStep], Array]:
+    """The backward walk of `backward`, every layer's step kept: (steps in layer order, dx (B, d_in))."""
+    dW, db, da = affine_backward(params[-1], cache[-1].a_prev, dscores)  # the output layer: no activation
+    steps = [BackwardStep(Layer(dW, db, None), dscores, None)]  # the last layer first
+    for layer, c in zip(params[-2::-1], cache[-2::-1]):  # the hidden layers, last first
+        da_out = dropout_backward(da, c.mask)  # (B, h) dL/da, through the dropout mask
+        delta, dslope = act.backward(da_out, c.z, c.a, layer.alpha)  # (B, h) or (B, k, h) dL/dz
+        dW, db, da = affine_backward(layer, c.a_prev, delta)  # da (B, d_in): the layer below's
+        steps.append(BackwardStep(Layer(dW, db, dslope), delta, da_out))
+    return steps[::-1], da
+
+
 def backward(params: Params, cache: list[LayerCache], dscores: Array, *, activation: str = "relu",
              **activation_options) -> tuple[Params, Array]:
     """Backpropagate an upstream gradient dscores (B, d_out) through the cached forward pass.
@@ -79,18 +106,11 @@ def backward(params: Params, cache: list[LayerCache], dscores: Array, *, activat
     Returns (grads, dx): grads has the tree structure of params (None where params have None),
     dx (B, d_in) is the gradient with respect to the network's input.
     """
-    act = get_activation(activation, **activation_options)
-    dW, db, da = affine_backward(params[-1], cache[-1].a_prev, dscores)  # the output layer: no activation
-    grads = [Layer(dW, db, None)]  # the last layer first
-    for layer, c in zip(params[-2::-1], cache[-2::-1]):  # the hidden layers, last first
-        da = dropout_backward(da, c.mask)  # (B, h) dL/da, through the dropout mask
-        delta, dslope = act.backward(da, c.z, c.a, layer.alpha)  # (B, h) or (B, k, h) dL/dz
-        dW, db, da = affine_backward(layer, c.a_prev, delta)  # da (B, d_in): the layer below's
-        grads.append(Layer(dW, db, dslope))
-    return grads[::-1], da
+    steps, dx = backward_steps(params, cache, dscores, get_activation(activation, **activation_options))
+    return [step.grads for step in steps], dx
 
 
-def _loss_precision(scores: Array) -> Array:
+def loss_precision(scores: Array) -> Array:
     """Scores for the loss in at least float32: a bf16 network still gets an fp32 softmax/loss."""
     return scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
 
@@ -99,7 +119,7 @@ def objective_value(params: Params, x: Array, y: Array, loss: Loss, l2: float, a
                     options: ForwardOptions) -> Array:
     """The training objective: mean loss over the batch + 0.5 * l2 * sum ||W||^2 (a scalar)."""
     scores = mlp_scores(params, x, act, options)
-    return loss.value(_loss_precision(scores), y) + l2_penalty(params, l2)
+    return loss.value(loss_precision(scores), y) + l2_penalty(params, l2)
 
 
 def objective(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy", l2: float = 0.0,
@@ -118,8 +138,8 @@ def manual_loss_grad_and_cache(params: Params, x: Array, y: Array, loss: Loss, l
     term. The cache lets callers read activation statistics without a second forward pass.
     """
     scores, cache = scores_and_cache(params, x, act, options)
-    value = loss.value(_loss_precision(scores), y) + l2_penalty(params, l2)
-    dscores = loss.grad(_loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
+    value = loss.value(loss_precision(scores), y) + l2_penalty(params, l2)
+    dscores = loss.grad(loss_precision(scores), y).astype(scores.dtype)  # (B, d_out), back in the network's dtype
     grads, _ = backward(params, cache, dscores, activation=act)
     return value, l2_grad(grads, params, l2), cache
 

@@ -93,6 +93,10 @@ class TrainConfig:
     eval_every: int = _field(1, HOST, resumable=True, help="evaluate on the validation set every N epochs (and after the last)")
     eval_train: bool = _field(True, HOST, resumable=True, help="at those epochs also evaluate loss and accuracy on the whole training set (one extra batched forward pass)")
     track_activations: bool = _field(False, HOST, resumable=True, help="at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)")
+    track_gradients: bool = _field(False, PROGRAM, help="per-example gradient statistics inside every step (the step's gradient then comes from the manual backward pass): per epoch the gradient noise scale, per-layer gradient norms and signal-to-noise ratios and per-example norm percentiles go to metrics.jsonl, and gradient_stats.png to the run directory")
+    gradient_ema: float = _field(0.99, PROGRAM, help="track_gradients: decay of the per-step EMAs of the noise scale's numerator and denominator (restarted every epoch, bias-corrected), in [0, 1)")
+    audit_every: int = _field(0, HOST, resumable=True, help="every N epochs audit the gradients on a fixed batch: manual backprop vs jax.grad per layer and field, jax.grad vs centered finite differences in float64; 0 = off")
+    audit_strict: bool = _field(False, HOST, resumable=True, help="stop the run (exit status 1, the last good checkpoint kept) when a gradient audit exceeds its tolerance, instead of warning")
     eval_batch_size: int = _field(1024, HOST, resumable=True, help="batch size of evaluation and prediction (exact over all examples)")
     patience: int = _field(0, HOST, resumable=True, help="early stopping: stop after this many epochs without val-loss improvement; 0 = off")
     divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop as diverged when an epoch's mean training loss exceeds this multiple of the loss of all-zero scores (log C for cross-entropy); 0 = stop only on non-finite values")
@@ -225,6 +229,7 @@ def _validate(c: TrainConfig) -> None:
     _validate_model(c)
     _validate_optimizer(c)
     _validate_loop(c)
+    _validate_gradients(c)
     _check_applies(c)
 
 
@@ -295,6 +300,22 @@ def _validate_loop(c: TrainConfig) -> None:
     _check(c.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0 = only after the last epoch)", c.checkpoint_every)
     _check(c.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", c.keep_checkpoints)
     _check(c.out_dir is None or bool(c.out_dir.strip()), "out_dir", "a non-empty path (or none)", c.out_dir)
+
+
+def _validate_gradients(c: TrainConfig) -> None:
+    _check(0.0 <= c.gradient_ema < 1.0, "gradient_ema", "in [0, 1)", c.gradient_ema)
+    _check(c.audit_every >= 0, "audit_every", ">= 0 (0 = no gradient audit)", c.audit_every)
+    if c.track_gradients:
+        _check(c.accumulate == 1, "accumulate", "1 with track_gradients (the per-example statistics need the "
+               "whole batch in one pass)", c.accumulate)
+        _check(c.batch_size >= 2, "batch_size", ">= 2 with track_gradients (the noise scale compares batches of 1 "
+               "and batch_size)", c.batch_size)
+        _check(c.precision != "bf16", "precision", "fp32 or highest with track_gradients", c.precision)
+    else:
+        _check(c.gradient_ema == TrainConfig.gradient_ema, "gradient_ema",
+               f"{TrainConfig.gradient_ema} without track_gradients (only a tracked run reads it)", c.gradient_ema)
+    _check(c.audit_every > 0 or not c.audit_strict, "audit_strict", "false without audit_every (no audit runs)",
+           c.audit_strict)
 
 
 def _check_applies(c: TrainConfig) -> None:

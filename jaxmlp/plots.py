@@ -2,9 +2,11 @@
 
     plot_loss_curve(history, "run/loss_curve.png")
     plot_decision_boundary(lambda g: predict(params, g), x, y, "run/decision_boundary.png")
+    plot_gradient_stats(history, "run/gradient_stats.png")   # track_gradients runs
 
-Each plot is built as a `Figure` first (`loss_curve_figure`, `decision_boundary_figure`), so it
-can be inspected without saving; legends sit outside the axes, where they cover no data.
+Each plot is built as a `Figure` first (`loss_curve_figure`, `decision_boundary_figure`,
+`gradient_stats_figure`), so it can be inspected without saving; legends sit outside the axes,
+where they cover no data.
 """
 from __future__ import annotations
 
@@ -107,4 +109,41 @@ def decision_boundary_figure(scores_fn: Callable[[np.ndarray], np.ndarray], x: n
     ax.set_ylabel(axis_labels[1])
     ax.legend(title="class of the point", loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False,
               markerscale=2)
+    return fig
+
+
+def plot_gradient_stats(history, path: str | os.PathLike) -> None:
+    _save(gradient_stats_figure(history), path)
+
+
+def gradient_stats_figure(history) -> Figure:
+    """track_gradients, per epoch: the noise scale B_simple, per-layer gradient norms and
+    signal-to-noise ratios, and percentiles of the per-example gradient norms."""
+    rows = [(e, g) for e, g in zip(history.epoch, history.gradients) if g is not None]
+    epochs = np.asarray([e for e, _ in rows])
+
+    def column(key: str) -> np.ndarray:  # (epochs, ...), None -> nan
+        return np.asarray([g[key] for _, g in rows], dtype=float)
+
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    (noise, norms), (snr, examples) = fig.subplots(2, 2)
+    noise.plot(epochs, column("noise_scale"), "o-", ms=3, color="tab:purple")
+    noise.set_title("gradient noise scale B_simple = tr(Σ) / |G|²", fontsize=10)
+    for ax, key, title in ((norms, "layer_grad_norm", "minibatch gradient norm ‖ḡ_l‖ (epoch mean)"),
+                           (snr, "layer_snr", "signal-to-noise B |G_l|² / tr(Σ_l)")):
+        values = column(key)  # (epochs, L + 1)
+        for layer in range(values.shape[1]):
+            ax.plot(epochs, values[:, layer], "o-", ms=3, label=f"layer {layer}")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    percentiles = np.asarray([[g["example_grad_norm"][k] for k in ("p50", "p90", "p99", "max")] for _, g in rows],
+                             dtype=float)
+    for i, name in enumerate(("median", "90th percentile", "99th percentile", "max")):
+        examples.plot(epochs, percentiles[:, i], "o-", ms=3, label=name)
+    examples.set_title("per-example gradient norm ‖g_i‖", fontsize=10)
+    examples.legend(fontsize=8)
+    for ax in (noise, norms, snr, examples):
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
     return fig

@@ -5,7 +5,7 @@
 A policy says in which dtype the network runs and at which precision its matmuls run. Params,
 gradients and optimizer state always stay in the params' own dtype (the fp32 "master" copy),
 and the loss (softmax, cross-entropy, ...) always runs in at least float32
-(`backprop._loss_precision`). Three policies:
+(`backprop.loss_precision`). Three policies:
 
 - ``fp32``: the network runs in the params' dtype (float32, or float64 with dtype float64) at
   JAX's default matmul precision. NOTE: on NVIDIA GPUs since Ampere (A100, H100) JAX's default

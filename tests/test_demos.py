@@ -69,6 +69,14 @@ def _claim_linear_collapse(n):
     assert np.asarray(n["product_matrix"]).shape == (n["sizes"][0], n["sizes"][-1])
 
 
+def _claim_example_gradients(n):
+    # the digits with the largest gradient norm are mostly ones the net gets wrong
+    assert n["top_misclassified_fraction"] > 3 * n["train_misclassified_fraction"]
+    assert n["noise_scale"]["exact_after_training"] > n["noise_scale"]["exact_at_init"]
+    norms = [e["grad_norm"] for e in n["top_examples"]]
+    assert norms == sorted(norms, reverse=True) and norms[-1] >= n["grad_norm_percentiles"]["p99"]
+
+
 CLAIMS = {
     "activations": _claim_activations,
     "capacity": _claim_capacity,
@@ -77,7 +85,9 @@ CLAIMS = {
     "dead-relu": _claim_dead_relu,
     "universal-approximation": _claim_universal,
     "linear-collapse": _claim_linear_collapse,
+    "example-gradients": _claim_example_gradients,
 }
+NEEDS_MNIST = {"example-gradients"}
 
 
 def test_every_demo_has_a_claim():
@@ -85,7 +95,9 @@ def test_every_demo_has_a_claim():
 
 
 @pytest.mark.parametrize("name", list(CLAIMS))
-def test_demo_quick_writes_pngs_json_and_its_claim_holds(name, tmp_path):
+def test_demo_quick_writes_pngs_json_and_its_claim_holds(name, tmp_path, request, monkeypatch):
+    if name in NEEDS_MNIST:
+        monkeypatch.setenv("JAXMLP_DATA", str(request.getfixturevalue("mnist_dir")))
     assert main([name, "--quick", "--out-dir", str(tmp_path), "--seed", "0"]) == 0
     numbers = json.loads((tmp_path / f"{name}.json").read_text())
     assert numbers["demo"] == name and numbers["quick"] is True and numbers["seed"] == 0
@@ -154,3 +166,11 @@ def test_gd_tracks_activations_per_step():
     assert fit.stats["dead_fraction"].shape == (5, 2)
     assert fit.stats["grad_norms"].shape == (5, 3)
     assert fit.params[0].W.shape == (2, 8)
+
+
+def test_example_gradients_without_mnist_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAXMLP_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["example-gradients", "--quick", "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("jaxmlp demo: error: example-gradients:") and "mnist" in err

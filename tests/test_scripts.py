@@ -103,3 +103,18 @@ def test_steady_uses_the_clean_epochs_after_the_first(scripts):
     assert steady([9.0, 1.0, 2.0, 3.0], [0.0, 0.1, 0.9, 0.1], 0.25) == ([1.0, 3.0], [2, 4], True)
     assert steady([9.0, 1.0, 2.0], [0.0, 0.9, 0.1], 0.25) == ([1.0, 2.0], [2, 3], False)  # < 2 clean: all of 2..N
     assert steady([9.0], [0.0], 0.25) == ([9.0], [1], False)
+
+
+def test_bench_gradstats_three_ways_give_the_same_norms(scripts):
+    import jax
+    import numpy as np
+
+    from jaxmlp import init_mlp
+
+    bench = scripts("bench_gradstats")
+    params = init_mlp(jax.random.key(0), (6, 5, 3))
+    x = jax.random.normal(jax.random.key(1), (4, 6))
+    y = jax.random.randint(jax.random.key(2), (4,), 0, 3)
+    norms = {m: np.asarray(jax.jit(bench.norms_fn(m))(params, x, y)) for m in bench.METHODS}
+    for method in ("vmap_grad", "vmap_manual"):
+        np.testing.assert_allclose(norms[method], norms["cache"], rtol=1e-5)

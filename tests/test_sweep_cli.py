@@ -68,6 +68,7 @@ def test_cli_sweep_writes_its_run_directory(tmp_path, capsys):
     (["--grid", "dropout=0.5,1.5"], "dropout must be in [0, 1)"),
     (["--grid", "hidden=16/10000000000"], "lower hidden"),
     (["--grid", "seed=0:4", "--models-per-program", "0"], "models_per_program must be >= 1"),
+    (["--grid", "seed=0:2", "--track-gradients"], "track_gradients is not supported in a sweep"),
 ])
 def test_bad_grids_are_one_line_and_exit_2(tmp_path, capsys, argv, needle):
     out = tmp_path / "sweep"

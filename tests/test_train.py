@@ -332,7 +332,8 @@ def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_onc
     config = dataclasses.replace(SMALL, accumulate=accumulate, dropout=0.1, track_activations=True)
     runs, census = {}, {}
     for feed in ("resident", "per_process"):
-        before = {id(a) for a in jax.live_arrays()}
+        alive = jax.live_arrays()  # held, so that no new array can take one of their ids
+        before = {id(a) for a in alive}
 
         class Census(train.Callback):
             def on_epoch_end(self, record, feed=feed):  # device arrays holding data rows, made by this fit

@@ -1,7 +1,8 @@
 """How a `jaxmlp train` run ends when it does not finish: one line on stderr naming what
 happened and what the run directory still holds, and the exit status.
 
-    exit 1    the run failed: diverged, out of memory, a file system error while training
+    exit 1    the run failed: diverged, a gradient audit failed (audit_strict), out of memory, a file
+              system error while training
     exit 2    bad input: a flag, a config, a data set or a run directory that cannot be used
     exit 130  interrupted (Ctrl-C)
 
@@ -39,10 +40,10 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     """Report `exc`, which ended the run (of `jaxmlp <command>`) in `run_dir`, in one line; its
     exit status. Re-raises what is not one of the ways a run is known to end (a bug deserves its
     traceback)."""
-    from jaxmlp.training import TrainingDiverged
+    from jaxmlp.training import GradientAuditFailed, TrainingDiverged
 
     prefix = f"{PROG} {command}: error:"
-    if isinstance(exc, TrainingDiverged):
+    if isinstance(exc, (TrainingDiverged, GradientAuditFailed)):
         return fail(f"{prefix} {exc} ({_kept(run_dir, ckpt)})", 1)
     if isinstance(exc, KeyboardInterrupt):
         resume = f"; continue with --resume {run_dir}" if _last_checkpoint(ckpt) is not None else ""

@@ -13,14 +13,15 @@ import typing
 from typing import Sequence
 
 from jaxmlp import __version__
-from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, predict_cmd, sweep_cmd, train_cmd
+from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, sweep_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, Parser, UsageError, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
 COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "info": info_cmd.cmd_info,
-            "predict": predict_cmd.cmd_predict, "evaluate": evaluate_cmd.cmd_evaluate, "sweep": sweep_cmd.cmd_sweep}
+            "predict": predict_cmd.cmd_predict, "evaluate": evaluate_cmd.cmd_evaluate,
+            "noise-scale": noise_scale_cmd.cmd_noise_scale, "sweep": sweep_cmd.cmd_sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(.npy or .csv)", allow_abbrev=False))
     evaluate_cmd.add_arguments(sub.add_parser("evaluate", help="a run's loss and accuracy (or mse) on a data set",
                                               allow_abbrev=False))
+    noise_scale_cmd.add_arguments(sub.add_parser(
+        "noise-scale", help="the gradient noise scale at init and after training, and a batch range", allow_abbrev=False,
+        description="B_simple = tr(Sigma) / |G|^2 over the training set, of RUN_DIR or of a run the flags describe."))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser

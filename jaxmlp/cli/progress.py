@@ -94,6 +94,8 @@ class ConsoleProgress:
                                  refresh=False)
             self.bar.update(1)
         epoch = record["epoch"]
+        if record.get("audit") is not None:
+            self._audit_line(epoch, record["audit"])
         if self.quiet or not (epoch % self.every == 0 or epoch in (self.start + 1, self.total)):
             return
         width = len(str(self.total))
@@ -106,6 +108,8 @@ class ConsoleProgress:
             parts.append("dead " + "/".join(f"{f:.2f}" for f in record["dead_fraction"]))
         if record.get("saturation_fraction") is not None:
             parts.append("saturated " + "/".join(f"{f:.2f}" for f in record["saturation_fraction"]))
+        if record.get("gradients") is not None and record["gradients"]["noise_scale"] is not None:
+            parts.append(f"noise scale {record['gradients']['noise_scale']:.4g}")
         parts += [f"lr {record['lr']:.3g}", f"{record['seconds']:.3f}s", f"{record['samples_per_sec']:,.0f} samples/s"]
         self._line("  ".join(parts))
 
@@ -116,6 +120,18 @@ class ConsoleProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def _audit_line(self, epoch: int, audit: dict[str, Any]) -> None:
+        """One line per gradient audit: on the console when it passed, a warning on stderr when not."""
+        if audit["ok"]:
+            if not self.quiet:
+                self._line(f"gradient audit after epoch {epoch}: {audit['summary']}: ok")
+            return
+        text = f"warning: gradient audit after epoch {epoch}: {audit['summary']}: ABOVE TOLERANCE"
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def _line(self, text: str) -> None:
         if self.bar is not None:

@@ -22,7 +22,7 @@ from jaxmlp.cli.grid_flags import GRID_HELP, load_grid_file, parse_grid
 from jaxmlp.cli.outcome import ended, os_error
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
-from jaxmlp.cli.train_cmd import _load_data
+from jaxmlp.cli.train_cmd import load_data
 from jaxmlp.cli.usage import PROG, UsageError, fail
 from jaxmlp.config import TrainConfig
 
@@ -98,7 +98,7 @@ def sweep_setup(ns: argparse.Namespace):
 def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | None, settings: dict) -> int:
     from jaxmlp.sweeps.plan import make_plan
 
-    splits, stats = _load_data(dataclasses.replace(config, devices=1), ns.quiet, command="sweep")  # one model's checks
+    splits, stats = load_data(dataclasses.replace(config, devices=1), ns.quiet, command="sweep")  # one model's checks
     data = (splits.train, splits.val, splits.test)
     options = dict(models_per_program=settings["models_per_program"], width=settings["width"])
     try:

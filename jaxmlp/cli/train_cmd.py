@@ -3,8 +3,9 @@
 It prints the model summary (summary.py) first, unless --quiet. The run directory gets
 config.json, preprocessing.json (run_preprocessing.py), metrics.jsonl, checkpoints/,
 summary.json and (unless --no-plots) loss_curve.png and, for 2-D classification,
-decision_boundary.png. Only process 0 of a multi-host run writes files and prints. A diverged
-run exits with code 1.
+decision_boundary.png, and with --track-gradients gradient_stats.png. Only process 0 of a
+multi-host run writes files and prints. A diverged run, or a failed gradient audit with
+--audit-strict, exits with code 1.
 """
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return _train(ns, config, run_dir)
 
 
-def _load_data(config: TrainConfig, quiet: bool, command: str = "train"):
+def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
     """(the config's data splits, checked against the config before anything is written, the
-    FeatureStats they were standardized with or None)."""
+    FeatureStats they were standardized with or None); errors as one line of `jaxmlp COMMAND`."""
     from jaxmlp import training
     from jaxmlp.data import DataError, load_dataset
     from jaxmlp.run_preprocessing import fit_preprocessing
@@ -87,7 +88,7 @@ def _load_data(config: TrainConfig, quiet: bool, command: str = "train"):
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
     from jaxmlp import parallel, summary
 
-    splits, stats = _load_data(config, ns.quiet)
+    splits, stats = load_data(config, ns.quiet)
     if ns.resume and (done := nothing_to_resume(config, run_dir)):
         print(done)
         return 0
@@ -176,4 +177,7 @@ def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[st
         plots.plot_decision_boundary(lambda g: training.predict(params, g, activation=config.activation, **opts),
                                      data.x, data.y, run_dir / "decision_boundary.png", axis_labels=labels)
         written.append("decision_boundary.png")
+    if config.track_gradients:
+        plots.plot_gradient_stats(history, run_dir / "gradient_stats.png")
+        written.append("gradient_stats.png")
     return written

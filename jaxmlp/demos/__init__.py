@@ -6,7 +6,8 @@ backprop (demos/gd.py), writes a PNG and a JSON of its numbers to the output dir
 figures), and returns those numbers.
 
 One module per demo: derivatives (activations), capacity, regularization, features,
-dead_relu, universal (universal-approximation), linear_collapse.
+dead_relu, universal (universal-approximation), linear_collapse, and example_gradients
+(trained on MNIST with the trainer, not full-batch GD; MNIST from $JAXMLP_DATA or the cache).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from typing import Callable
 
 import jax
 
-from jaxmlp.demos import (capacity, dead_relu, derivatives, features, linear_collapse, regularization,
-                          universal)
+from jaxmlp.data import DataError
+from jaxmlp.demos import (capacity, dead_relu, derivatives, example_gradients, features, linear_collapse,
+                          regularization, universal)
 from jaxmlp.demos.common import save_json
 
 DEFAULT_OUT_DIR = Path("runs/demos")
@@ -32,6 +34,7 @@ SUMMARY = """\
     dead-relu                 fraction of dead ReLUs per epoch at sensible / too-large learning rates
     universal-approximation   one hidden layer of growing width fitting sin(x)
     linear-collapse           stacked linear layers equal one matrix
+    example-gradients         MNIST digits with the largest per-example gradient norm; the noise scale
 """
 
 DEMOS: dict[str, Callable[..., dict]] = {
@@ -42,6 +45,7 @@ DEMOS: dict[str, Callable[..., dict]] = {
     dead_relu.NAME: dead_relu.run,
     universal.NAME: universal.run,
     linear_collapse.NAME: linear_collapse.run,
+    example_gradients.NAME: example_gradients.run,
 }
 
 
@@ -87,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name in names:
         start = time.perf_counter()
-        numbers = run_demo(name, out_dir=args.out_dir, seed=args.seed, quick=args.quick)
+        try:
+            numbers = run_demo(name, out_dir=args.out_dir, seed=args.seed, quick=args.quick)
+        except DataError as exc:  # example-gradients without MNIST
+            print(f"jaxmlp demo: error: {name}: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
         files = ", ".join(str(Path(args.out_dir) / f) for f in [*numbers["figures"], f"{name}.json"])
         print(f"{name}: {time.perf_counter() - start:.1f}s -> {files}")
     return 0

@@ -83,21 +83,26 @@ def model_configs(base: TrainConfig, overrides: Sequence[Mapping[str, Any]]) -> 
     """One TrainConfig per model: `base` with its overrides, on one device each (the sweep's
     `devices` shard the models), its cosine schedule's length written down as a run records it
     (TrainConfig.with_fixed_schedule). ValueError naming the model and the bad value."""
-    check_base(base)
+    check_supported(base)
     configs = []
     for i, o in enumerate(overrides):
         try:
             configs.append(TrainConfig.from_dict({**base.to_dict(), **o, "devices": 1}).with_fixed_schedule())
+            check_supported(configs[-1])
         except ValueError as exc:
             raise ValueError(f"grid: model {i} ({format_overrides(o)}): {exc}") from None
     return configs
 
 
-def check_base(base: TrainConfig) -> None:
-    """ValueError for sweep-wide settings a sweep does not support."""
-    if base.track_activations:
-        raise ValueError("track_activations is not supported in a sweep; run the model alone with jaxmlp train")
-    if base.data_feed == "per_process":
+UNSUPPORTED = ("track_activations", "track_gradients", "audit_every")  # per-run instruments: run the model alone
+
+
+def check_supported(config: TrainConfig) -> None:
+    """ValueError for settings a sweep does not support."""
+    for name in UNSUPPORTED:
+        if getattr(config, name):
+            raise ValueError(f"{name} is not supported in a sweep; train that model alone with jaxmlp train")
+    if config.data_feed == "per_process":
         raise ValueError("a sweep keeps its training set resident on every device: data_feed must be auto or resident")
 
 

@@ -14,6 +14,7 @@ import optax
 
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
+from jaxmlp.training.gradtrack import start_track, track_summary
 from jaxmlp.training.hyper import Hyper
 from jaxmlp.training.state import EpochStats, TrainState
 from jaxmlp.training.step import all_finite, make_step_fn, start_carry
@@ -87,15 +88,16 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
 
     def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
         index, rows, keys = epoch_plan(key, n_train, batch)  # (S,), (S, B), (S,)
+        track = start_track(config, steps) if config.track_gradients else None
 
         def resident_step(carry, inputs):  # gather the minibatch from the resident training set
             i, rows_i, key_i = inputs
             return step(carry, (i, gather_batch(x, y, rows_i, accumulate), key_i)), None
 
         if feed == "resident":
-            carry, _ = jax.lax.scan(resident_step, start_carry(state), (index, rows, keys))
+            carry, _ = jax.lax.scan(resident_step, start_carry(state, track), (index, rows, keys))
         else:  # the host gathered the minibatches; `rows` is unused (and compiled away)
-            carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state),
+            carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state, track),
                                     (index, (x, y), keys))
         end_finite = all_finite(carry.params) & all_finite(carry.opt_state)  # the last update, too
         carry = carry._replace(ok=carry.ok & end_finite,
@@ -103,7 +105,8 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
         n_good = jnp.where(carry.ok, steps, carry.bad_step)  # steps with a finite loss this epoch
         new_step = state.step + n_good
         stats = EpochStats(carry.loss_sum / jnp.maximum(n_good, 1), carry.ok, carry.bad_step,
-                           jnp.asarray(schedule(new_step - 1), jnp.float32), carry.first_loss)
+                           jnp.asarray(schedule(new_step - 1), jnp.float32), carry.first_loss,
+                           None if track is None else track_summary(carry.track))
         return TrainState(carry.params, carry.opt_state, new_step), stats
 
     return jax.jit(epoch, donate_argnums=(1,), **(jit_kwargs or {}))

@@ -21,8 +21,10 @@ from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
+from jaxmlp.training.audit import GradientAudit, audit_columns, check_audit
 from jaxmlp.training.evaluate import EvalSet, Evaluator
 from jaxmlp.training.feed import Feeder, train_arrays
+from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
 from jaxmlp.training.run import Run, build_run
@@ -56,7 +58,8 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     callbacks: `Callback`s for progress display and logging; fit itself never prints.
 
     Raises ValueError for a batch size larger than the training set or settings that do not fit
-    the data, and TrainingDiverged (nothing is saved for the diverged epoch).
+    the data, TrainingDiverged (nothing is saved for the diverged epoch), and with audit_strict
+    GradientAuditFailed (nothing is saved for the epoch whose audit failed; its record is logged).
     """
     check_data(config, train, val, test)
     restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
@@ -70,16 +73,19 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     wants_train_eval = config.eval_train or config.track_activations
     train_eval = evaluator.eval_set(train, feeder.resident) if wants_train_eval else None
     val_eval = None if val is None else evaluator.eval_set(val)
+    audit = GradientAudit(run, train) if config.audit_every else None
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(run, progress))
     feeder.start(progress.start_epoch)
     for epoch in range(progress.start_epoch, config.epochs):
         record = run_epoch(run, feeder, progress, epoch)
         record.update(evaluate_epoch(evaluator, progress.state.params, train_eval, val_eval, epoch))
+        record.update(audit_columns(audit, config, progress.state.params, epoch))
         stop = early_stop(config, progress, record)
         progress.history.append(record)
         for cb in callbacks:
             cb.on_epoch_end(record)
+        check_audit(config, record)
         last = epoch + 1 == config.epochs
         if stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
             save(run, progress, checkpointer, epoch + 1)
@@ -159,7 +165,7 @@ def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[
     samples = run.spec.steps_per_epoch * run.config.batch_size
     return {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr), "seconds": seconds,
             "samples_per_sec": samples / seconds, "train_accuracy": None, "train_mse": None, "val_loss": None,
-            "val_accuracy": None, "val_mse": None}
+            "val_accuracy": None, "val_mse": None, "gradients": gradient_record(stats.gradients)}
 
 
 def zero_score_loss(loss: str, y, d_out: int, rows: int = 1024) -> float:

@@ -9,7 +9,8 @@ from typing import Any
 
 # The per-epoch columns of History, in the order of a metrics.jsonl line.
 RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "train_mse", "val_loss", "val_accuracy", "val_mse",
-               "dead_fraction", "saturation_fraction", "grad_norm", "lr", "seconds", "samples_per_sec")
+               "dead_fraction", "saturation_fraction", "grad_norm", "lr", "seconds", "samples_per_sec",
+               "gradients", "audit")
 
 
 @dataclasses.dataclass
@@ -21,7 +22,9 @@ class History:
     them. lr is the learning rate of the epoch's last step. train_accuracy / train_mse (eval_train)
     and val_* entries are None on epochs without evaluation; *_accuracy is None for regression,
     *_mse None for classification. dead_fraction, saturation_fraction and grad_norm are per-layer
-    lists on evaluation epochs when track_activations is on.
+    lists on evaluation epochs when track_activations is on. gradients (track_gradients: the
+    noise scale and per-layer statistics, training/gradtrack.py) and audit (audit_every: the
+    gradient audit's errors, training/audit.py) are dicts, None on epochs without them.
     """
 
     epoch: list[int] = dataclasses.field(default_factory=list)
@@ -37,6 +40,8 @@ class History:
     lr: list[float] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
     samples_per_sec: list[float] = dataclasses.field(default_factory=list)
+    gradients: list[dict[str, Any] | None] = dataclasses.field(default_factory=list)
+    audit: list[dict[str, Any] | None] = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0  # compiling the epoch function (not in `seconds`; ~0 when cached)
     best_epoch: int | None = None  # epoch of the lowest val loss
     best_val_loss: float | None = None

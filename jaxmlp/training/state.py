@@ -49,6 +49,7 @@ class EpochStats(NamedTuple):
     bad_step: Array  # int32: first step of the epoch with a non-finite loss (or its last step, when only the final params are non-finite), -1 if none
     lr: Array  # learning rate of the epoch's last step
     first_loss: Array  # () float32: the objective of the epoch's first step (before its update)
+    gradients: dict | None = None  # track_gradients: gradtrack.track_summary of the epoch
 
 
 def init_params(key: Array, config: TrainConfig, sizes: Sequence[int]) -> Params:

@@ -3,7 +3,7 @@ gradient accumulation over microbatches, the optax update, and the finite flag t
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,7 @@ from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.precision import policy_loss_and_grad
+from jaxmlp.training.gradtrack import make_tracked_step
 from jaxmlp.training.hyper import Hyper, hyper_of
 from jaxmlp.training.state import TrainState
 
@@ -28,11 +29,12 @@ class StepCarry(NamedTuple):
     loss_sum: Array  # () float32: sum of the good steps' objective values
     bad_step: Array  # () int32: index of the first non-finite step, -1 if none
     first_loss: Array  # () float32: the objective of step 0
+    track: Any = None  # gradtrack.GradTrack with track_gradients, else None
 
 
-def start_carry(state: TrainState) -> StepCarry:
+def start_carry(state: TrainState, track=None) -> StepCarry:
     return StepCarry(state.params, state.opt_state, jnp.array(True), jnp.zeros((), jnp.float32),
-                     jnp.array(-1, jnp.int32), jnp.zeros((), jnp.float32))
+                     jnp.array(-1, jnp.int32), jnp.zeros((), jnp.float32), track)
 
 
 def all_finite(tree) -> Array:
@@ -54,13 +56,19 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     mean makes ONE optimizer update, the same update as the whole minibatch at once
     (microbatch j draws dropout / noise from fold_in(key, j)). With `data_parallel` every
     microbatch is split over its devices. l2, dropout and input_noise come from `hyper` (default:
-    the config's; traced in a sweep).
+    the config's; traced in a sweep). With `track_gradients` the step's gradient comes from
+    gradtrack's manual pass, which also updates `carry.track`.
     """
     batch_grads = make_batch_grads_fn(config, loss=loss, data_parallel=data_parallel, hyper=hyper)
+    tracked = make_tracked_step(config, loss=loss, data_parallel=data_parallel) if config.track_gradients else None
 
     def step(carry: StepCarry, inputs) -> StepCarry:
         i, (xb, yb), key = inputs  # (), ((K, b, D), (K, b[, k])), key
-        value, grads = batch_grads(carry.params, xb, yb, key)
+        if tracked is None:
+            value, grads = batch_grads(carry.params, xb, yb, key)
+            track = None
+        else:
+            value, grads, track = tracked(carry.track, i, carry.params, xb, yb, key)
         updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
         new_params = optax.apply_updates(carry.params, updates)
         # Only the scalar loss is checked per step (passes over every gradient and param each
@@ -70,7 +78,7 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
         return StepCarry(new_params, new_opt_state, good,
                          carry.loss_sum + jnp.where(good, value, 0).astype(jnp.float32),
                          jnp.where(carry.ok & ~good, i, carry.bad_step),
-                         jnp.where(i == 0, value.astype(jnp.float32), carry.first_loss))
+                         jnp.where(i == 0, value.astype(jnp.float32), carry.first_loss), track)
 
     return step
 

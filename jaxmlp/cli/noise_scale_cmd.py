@@ -1,0 +1,117 @@
+"""`jaxmlp noise-scale`: the gradient noise scale B_simple at init and after training, and a
+suggested batch range (noise_scale.py, McCandlish et al. 2018).
+
+    jaxmlp noise-scale RUN_DIR                              # the run's init and its latest checkpoint
+    jaxmlp noise-scale --dataset mnist --hidden 512,512 --epochs 3   # trains these flags (writes no run)
+
+Each B_simple = tr(Σ) / |G|² is exact over the whole training set: one pass of per-example
+gradient statistics (noise_scale.dataset_estimate), with the config's dropout and input noise
+from a key fixed by its seed. The range printed is [B_simple / 2, 2 B_simple] after training,
+in powers of two, at most the training set.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from jaxmlp.cli.flags import add_config_flags, given_fields
+from jaxmlp.cli.run_config import dtype_scope
+from jaxmlp.cli.train_cmd import load_data
+from jaxmlp.cli.usage import PROG, UsageError
+
+FROM_RUN_FLAGS = {"data_dir"}  # the config flags that may go with RUN_DIR
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR or the config flags, and --json."""
+    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                        help="a run directory: its init (from the seed) and latest checkpoint [train the flags instead]")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    add_config_flags(parser)
+
+
+def _config(ns: argparse.Namespace):
+    """(config, trained params from RUN_DIR or None) of the command line."""
+    from jaxmlp import checkpoint
+    from jaxmlp.config import TrainConfig
+
+    given = given_fields(ns)
+    try:
+        if ns.run_dir is None:
+            return TrainConfig.from_dict(given), None
+        extra = sorted(set(given) - FROM_RUN_FLAGS)
+        if extra:
+            raise UsageError(f"{PROG} noise-scale: error: --{extra[0].replace('_', '-')} cannot be combined with "
+                             "RUN_DIR (the run's config is used; only --data-dir may change)")
+        config = TrainConfig.from_dict({**checkpoint.read_config(ns.run_dir).to_dict(), **given})
+        return config, ns.run_dir
+    except ValueError as exc:
+        raise UsageError(f"{PROG} noise-scale: error: {exc}") from None
+
+
+def cmd_noise_scale(ns: argparse.Namespace) -> int:
+    config, run_dir = _config(ns)
+    with dtype_scope(config.dtype):
+        splits, _ = load_data(config, quiet=False, command="noise-scale")  # standardized as the run was
+        try:
+            numbers = _measure(config, splits.train, run_dir)
+        except ValueError as exc:  # RunDirError, a checkpoint that does not fit
+            raise UsageError(f"{PROG} noise-scale: error: {exc}") from None
+    print(_report(numbers))
+    if ns.json:
+        from jaxmlp.checkpoint import write_json
+
+        write_json(Path(ns.json), numbers)
+    return 0
+
+
+def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
+    """B_simple at init and after training, per layer and in total, and the suggested range."""
+    import jax
+    import numpy as np
+
+    from jaxmlp import checkpoint, noise_scale, training
+    from jaxmlp.activations import get_activation
+    from jaxmlp.losses import get_loss
+    from jaxmlp.training.feed import train_arrays
+    from jaxmlp.training.state import init_params, run_keys
+
+    spec = training.run_spec(config, train)
+    loss = spec.loss
+    if run_dir is None:
+        trained, _ = training.fit(config, train)
+        epochs = config.epochs
+    else:
+        trained, _, meta = checkpoint.restore_params(run_dir, best=False)
+        epochs = int(meta["epoch"])
+    x, y = train_arrays(train, np.dtype(config.dtype))
+    act = get_activation(config.activation, **config.activation_options())
+
+    def measure(params) -> dict[str, Any]:
+        est = jax.device_get(noise_scale.dataset_estimate(
+            params, x, y, jax.random.key(config.seed), loss=get_loss(loss), act=act, dropout=config.dropout,
+            input_noise=config.input_noise, batch_size=config.eval_batch_size))
+        total = noise_scale.NoiseEstimate(float(np.sum(est.signal)), float(np.sum(est.noise)))
+        return {"b_simple": float(noise_scale.noise_scale(total)), "signal": total.signal, "noise": total.noise,
+                "layer_b_simple": [float(v) for v in noise_scale.noise_scale(est)]}
+
+    init = measure(init_params(run_keys(config.seed)[0], config, spec.sizes))
+    after = measure(trained)
+    return {"dataset": config.dataset, "n_train": spec.n_train, "sizes": list(spec.sizes), "loss": loss,
+            "epochs": epochs, "init": init, "trained": after,
+            "suggested_batch_range": noise_scale.suggested_batch_range(after["b_simple"], spec.n_train)}
+
+
+def _report(n: dict[str, Any]) -> str:
+    """The printed table."""
+    lines = [f"gradient noise scale B_simple = tr(Sigma) / |G|^2 of {n['dataset']} ({n['n_train']} training "
+             f"examples, exact), sizes {'-'.join(map(str, n['sizes']))}, {n['loss']}:",
+             f"  {'':<22}{'B_simple':>10}  {'|G|^2':>10}  {'tr(Sigma)':>10}  per layer"]
+    for label, m in (("at init", n["init"]), (f"after {n['epochs']} epochs", n["trained"])):
+        layers = " ".join(f"{v:.3g}" for v in m["layer_b_simple"])
+        lines.append(f"  {label:<22}{m['b_simple']:>10.4g}  {m['signal']:>10.3e}  {m['noise']:>10.3e}  {layers}")
+    rng = n["suggested_batch_range"]
+    lines.append(f"suggested batch sizes: {rng[0]} to {rng[1]} (B_simple / 2 to 2 B_simple after training)"
+                 if rng else "no suggested batch size: the gradient signal is zero")
+    return "\n".join(lines)

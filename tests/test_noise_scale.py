@@ -1,0 +1,118 @@
+"""The gradient noise scale: the estimator is unbiased on a problem solved in closed form, the
+EMA is bias-corrected, and the suggested batch range follows B_simple.
+
+Closed form: a linear model s = w·x + b on x ~ N(0, I_d), y = w*·x + ε with ε ~ N(0, σ²), the
+per-example loss ℓ = (s − y)² (jaxmlp's mean_squared_error with one output), at b = 0 and
+e = w − w*. Then g_w = 2 r x and g_b = 2 r with r = e·x − ε, and (Isserlis for E[(e·x)² ‖x‖²])
+
+    |G|² = 4 ‖e‖²        tr(Σ) = 4 ((d + 2) ‖e‖² + (d + 1) σ²)
+"""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmlp import cli, get_activation, get_loss, init_mlp
+from jaxmlp.gradcheck import random_problem
+from jaxmlp.gradstats import gradient_stats, layer_sq_norms
+from jaxmlp.metrics import layer_grad_norms
+from jaxmlp.mlp import Layer
+from jaxmlp.noise_scale import (NoiseEstimate, dataset_estimate, ema_estimate, ema_start, ema_update, noise_scale,
+                                per_example_estimate, suggested_batch_range, two_batch_estimate)
+
+D, SIGMA = 4, 0.5
+W_STAR = jnp.array([1.0, -0.5, 0.25, 0.0])
+E = jnp.array([0.6, 0.0, -0.8, 0.0])  # ‖e‖ = 1
+TRUE = NoiseEstimate(4.0, 4.0 * ((D + 2) + (D + 1) * SIGMA ** 2))
+BATCHES = {8: 20000, 64: 5000}  # batch size -> batches averaged
+
+
+def batch_estimates(key, batch: int, count: int) -> tuple[NoiseEstimate, jax.Array]:
+    """The per-batch estimates of `count` random batches, and the naive ‖ḡ‖² of each."""
+    params = [Layer((W_STAR + E)[:, None], jnp.zeros(1))]
+
+    def one(k):
+        kx, ke = jax.random.split(k)
+        x = jax.random.normal(kx, (batch, D))
+        y = x @ W_STAR + SIGMA * jax.random.normal(ke, (batch,))
+        _, stats = gradient_stats(params, x, y[:, None], loss="mean_squared_error", activation="identity")
+        batch_sq = jnp.sum(layer_grad_norms(stats.grad) ** 2)
+        return per_example_estimate(jnp.mean(stats.sq_norm), batch_sq, batch), batch_sq
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, count))
+
+
+@pytest.mark.parametrize("batch", list(BATCHES))
+def test_the_estimator_is_unbiased_on_a_closed_form_problem(batch):
+    count = BATCHES[batch]
+    estimates, naive = batch_estimates(jax.random.key(batch), batch, count)
+    for got, want in zip(estimates, TRUE):
+        got = np.asarray(got, np.float64)
+        assert got.std() / np.sqrt(count) < 0.015 * want  # the average is precise enough to judge
+        assert abs(got.mean() / want - 1) < 0.05
+    b_simple = float(noise_scale(NoiseEstimate(*(np.mean(np.asarray(v, np.float64)) for v in estimates))))
+    assert abs(b_simple / (TRUE.noise / TRUE.signal) - 1) < 0.05
+    # ‖ḡ‖² alone is biased by tr(Σ) / B: the test tells the two apart
+    assert np.mean(np.asarray(naive, np.float64)) / TRUE.signal - 1 > 0.05 * 64 / batch
+
+
+def test_two_batch_formula_and_its_bad_input():
+    # E‖G_B‖² = |G|² + tr(Σ) / B exactly: the formula inverts it for any pair of batch sizes
+    signal, noise = 3.0, 40.0
+    est = two_batch_estimate(signal + noise / 4, signal + noise / 32, 4, 32)
+    np.testing.assert_allclose([est.signal, est.noise], [signal, noise], rtol=1e-6)
+    with pytest.raises(ValueError, match="b_small < b_big"):
+        two_batch_estimate(1.0, 1.0, 8, 8)
+    assert float(noise_scale(NoiseEstimate(jnp.array(-1.0), jnp.array(2.0)))) == np.inf
+
+
+def test_ema_is_bias_corrected_and_separate():
+    ema = ema_start((2,))
+    for _ in range(3):  # three steps of a constant estimate: the corrected EMA is that constant
+        ema = ema_update(ema, NoiseEstimate(jnp.array([1.0, 2.0]), jnp.array([10.0, 30.0])), beta=0.9)
+    got = ema_estimate(ema)
+    np.testing.assert_allclose(got.signal, [1.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(got.noise, [10.0, 30.0], rtol=1e-6)
+    ema = ema_update(ema, NoiseEstimate(jnp.array([0.0, 0.0]), jnp.array([0.0, 0.0])), beta=0.9)
+    assert float(ema_estimate(ema).signal[0]) < 1.0  # a new estimate moves it
+
+
+def test_suggested_batch_range():
+    assert suggested_batch_range(300.0) == (128, 1024)
+    assert suggested_batch_range(1.5) == (1, 4)
+    assert suggested_batch_range(float("inf")) is None
+    assert suggested_batch_range(-3.0) is None
+    assert suggested_batch_range(300.0, limit=300) == (128, 256)
+
+
+def test_dataset_estimate_is_exact_over_padded_batches(x64):
+    sizes = (3, 5, 4)
+    params = init_mlp(jax.random.key(0), sizes, activation="tanh", dtype=jnp.float64)
+    x, y = random_problem(jax.random.key(1), sizes, "multiclass_hinge", 23, jnp.float64)
+    got = dataset_estimate(params, x, y, None, loss=get_loss("multiclass_hinge"), act=get_activation("tanh"),
+                           batch_size=7)  # 4 batches, the last padded
+    _, stats = gradient_stats(params, x, y, loss="multiclass_hinge", activation="tanh", train=False)
+    signal = layer_grad_norms(stats.grad) ** 2  # the mean gradient of all 23 examples
+    np.testing.assert_allclose(got.signal, signal, rtol=1e-12)
+    np.testing.assert_allclose(got.noise, jnp.mean(layer_sq_norms(stats.batch_l2), axis=0) - signal, rtol=1e-12)
+
+
+def test_noise_scale_command_on_flags_and_on_a_run_dir(tmp_path, capsys):
+    flags = ["--hidden", "16", "--epochs", "2", "--batch-size", "30"]
+    assert cli.main(["noise-scale", *flags, "--json", str(tmp_path / "ns.json")]) == 0
+    out = capsys.readouterr().out
+    assert "at init" in out and "after 2 epochs" in out and "suggested batch sizes:" in out
+    numbers = json.loads((tmp_path / "ns.json").read_text())
+    assert numbers["n_train"] == 300 and len(numbers["init"]["layer_b_simple"]) == 2
+    assert tuple(numbers["suggested_batch_range"]) == suggested_batch_range(numbers["trained"]["b_simple"], 300)
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", *flags, "--out-dir", str(run_dir), "--quiet", "--no-plots"]) == 0
+    assert cli.main(["noise-scale", str(run_dir), "--json", str(tmp_path / "run.json")]) == 0
+    from_run = json.loads((tmp_path / "run.json").read_text())
+    assert from_run["init"] == numbers["init"]  # the same seed: the same init
+    np.testing.assert_allclose(from_run["trained"]["b_simple"], numbers["trained"]["b_simple"], rtol=1e-6)
+    capsys.readouterr()
+    assert cli.main(["noise-scale", str(run_dir), "--hidden", "8"]) == 2
+    assert "--hidden cannot be combined with RUN_DIR" in capsys.readouterr().err
