@@ -1,5 +1,5 @@
 """What a sweep returns: `ModelResult` per model and `SweepResult`, ranked, with a pandas-free
-table. No JAX here: the CLI's summary reads these without starting a backend.
+table. Host values only (numbers, host arrays): nothing here computes on a device.
 
 A model's score is its best validation loss when the sweep had validation data, else its final
 training loss (the kept params on the whole training set); lower is better, diverged models rank
