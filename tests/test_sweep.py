@@ -217,6 +217,7 @@ def test_models_per_program_from_device_memory():
     spec = run_spec(config, SPLITS.train)
     for limit in (None, 10 ** 9):  # no limit known, or plenty
         assert models_per_program_of(config, spec, models=63, devices=2, width=None, limit=limit) == 64
+        assert models_per_program_of(config, spec, models=63, devices=2, width=None, limit=limit, asked=5) == 4
     some = models_per_program_of(config, spec, models=64, devices=1, width=None, limit=300_000)
     one_at_a_time = models_per_program_of(config, spec, models=64, devices=1, width=1, limit=300_000)
     assert 1 <= some < one_at_a_time <= 64  # stepping one model at a time keeps one's activations

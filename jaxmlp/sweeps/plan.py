@@ -81,14 +81,15 @@ def program_bytes(estimate: MemoryEstimate, models: int, *, devices: int, width:
 
 def models_per_program_of(config: TrainConfig, spec: RunSpec, *, models: int, devices: int, width: int | None,
                        limit: int | None, asked: int | None = None) -> int:
-    """How many of a group's `models` one program holds: `asked`, or as many as fit `limit`
-    bytes per device (all of them without a limit), a multiple of `devices`.
+    """How many of a group's `models` one program holds, a multiple of `devices`: `asked` (rounded
+    down), or as many as fit `limit` bytes per device (all of them without a limit).
 
     ValueError naming what to lower when one model does not fit, or `asked` models do not.
     """
     estimate = estimate_memory(config, spec, feed="resident")
     check_memory(estimate, limit, what="one model of this sweep")
-    want = asked or -(-models // devices) * devices
+    # a multiple of the devices: all the models, or as many as asked (rounded down, one per device at least)
+    want = -(-models // devices) * devices if asked is None else max(devices, asked // devices * devices)
     if limit is None:
         return want
 
