@@ -25,6 +25,7 @@ _PUBLIC = {  # module -> the names it exports here
                        "layer_grad_norms", "loss_grad_and_stats"),
     "jaxmlp.config": ("TrainConfig",),
     "jaxmlp.training": ("fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged", "build_run"),
+    "jaxmlp.sweeps": ("sweep", "SweepResult", "ModelResult"),
     "jaxmlp.parallel": ("DataParallel", "data_parallel", "make_mesh"),
     "jaxmlp.precision": ("get_policy", "policy_loss_and_grad"),
 }

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jaxmlp.activations import Activation, get_activation
 from jaxmlp.losses import Loss, check_targets, get_loss, l2_grad, l2_penalty
 from jaxmlp.mlp import (ForwardOptions, Layer, Params, affine, affine_backward, check_input, dropout_backward,
-                        dropout_mask, mlp_scores, prepare_input)
+                        dropout_mask, mlp_scores, prepare_input, regularizer_on)
 
 Array = jax.Array
 
@@ -51,7 +51,7 @@ def scores_and_cache(params: Params, x: Array, act: Activation, options: Forward
                      ) -> tuple[Array, list[LayerCache]]:
     """Scores (B, d_out), exactly as `mlp.mlp_scores`, and the per-layer cache for `backward`."""
     a, dropout_keys = prepare_input(params, x, act, options)
-    dropping = options.train and options.dropout > 0
+    dropping = options.train and regularizer_on(options.dropout)
     cache = []
     for i, layer in enumerate(params[:-1]):
         z = affine(layer, a)  # (B, h) or (B, k, h)

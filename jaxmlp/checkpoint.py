@@ -131,12 +131,14 @@ class Checkpointer:
         epoch = self._epoch(epoch)
         return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
-    def restore(self, abstract_state, epoch: int | None = None, *, abstract_best=None) -> Restored:
+    def restore(self, abstract_state, epoch: int | None = None, *, abstract_best=None,
+                abstract_key=None) -> Restored:
         """Checkpoint `epoch` (default: the latest) restored into the structure of `abstract_state`
-        (e.g. `jax.eval_shape` of a fresh train state); `abstract_best` is the params structure."""
+        (e.g. `jax.eval_shape` of a fresh train state); `abstract_best` is the params structure,
+        `abstract_key` the key data's (default: one key's; a sweep saves one per model)."""
         epoch = self._epoch(epoch)
         meta = self.read_meta(epoch)
-        key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+        key_shape = abstract_key or jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
         target = {"train_state": _abstract(abstract_state), "key": key_shape}
         items = {"state": ocp.args.StandardRestore(target)}
         if meta.get("has_best") and abstract_best is not None:

@@ -139,13 +139,20 @@ def check_input(params: Params, x: Array) -> None:
         raise ValueError(f"x must have shape (B, {d_in}) for this network, got shape {tuple(jnp.shape(x))}")
 
 
+def regularizer_on(rate) -> bool:
+    """Whether dropout / input noise of this rate runs: rate > 0, or a traced rate (a sweep's
+    per-model value, checked before tracing), whose rate 0 changes nothing: mask 1, noise 0."""
+    return isinstance(rate, jax.core.Tracer) or rate > 0
+
+
 def check_regularizers(dropout: float, input_noise: float, train: bool, key) -> None:
-    """Raise ValueError for a dropout rate outside [0, 1), negative noise, or a missing key."""
-    if not 0.0 <= dropout < 1.0:
+    """Raise ValueError for a dropout rate outside [0, 1), negative noise, or a missing key
+    (the values only when concrete)."""
+    if not isinstance(dropout, jax.core.Tracer) and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout is the probability to drop and must be in [0, 1), got {dropout}")
-    if input_noise < 0:
+    if not isinstance(input_noise, jax.core.Tracer) and input_noise < 0:
         raise ValueError(f"input_noise is a standard deviation and must be >= 0, got {input_noise}")
-    if train and (dropout > 0 or input_noise > 0) and key is None:
+    if train and (regularizer_on(dropout) or regularizer_on(input_noise)) and key is None:
         raise ValueError("training with dropout or input noise needs a PRNG `key`")
 
 
@@ -198,7 +205,7 @@ def prepare_input(params: Params, x: Array, act: Activation, options: ForwardOpt
     if not (train and key is not None):
         return x, None
     keys = jax.random.split(key, len(params))  # noise key, then one per hidden layer
-    if input_noise > 0:
+    if regularizer_on(input_noise):
         x = x + input_noise * jax.random.normal(keys[0], x.shape, x.dtype)
     return x, keys[1:]
 
@@ -219,7 +226,7 @@ def mlp_scores(params: Params, x: Array, act: Activation, options: ForwardOption
     a, dropout_keys = prepare_input(params, x, act, options)
     for i, layer in enumerate(params[:-1]):
         a = act.forward(affine(layer, a), layer.alpha)  # (B, h_i)
-        if options.train and options.dropout > 0:
+        if options.train and regularizer_on(options.dropout):
             a = a * dropout_mask(dropout_keys[i], a.shape, options.dropout, a.dtype)
     return affine(params[-1], a)  # (B, d_out)
 

@@ -131,28 +131,29 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 
 def check_new_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False,
-                      claimed: bool = False) -> list[str]:
+                      claimed: bool = False, files: tuple[str, ...] = RUN_FILES) -> list[str]:
     """The run files a new run in `run_dir` would replace; RunDirError when it must not.
 
     Read-only. A new run is refused where another run's files are, unless `overwrite`; a run
     that never saved a checkpoint (killed, out of memory or interrupted in its first epochs) may
     be started over by the same command (the same config): nothing it wrote can be lost.
+    `files`: what a run writes (RUN_FILES; a sweep's own), the first of them marking a run.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
     if not claimed:  # (a probe from the claiming process would conflict with its own lock)
         check_not_in_use(run_dir)
-    taken = [name for name in RUN_FILES if (run_dir / name).exists()]
+    taken = [name for name in files if (run_dir / name).exists()]
     if taken and not overwrite and not _same_run_without_checkpoint(run_dir, config):
-        what = "already holds a run" if CONFIG_FILE in taken else f"already has {', '.join(taken)}"
+        what = "already holds a run" if files[0] in taken else f"already has {', '.join(taken)}"
         raise RunDirError(f"run dir {run_dir} {what}; pass --resume {run_dir} to continue it "
                           "or --overwrite to start over")
     return taken
 
 
 def claim_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False,
-                  resume: bool = False) -> RunDirClaim:
-    """Claim an explicit run directory for a new run (made if missing; the previous run's files
+                  resume: bool = False, files: tuple[str, ...] = RUN_FILES) -> RunDirClaim:
+    """Claim an explicit run directory for a new run (made if missing; the previous run's `files`
     removed as `check_new_run_dir` allows), or, with `resume`, the run it holds."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
@@ -160,7 +161,7 @@ def claim_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False
     claim = RunDirClaim(run_dir)
     try:
         if not resume:  # checked again now that no other run can write here
-            for name in check_new_run_dir(run_dir, config, overwrite=overwrite, claimed=True):
+            for name in check_new_run_dir(run_dir, config, overwrite=overwrite, claimed=True, files=files):
                 target = run_dir / name
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
     except BaseException:

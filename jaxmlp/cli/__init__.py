@@ -1,4 +1,4 @@
-"""The `jaxmlp` command line: `train`, `info`, `predict`, `evaluate`, `export`, `noise-scale`, and
+"""The `jaxmlp` command line: `train`, `sweep`, `info`, `predict`, `evaluate`, `export`, `noise-scale`, and
 `gradcheck` / `demo` (forwarded).
 
     jaxmlp train                                   # relu net on the spiral, ~95%+ in seconds
@@ -12,6 +12,7 @@
     jaxmlp predict runs/spiral-20250101-120000 --out scores.csv    # the run's test split, or --dataset SPEC
     jaxmlp evaluate runs/spiral-20250101-120000 --dataset npz:new.npz
     jaxmlp noise-scale runs/spiral-20250101-120000   # the gradient noise scale; a batch range
+    jaxmlp sweep --grid learning_rate=1e-3,1e-2 --grid seed=0:4 --epochs 20   # 8 models, one program
     jaxmlp gradcheck ...                           # handled by jaxmlp.gradcheck.main
     jaxmlp demo ...                                # handled by jaxmlp.demos.main
 
@@ -30,6 +31,9 @@ here imports JAX until a command runs, so `jaxmlp --help` is quick. Modules, one
     predict_cmd  `jaxmlp predict`: a run's scores and classes to .npy or .csv
     evaluate_cmd `jaxmlp evaluate`: a run's loss and accuracy (or mse) on a data set
     noise_scale_cmd  `jaxmlp noise-scale`: B_simple at init and after training, a batch range
+    grid_flags   --grid FIELD=VALUES and --grid-file: a sweep's grid
+    sweep_progress  SweepConsole: the sweep's one progress bar and its lines
+    sweep_cmd    `jaxmlp sweep`: its flags, the sweep, its run directory's files, the ranked table
     program      build_parser and main: dispatch to COMMANDS and FORWARDED, exit statuses
 
 To add a subcommand, add an entry to `program.FORWARDED` (a module with `main(argv) -> int`,

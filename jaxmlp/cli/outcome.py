@@ -36,17 +36,18 @@ def _kept(run_dir: Path, ckpt) -> str:
     return f"the last complete checkpoint is epoch {last} in {run_dir}"
 
 
-def ended(exc: BaseException, run_dir: Path, ckpt) -> int:
-    """Report `exc`, which ended the run in `run_dir`, in one line; its exit status. Re-raises
-    what is not one of the ways a run is known to end (a bug deserves its traceback)."""
+def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> int:
+    """Report `exc`, which ended the run (of `jaxmlp <command>`) in `run_dir`, in one line; its
+    exit status. Re-raises what is not one of the ways a run is known to end (a bug deserves its
+    traceback)."""
     from jaxmlp.training import GradientAuditFailed, TrainingDiverged
 
-    prefix = f"{PROG} train: error:"
+    prefix = f"{PROG} {command}: error:"
     if isinstance(exc, (TrainingDiverged, GradientAuditFailed)):
         return fail(f"{prefix} {exc} ({_kept(run_dir, ckpt)})", 1)
     if isinstance(exc, KeyboardInterrupt):
         resume = f"; continue with --resume {run_dir}" if _last_checkpoint(ckpt) is not None else ""
-        return fail(f"{PROG} train: interrupted; {_kept(run_dir, ckpt)}{resume}", EXIT_INTERRUPTED)
+        return fail(f"{PROG} {command}: interrupted; {_kept(run_dir, ckpt)}{resume}", EXIT_INTERRUPTED)
     if isinstance(exc, OSError):
         resume = f"; continue with --resume {run_dir} once that is fixed" if _last_checkpoint(ckpt) is not None else ""
         return fail(f"{prefix} {os_error(exc, run_dir)} ({_kept(run_dir, ckpt)}{resume})", 1)

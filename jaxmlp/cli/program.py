@@ -13,7 +13,7 @@ import typing
 from typing import Sequence
 
 from jaxmlp import __version__
-from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, train_cmd
+from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, sweep_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, Parser, UsageError, fail
 
@@ -21,7 +21,7 @@ FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against j
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
 COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "info": info_cmd.cmd_info,
             "predict": predict_cmd.cmd_predict, "evaluate": evaluate_cmd.cmd_evaluate,
-            "noise-scale": noise_scale_cmd.cmd_noise_scale}
+            "noise-scale": noise_scale_cmd.cmd_noise_scale, "sweep": sweep_cmd.cmd_sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an MLP (no arguments: a relu net on the spiral)", allow_abbrev=False,
         description="Train an MLP. Every TrainConfig field is a flag; flags override --config."))
     export_cmd.add_arguments(sub.add_parser("export", help="write a run's params to a plain .npz", allow_abbrev=False))
+    sweep_cmd.add_arguments(sub.add_parser(
+        "sweep", help="train a grid of models (seeds, learning rates, ...) as vmapped programs", allow_abbrev=False,
+        description="Train every model of a grid over a shared config, as few compiled programs. "
+                    "--devices N shards the models (never a batch) over N devices."))
     info_cmd.add_arguments(sub.add_parser("info", help="a run's model summary: layers, params, FLOPs, optimizer, data",
                                           allow_abbrev=False))
     predict_cmd.add_arguments(sub.add_parser("predict", help="write a run's scores and classes for a data set "

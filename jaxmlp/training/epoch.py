@@ -15,6 +15,7 @@ import optax
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.gradtrack import start_track, track_summary
+from jaxmlp.training.hyper import Hyper
 from jaxmlp.training.state import EpochStats, TrainState
 from jaxmlp.training.step import all_finite, make_step_fn, start_carry
 
@@ -56,7 +57,7 @@ def epoch_rows(key: Array, n_train: int, batch_size: int, accumulate: int = 1) -
 
 def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, schedule: optax.Schedule, *,
                   loss: str, n_train: int, feed: str = "resident", jit_kwargs: dict[str, Any] | None = None,
-                  data_parallel: parallel.DataParallel | None = None) -> Callable:
+                  data_parallel: parallel.DataParallel | None = None, hyper: Hyper | None = None) -> Callable:
     """The jitted `epoch(key, state, x, y) -> (state, EpochStats)`; `state` is donated.
 
     feed "resident": x (N, D) and y (N,) or (N, k) are the whole training set, already on the
@@ -74,7 +75,8 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
     last checkpoint stays the last good one.
 
     `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh);
-    `data_parallel` splits every minibatch over its mesh (parallel.py).
+    `data_parallel` splits every minibatch over its mesh (parallel.py); `hyper`, the step's
+    numbers (step.make_step_fn), is traced in a sweep, which calls this inside its own jit.
     """
     batch, accumulate = config.batch_size, config.accumulate
     steps = n_train // batch
@@ -82,7 +84,7 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
         raise ValueError(f"batch_size={batch} is larger than the training set ({n_train} examples)")
     if feed not in FEEDS:
         raise ValueError(f"feed must be resident or per_process, got {feed!r}")
-    step = make_step_fn(config, optimizer, loss=loss, data_parallel=data_parallel)
+    step = make_step_fn(config, optimizer, loss=loss, data_parallel=data_parallel, hyper=hyper)
 
     def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
         index, rows, keys = epoch_plan(key, n_train, batch)  # (S,), (S, B), (S,)

@@ -4,7 +4,9 @@ optax factories (in the style of optax's `alias.py`).
     schedule, optimizer = build_optimizer(config, sizes, steps_per_epoch)
 
 The chain is clip_by_global_norm (optional) -> [masked weight decay] -> the optimizer. Every
-piece is optax's own; this module only maps a TrainConfig onto it.
+piece is optax's own, but for two schedule pieces written here op for op as optax writes them
+(linear_warmup, cosine_decay) so that their step counts may be traced; this module only maps a
+TrainConfig, and its numbers (training.hyper.Hyper, traced in a sweep), onto them.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import math
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Layer, Params
+from jaxmlp.training.hyper import Hyper, hyper_of
 from jaxmlp.training.state import init_params
 
 
@@ -24,41 +28,73 @@ def decay_mask(params: Params) -> Params:
     return [Layer(True, False, None if layer.alpha is None else False) for layer in params]
 
 
-def scaled_learning_rate(config: TrainConfig) -> float:
+def scaled_learning_rate(config: TrainConfig, learning_rate: float | jax.Array | None = None):
     """The peak learning rate after `lr_scaling`: learning_rate * batch_size / base_batch_size
-    (linear, Goyal et al. 2017), its square root (sqrt), or learning_rate itself (none)."""
+    (linear, Goyal et al. 2017), its square root (sqrt), or learning_rate itself (none).
+    `learning_rate` (a sweep's traced value) replaces config.learning_rate when given."""
+    lr = config.learning_rate if learning_rate is None else learning_rate
     ratio = config.batch_size / config.base_batch_size
-    return config.learning_rate * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[config.lr_scaling]
+    return lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[config.lr_scaling]
 
 
-def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+def make_schedule(config: TrainConfig, steps_per_epoch: int, hyper: Hyper | None = None) -> optax.Schedule:
     """The optax learning-rate schedule, with epochs converted to optimizer steps.
 
     step: lr * decay_rate ** floor(epoch / decay_epochs); exponential: the same without the
     floor; cosine: cosine decay to lr * final_lr_fraction over `config.schedule_length()`
     epochs (then constant at that final lr); warmup_cosine: linear warm-up over warmup_epochs
     then cosine. warmup_epochs > 0 puts the same linear warm-up in front of any other schedule.
+
+    The numbers come from `hyper` (default: the config's), so the peak, the warm-up length and
+    the final fraction may be traced (a sweep); whether there is a warm-up is the config's.
     """
-    lr, spe = scaled_learning_rate(config), steps_per_epoch  # the peak lr, after lr_scaling
-    total, warmup = config.schedule_length() * spe, config.warmup_epochs * spe
-    if config.schedule == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1),
-                                                  end_value=lr * config.final_lr_fraction)
-    if config.schedule == "constant":
+    hyper = hyper_of(config) if hyper is None else hyper
+    lr, spe = scaled_learning_rate(config, hyper.learning_rate), steps_per_epoch  # the peak lr
+    total, warmup = config.schedule_length() * spe, hyper.warmup_epochs * spe
+    if config.schedule == "warmup_cosine":  # optax.warmup_cosine_decay_schedule's pieces
+        end = lr * hyper.final_lr_fraction
+        base = cosine_decay(lr, _max(total, warmup + 1) - warmup, end / lr)
+    elif config.schedule == "constant":
         base = optax.constant_schedule(lr)
     elif config.schedule in ("step", "exponential"):
         base = optax.exponential_decay(lr, config.decay_epochs * spe, config.decay_rate,
                                        staircase=config.schedule == "step")
     else:  # cosine
-        base = optax.cosine_decay_schedule(lr, max(total - warmup, 1), alpha=config.final_lr_fraction)
-    if warmup == 0:
+        base = cosine_decay(lr, _max(total - warmup, 1), hyper.final_lr_fraction)
+    if config.warmup_epochs == 0:
         return base
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), base], [warmup])
+    return optax.join_schedules([linear_warmup(lr, warmup), base], [warmup])
 
 
-# name -> factory(config, schedule, decay mask) -> the optax optimizer. The optimizers in
-# DECOUPLED_DECAY apply weight_decay themselves; the others get `add_decayed_weights` before them.
-Factory = Callable[[TrainConfig, optax.Schedule, Params], optax.GradientTransformation]
+def linear_warmup(peak, steps) -> optax.Schedule:
+    """optax.linear_schedule(0.0, peak, steps), op for op, where `steps` (> 0) may be traced."""
+    def schedule(count):
+        frac = 1 - jnp.clip(count, 0, steps) / steps
+        return (0.0 - peak) * frac + peak
+
+    return schedule
+
+
+def cosine_decay(peak, steps, alpha) -> optax.Schedule:
+    """optax.cosine_decay_schedule(peak, steps, alpha), op for op, where `steps` (> 0) may be traced."""
+    steps = float(steps) if isinstance(steps, int) else steps
+
+    def schedule(count):
+        cosine = 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(count, steps) / steps))
+        return peak * ((1 - alpha) * cosine + alpha)
+
+    return schedule
+
+
+def _max(a, b):
+    """max of two step counts, either of which may be traced."""
+    return max(a, b) if isinstance(a, int) and isinstance(b, int) else jnp.maximum(a, b)
+
+
+# name -> factory(hyper, schedule, decay mask) -> the optax optimizer; hyper: the run's numbers
+# (training.hyper.Hyper). The optimizers in DECOUPLED_DECAY apply weight_decay themselves; the
+# others get `add_decayed_weights` before them.
+Factory = Callable[[Hyper, optax.Schedule, Params], optax.GradientTransformation]
 OPTIMIZERS: dict[str, Factory] = {
     "sgd": lambda c, lr, mask: optax.sgd(lr),
     "momentum": lambda c, lr, mask: optax.sgd(lr, momentum=c.momentum),
@@ -75,26 +111,30 @@ OPTIMIZERS: dict[str, Factory] = {
 DECOUPLED_DECAY = frozenset({"adamw", "lars", "lamb"})
 
 
-def make_optimizer(config: TrainConfig, schedule: optax.Schedule, params: Params) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig, schedule: optax.Schedule, params: Params,
+                   hyper: Hyper | None = None) -> optax.GradientTransformation:
     """clip_by_global_norm (optional) -> [masked weight decay] -> the optax optimizer.
 
     adamw, lamb and lars decay decoupled inside the optimizer; the others get
     `add_decayed_weights` before them (decay added to the gradient, like torch's
-    weight_decay). Either way the mask skips biases and PReLU slopes.
+    weight_decay). Either way the mask skips biases and PReLU slopes. The numbers come from
+    `hyper` (default: the config's); which parts the chain has, from the config.
     """
+    hyper = hyper_of(config) if hyper is None else hyper
     mask = decay_mask(params)
     parts: list[optax.GradientTransformation] = []
     if config.clip_norm is not None:
         parts.append(optax.clip_by_global_norm(config.clip_norm))
     if config.weight_decay and config.optimizer not in DECOUPLED_DECAY:
-        parts.append(optax.add_decayed_weights(config.weight_decay, mask))
-    parts.append(OPTIMIZERS[config.optimizer](config, schedule, mask))
+        parts.append(optax.add_decayed_weights(hyper.weight_decay, mask))
+    parts.append(OPTIMIZERS[config.optimizer](hyper, schedule, mask))
     return optax.chain(*parts)
 
 
-def build_optimizer(config: TrainConfig, sizes: Sequence[int],
-                    steps_per_epoch: int) -> tuple[optax.Schedule, optax.GradientTransformation]:
-    """(schedule, optimizer) of a run; the weight-decay mask is built from the params' shapes."""
-    schedule = make_schedule(config, steps_per_epoch)
+def build_optimizer(config: TrainConfig, sizes: Sequence[int], steps_per_epoch: int,
+                    hyper: Hyper | None = None) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """(schedule, optimizer) of a run; the weight-decay mask is built from the params' shapes;
+    `hyper` (default: the config's numbers) as in make_schedule / make_optimizer."""
+    schedule = make_schedule(config, steps_per_epoch, hyper)
     template = jax.eval_shape(lambda k: init_params(k, config, sizes), jax.random.key(0))
-    return schedule, make_optimizer(config, schedule, template)
+    return schedule, make_optimizer(config, schedule, template, hyper)

@@ -14,6 +14,7 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.precision import policy_loss_and_grad
 from jaxmlp.training.gradtrack import make_tracked_step
+from jaxmlp.training.hyper import Hyper, hyper_of
 from jaxmlp.training.state import TrainState
 
 Array = jax.Array
@@ -42,7 +43,7 @@ def all_finite(tree) -> Array:
 
 
 def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *, loss: str,
-                 data_parallel: parallel.DataParallel | None = None) -> Callable:
+                 data_parallel: parallel.DataParallel | None = None, hyper: Hyper | None = None) -> Callable:
     """The pure minibatch update `step(carry, (i, (xb, yb), key)) -> carry`, the scan body.
 
     xb (K, B / K, D), yb (K, B / K) or (K, B / K, k): one minibatch of B rows as K = `accumulate`
@@ -54,10 +55,11 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     the microbatches run in an inner scan that sums their gradients into one buffer; their
     mean makes ONE optimizer update, the same update as the whole minibatch at once
     (microbatch j draws dropout / noise from fold_in(key, j)). With `data_parallel` every
-    microbatch is split over its devices. With `track_gradients` the step's gradient comes
-    from gradtrack's manual pass, which also updates `carry.track`.
+    microbatch is split over its devices. l2, dropout and input_noise come from `hyper` (default:
+    the config's; traced in a sweep). With `track_gradients` the step's gradient comes from
+    gradtrack's manual pass, which also updates `carry.track`.
     """
-    batch_grads = make_batch_grads_fn(config, loss=loss, data_parallel=data_parallel)
+    batch_grads = make_batch_grads_fn(config, loss=loss, data_parallel=data_parallel, hyper=hyper)
     tracked = make_tracked_step(config, loss=loss, data_parallel=data_parallel) if config.track_gradients else None
 
     def step(carry: StepCarry, inputs) -> StepCarry:
@@ -81,12 +83,13 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     return step
 
 
-def make_batch_grads_fn(config: TrainConfig, *, loss: str,
-                        data_parallel: parallel.DataParallel | None = None) -> Callable:
+def make_batch_grads_fn(config: TrainConfig, *, loss: str, data_parallel: parallel.DataParallel | None = None,
+                        hyper: Hyper | None = None) -> Callable:
     """`batch_grads(params, xb (K, b, D), yb (K, b[, k]), key) -> (objective, grads)`: the mean
     over K microbatches, each under the precision policy and split over `data_parallel`."""
-    grad_kwargs = dict(loss=loss, l2=config.l2, activation=config.activation, dropout=config.dropout,
-                       input_noise=config.input_noise, train=True, method=config.grad_method,
+    hyper = hyper_of(config) if hyper is None else hyper
+    grad_kwargs = dict(loss=loss, l2=hyper.l2, activation=config.activation, dropout=hyper.dropout,
+                       input_noise=hyper.input_noise, train=True, method=config.grad_method,
                        precision=config.precision, **config.activation_options())
     dp = data_parallel
 

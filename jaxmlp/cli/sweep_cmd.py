@@ -1,0 +1,175 @@
+"""`jaxmlp sweep`: train a grid of models as a few compiled programs; one progress bar, then the
+ranked table.
+
+    jaxmlp sweep --dataset mnist --hidden 512,512 --grid learning_rate=1e-4,3e-4,1e-3,3e-3 --grid seed=0:8 \\
+        --epochs 10 --val-fraction 0.1 --out-dir runs/lr-sweep
+    jaxmlp sweep --resume runs/lr-sweep            # after a kill: continues bit-identically
+    jaxmlp export runs/lr-sweep/best               # the best model, like any run directory
+
+The run directory (jaxmlp/sweeps/sweepdir.py): sweep.json, results.jsonl, summary.md, summary.json,
+sweep.png, checkpoints/ and best/; it is claimed for the sweep's life (jaxmlp/rundir.py). A bad
+grid, config or data set, or models that do not fit the device: one line on stderr, exit 2.
+Every model diverged, or a file system error or out of memory: exit 1; Ctrl-C: 130.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from jaxmlp.cli.flags import add_config_flags, given_fields, load_config_file, value_parser
+from jaxmlp.cli.grid_flags import GRID_HELP, load_grid_file, parse_grid
+from jaxmlp.cli.outcome import ended, os_error
+from jaxmlp.cli.run_config import dtype_scope
+from jaxmlp.cli.sweep_progress import SweepConsole
+from jaxmlp.cli.train_cmd import load_data
+from jaxmlp.cli.usage import PROG, UsageError, fail
+from jaxmlp.config import TrainConfig
+
+COMMAND = f"{PROG} sweep"
+RESUMABLE_FIELDS = ("data_dir", "download")  # a resumed sweep repeats everything else
+
+
+def _width(text: str):
+    return text if text in ("auto", "all") else int(text)
+
+
+_width.__name__ = "width"  # argparse: "invalid width value"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sweep's flags, then one flag per TrainConfig field (the settings every model shares)."""
+    run = parser.add_argument_group("sweep")
+    run.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUES", help=GRID_HELP)
+    run.add_argument("--grid-file", metavar="FILE", help="a JSON mapping of field -> values, or a list of overrides")
+    run.add_argument("--models-per-program", type=value_parser(int), metavar="N",
+                     help="models one compiled program holds at a time [as many as fit the device memory]")
+    run.add_argument("--width", type=_width, default="auto", metavar="N|auto|all",
+                     help="models vmapped together in a program, the others running one after another inside it "
+                     "[auto: 1 on CPU, each model then bit-identical to its solo run; all on accelerators]")
+    run.add_argument("--config", metavar="FILE", help="a .json or .toml file of the shared fields")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the sweep in RUN_DIR from its latest checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a previous sweep")
+    run.add_argument("--quiet", action="store_true", help="no progress bar, no lines, no table")
+    run.add_argument("--top", type=value_parser(int), default=20, metavar="N", help="rows of the printed table [20]")
+    run.add_argument("--no-plots", dest="plots", action="store_false", help="skip sweep.png")
+    add_config_flags(parser)
+
+
+def cmd_sweep(ns: argparse.Namespace) -> int:
+    config, grid, run_dir, settings = sweep_setup(ns)
+    with dtype_scope(config.dtype):
+        return _sweep(ns, config, grid, run_dir, settings)
+
+
+def sweep_setup(ns: argparse.Namespace):
+    """(config, grid, run dir or None for a fresh runs/sweep-<dataset>-<time>, settings) from the
+    flags, or from the sweep being resumed. Reads only."""
+    from jaxmlp.rundir import RunDirError, check_new_run_dir
+    from jaxmlp.sweeps.sweepdir import SWEEP_FILES, read_sweep_json
+
+    given = given_fields(ns)
+    try:
+        if ns.resume:
+            extra = [flag for flag, on in (("--config", ns.config), ("--overwrite", ns.overwrite), ("--grid", ns.grid),
+                                           ("--grid-file", ns.grid_file),
+                                           ("--models-per-program", ns.models_per_program is not None)) if on]
+            fixed = [f"--{name.replace('_', '-')}" for name in sorted(set(given) - set(RESUMABLE_FIELDS))]
+            if extra or fixed:
+                raise UsageError(f"{COMMAND}: error: {(extra + fixed)[0]} cannot change when resuming a sweep "
+                                 "(allowed: --data-dir, --download)")
+            saved = read_sweep_json(Path(ns.resume))
+            config = TrainConfig.from_dict({**saved["config"], **given})
+            return config, saved["grid"], Path(ns.resume), saved["settings"]
+        if ns.grid and ns.grid_file:
+            raise UsageError(f"{COMMAND}: error: give --grid or --grid-file, not both")
+        grid = load_grid_file(ns.grid_file, COMMAND) if ns.grid_file else parse_grid(ns.grid, COMMAND)
+        if not grid:
+            raise UsageError(f"{COMMAND}: error: empty grid: give --grid FIELD=VALUES (repeatable) or --grid-file FILE")
+        config = TrainConfig.from_dict({**(load_config_file(ns.config) if ns.config else {}), **given})
+        run_dir = Path(config.out_dir) if config.out_dir else None
+        if run_dir is not None:
+            check_new_run_dir(run_dir, config, overwrite=ns.overwrite, files=SWEEP_FILES)
+        return config, grid, run_dir, {"models_per_program": ns.models_per_program, "width": ns.width}
+    except (ValueError, RunDirError) as exc:  # config validation, the run directory
+        raise UsageError(f"{COMMAND}: error: {exc}") from None
+
+
+def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | None, settings: dict) -> int:
+    from jaxmlp.sweeps.plan import make_plan
+
+    splits, stats = load_data(dataclasses.replace(config, devices=1), ns.quiet, command="sweep")  # one model's checks
+    data = (splits.train, splits.val, splits.test)
+    options = dict(models_per_program=settings["models_per_program"], width=settings["width"])
+    try:
+        plan = None if ns.resume else make_plan(config, grid, *data, **options)  # all checked before any write
+    except ValueError as exc:  # the grid, a model against the data, the device memory
+        raise UsageError(f"{COMMAND}: error: {exc}") from None
+    claim = _claim(ns, config, run_dir)
+    try:
+        return _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
+                    stats, options)
+    finally:
+        claim.release()
+
+
+def _claim(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None):
+    """Claim the run directory (a fresh runs/sweep-<dataset>-<time> when none was named)."""
+    from jaxmlp import rundir
+    from jaxmlp.sweeps.sweepdir import SWEEP_FILES
+
+    try:
+        if run_dir is None:
+            return rundir.claim_new_run_dir("sweep-" + config.dataset)
+        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume), files=SWEEP_FILES)
+    except rundir.RunDirError as exc:
+        raise UsageError(f"{COMMAND}: error: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{COMMAND}: error: {os_error(exc, run_dir)}") from None
+
+
+def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options) -> int:
+    """The sweep in its claimed directory, then its files; every way it can end, in one line."""
+    from jaxmlp import checkpoint
+    from jaxmlp.sweeps import sweep, sweepdir
+
+    console, ckpt = SweepConsole(quiet=ns.quiet), None
+    try:
+        if plan is not None:
+            sweepdir.write_sweep_json(run_dir, config, grid, plan, {**options})
+        ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
+        callbacks = [sweepdir.ResultsLog(run_dir / sweepdir.RESULTS_FILE), console]
+        result = sweep(config, grid, splits.train, splits.val, splits.test, callbacks=callbacks, checkpointer=ckpt,
+                       resume=bool(ns.resume), **options)
+        return _finish(ns, run_dir, result, grid, config, splits.train, stats)
+    except BaseException as exc:
+        console.close()
+        return ended(exc, run_dir, ckpt, command="sweep")
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+
+
+def _finish(ns: argparse.Namespace, run_dir: Path, result, grid, config: TrainConfig, train, stats) -> int:
+    """summary.md, summary.json, sweep.png, best/, and (unless quiet) the ranked table."""
+    from jaxmlp.sweeps import sweepdir
+
+    sweepdir.write_summary(run_dir, result, grid, config)
+    written = [sweepdir.SWEEP_FILE, sweepdir.RESULTS_FILE, sweepdir.SUMMARY_FILE, sweepdir.SUMMARY_JSON, "checkpoints/"]
+    if ns.plots:
+        from jaxmlp.sweeps.plots import plot_sweep
+
+        plot_sweep(result, run_dir / sweepdir.PLOT_FILE)
+        written.append(sweepdir.PLOT_FILE)
+    if result.best is not None:
+        sweepdir.write_best(run_dir / sweepdir.BEST_DIR, result, train, stats)
+        written.append(sweepdir.BEST_DIR + "/")
+    if not ns.quiet:
+        print(result.format_table(limit=ns.top))
+        if len(result.models) > ns.top:
+            print(f"({len(result.models) - ns.top} more rows in {run_dir / sweepdir.SUMMARY_FILE})")
+        print(f"done: {len(result.models)} models in {result.train_seconds:.2f}s "
+              f"(+{result.compile_seconds:.2f}s compile) | run dir: {run_dir} ({', '.join(written)})")
+    if result.best is None:
+        return fail(f"{COMMAND}: error: every model diverged; lower the learning rates or clip gradients", 1)
+    return 0

@@ -1,0 +1,251 @@
+"""`sweep`: train every model of a grid as its solo `fit` would, one compiled program per group,
+chunk after chunk, with per-model early stopping, restore-best and divergence by masking.
+
+    result = sweep(TrainConfig(hidden=(512, 512), epochs=10, val_fraction=0.1),
+                   {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3], "seed": range(4)}, splits.train, splits.val, splits.test)
+    print(result.format_table())          # ranked by validation loss
+    result.best_params                    # the best model's params, as its own fit would return them
+
+Phases, as in `fit`: plan (grid -> configs -> groups -> chunks sized to the device memory), place
+the data once, restore or start; per chunk: init, then per epoch one program call for all its
+models, the evaluations, and per model the early-stopping decision (`fit.early_stop`, the solo
+rule), restore-best and divergence: a stopped or diverged model keeps its state while the others
+go on, and nothing crosses between models. At a chunk's end its models' final evaluation and the
+best model so far (kept whole, for `best/`). Like `fit`, it writes and prints nothing itself; the
+CLI passes a Checkpointer and callbacks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from jaxmlp.config import TrainConfig
+from jaxmlp.sweeps import store
+from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
+from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
+from jaxmlp.sweeps.result import ModelResult, SweepResult
+from jaxmlp.training.evaluate import EvalSet, make_eval_set
+from jaxmlp.training.feed import train_arrays
+from jaxmlp.training.fit import Progress, check_loss_explosion, early_stop, zero_score_loss
+from jaxmlp.training.history import RECORD_KEYS
+from jaxmlp.training.state import TrainingDiverged, run_keys
+
+Array = jax.Array
+
+
+class SweepData(NamedTuple):
+    """The data on the devices, placed once for every chunk."""
+
+    x: Array  # (N, D) the training set
+    y: Array  # (N,) labels or (N, k) targets
+    evals: dict[str, tuple[EvalSet, int]]  # train (its rows of x), val, test: (EvalSet, examples)
+    classification: bool
+    host_y: np.ndarray  # y on the host: the loss of all-zero scores, a divergence reference
+
+
+class ChunkInputs(NamedTuple):
+    """What a chunk's programs take per model, on the devices: leading axis P."""
+
+    traced: dict[str, Array]  # the group's traced fields, each (P,)
+    init_keys: Array  # (P, *KEY_SHAPE) raw key data
+    schemes: Array  # (P,) int32: index of the model's init scheme in group.inits
+    train_keys: Array  # (P, *KEY_SHAPE)
+
+
+def sweep(config: TrainConfig, grid, train, val=None, test=None, *, callbacks: Sequence[Any] = (),
+          checkpointer=None, resume: bool = False, models_per_program: int | None = None,
+          width: int | str | None = "auto", keep_params: bool = False) -> SweepResult:
+    """Train the models of `grid` (field -> values, a Cartesian product; or a list of overrides)
+    on top of `config`; returns a SweepResult.
+
+    Each model is its solo `fit(model config, train, val, test)`. Models that differ only in
+    traced numbers, seeds and init share one program; other fields split them into groups, run
+    one after another. `config.devices` shards the model axis (the models never share a batch).
+    models_per_program: the models one program holds (default: as many as fit the device
+    memory); width: models vmapped together (auto: 1 on CPU, all on accelerators; all). With a
+    `checkpointer` the stacked state is saved every `checkpoint_every` epochs and at each
+    chunk's end, and resume=True continues bit-identically. keep_params: keep every model's
+    kept params on the host (ModelResult.params). Raises ValueError for a bad grid, a model's
+    config that does not fit the data, or models that do not fit the device memory.
+    """
+    if keep_params and resume:
+        raise ValueError("keep_params cannot be combined with resume (earlier chunks' params are not checkpointed)")
+    saved = store.read_plan(checkpointer) if resume and checkpointer is not None else None
+    plan = make_plan(config, grid, train, val, test, models_per_program=models_per_program,
+                     width=saved["width"] if saved else width, layout=saved and saved["chunks"])
+    data = place_data(plan, train, val, test)
+    progress = store.restore(checkpointer, plan) if saved else store.SweepProgress()
+    for cb in callbacks:
+        cb.on_sweep_begin(begin_info(plan, progress))
+    for chunk in plan.chunks[progress.chunk:]:
+        run_chunk(plan, data, chunk, progress, checkpointer, callbacks, keep_params)
+    result = SweepResult([progress.models[i] for i in range(len(plan.configs))],
+                         progress.leader and progress.leader.snapshot, progress.compile_seconds,
+                         progress.train_seconds)
+    for cb in callbacks:
+        cb.on_sweep_end(result)
+    return result
+
+
+def place_data(plan: SweepPlan, train, val, test) -> SweepData:
+    """The training set on every device of the plan, once; the evaluation sets beside it."""
+    base = plan.base
+    replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
+    host = train_arrays(train, base.dtype)
+    x, y = jax.device_put(host, replicated)
+    evals = {"train": (make_eval_set(*host, base.eval_batch_size, resident=(x, y)), len(train))}
+    for name, split in (("val", val), ("test", test)):
+        if split is not None:
+            evals[name] = (make_eval_set(*train_arrays(split, base.dtype), base.eval_batch_size), len(split))
+    evals = {name: (jax.device_put(eval_set, replicated), n) for name, (eval_set, n) in evals.items()}
+    return SweepData(x, y, evals, train.num_classes is not None, host[1])
+
+
+def begin_info(plan: SweepPlan, progress: store.SweepProgress) -> dict[str, Any]:
+    """What a callback's on_sweep_begin receives."""
+    epochs = [plan.groups[c.group].program.epochs for c in plan.chunks]
+    return dict(plan=plan, models=len(plan.configs), groups=len(plan.groups), chunks=len(plan.chunks),
+                total_epochs=sum(epochs), done_epochs=sum(epochs[:progress.chunk]) + progress.epoch,
+                records=[{"model": m.index, **r} for m in progress.models.values() for r in m.history.records()])
+
+
+def run_chunk(plan: SweepPlan, data: SweepData, chunk: Chunk, progress: store.SweepProgress, checkpointer,
+              callbacks: Sequence[Any], keep_params: bool) -> None:
+    """Train one chunk from `progress` (fresh, or resumed mid-chunk) to its end."""
+    group, spec = plan.groups[chunk.group], plan.specs[chunk.group]
+    programs = chunk_programs(group.program, spec, group.traced, group.inits, size=chunk.size, width=plan.width,
+                              mesh=plan.mesh)
+    progress.compile_seconds += programs.compile_seconds
+    inputs = chunk_inputs(plan, chunk, programs)
+    carry = progress.carry or start_chunk(plan, chunk, programs, inputs, progress)
+    epochs = group.program.epochs
+    for epoch in range(progress.epoch, epochs):
+        carry, records = run_epoch(plan, data, chunk, programs, inputs, carry, epoch, progress)
+        progress.epoch = epoch + 1
+        for cb in callbacks:
+            cb.on_epoch_end(records)
+        if not carry.active.any():
+            break
+        every = plan.base.checkpoint_every
+        if checkpointer is not None and every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
+            store.save(checkpointer, plan, chunk, carry, inputs.train_keys, progress, complete=False)
+    finish_chunk(plan, data, chunk, programs, inputs, carry, progress, keep_params)
+    if checkpointer is not None:
+        store.save(checkpointer, plan, chunk, carry, inputs.train_keys, progress, complete=True)
+    progress.chunk, progress.epoch, progress.carry = chunk.index + 1, 0, None
+    for cb in callbacks:
+        cb.on_chunk_end(chunk, [progress.models[i] for i in chunk.members])
+
+
+def padded(chunk: Chunk) -> tuple[int, ...]:
+    """The chunk's models, then copies of its last one up to its size (padding: never recorded)."""
+    return chunk.members + (chunk.members[-1],) * (chunk.size - len(chunk.members))
+
+
+def chunk_inputs(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms) -> ChunkInputs:
+    """Each model's traced values, init scheme and keys (from its seed, as a solo run draws them)."""
+    group = plan.groups[chunk.group]
+    configs = [plan.configs[i] for i in padded(chunk)]
+    keys = [[np.asarray(jax.random.key_data(k)) for k in run_keys(c.seed)] for c in configs]
+    traced = {name: np.array([getattr(c, name) for c in configs], traced_dtype(group.program, name))
+              for name in group.traced}
+    schemes = np.array([group.inits.index(c.init) for c in configs], np.int32)
+    host = ChunkInputs(traced, np.stack([k[0] for k in keys]), schemes, np.stack([k[1] for k in keys]))
+    return jax.device_put(host, programs.sharding)
+
+
+def start_chunk(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms, inputs: ChunkInputs,
+                progress: store.SweepProgress) -> store.ChunkCarry:
+    """Fresh models from their seeds: the chunk's stacked state, every real model active."""
+    for i in chunk.members:
+        progress.models[i] = ModelResult(i, chunk.group, plan.overrides[i], plan.configs[i])
+    active = np.arange(chunk.size) < len(chunk.members)
+    return store.ChunkCarry(programs.init(inputs.init_keys, inputs.schemes), None, active)
+
+
+def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPrograms, inputs: ChunkInputs,
+              carry: store.ChunkCarry, epoch: int, progress: store.SweepProgress
+              ) -> tuple[store.ChunkCarry, list[dict[str, Any]]]:
+    """0-based `epoch` of every model of the chunk (one program call), its evaluations and each
+    model's verdict; returns the new carry and the records of the models that ran it."""
+    t = time.perf_counter()
+    state, stats = programs.epoch(inputs.traced, inputs.train_keys, np.int32(epoch), carry.state,
+                                  jax.device_put(carry.active, programs.sharding), data.x, data.y)
+    stats = jax.device_get(stats)
+    seconds = time.perf_counter() - t
+    progress.train_seconds += seconds
+    columns = evaluate_epoch(plan, data, chunk, programs, state.params, epoch)
+    stop_config = dataclasses.replace(plan.base, restore_best=False)  # the decision only; params below
+    spec = plan.specs[chunk.group]
+    samples, zero = spec.steps_per_epoch * plan.configs[chunk.members[0]].batch_size, \
+        zero_score_loss(spec.loss, data.host_y, spec.sizes[-1])
+    active, improved, records = carry.active.copy(), np.zeros(chunk.size, bool), []
+    for j, index in enumerate(chunk.members):
+        if not carry.active[j]:
+            continue
+        model = progress.models[index]
+        tracker = Progress(None, None, model.history, 0, zero_score_loss=zero)  # what fit's rules read
+        try:  # fit's rules: a non-finite epoch (its update was masked), a finite loss explosion
+            if not stats.finite[j]:
+                raise TrainingDiverged(epoch + 1)
+            check_loss_explosion(model.config, tracker, jax.tree.map(lambda a: a[j], stats), epoch)
+        except TrainingDiverged:
+            model.diverged_epoch, active[j] = epoch + 1, False
+            continue
+        record = {"epoch": epoch + 1, "train_loss": float(stats.loss[j]), "lr": float(stats.lr[j]),
+                  "seconds": seconds, "samples_per_sec": samples / seconds,
+                  **{name: value(j) for name, value in columns.items()}}
+        active[j] = not early_stop(stop_config, tracker, record)
+        improved[j] = model.history.best_epoch == epoch + 1
+        model.history.append(record)
+        records.append({"model": index, **{k: record.get(k) for k in RECORD_KEYS}})
+    best = carry.best
+    if plan.base.restore_best and improved.any():
+        mask = jax.device_put(improved, programs.sharding)
+        best = programs.select(mask, state.params, state.params if best is None else best)
+    return store.ChunkCarry(state, best, active), records
+
+
+def evaluate_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPrograms, params,
+                   epoch: int) -> dict[str, Any]:
+    """The evaluation columns of `epoch`, as functions of a model's position ({} when none is due)."""
+    base = plan.base
+    if not ((epoch + 1) % base.eval_every == 0 or epoch + 1 == plan.groups[chunk.group].program.epochs):
+        return {}
+    columns = {}
+    if base.eval_train:
+        columns.update({"train_" + k: v for k, v in split_metrics(data, programs, params, "train").items()
+                        if k != "loss"})
+    if "val" in data.evals:
+        columns.update({"val_" + k: v for k, v in split_metrics(data, programs, params, "val").items()})
+    return columns
+
+
+def split_metrics(data: SweepData, programs: ChunkPrograms, params, split: str) -> dict[str, Any]:
+    """{"loss": f, "accuracy" | "mse": f} with f(j) model j's exact mean over `split`."""
+    eval_set, n = data.evals[split]
+    loss_sums, metric_sums = jax.device_get(programs.metrics(n)(params, eval_set))  # (P,), (P,)
+    metric = "accuracy" if data.classification else "mse"
+    return {"loss": lambda j: float(loss_sums[j]) / n, metric: lambda j: float(metric_sums[j]) / n}
+
+
+def finish_chunk(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPrograms, inputs: ChunkInputs,
+                 carry: store.ChunkCarry, progress: store.SweepProgress, keep_params: bool) -> None:
+    """Evaluate each model's kept params (the best ones with restore_best) on every split into
+    its history.final; keep the best model so far whole (progress.leader)."""
+    use_best = np.array([carry.best is not None and j < len(chunk.members)
+                         and progress.models[chunk.members[j]].history.best_epoch is not None
+                         for j in range(chunk.size)])
+    kept = carry.state.params if not use_best.any() else programs.select(
+        jax.device_put(use_best, programs.sharding), carry.best, carry.state.params)
+    finals = {split: split_metrics(data, programs, kept, split) for split in data.evals}
+    for j, index in enumerate(chunk.members):
+        model = progress.models[index]
+        model.history.final = {split: {k: f(j) for k, f in metrics.items()} for split, metrics in finals.items()}
+        if keep_params:
+            model.params = jax.device_get(jax.tree.map(lambda a: a[j], kept))
+    store.update_leader(plan, chunk, carry, inputs.train_keys, use_best, progress)

@@ -1,0 +1,176 @@
+"""The compiled programs of one chunk: P same-shaped models as one program.
+
+    programs = chunk_programs(group.program, spec, group.traced, group.inits, size=P, width=None, mesh=None)
+    state = programs.init(init_key_data (P, 2), scheme (P,))              # stacked TrainState
+    state, stats = programs.epoch(traced {name: (P,)}, train_key_data (P, 2), epoch (), state, active (P,), x, y)
+    loss_sums, metric_sums = programs.metrics(params, eval_set, n)         # (P,), (P,)
+
+Each model's epoch IS the solo epoch (training.epoch.make_epoch_fn), built inside the trace from
+the model's Hyper: the group's numbers with the traced ones replaced by the model's own (its
+optimizer and schedule included), its keys from its seed as in a solo run. A model whose epoch
+went non-finite, or that is no longer `active` (stopped early, diverged, padding), keeps its
+state: it is masked, never mixed with the others.
+
+Across the model axis, `width` models step together as one vmapped (batched) computation and
+the rest follow one after another (lax.map) inside the same program; width None vmaps all of
+them. On several devices the model axis is split over the 1-D Mesh axis "models" (shard_map):
+each device trains its share on its own copy of the training set, with no communication.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxmlp import parallel
+from jaxmlp.config import TrainConfig
+from jaxmlp.training.epoch import make_epoch_fn
+from jaxmlp.training.evaluate import _metrics_fn
+from jaxmlp.training.hyper import hyper_of
+from jaxmlp.training.optim import build_optimizer
+from jaxmlp.training.spec import RunSpec
+from jaxmlp.training.state import epoch_key, init_state
+
+Array = jax.Array
+MODELS = "models"  # the mesh axis of the model dimension
+
+
+class ChunkPrograms(NamedTuple):
+    """The compiled programs of a chunk of P models (leading axis P everywhere)."""
+
+    init: Callable  # (init key data (P, *KEY_SHAPE) uint32, scheme (P,) int32) -> TrainState, leaves (P, ...)
+    epoch: Callable  # (traced, train key data, epoch, state, active, x, y) -> (state, EpochStats (P,)); state donated
+    metrics: Callable  # metrics(n)(params (P, ...), EvalSet of n examples) -> (loss sums (P,), metric sums (P,))
+    select: Callable  # (mask (P,), new, old) -> where(mask, new, old) per model: best params
+    compile_seconds: float  # the epoch's compile (~0 when an earlier chunk compiled it)
+    sharding: NamedSharding | None  # the model axis over the mesh; None on one device
+
+
+KEY_SHAPE = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape  # one key's raw data
+
+
+def models_mesh(devices: int) -> Mesh | None:
+    """A 1-D Mesh of `devices` (N, or 0 = all) on the axis "models"; None for one device."""
+    devs = parallel.resolve_devices(devices)
+    return None if len(devs) == 1 else Mesh(np.array(devs), (MODELS,))
+
+
+def traced_dtype(config: TrainConfig, name: str) -> np.dtype:
+    """The dtype of a traced field's per-model values: int32 for warmup_epochs, else the params' dtype."""
+    return np.dtype(np.int32 if name == "warmup_epochs" else config.dtype)
+
+
+def over_models(fn: Callable, width: int | None) -> Callable:
+    """`fn` of one model's arguments, mapped over the leading model axis of every argument:
+    `width` models at a time vmapped, the rest one after another (None: all vmapped)."""
+    def mapped(*args):
+        n = jax.tree.leaves(args)[0].shape[0]
+        if width == 1:  # a scan of the one-model program, even over one model
+            return jax.lax.map(lambda a: fn(*a), args)
+        if width is None or width >= n:
+            return jax.vmap(fn)(*args)
+        return jax.lax.map(lambda a: fn(*a), args, batch_size=width)
+
+    return mapped
+
+
+def on_mesh(fn: Callable, mesh: Mesh | None, split: tuple[bool, ...], **jit_kwargs) -> Callable:
+    """`fn` jitted; on a mesh run per device on its share of the model axis (shard_map), where
+    split[i] says whether argument i is split over the models (else replicated)."""
+    if mesh is None:
+        return jax.jit(fn, **jit_kwargs)
+    specs = tuple(PartitionSpec(MODELS) if s else PartitionSpec() for s in split)
+    # check_vma off: the solo epoch starts its scan carry from constants, which shard_map's
+    # varying-axis types would ask to mark per device; every output is split over the models anyway.
+    sharded = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(MODELS), check_vma=False)
+    return jax.jit(sharded, in_shardings=tuple(NamedSharding(mesh, spec) for spec in specs),
+                   out_shardings=NamedSharding(mesh, PartitionSpec(MODELS)), **jit_kwargs)
+
+
+def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], inits: tuple[str | None, ...], *,
+                   size: int, width: int | None, mesh: Mesh | None) -> ChunkPrograms:
+    """The programs of a chunk of `size` models of a group (`config`: the group's program config)."""
+    programs = _programs(config, spec, inits, width, mesh)
+    t0 = time.perf_counter()
+    epoch = _compiled_epoch(programs, config, spec, traced, size)
+    return programs._replace(epoch=epoch, compile_seconds=time.perf_counter() - t0)
+
+
+@functools.lru_cache(maxsize=8)
+def _programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], width: int | None,
+              mesh: Mesh | None) -> ChunkPrograms:
+    init = on_mesh(over_models(_model_init(config, spec, inits), width=1), mesh, (True, True))  # compiles as fast as one
+    epoch = on_mesh(_chunk_epoch(config, spec, width), mesh, (True, True, False, True, True, False, False),
+                    donate_argnums=(3,))
+    options = tuple(sorted(config.activation_options().items()))
+    sums = _metrics_fn(spec.loss, config.activation, options, spec.classification)
+
+    @functools.lru_cache(maxsize=4)
+    def metrics(n: int) -> Callable:  # one program per evaluation set size
+        return on_mesh(lambda params, data: over_models(lambda p: sums(p, data, n), width)(params), mesh, (True, False))
+
+    select = jax.jit(lambda mask, new, old: jax.tree.map(lambda a, b: jnp.where(
+        mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old))
+    sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(MODELS))
+    return ChunkPrograms(init, epoch, metrics, select, 0.0, sharding)
+
+
+def _model_init(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...]) -> Callable:
+    """init(key data, scheme ()) -> one model's fresh TrainState, with init scheme inits[scheme]."""
+    optimizer = build_optimizer(config, spec.sizes, spec.steps_per_epoch)[1]  # only its state's structure
+
+    def init(key_data: Array, scheme: Array):
+        key = jax.random.wrap_key_data(key_data)
+        states = [init_state(key, dataclasses.replace(config, init=name), spec.sizes, optimizer) for name in inits]
+        return states[0] if len(states) == 1 else jax.tree.map(lambda *s: jax.lax.select_n(scheme, *s), *states)
+
+    return init
+
+
+def _chunk_epoch(config: TrainConfig, spec: RunSpec, width: int | None) -> Callable:
+    """epoch(traced, train key data, epoch, state, active, x, y) over the models it is given."""
+    base = hyper_of(config)
+
+    def model_epoch(traced, train_key_data, epoch, state, active, x, y):  # one model
+        hyper = base._replace(**traced)
+        schedule, optimizer = build_optimizer(config, spec.sizes, spec.steps_per_epoch, hyper)
+        epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=spec.loss, n_train=spec.n_train, hyper=hyper)
+        new, stats = epoch_fn(epoch_key(jax.random.wrap_key_data(train_key_data), epoch), state, x, y)
+        keep = active & stats.finite
+        return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), stats
+
+    def chunk_epoch(traced, train_key_data, epoch, state, active, x, y):
+        return over_models(lambda t, k, s, a: model_epoch(t, k, epoch, s, a, x, y), width)(
+            traced, train_key_data, state, active)
+
+    return chunk_epoch
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_epoch(programs: ChunkPrograms, config: TrainConfig, spec: RunSpec, traced: tuple[str, ...],
+                    size: int) -> Callable:
+    """The chunk's epoch compiled for `size` models (jit's cache: ~0 s for a size compiled before)."""
+    key_data = jax.ShapeDtypeStruct((size, *KEY_SHAPE), jnp.uint32)
+    state = jax.eval_shape(programs.init, key_data, jax.ShapeDtypeStruct((size,), jnp.int32))
+    dtype = np.dtype(config.dtype)
+    x = jax.ShapeDtypeStruct((spec.n_train, spec.sizes[0]), dtype)
+    y = jax.ShapeDtypeStruct((spec.n_train, *spec.target_shape), np.int32 if spec.classification else dtype)
+    values = {name: jax.ShapeDtypeStruct((size,), traced_dtype(config, name)) for name in traced}
+    return programs.epoch.lower(values, key_data, jax.ShapeDtypeStruct((), jnp.int32), state,
+                                jax.ShapeDtypeStruct((size,), jnp.bool_), x, y).compile()
+
+
+def chunk_abstract_state(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], *, size: int,
+                         mesh: Mesh | None):
+    """ShapeDtypeStructs (sharded over the models on a mesh) of a chunk's stacked TrainState: a
+    checkpoint's restore target. Nothing is compiled."""
+    programs = _programs(config, spec, inits, None, mesh)
+    key_data = jax.ShapeDtypeStruct((size, *KEY_SHAPE), jnp.uint32)
+    state = jax.eval_shape(programs.init, key_data, jax.ShapeDtypeStruct((size,), jnp.int32))
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=programs.sharding), state)

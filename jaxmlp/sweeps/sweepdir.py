@@ -1,0 +1,143 @@
+"""A sweep's run directory:
+
+    run_dir/
+      sweep.json      the grid, the base config, the models (overrides, group) and the plan's settings
+      results.jsonl   one line per model per epoch: {"model", "group", "overrides", "epoch", "train_loss", ...};
+                      "seconds" is the program's epoch (all its models), "samples_per_sec" one model's
+      summary.md      the ranked table (SweepResult.format_table), the grid and the times
+      summary.json    the same table as JSON, with the best model and the times
+      sweep.png       every model's curve, and a heatmap for a 2-D grid (plots.py)
+      checkpoints/    the stacked state of the running chunk and the best model so far (store.py)
+      best/           the best model as a run directory of its own: config.json, preprocessing.json,
+                      metrics.jsonl and checkpoints/ as `jaxmlp train` writes them, so `jaxmlp export`
+                      (info, predict, evaluate) reads it
+
+Every file is written atomically (checkpoint.write_json / atomic_write_bytes); results.jsonl is
+rewritten from the checkpointed histories on resume, so it never holds an epoch twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from jaxmlp import checkpoint
+from jaxmlp.config import TrainConfig
+from jaxmlp.sweeps.grid import format_overrides, varying_fields
+
+SWEEP_FILE = "sweep.json"
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.md"
+SUMMARY_JSON = "summary.json"
+PLOT_FILE = "sweep.png"
+BEST_DIR = "best"
+# Everything a sweep writes into its directory, the marker first: --overwrite removes these, and nothing else.
+SWEEP_FILES = (SWEEP_FILE, RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON, PLOT_FILE, checkpoint.CHECKPOINT_DIR, BEST_DIR)
+
+
+def json_grid(grid) -> Any:
+    """The grid as JSON values (ranges and tuples as lists)."""
+    if isinstance(grid, dict):
+        return {name: [list(v) if isinstance(v, tuple) else v for v in values] for name, values in grid.items()}
+    return [{k: list(v) if isinstance(v, tuple) else v for k, v in o.items()} for o in grid]
+
+
+def write_sweep_json(run_dir: Path, config: TrainConfig, grid, plan, settings: dict[str, Any]) -> None:
+    """sweep.json: what a resumed sweep rebuilds itself from, and what a reader needs to know."""
+    checkpoint.write_json(run_dir / SWEEP_FILE, {
+        "grid": json_grid(grid), "config": config.to_dict(), "settings": settings,
+        "models": [{"model": i, "group": g.index, "overrides": json_grid([plan.overrides[i]])[0]}
+                   for g in plan.groups for i in g.members],
+        "groups": [{"group": g.index, "models": list(g.members), "traced": list(g.traced)} for g in plan.groups],
+        "chunks": [{"chunk": c.index, "group": c.group, "models": list(c.members), "size": c.size} for c in plan.chunks]})
+
+
+def read_sweep_json(run_dir: Path) -> dict[str, Any]:
+    """sweep.json as written; RunDirError when it is missing or unreadable."""
+    path = Path(run_dir) / SWEEP_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise checkpoint.RunDirError(f"{run_dir}: not a sweep directory (no {SWEEP_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise checkpoint.RunDirError(f"{path}: cannot read ({exc})") from None
+
+
+class ResultsLog:
+    """results.jsonl, a sweep callback: rewritten from the restored histories, then one line per
+    model per epoch, appended and flushed."""
+
+    def __init__(self, path: Path):
+        self.log = checkpoint.MetricsLog(path)
+        self.groups: dict[int, tuple[int, dict]] = {}
+
+    def on_sweep_begin(self, info: dict[str, Any]) -> None:
+        plan = info["plan"]
+        self.groups = {i: (g.index, plan.overrides[i]) for g in plan.groups for i in g.members}
+        self.log.reset([self._line(r) for r in info["records"]])
+
+    def on_epoch_end(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.log.append(self._line(record))
+
+    def on_chunk_end(self, chunk, models) -> None:
+        pass
+
+    def on_sweep_end(self, result) -> None:
+        pass
+
+    def _line(self, record: dict[str, Any]) -> dict[str, Any]:
+        group, overrides = self.groups[record["model"]]
+        return {"model": record["model"], "group": group, "overrides": json_grid([overrides])[0],
+                **{k: v for k, v in record.items() if k != "model"}}
+
+
+def write_summary(run_dir: Path, result, grid, config: TrainConfig) -> None:
+    """summary.md (the ranked table, the grid, the times) and summary.json (the table as JSON)."""
+    best = result.best
+    varying = varying_fields([m.overrides for m in result.models])
+    lines = [f"# Sweep: {config.dataset}, {len(result.models)} models", "",
+             f"Grid: `{json.dumps(json_grid(grid))}` (varying: {', '.join(varying) or 'none'}).", "",
+             "Ranked by best validation loss (by the final training loss without validation data); "
+             "diverged models last. val_* and test_* are the kept params' (the best ones with restore_best).", "",
+             result.format_table(), "",
+             f"Best model: {best.index} ({format_overrides(best.overrides)}), in {BEST_DIR}/." if best else
+             "Every model diverged: there is no best model.",
+             f"Compile {result.compile_seconds:.2f} s, training {result.train_seconds:.2f} s (the epochs of every "
+             "chunk, evaluation excluded).", ""]
+    checkpoint.atomic_write_bytes(run_dir / SUMMARY_FILE, "\n".join(lines).encode())
+    checkpoint.write_json(run_dir / SUMMARY_JSON, {"best": best.index if best else None, "table": result.table(),
+                                                   "compile_seconds": result.compile_seconds,
+                                                   "train_seconds": result.train_seconds})
+
+
+def write_best(best_dir: Path, result, train, stats=None) -> None:
+    """best/: the best model's run directory (config.json, preprocessing.json, metrics.jsonl, its
+    checkpoint with params, optimizer state, key and history), as `jaxmlp train` writes one;
+    `stats`: the FeatureStats the data was standardized with (None: none)."""
+    import jax
+
+    from jaxmlp import rundir
+    from jaxmlp.run_preprocessing import write_preprocessing
+    from jaxmlp.training.fit import Progress, save
+    from jaxmlp.training.run import build_run
+    from jaxmlp.training.spec import run_spec
+
+    best, snapshot = result.best, result.best_snapshot
+    config = dataclasses.replace(best.config, out_dir=str(best_dir))
+    claim = rundir.claim_run_dir(best_dir, config, overwrite=True)  # ours: a finish interrupted before
+    try:
+        checkpoint.write_config(best_dir, config)
+        write_preprocessing(best_dir, stats)
+        checkpoint.MetricsLog(best_dir / checkpoint.METRICS_FILE).reset(best.history.records())
+        run = build_run(config, run_spec(config, train), compile=False)
+        progress = Progress(snapshot.state, jax.random.wrap_key_data(snapshot.key_data), best.history, 0,
+                            snapshot.best)
+        ckpt = checkpoint.checkpointer_for(best_dir, config)
+        try:
+            save(run, progress, ckpt, len(best.history.epoch))
+        finally:
+            ckpt.close()
+    finally:
+        claim.release()
