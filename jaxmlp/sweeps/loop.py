@@ -28,7 +28,7 @@ from jaxmlp.sweeps import store
 from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
 from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
-from jaxmlp.training.evaluate import EvalSet, make_eval_set
+from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
 from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.fit import Progress, check_loss_explosion, early_stop, zero_score_loss
 from jaxmlp.training.history import RECORD_KEYS
@@ -97,10 +97,11 @@ def place_data(plan: SweepPlan, train, val, test) -> SweepData:
     replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
     host = train_arrays(train, base.dtype)
     x, y = jax.device_put(host, replicated)
-    evals = {"train": (make_eval_set(*host, base.eval_batch_size, resident=(x, y)), len(train))}
+    rows = eval_batch_rows(base.eval_batch_size, len(train))  # the solo run's batches: one program for every split
+    evals = {"train": (make_eval_set(*host, rows, resident=(x, y)), len(train))}
     for name, split in (("val", val), ("test", test)):
         if split is not None:
-            evals[name] = (make_eval_set(*train_arrays(split, base.dtype), base.eval_batch_size), len(split))
+            evals[name] = (make_eval_set(*train_arrays(split, base.dtype), rows), len(split))
     evals = {name: (jax.device_put(eval_set, replicated), n) for name, (eval_set, n) in evals.items()}
     return SweepData(x, y, evals, train.num_classes is not None, host[1])
 
@@ -228,7 +229,7 @@ def evaluate_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: Chu
 def split_metrics(data: SweepData, programs: ChunkPrograms, params, split: str) -> dict[str, Any]:
     """{"loss": f, "accuracy" | "mse": f} with f(j) model j's exact mean over `split`."""
     eval_set, n = data.evals[split]
-    loss_sums, metric_sums = jax.device_get(programs.metrics(n)(params, eval_set))  # (P,), (P,)
+    loss_sums, metric_sums = jax.device_get(programs.metrics(params, eval_set))  # (P,), (P,)
     metric = "accuracy" if data.classification else "mse"
     return {"loss": lambda j: float(loss_sums[j]) / n, metric: lambda j: float(metric_sums[j]) / n}
 

@@ -3,7 +3,7 @@
     programs = chunk_programs(group.program, spec, group.traced, group.inits, size=P, width=None, mesh=None)
     state = programs.init(init_key_data (P, 2), scheme (P,))              # stacked TrainState
     state, stats = programs.epoch(traced {name: (P,)}, train_key_data (P, 2), epoch (), state, active (P,), x, y)
-    loss_sums, metric_sums = programs.metrics(params, eval_set, n)         # (P,), (P,)
+    loss_sums, metric_sums = programs.metrics(params, eval_set)            # (P,), (P,)
 
 Each model's epoch IS the solo epoch (training.epoch.make_epoch_fn), built inside the trace from
 the model's Hyper: the group's numbers with the traced ones replaced by the model's own (its
@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.epoch import make_epoch_fn
-from jaxmlp.training.evaluate import _metrics_fn
+from jaxmlp.training.evaluate import EvalSet, _gather_fn, _metrics_step, fold_batches
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.spec import RunSpec
@@ -46,7 +46,7 @@ class ChunkPrograms(NamedTuple):
 
     init: Callable  # (init key data (P, *KEY_SHAPE) uint32, scheme (P,) int32) -> TrainState, leaves (P, ...)
     epoch: Callable  # (traced, train key data, epoch, state, active, x, y) -> (state, EpochStats (P,)); state donated
-    metrics: Callable  # metrics(n)(params (P, ...), EvalSet of n examples) -> (loss sums (P,), metric sums (P,))
+    metrics: Callable  # metrics(params (P, ...), EvalSet) -> (loss sums (P,), metric sums (P,)), one program
     select: Callable  # (mask (P,), new, old) -> where(mask, new, old) per model: best params
     compile_seconds: float  # the epoch's compile (~0 when an earlier chunk compiled it)
     sharding: NamedSharding | None  # the model axis over the mesh; None on one device
@@ -108,17 +108,30 @@ def _programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...],
     init = on_mesh(over_models(_model_init(config, spec, inits), width=1), mesh, (True, True))  # compiles as fast as one
     epoch = on_mesh(_chunk_epoch(config, spec, width), mesh, (True, True, False, True, True, False, False),
                     donate_argnums=(3,))
-    options = tuple(sorted(config.activation_options().items()))
-    sums = _metrics_fn(spec.loss, config.activation, options, spec.classification)
-
-    @functools.lru_cache(maxsize=4)
-    def metrics(n: int) -> Callable:  # one program per evaluation set size
-        return on_mesh(lambda params, data: over_models(lambda p: sums(p, data, n), width)(params), mesh, (True, False))
-
     select = jax.jit(lambda mask, new, old: jax.tree.map(lambda a, b: jnp.where(
         mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old))
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(MODELS))
-    return ChunkPrograms(init, epoch, metrics, select, 0.0, sharding)
+    return ChunkPrograms(init, epoch, _chunk_metrics(config, spec, width, mesh, sharding), select, 0.0, sharding)
+
+
+def _chunk_metrics(config: TrainConfig, spec: RunSpec, width: int | None, mesh: Mesh | None,
+                   sharding: NamedSharding | None) -> Callable:
+    """metrics(params (P, ...), EvalSet) -> (loss sums (P,), metric sums (P,)): the solo run's
+    per-batch evaluation for every model, one program for every split, driven batch by batch."""
+    options = tuple(sorted(config.activation_options().items()))
+    solo = _metrics_step(spec.loss, config.activation, options, spec.classification)
+
+    def batch(params, acc, x, y, valid):  # acc: ((P,), (P,))
+        return over_models(lambda p, a: solo(p, a, x, y, valid), width)(params, acc)
+
+    program = on_mesh(batch, mesh, (True, True, False, False, False))
+
+    def metrics(params, data: EvalSet):
+        first = jax.tree.leaves(params)[0]
+        zero = jax.device_put(np.zeros(first.shape[0], first.dtype), sharding)
+        return fold_batches(program, (zero, zero), params, data, gather=_gather_fn())
+
+    return metrics
 
 
 def _model_init(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...]) -> Callable:

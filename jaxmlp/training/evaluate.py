@@ -48,6 +48,12 @@ class EvalSet(NamedTuple):
     source: tuple[Array, Array] | None = None
 
 
+def eval_batch_rows(eval_batch_size: int, n_train: int, devices: int = 1) -> int:
+    """B, the rows of every evaluation batch of a run: eval_batch_size, or the training set's size
+    when smaller, rounded up to a multiple of the devices."""
+    return -(-min(eval_batch_size, n_train) // devices) * devices
+
+
 def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel.DataParallel | None = None,
                   resident: tuple[Array, Array] | None = None) -> EvalSet:
     """The EvalSet of host arrays x (n, D), y (n, ...) in batches of B = batch_size rounded up to
@@ -160,8 +166,7 @@ class Evaluator:
     def __init__(self, run: Run):
         self.run, self.options = run, run.config.activation_options()
         c, dp = run.config, run.data_parallel
-        devices = dp.size if dp else 1  # B of every batch of every split: no larger than the training set
-        self.batch_size = -(-min(c.eval_batch_size, run.spec.n_train) // devices) * devices
+        self.batch_size = eval_batch_rows(c.eval_batch_size, run.spec.n_train, dp.size if dp else 1)
         self.dtype = np.dtype(c.dtype)
         split, self._replicated = (dp.batch_sharding(), dp.replicated) if dp else (None, None)
         y_dtype = np.dtype(np.int32) if run.spec.classification else self.dtype
