@@ -52,7 +52,7 @@ splits = load_dataset("mnist", data_dir=data_dir, n_samples=n_samples)
 for lr in lrs:
     for seed in range(seeds):
         config = TrainConfig(dataset="mnist", hidden=hidden, batch_size=128, epochs=epochs, learning_rate=lr,
-                             seed=seed, checkpoint_every=0)
+                             seed=seed, dropout=0.0, checkpoint_every=0)
         fit(config, splits.train, splits.val, splits.test)
 """
 
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- CPU: three ways to train the same 16 models -----------------------------------------------------
 def config_flags(args) -> list[str]:
     flags = ["--dataset", "mnist", "--data-dir", args.data_dir, "--hidden", args.hidden, "--batch-size", "128",
-             "--epochs", str(args.epochs), "--checkpoint-every", "0", "--quiet", "--no-plots"]
+             "--dropout", "0", "--epochs", str(args.epochs), "--checkpoint-every", "0", "--quiet", "--no-plots"]
     return flags + (["--n-samples", str(args.n_samples)] if args.n_samples else [])
 
 
@@ -219,7 +219,7 @@ def gpu_part(args) -> dict:
     hidden = tuple(int(h) for h in args.hidden.split(","))
     sizes = (784, *hidden, 10)
     splits = load_dataset("mnist", data_dir=args.data_dir, n_samples=args.n_samples)
-    config = TrainConfig(dataset="mnist", hidden=hidden, batch_size=128, epochs=4, checkpoint_every=0)
+    config = TrainConfig(dataset="mnist", hidden=hidden, batch_size=128, epochs=4, dropout=0.0, checkpoint_every=0)
     rates = measured_rates(args.smoke)
     steps, params = len(splits.train) // 128, param_count(sizes)
     adam_s = 7 * 4 * params / rates["hbm_bytes_per_s"]  # one model, one step
