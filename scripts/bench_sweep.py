@@ -76,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- CPU: three ways to train the same 16 models -----------------------------------------------------
 def config_flags(args) -> list[str]:
     flags = ["--dataset", "mnist", "--data-dir", args.data_dir, "--hidden", args.hidden, "--batch-size", "128",
-             "--dropout", "0", "--epochs", str(args.epochs), "--checkpoint-every", "0", "--quiet", "--no-plots"]
+             "--dropout", "0", "--val-fraction", "0", "--epochs", str(args.epochs), "--checkpoint-every", "0", "--quiet",
+             "--no-plots"]
     return flags + (["--n-samples", str(args.n_samples)] if args.n_samples else [])
 
 
