@@ -153,7 +153,7 @@ def _variants(n_train: int):
     rng = np.random.default_rng(0)
     train = Dataset(rng.random((n_train, TRAIN_SIZES[0]), dtype=np.float32),
                     rng.integers(0, 10, n_train).astype(np.int32), name="synthetic", num_classes=10)
-    base = dict(hidden=TRAIN_SIZES[1:-1], batch_size=TRAIN_BATCH, learning_rate=1e-3, epochs=100)
+    base = dict(hidden=TRAIN_SIZES[1:-1], batch_size=TRAIN_BATCH, learning_rate=1e-3, dropout=0.0, epochs=100)
     return train, {"plain (jax.grad)": TrainConfig(**base), "plain (manual)": TrainConfig(grad_method="manual", **base),
                    "track_gradients": TrainConfig(track_gradients=True, **base)}
 

@@ -93,8 +93,8 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
     """Train with track_gradients, rank the training set by ‖g_i‖, plot both figures."""
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     config = TrainConfig(dataset="mnist", hidden=(64,) if quick else (256,), epochs=2 if quick else 6,
-                         batch_size=128, optimizer="adam", learning_rate=1e-3, track_gradients=True, seed=seed,
-                         n_samples=4000 if quick else None, checkpoint_every=0)
+                         batch_size=128, optimizer="adam", learning_rate=1e-3, dropout=0.0, track_gradients=True,
+                         seed=seed, n_samples=4000 if quick else None, checkpoint_every=0)
     splits = load_dataset("mnist", n_samples=config.n_samples, seed=config.data_seed)
     x, y = splits.train.x, splits.train.y.astype(np.int32)
     init = init_params(run_keys(seed)[0], config, (784, *config.hidden, 10))
