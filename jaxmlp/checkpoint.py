@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,10 +32,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxmlp.atomic import atomic_write_bytes, write_json
 from jaxmlp.config import TrainConfig
+from jaxmlp.mlp import Params
 from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE, RUN_FILES,  # noqa: F401
                            SUMMARY_FILE, RunDirError)
-from jaxmlp.mlp import Layer, Params
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (a full disk, a read-only or vanished directory); the
@@ -209,41 +209,7 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
     return (restored.best if use_best else restored.state.params), saved, {**meta, "kept": kept}
 
 
-# --- plain files, written atomically ----------------------------------------------------------
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a tmp file in the same directory, fsync, then os.replace onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_file(path) as f:
-        f.write(data)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path):
-    """A binary file object that appears at `path` only once it is complete (tmp + os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
+# --- the run's own files ----------------------------------------------------------------------
 def write_config(run_dir: str | os.PathLike, config: TrainConfig) -> None:
     write_json(Path(run_dir) / CONFIG_FILE, config.to_dict())
 
@@ -278,34 +244,3 @@ class MetricsLog:
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-# --- npz export -------------------------------------------------------------------------------
-def export_npz(path: str | os.PathLike, params: Params, *, activation: str,
-               activation_options: dict[str, Any] | None = None) -> None:
-    """Plain arrays, no pickles: layer{i}_W, layer{i}_b, [layer{i}_alpha], sizes, activation,
-    activation_options (a JSON string). Load with np.load(path, allow_pickle=False)."""
-    from jaxmlp.mlp import sizes_of
-
-    arrays: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(params):
-        arrays[f"layer{i}_W"] = np.asarray(layer.W)
-        arrays[f"layer{i}_b"] = np.asarray(layer.b)
-        if layer.alpha is not None:
-            arrays[f"layer{i}_alpha"] = np.asarray(layer.alpha)
-    arrays["sizes"] = np.asarray(sizes_of(params), dtype=np.int64)
-    arrays["activation"] = np.asarray(activation)  # a 0-d unicode array, not an object
-    arrays["activation_options"] = np.asarray(json.dumps(activation_options or {}))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_file(path) as f:
-        np.savez(f, **arrays)
-
-
-def load_npz(path: str | os.PathLike) -> tuple[Params, str, dict[str, Any]]:
-    """(params, activation, activation_options) from a file written by `export_npz`."""
-    with np.load(path, allow_pickle=False) as f:
-        n_layers = len(f["sizes"]) - 1
-        params = [Layer(f[f"layer{i}_W"], f[f"layer{i}_b"], f[f"layer{i}_alpha"] if f"layer{i}_alpha" in f else None)
-                  for i in range(n_layers)]
-        return params, str(f["activation"]), json.loads(str(f["activation_options"]))

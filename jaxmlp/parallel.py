@@ -11,179 +11,25 @@ all-reduce of the gradients. The loss is the mean over the global batch, so a st
 the single-device step up to float summation order, for jax.grad and for the hand-written
 backprop alike (no shard_map, no pmean to get wrong).
 
-Multi-host: `initialize(coordinator, num_processes, process_id)` starts `jax.distributed`
-(gloo collectives on CPU) before anything touches a backend; from then on `jax.devices()`
-lists the devices of every process and the mesh spans them all. Every process runs the same
-program. `shard_batch` builds a global batch from the slice each process feeds
+Multi-host (distributed.py starts `jax.distributed`): `jax.devices()` lists the devices of every
+process and the mesh spans them all. Every process runs the same program. `shard_batch` builds a global batch from the slice each process feeds
 (`jax.make_array_from_process_local_data`), and `feed` gathers that slice from the host data
 set for a whole plan of batches (the trainer's `data_feed="per_process"`: one transfer per
 epoch, each device holding only its rows); `replicate` builds a replicated global array from
-the copy every process holds. Only process 0 should write files (`is_primary`).
+the copy every process holds.
 """
 from __future__ import annotations
 
 import functools
-import inspect
-import os
-import sys
-import threading
-import zlib
 from typing import Any, NamedTuple, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxmlp.config import DISTRIBUTED_TIMEOUT
-
 Array = jax.Array
 
 DATA_AXIS = "data"
-EXIT_TIMEOUT = 1  # exit status of a process whose peers did not join in time
-ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-
-
-class DistributedError(RuntimeError):
-    """jax.distributed could not start (a peer missing, a bad address, a timeout)."""
-
-
-# --- multi-host start-up -------------------------------------------------------------------------
-def distributed_settings(coordinator: str | None = None, num_processes: int | None = None,
-                         process_id: int | None = None) -> tuple[str, int, int] | None:
-    """(coordinator, num_processes, process_id) from the arguments, else from the environment
-    variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; None when neither asks
-    for more than one process. ValueError when the settings are incomplete or inconsistent."""
-    env = os.environ
-    coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS") or None
-    try:
-        if num_processes is None and env.get("JAX_NUM_PROCESSES"):
-            num_processes = int(env["JAX_NUM_PROCESSES"])
-        if process_id is None and env.get("JAX_PROCESS_ID"):
-            process_id = int(env["JAX_PROCESS_ID"])
-    except ValueError:
-        raise ValueError("JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers") from None
-    if coordinator is None and num_processes is None and process_id is None:
-        return None
-    if coordinator is None or num_processes is None or process_id is None:
-        raise ValueError("multi-host training needs all three of --coordinator HOST:PORT, --num-processes N and "
-                         "--process-id I (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
-    host, sep, port = coordinator.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
-    if num_processes < 1:
-        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
-    if not 0 <= process_id < num_processes:
-        raise ValueError(f"process_id must be in [0, num_processes={num_processes}), got {process_id}")
-    return coordinator, num_processes, process_id
-
-
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-               *, timeout: float = DISTRIBUTED_TIMEOUT, exit_on_timeout: bool = True) -> bool:
-    """Start `jax.distributed` for a multi-process run; returns False when there is nothing to do.
-
-    Call it before any JAX computation. Every process passes the same coordinator (process 0's
-    HOST:PORT) and num_processes, and its own process_id; the call returns once all have joined.
-    On CPU, collectives use gloo.
-
-    Timeouts: when not every peer has joined within `timeout` seconds, JAX itself ends the
-    process with a fatal abort (SIGABRT and a C++ stack trace, which Python cannot catch). With
-    `exit_on_timeout` a watchdog ends it first, with one clear line on stderr and exit status
-    EXIT_TIMEOUT; JAX's own deadline (a few seconds later) stays as the backstop. Errors that
-    JAX raises as exceptions become DistributedError. `timeout` is also the heartbeat timeout:
-    a run whose peer dies (or stops answering) ends within about that long, never hangs.
-    """
-    settings = distributed_settings(coordinator, num_processes, process_id)
-    if settings is None or settings[1] == 1:
-        return False
-    coordinator, num_processes, process_id = settings
-    is_initialized = getattr(jax.distributed, "is_initialized", None)
-    if is_initialized is not None and is_initialized():  # started before (e.g. by the caller)
-        if (jax.process_count(), jax.process_index()) != (num_processes, process_id):
-            raise DistributedError(f"jax.distributed is already running as process {jax.process_index()} of "
-                                   f"{jax.process_count()}, not {process_id} of {num_processes}")
-        return True
-    if timeout <= 0:
-        raise ValueError(f"distributed timeout must be > 0 seconds, got {timeout}")
-    try:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    except (AttributeError, ValueError):  # a JAX without the option: its default
-        pass
-    seconds = max(1, int(round(timeout)))
-    backstop = seconds + 5 if exit_on_timeout else seconds
-    wanted = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
-                  initialization_timeout=backstop, heartbeat_timeout_seconds=seconds,
-                  shutdown_timeout_seconds=seconds)
-    accepted = inspect.signature(jax.distributed.initialize).parameters
-    problem = (f"process {process_id} of {num_processes} could not join the run at {coordinator} within "
-               f"{seconds}s: are all {num_processes} processes started, with the same coordinator and "
-               f"num_processes, and is the coordinator's port reachable?")
-    watchdog = threading.Timer(seconds, _exit_now, (f"jaxmlp: error: {problem} (distributed timeout)",))
-    watchdog.daemon = True
-    if exit_on_timeout:
-        watchdog.start()
-    try:
-        jax.distributed.initialize(**{k: v for k, v in wanted.items() if k in accepted})
-    except Exception as exc:  # XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE, ...), RuntimeError
-        _abandon()
-        raise DistributedError(f"{problem} ({' '.join(str(exc).split())[:300]})") from None
-    finally:
-        watchdog.cancel()
-    return True
-
-
-def _exit_now(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-    os._exit(EXIT_TIMEOUT)  # no atexit: JAX's shutdown would wait for the peers that never came
-
-
-def _abandon() -> None:
-    """After a failed initialize: drop the half-started client and service, so the process can
-    exit without waiting for a shutdown barrier that the missing peers never reach."""
-    try:
-        from jax._src import distributed as _distributed
-
-        state = _distributed.global_state
-        state.client = state.service = state.preemption_sync_manager = None
-    except Exception:  # a JAX without these internals: nothing to drop
-        pass
-
-
-def assert_same_everywhere(**things) -> None:
-    """ValueError naming each of `things` (bytes, or numpy arrays) that is not the same in every
-    process of a multi-process run; nothing to do in one process.
-
-    Every process runs the same program on what it holds, so a data set or setting that differs
-    between processes (another file, another --seed) would train inconsistent "replicated"
-    params, or leave the processes waiting on each other. Each process sends one CRC-32 per
-    thing (`process_allgather`), so every process sees the same verdict and all of them fail.
-    """
-    if jax.process_count() == 1:
-        return
-    from jax.experimental import multihost_utils
-
-    names = sorted(things)
-    local = np.array([_crc32(things[name]) for name in names], dtype=np.uint32)  # (k,)
-    gathered = np.asarray(multihost_utils.process_allgather(local)).reshape(jax.process_count(), len(names))
-    problems = []
-    for j, name in enumerate(names):
-        differ = [i for i in range(gathered.shape[0]) if gathered[i, j] != gathered[0, j]]
-        if differ:
-            problems.append(f"{name} (process {', '.join(map(str, differ))} vs process 0)")
-    if problems:
-        raise ValueError(f"not the same in every process: {'; '.join(problems)}. Every process of a multi-host "
-                         "run must run the same command on the same data")
-
-
-def _crc32(thing) -> int:
-    if isinstance(thing, np.ndarray):
-        header = f"{thing.dtype.str}{thing.shape}".encode()
-        return zlib.crc32(memoryview(np.ascontiguousarray(thing)).cast("B"), zlib.crc32(header))
-    return zlib.crc32(thing)
-
-
-def is_primary() -> bool:
-    """True in process 0 (the one that writes files and prints), and in single-process runs."""
-    return jax.process_index() == 0
 
 
 # --- the mesh ------------------------------------------------------------------------------------

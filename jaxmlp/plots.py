@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jaxmlp.checkpoint import atomic_write_bytes
+from jaxmlp.atomic import atomic_write_bytes
 from jaxmlp.demos.common import grid_over, plot_regions
 from jaxmlp.losses import predict_classes
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp.checkpoint import PREPROCESSING_FILE, RunDirError, write_json
+from jaxmlp.atomic import write_json
+from jaxmlp.rundir import PREPROCESSING_FILE, RunDirError
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import DataSplits, FeatureStats, standardize
 

@@ -69,7 +69,7 @@ def run_feed(job):
 
 def run_cli(job):
     """jaxmlp.cli.main(argv), recording which run files THIS process writes."""
-    from jaxmlp import checkpoint, cli, plots
+    from jaxmlp import atomic, checkpoint, cli, plots
 
     writes = []
 
@@ -80,7 +80,7 @@ def run_cli(job):
             return fn(*args, **kwargs)
         return wrapper
 
-    checkpoint.atomic_write_bytes = record("file", checkpoint.atomic_write_bytes)
+    atomic.atomic_write_bytes = record("file", atomic.atomic_write_bytes)
     original_append = checkpoint.MetricsLog.append
     checkpoint.MetricsLog.append = lambda self, r: (writes.append("metrics:append"), original_append(self, r))[1]
     for name in ("plot_loss_curve", "plot_decision_boundary"):
@@ -107,10 +107,10 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     dist = spec.get("distributed")
     if dist:
-        from jaxmlp import parallel
+        from jaxmlp import distributed
 
-        parallel.initialize(dist["coordinator"], dist["num_processes"], dist["process_id"],
-                            timeout=dist.get("timeout", 60))
+        distributed.initialize(dist["coordinator"], dist["num_processes"], dist["process_id"],
+                               timeout=dist.get("timeout", 60))
     results = []
     for job in spec["jobs"]:
         try:

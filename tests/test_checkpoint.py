@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, train
+from jaxmlp import checkpoint, export, train
 from jaxmlp.checkpoint import Checkpointer, RunDirError
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
@@ -185,13 +185,13 @@ def test_sigkill_then_resume_gives_identical_params(tmp_path, when, reference_pa
 def test_export_npz_plain_arrays_round_trip(tmp_path):
     params = init_mlp(jax.random.key(0), (3, 5, 5, 2), activation="prelu", alpha=0.1)
     out = tmp_path / "model.npz"
-    checkpoint.export_npz(out, params, activation="prelu", activation_options={"alpha": 0.1})
+    export.export_npz(out, params, activation="prelu", activation_options={"alpha": 0.1})
     with np.load(out, allow_pickle=False) as f:
         assert set(f.files) == {"layer0_W", "layer0_b", "layer0_alpha", "layer1_W", "layer1_b", "layer1_alpha",
                                 "layer2_W", "layer2_b", "sizes", "activation", "activation_options"}
         assert all(f[k].dtype != object for k in f.files)
         assert f["sizes"].tolist() == [3, 5, 5, 2] and str(f["activation"]) == "prelu"
-    loaded, activation, options = checkpoint.load_npz(out)
+    loaded, activation, options = export.load_npz(out)
     assert activation == "prelu" and options == {"alpha": 0.1}
     assert leaves_equal(loaded, [Layer(*map(lambda a: None if a is None else np.asarray(a), p)) for p in params])
     assert not [p for p in tmp_path.iterdir() if p.name != "model.npz"]  # no tmp file left

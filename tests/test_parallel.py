@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmlp import cli, init_mlp, loss_and_grad, parallel, train
+from jaxmlp import cli, distributed, init_mlp, loss_and_grad, parallel, train
 from jaxmlp.checkpoint import restore_params
 from jaxmlp.cli import flags
 from jaxmlp.config import RESUMABLE, TrainConfig
@@ -64,7 +64,7 @@ def assert_same_final(got: dict, want: dict) -> None:
 def worker_env(devices_per_process: int) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-    for name in ("JAX_ENABLE_X64", *parallel.ENV_VARS):
+    for name in ("JAX_ENABLE_X64", *distributed.ENV_VARS):
         env.pop(name, None)
     return env
 
@@ -116,22 +116,22 @@ def test_batch_must_split_over_devices_and_microbatches():
 
 
 def test_distributed_settings_from_flags_or_environment(monkeypatch):
-    for name in parallel.ENV_VARS:
+    for name in distributed.ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    assert parallel.distributed_settings() is None
-    assert parallel.initialize() is False  # nothing asked: single process, nothing started
-    assert parallel.distributed_settings("h:1234", 2, 1) == ("h:1234", 2, 1)
+    assert distributed.distributed_settings() is None
+    assert distributed.initialize() is False  # nothing asked: single process, nothing started
+    assert distributed.distributed_settings("h:1234", 2, 1) == ("h:1234", 2, 1)
     with pytest.raises(ValueError, match="needs all three"):
-        parallel.distributed_settings("h:1234", 2)
+        distributed.distributed_settings("h:1234", 2)
     with pytest.raises(ValueError, match="HOST:PORT"):
-        parallel.distributed_settings("h", 2, 0)
+        distributed.distributed_settings("h", 2, 0)
     with pytest.raises(ValueError, match=r"process_id must be in \[0, num_processes=2\)"):
-        parallel.distributed_settings("h:1", 2, 2)
+        distributed.distributed_settings("h:1", 2, 2)
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:8476")
     monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
     monkeypatch.setenv("JAX_PROCESS_ID", "3")
-    assert parallel.distributed_settings() == ("10.0.0.1:8476", 4, 3)
-    assert parallel.distributed_settings(process_id=0) == ("10.0.0.1:8476", 4, 0)  # flags win
+    assert distributed.distributed_settings() == ("10.0.0.1:8476", 4, 3)
+    assert distributed.distributed_settings(process_id=0) == ("10.0.0.1:8476", 4, 0)  # flags win
 
 
 def test_config_fields_and_flags(tmp_path, capsys):
@@ -316,7 +316,7 @@ def test_missing_peer_fails_within_the_timeout(tmp_path):
     out = subprocess.run([sys.executable, "-m", "jaxmlp.cli", *argv], env=worker_env(1), cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     elapsed = time.perf_counter() - t0
-    assert out.returncode == parallel.EXIT_TIMEOUT, out.stderr[-3000:]
+    assert out.returncode == distributed.EXIT_TIMEOUT, out.stderr[-3000:]
     assert "process 0 of 2 could not join the run" in out.stderr and "within 5s" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "Check failure" not in out.stderr, out.stderr
     assert elapsed < 60, elapsed

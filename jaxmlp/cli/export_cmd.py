@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
-    from jaxmlp import checkpoint
+    from jaxmlp import checkpoint, export
 
     out = Path(ns.npz) if ns.npz else Path(ns.run_dir) / "params.npz"
     if out.exists() and not ns.overwrite:
@@ -26,7 +26,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
     try:
         with dtype_scope(checkpoint.read_config(ns.run_dir).dtype):
             params, config, meta = checkpoint.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
-            checkpoint.export_npz(out, params, activation=config.activation,
+            export.export_npz(out, params, activation=config.activation,
                                   activation_options=config.activation_options())
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} export: error: {exc}") from None

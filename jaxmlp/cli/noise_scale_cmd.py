@@ -60,7 +60,7 @@ def cmd_noise_scale(ns: argparse.Namespace) -> int:
             raise UsageError(f"{PROG} noise-scale: error: {exc}") from None
     print(_report(numbers))
     if ns.json:
-        from jaxmlp.checkpoint import write_json
+        from jaxmlp.atomic import write_json
 
         write_json(Path(ns.json), numbers)
     return 0

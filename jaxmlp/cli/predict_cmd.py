@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(ns: argparse.Namespace) -> int:
-    from jaxmlp import checkpoint, training
+    from jaxmlp import atomic, checkpoint, training
     from jaxmlp.losses import predict_classes
 
     out = _output_path(ns)
@@ -42,7 +42,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
                                              batch_size=config.eval_batch_size, **config.activation_options()))
     classes = None if meta["loss"] == "mean_squared_error" else np.asarray(predict_classes(scores), np.int32)
     writer = prediction_npy if out.suffix.lower() == ".npy" else prediction_csv
-    checkpoint.atomic_write_bytes(out, writer(scores, classes))
+    atomic.atomic_write_bytes(out, writer(scores, classes))
     print(f"wrote {out}: {len(scores)} rows of {data.name} ({split} split), "
           f"{'class and ' if classes is not None else ''}{scores.shape[1]} score(s), epoch {meta['epoch']}")
     return 0

@@ -52,20 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from jaxmlp import compile_cache, parallel
+    from jaxmlp import compile_cache, distributed
 
     if ns.log_every < 0:
         raise UsageError(f"{PROG} train: error: --log-every must be >= 0 (0 = about 20 lines), got {ns.log_every}")
     try:
-        hosts = parallel.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
+        hosts = distributed.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
         compile_cache.configure(ns.compile_cache)
     except ValueError as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
     config, run_dir = train_config(ns, (hosts[2], hosts[1]) if hosts else (0, 1))
     if hosts is not None:  # before anything touches a backend; returns once every process has joined,
         try:               # so every process has checked the run dir before process 0 writes to it
-            parallel.initialize(*hosts, timeout=ns.distributed_timeout)
-        except parallel.DistributedError as exc:
+            distributed.initialize(*hosts, timeout=ns.distributed_timeout)
+        except distributed.DistributedError as exc:
             return fail(f"{PROG} train: error: {exc}", 1)
     with dtype_scope(config.dtype):
         return _train(ns, config, run_dir)
@@ -93,7 +93,7 @@ def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
-    from jaxmlp import parallel, summary
+    from jaxmlp import distributed, summary
 
     splits, stats = load_data(config, ns.quiet)
     config = config.settled(len(splits.train), None if splits.val is None else len(splits.val))  # config.json: what runs
@@ -101,7 +101,7 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
         print(done)
         return 0
     claim = None
-    if parallel.is_primary():  # only process 0 writes files and prints
+    if distributed.is_primary():  # only process 0 writes files and prints
         claim = _claim(ns, config, run_dir)
         run_dir, config = claim.path, dataclasses.replace(config, out_dir=str(claim.path))
         if not ns.quiet:
@@ -155,7 +155,7 @@ def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, 
 
 def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: TrainConfig, data) -> None:
     """summary.json, the plots, and (unless quiet) the closing lines."""
-    from jaxmlp import checkpoint
+    from jaxmlp import atomic, checkpoint
 
     written = [checkpoint.CONFIG_FILE, checkpoint.PREPROCESSING_FILE, checkpoint.METRICS_FILE,
                checkpoint.CHECKPOINT_DIR + "/", checkpoint.SUMMARY_FILE]
@@ -164,7 +164,7 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
                "kept": "best" if history.restored_best else "last",
                "compile_seconds": history.compile_seconds, "eval_compile_seconds": history.eval_compile_seconds,
                "train_seconds": sum(history.seconds), "final": history.final}
-    checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, summary)
+    atomic.write_json(run_dir / checkpoint.SUMMARY_FILE, summary)
     if ns.plots:
         written += _plots(run_dir, history, params, config, data)
     if not ns.quiet:

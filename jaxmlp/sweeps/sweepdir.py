@@ -12,7 +12,7 @@
                       metrics.jsonl and checkpoints/ as `jaxmlp train` writes them, so `jaxmlp export`
                       (info, predict, evaluate) reads it
 
-Every file is written atomically (checkpoint.write_json / atomic_write_bytes); results.jsonl is
+Every file is written atomically (atomic.py); results.jsonl is
 rewritten from the checkpointed histories on resume, so it never holds an epoch twice.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jaxmlp import checkpoint
+from jaxmlp import atomic, checkpoint
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps.grid import format_overrides, varying_fields
 
@@ -45,7 +45,7 @@ def json_grid(grid) -> Any:
 
 def write_sweep_json(run_dir: Path, config: TrainConfig, grid, plan, settings: dict[str, Any]) -> None:
     """sweep.json: what a resumed sweep rebuilds itself from, and what a reader needs to know."""
-    checkpoint.write_json(run_dir / SWEEP_FILE, {
+    atomic.write_json(run_dir / SWEEP_FILE, {
         "grid": json_grid(grid), "config": config.to_dict(), "settings": settings,
         "models": [{"model": i, "group": g.index, "overrides": json_grid([plan.overrides[i]])[0]}
                    for g in plan.groups for i in g.members],
@@ -106,8 +106,8 @@ def write_summary(run_dir: Path, result, grid, config: TrainConfig) -> None:
              "Every model diverged: there is no best model.",
              f"Compile {result.compile_seconds:.2f} s, training {result.train_seconds:.2f} s (the epochs of every "
              "chunk, evaluation excluded).", ""]
-    checkpoint.atomic_write_bytes(run_dir / SUMMARY_FILE, "\n".join(lines).encode())
-    checkpoint.write_json(run_dir / SUMMARY_JSON, {"best": best.index if best else None, "table": result.table(),
+    atomic.atomic_write_bytes(run_dir / SUMMARY_FILE, "\n".join(lines).encode())
+    atomic.write_json(run_dir / SUMMARY_JSON, {"best": best.index if best else None, "table": result.table(),
                                                    "compile_seconds": result.compile_seconds,
                                                    "train_seconds": result.train_seconds})
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxmlp import parallel
+from jaxmlp import distributed, parallel
 from jaxmlp.config import PER_HOST_FIELDS, TrainConfig
 from jaxmlp.losses import get_loss
 from jaxmlp.training.feed import resolve_feed
@@ -88,7 +88,7 @@ def check_processes_agree(config: TrainConfig, **splits) -> None:
     for name, data in splits.items():
         if data is not None:
             things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
-    parallel.assert_same_everywhere(**things)
+    distributed.assert_same_everywhere(**things)
 
 
 def check_data(config: TrainConfig, train, val=None, test=None) -> str:
