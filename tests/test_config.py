@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from jaxmlp.config import (AUTO_FIELDS, AUTO_PATIENCE, FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS, OPTIMIZERS,
-                           PER_HOST_FIELDS, PROGRAM, RESUMABLE, SCHEDULES, TrainConfig, auto_val_fraction)
+from jaxmlp.config import (AUTO_FIELDS, AUTO_PATIENCE, FIELD_HELP, FIELD_NAMES, HOST, HOST_ONLY_FIELDS,
+                           PER_HOST_FIELDS, PROGRAM, RESUMABLE, TrainConfig, auto_val_fraction)
+from jaxmlp.names import OPTIMIZERS, SCHEDULES
 
 
 def test_defaults_are_valid_and_every_field_is_documented():

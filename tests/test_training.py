@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmlp import config as config_lib
+from jaxmlp import names
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.training import Evaluator, build_run, evaluate, fit, run_spec
@@ -23,7 +23,7 @@ SMALL = TrainConfig(epochs=3, checkpoint_every=0, hidden=(100,), batch_size=32, 
 
 
 def test_the_optimizer_table_serves_every_configurable_optimizer():
-    assert set(OPTIMIZERS) == set(config_lib.OPTIMIZERS)
+    assert set(OPTIMIZERS) == set(names.OPTIMIZERS)
 
 
 def test_run_spec_reads_the_data():
