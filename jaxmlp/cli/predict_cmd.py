@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import io
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from jaxmlp.cli import saved_run
 from jaxmlp.cli.run_config import dtype_scope
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMATS = (".npy", ".csv")
 
@@ -30,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(ns: argparse.Namespace) -> int:
-    from jaxmlp import atomic, checkpoint, training
+    import numpy as np  # here, not at the top: `jaxmlp --help` imports this module
+
+    from jaxmlp import atomic, training
     from jaxmlp.losses import predict_classes
 
     out = _output_path(ns)
@@ -62,6 +66,8 @@ def _output_path(ns: argparse.Namespace) -> Path:
 
 def prediction_npy(scores: np.ndarray, classes: np.ndarray | None) -> bytes:
     """The .npy bytes of a structured array: fields class (N,) int32 (when given) and scores (N, d_out)."""
+    import numpy as np
+
     fields = ([("class", np.int32)] if classes is not None else []) + [("scores", scores.dtype, scores.shape[1:])]
     table = np.zeros(scores.shape[0], dtype=fields)
     table["scores"] = scores
@@ -74,6 +80,8 @@ def prediction_npy(scores: np.ndarray, classes: np.ndarray | None) -> bytes:
 
 def prediction_csv(scores: np.ndarray, classes: np.ndarray | None) -> bytes:
     """CSV bytes: a header, then `class,score_0,...` per example; floats round-trip their dtype."""
+    import numpy as np
+
     digits = 17 if scores.dtype == np.float64 else 9
     header = [*(["class"] if classes is not None else []), *(f"score_{j}" for j in range(scores.shape[1]))]
     lines = [",".join(header)]
