@@ -147,7 +147,11 @@ def test_ctrl_c_before_the_first_checkpoint_says_to_rerun_and_exits_130(tmp_path
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running 120 s after Ctrl-C; its stderr: {proc.communicate()[1][-3000:]}")
     assert proc.returncode == 130
     assert err.strip() == "jaxmlp train: interrupted; no checkpoint was saved in run: rerun the command to start over"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, given_fields, load_config_file, value_parser
 from jaxmlp.cli.grid_flags import GRID_HELP, load_grid_file, parse_grid
+from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import ended, os_error
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
@@ -135,12 +136,13 @@ def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan,
 
     console, ckpt = SweepConsole(quiet=ns.quiet), None
     try:
-        if plan is not None:
-            sweepdir.write_sweep_json(run_dir, config, grid, plan, {**options})
-        ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
-        callbacks = [sweepdir.ResultsLog(run_dir / sweepdir.RESULTS_FILE), console]
-        result = sweep(config, grid, splits.train, splits.val, splits.test, callbacks=callbacks, checkpointer=ckpt,
-                       resume=bool(ns.resume), **options)
+        with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the sweep
+            if plan is not None:
+                sweepdir.write_sweep_json(run_dir, config, grid, plan, {**options})
+            ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
+            callbacks = [sweepdir.ResultsLog(run_dir / sweepdir.RESULTS_FILE), console, guard]
+            result = sweep(config, grid, splits.train, splits.val, splits.test, callbacks=callbacks, checkpointer=ckpt,
+                           resume=bool(ns.resume), **options)
         return _finish(ns, run_dir, result, grid, config, splits.train, stats)
     except BaseException as exc:
         console.close()

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
+from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error
 from jaxmlp.cli.progress import ConsoleProgress, DownloadProgress, RunLog
 from jaxmlp.cli.run_config import dtype_scope, train_config
@@ -135,13 +136,14 @@ def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, 
     console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
     ckpt = None
     try:
-        if primary:
-            checkpoint.write_config(run_dir, config)
-            run_preprocessing.write_preprocessing(run_dir, stats)
-        ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
-        callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
-        params, history = training.fit(config, splits.train, splits.val, splits.test, callbacks=callbacks,
-                                       checkpointer=ckpt, resume=bool(ns.resume))
+        with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the run
+            if primary:
+                checkpoint.write_config(run_dir, config)
+                run_preprocessing.write_preprocessing(run_dir, stats)
+            ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
+            callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
+            params, history = training.fit(config, splits.train, splits.val, splits.test,
+                                           callbacks=[*callbacks, guard], checkpointer=ckpt, resume=bool(ns.resume))
         if primary:
             _finish(ns, run_dir, history, params, config, splits.train)
         return 0
