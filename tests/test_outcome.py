@@ -135,8 +135,15 @@ def test_out_of_memory_during_training_is_one_line_and_the_same_command_starts_o
 
 
 # --- interrupts and kills ------------------------------------------------------------------------------
+# `jaxmlp train` as a terminal starts it. Python leaves SIGINT ignored in a process that inherits it
+# ignored, as every process under a `cmd &` of a non-interactive shell does (a test suite started
+# in the background), so the child first takes the default Ctrl-C handling back.
+FOREGROUND = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from jaxmlp.cli.program import run; run()")
+
+
 def _start(argv, cwd, env):
-    return subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", "train", *argv], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-c", FOREGROUND, "train", *argv], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
