@@ -29,8 +29,7 @@ def _last_checkpoint(ckpt) -> int | None:
         return None
 
 
-def _kept(run_dir: Path, ckpt) -> str:
-    last = _last_checkpoint(ckpt)
+def _kept(run_dir: Path, last: int | None) -> str:
     if last is None:
         return f"no checkpoint was saved in {run_dir}: rerun the command to start over"
     return f"the last complete checkpoint is epoch {last} in {run_dir}"
@@ -43,17 +42,19 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     from jaxmlp.training import GradientAuditFailed, TrainingDiverged
 
     prefix = f"{PROG} {command}: error:"
+    last = _last_checkpoint(ckpt)
+    kept = _kept(run_dir, last)
     if isinstance(exc, (TrainingDiverged, GradientAuditFailed)):
-        return fail(f"{prefix} {exc} ({_kept(run_dir, ckpt)})", 1)
+        return fail(f"{prefix} {exc} ({kept})", 1)
     if isinstance(exc, KeyboardInterrupt):
-        resume = f"; continue with --resume {run_dir}" if _last_checkpoint(ckpt) is not None else ""
-        return fail(f"{PROG} {command}: interrupted; {_kept(run_dir, ckpt)}{resume}", EXIT_INTERRUPTED)
+        resume = f"; continue with --resume {run_dir}" if last is not None else ""
+        return fail(f"{PROG} {command}: interrupted; {kept}{resume}", EXIT_INTERRUPTED)
     if isinstance(exc, OSError):
-        resume = f"; continue with --resume {run_dir} once that is fixed" if _last_checkpoint(ckpt) is not None else ""
-        return fail(f"{prefix} {os_error(exc, run_dir)} ({_kept(run_dir, ckpt)}{resume})", 1)
+        resume = f"; continue with --resume {run_dir} once that is fixed" if last is not None else ""
+        return fail(f"{prefix} {os_error(exc, run_dir)} ({kept}{resume})", 1)
     if _out_of_memory(exc):
         return fail(f"{prefix} out of device memory ({' '.join(str(exc).split())[:160]}); lower batch_size, hidden "
-                    f"or eval_batch_size ({_kept(run_dir, ckpt)})", 1)
+                    f"or eval_batch_size ({kept})", 1)
     if isinstance(exc, ValueError):
         return fail(f"{prefix} {exc}", 2)
     raise exc

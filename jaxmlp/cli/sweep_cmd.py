@@ -20,10 +20,10 @@ from pathlib import Path
 from jaxmlp.cli.flags import add_config_flags, given_fields, load_config_file, value_parser
 from jaxmlp.cli.grid_flags import GRID_HELP, load_grid_file, parse_grid
 from jaxmlp.cli.interrupts import InterruptGuard
-from jaxmlp.cli.outcome import ended, os_error
+from jaxmlp.cli.outcome import ended
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
-from jaxmlp.cli.train_cmd import load_data
+from jaxmlp.cli.train_cmd import claim_dir, load_data
 from jaxmlp.cli.usage import PROG, UsageError, fail
 from jaxmlp.config import TrainConfig
 
@@ -106,27 +106,14 @@ def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | No
         plan = None if ns.resume else make_plan(config, grid, *data, **options)  # all checked before any write
     except ValueError as exc:  # the grid, a model against the data, the device memory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
-    claim = _claim(ns, config, run_dir)
+    from jaxmlp.sweeps.sweepdir import SWEEP_FILES
+
+    claim = claim_dir(ns, config, run_dir, command="sweep", files=SWEEP_FILES)
     try:
         return _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
                     stats, options)
     finally:
         claim.release()
-
-
-def _claim(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None):
-    """Claim the run directory (a fresh runs/sweep-<dataset>-<time> when none was named)."""
-    from jaxmlp import rundir
-    from jaxmlp.sweeps.sweepdir import SWEEP_FILES
-
-    try:
-        if run_dir is None:
-            return rundir.claim_new_run_dir("sweep-" + config.dataset)
-        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume), files=SWEEP_FILES)
-    except rundir.RunDirError as exc:
-        raise UsageError(f"{COMMAND}: error: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"{COMMAND}: error: {os_error(exc, run_dir)}") from None
 
 
 def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options) -> int:

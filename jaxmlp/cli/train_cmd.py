@@ -103,7 +103,7 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
         return 0
     claim = None
     if distributed.is_primary():  # only process 0 writes files and prints
-        claim = _claim(ns, config, run_dir)
+        claim = claim_dir(ns, config, run_dir)
         run_dir, config = claim.path, dataclasses.replace(config, out_dir=str(claim.path))
         if not ns.quiet:
             print(summary.training_summary(config, splits), flush=True)
@@ -114,18 +114,22 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
             claim.release()
 
 
-def _claim(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None):
-    """Process 0 claims the run directory (a fresh runs/<dataset>-<time> when none was named)."""
+def claim_dir(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None, command: str = "train",
+              files: tuple[str, ...] | None = None):
+    """Claim the run directory of `jaxmlp COMMAND` (a fresh runs/<name>-<time> when none was named,
+    <name> the data set, prefixed by a command other than train); `files`: what the command
+    writes (rundir.RUN_FILES for train). Errors as one line."""
     from jaxmlp import rundir
 
     try:
         if run_dir is None:
-            return rundir.claim_new_run_dir(config.dataset)
-        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume))
+            return rundir.claim_new_run_dir(config.dataset if command == "train" else f"{command}-{config.dataset}")
+        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume),
+                                    files=files or rundir.RUN_FILES)
     except rundir.RunDirError as exc:
-        raise UsageError(f"{PROG} train: error: {exc}") from None
+        raise UsageError(f"{PROG} {command}: error: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"{PROG} train: error: {os_error(exc, run_dir)}") from None
+        raise UsageError(f"{PROG} {command}: error: {os_error(exc, run_dir)}") from None
 
 
 def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, splits, stats, *,
