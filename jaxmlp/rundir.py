@@ -31,7 +31,7 @@ SUMMARY_FILE = "summary.json"
 PREPROCESSING_FILE = "preprocessing.json"
 # Everything a run writes into its directory: --overwrite removes these, and nothing else.
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
-             "params.npz", PREPROCESSING_FILE)
+             "gradient_stats.png", "params.npz", PREPROCESSING_FILE)
 LOCK_FILE = ".lock"  # held (flock) by the run writing here
 
 

@@ -69,6 +69,7 @@ def test_a_new_run_never_clobbers_another_runs_checkpoints(tmp_path):
     assert rundir.check_new_run_dir(tmp_path, config) == []  # non-empty but no run: fine
     checkpoint.write_config(tmp_path, dataclasses.replace(config, seed=1))
     (tmp_path / rundir.CHECKPOINT_DIR / "1").mkdir(parents=True)
+    (tmp_path / "gradient_stats.png").write_bytes(b"the old run's plot")  # (--track-gradients)
     for same in (config, dataclasses.replace(config, seed=1)):
         with pytest.raises(RunDirError, match="already holds a run.*--resume"):
             rundir.check_new_run_dir(tmp_path, same)
