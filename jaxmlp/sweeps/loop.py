@@ -16,9 +16,9 @@ CLI passes a Checkpointer and callbacks.
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -30,7 +30,7 @@ from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
 from jaxmlp.training.feed import train_arrays
-from jaxmlp.training.fit import Progress, check_loss_explosion, early_stop, zero_score_loss
+from jaxmlp.training.fit import check_loss_explosion, early_stop, zero_score_loss
 from jaxmlp.training.history import RECORD_KEYS
 from jaxmlp.training.state import TrainingDiverged, run_keys
 
@@ -124,8 +124,9 @@ def run_chunk(plan: SweepPlan, data: SweepData, chunk: Chunk, progress: store.Sw
     inputs = chunk_inputs(plan, chunk, programs)
     carry = progress.carry or start_chunk(plan, chunk, programs, inputs, progress)
     epochs = group.program.epochs
+    zero = functools.cache(functools.partial(zero_score_loss, spec.loss, data.host_y, spec.sizes[-1]))  # when asked
     for epoch in range(progress.epoch, epochs):
-        carry, records = run_epoch(plan, data, chunk, programs, inputs, carry, epoch, progress)
+        carry, records = run_epoch(plan, data, chunk, programs, inputs, carry, epoch, progress, zero)
         progress.epoch = epoch + 1
         for cb in callbacks:
             cb.on_epoch_end(records)
@@ -169,10 +170,12 @@ def start_chunk(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms, inputs: 
 
 
 def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPrograms, inputs: ChunkInputs,
-              carry: store.ChunkCarry, epoch: int, progress: store.SweepProgress
+              carry: store.ChunkCarry, epoch: int, progress: store.SweepProgress,
+              zero_score: Callable[[], float]
               ) -> tuple[store.ChunkCarry, list[dict[str, Any]]]:
     """0-based `epoch` of every model of the chunk (one program call), its evaluations and each
-    model's verdict; returns the new carry and the records of the models that ran it."""
+    model's verdict (`zero_score()`: the loss of all-zero scores, fit's divergence reference);
+    returns the new carry and the records of the models that ran it."""
     t = time.perf_counter()
     state, stats = programs.epoch(inputs.traced, inputs.train_keys, np.int32(epoch), carry.state,
                                   jax.device_put(carry.active, programs.sharding), data.x, data.y)
@@ -180,28 +183,25 @@ def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPro
     seconds = time.perf_counter() - t
     progress.train_seconds += seconds
     columns = evaluate_epoch(plan, data, chunk, programs, state.params, epoch)
-    stop_config = dataclasses.replace(plan.base, restore_best=False)  # the decision only; params below
     spec = plan.specs[chunk.group]
-    samples, zero = spec.steps_per_epoch * plan.configs[chunk.members[0]].batch_size, \
-        zero_score_loss(spec.loss, data.host_y, spec.sizes[-1])
+    samples = spec.steps_per_epoch * plan.configs[chunk.members[0]].batch_size
     active, improved, records = carry.active.copy(), np.zeros(chunk.size, bool), []
     for j, index in enumerate(chunk.members):
         if not carry.active[j]:
             continue
         model = progress.models[index]
-        tracker = Progress(None, None, model.history, 0, zero_score_loss=zero)  # what fit's rules read
         try:  # fit's rules: a non-finite epoch (its update was masked), a finite loss explosion
             if not stats.finite[j]:
                 raise TrainingDiverged(epoch + 1)
-            check_loss_explosion(model.config, tracker, jax.tree.map(lambda a: a[j], stats), epoch)
+            check_loss_explosion(model.config, model.history, zero_score, jax.tree.map(lambda a: a[j], stats), epoch)
         except TrainingDiverged:
             model.diverged_epoch, active[j] = epoch + 1, False
             continue
         record = {"epoch": epoch + 1, "train_loss": float(stats.loss[j]), "lr": float(stats.lr[j]),
                   "seconds": seconds, "samples_per_sec": samples / seconds,
                   **{name: value(j) for name, value in columns.items()}}
-        active[j] = not early_stop(stop_config, tracker, record)
-        improved[j] = model.history.best_epoch == epoch + 1
+        stop, improved[j] = early_stop(plan.base, model.history, record)
+        active[j] = not stop
         model.history.append(record)
         records.append({"model": index, **{k: record.get(k) for k in RECORD_KEYS}})
     best = carry.best

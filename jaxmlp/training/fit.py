@@ -10,8 +10,9 @@ metrics.jsonl) explicitly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ class Progress:
     history: History
     start_epoch: int  # 0-based: the first epoch this call runs
     best_params: Params | None = None  # restore_best: the params of the best val-loss epoch
-    zero_score_loss: float = 0.0  # the mean loss of all-zero scores on the training set: a divergence reference
+    zero_score: Callable[[], float] = lambda: 0.0  # the loss of all-zero scores (zero_score_loss): a divergence reference
 
 
 def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
@@ -72,7 +73,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     run = build_run(config, run_spec(config, train))
     progress = restore_or_init(run, restore_from)
     host = train_arrays(train, config.dtype)
-    progress.zero_score_loss = zero_score_loss(run.loss, host[1], run.sizes[-1])
+    progress.zero_score = functools.cache(functools.partial(zero_score_loss, run.loss, host[1], run.sizes[-1]))
     feeder = Feeder(run.feed, host, config, progress.train_key, run.data_parallel)
     evaluator = Evaluator(run)
     wants_train_eval = config.eval_train or config.track_activations
@@ -87,7 +88,9 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         record = run_epoch(run, feeder, progress, epoch)
         record.update(evaluate_epoch(evaluator, progress.state.params, train_eval, val_eval, epoch))
         record.update(audit_columns(audit, config, progress.state.params, epoch))
-        stop = early_stop(config, progress, record)
+        stop, improved = early_stop(config, progress.history, record)
+        if improved and config.restore_best:
+            progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
         progress.history.append(record)
         for cb in callbacks:
             cb.on_epoch_end(record)
@@ -167,7 +170,7 @@ def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[
     seconds = time.perf_counter() - t
     if not stats.finite:
         raise TrainingDiverged(epoch + 1, int(stats.bad_step))
-    check_loss_explosion(run.config, progress, stats, epoch)
+    check_loss_explosion(run.config, progress.history, progress.zero_score, stats, epoch)
     samples = run.spec.steps_per_epoch * run.config.batch_size
     return {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr), "seconds": seconds,
             "samples_per_sec": samples / seconds, "train_accuracy": None, "train_mse": None, "val_loss": None,
@@ -181,16 +184,20 @@ def zero_score_loss(loss: str, y, d_out: int, rows: int = 1024) -> float:
     return float(get_loss(loss).value(np.zeros((len(y), d_out), np.float32), y))
 
 
-def check_loss_explosion(config: TrainConfig, progress: Progress, stats, epoch: int) -> None:
+def check_loss_explosion(config: TrainConfig, history: History, zero_score: Callable[[], float], stats,
+                         epoch: int) -> None:
     """TrainingDiverged when the epoch's mean loss exceeds `divergence_factor` times the larger of
     the run's initial loss (its first step's, recorded in the history) and the loss of all-zero
-    scores (log C for cross-entropy): a finite blow-up, which the on-device check cannot see."""
-    history = progress.history
+    scores (log C for cross-entropy; `zero_score()`, asked for only when the initial loss alone
+    does not settle it): a finite blow-up, which the on-device check cannot see."""
     if history.initial_loss is None and epoch == 0:
         history.initial_loss = float(stats.first_loss)
     if not config.divergence_factor:
         return
-    reference = max(progress.zero_score_loss, history.initial_loss or 0.0)
+    initial = history.initial_loss or 0.0
+    if float(stats.loss) <= config.divergence_factor * initial:
+        return  # within the bound whatever the loss of zero scores: the reference is the larger of the two
+    reference = max(zero_score(), initial)
     if float(stats.loss) > config.divergence_factor * reference:
         raise TrainingDiverged(epoch + 1, reason=(
             f"the mean training loss {float(stats.loss):.4g} exceeds divergence_factor {config.divergence_factor:g} x "
@@ -213,20 +220,19 @@ def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalS
     return columns
 
 
-def early_stop(config: TrainConfig, progress: Progress, record: dict[str, Any]) -> bool:
-    """Track the best val loss (and, with restore_best, its params); True when patience ran out."""
-    history, val_loss = progress.history, record.get("val_loss")
+def early_stop(config: TrainConfig, history: History, record: dict[str, Any]) -> tuple[bool, bool]:
+    """Track the best val loss in `history`; (stop: patience ran out, improved: this record is
+    the new best, whose params restore_best keeps)."""
+    val_loss = record.get("val_loss")
     if val_loss is None:
-        return False
+        return False, False
     if history.best_val_loss is None or val_loss < history.best_val_loss - config.min_delta:
         history.best_val_loss, history.best_epoch = val_loss, record["epoch"]
-        if config.restore_best:
-            progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
-        return False
+        return False, True
     if config.patience and record["epoch"] - history.best_epoch >= config.patience:
         history.stopped_early = True
-        return True
-    return False
+        return True, False
+    return False, False
 
 
 def save(run: Run, progress: Progress, checkpointer, epoch: int) -> None:
