@@ -13,6 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def batch_rows(n: int, batch_size: int, multiple: int = 1) -> int:
+    """B of a pass over n examples: min(batch_size, n) rounded up to a multiple of `multiple`."""
+    return -(-min(batch_size, n) // multiple) * multiple
+
+
 def pad_rows(n: int, batch_size: int, multiple: int = 1, *, shrink: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(rows (nb, B) int32, mask (nb, B) bool) of a pass over n >= 1 examples in batches of B.
 
@@ -24,7 +29,7 @@ def pad_rows(n: int, batch_size: int, multiple: int = 1, *, shrink: bool = True)
     """
     if n < 1 or batch_size < 1 or multiple < 1:
         raise ValueError(f"pad_rows needs n, batch_size and multiple >= 1, got {n}, {batch_size}, {multiple}")
-    b = -(-(min(batch_size, n) if shrink else batch_size) // multiple) * multiple
+    b = batch_rows(n if shrink else batch_size, batch_size, multiple)
     nb = -(-n // b)
     flat = np.zeros(nb * b, np.int32)  # (nb * B,) the padding repeats row 0
     flat[:n] = np.arange(n, dtype=np.int32)

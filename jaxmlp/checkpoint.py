@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 from jaxmlp.atomic import atomic_write_bytes, write_json
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
-from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE, RUN_FILES,  # noqa: F401
+from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE,  # noqa: F401
                            SUMMARY_FILE, RunDirError)
 
 class CheckpointWriteError(OSError):

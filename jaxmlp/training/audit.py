@@ -67,8 +67,7 @@ class GradientAudit:
 
     def __init__(self, run: Run, train):
         config = run.config
-        x, y = train_arrays(train, np.dtype(config.dtype))
-        self.x, self.y = x[:AUDIT_BATCH], y[:AUDIT_BATCH]
+        self.x, self.y = train_arrays(train.subset(np.arange(min(AUDIT_BATCH, len(train)))), np.dtype(config.dtype))
         self.seed, self.tolerance = config.seed, TOLERANCES[config.dtype]
         loss, act = get_loss(run.loss), get_activation(config.activation, **config.activation_options())
         options = ForwardOptions(jax.random.key(config.seed), config.dropout, config.input_noise, True)

@@ -23,7 +23,7 @@ import numpy as np
 from jaxmlp import metrics as metrics_lib
 from jaxmlp import parallel
 from jaxmlp.activations import get_activation
-from jaxmlp.batching import pad_rows
+from jaxmlp.batching import batch_rows, pad_rows
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
@@ -51,7 +51,7 @@ class EvalSet(NamedTuple):
 def eval_batch_rows(eval_batch_size: int, n_train: int, devices: int = 1) -> int:
     """B, the rows of every evaluation batch of a run: eval_batch_size, or the training set's size
     when smaller, rounded up to a multiple of the devices."""
-    return -(-min(eval_batch_size, n_train) // devices) * devices
+    return batch_rows(n_train, eval_batch_size, devices)
 
 
 def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel.DataParallel | None = None,

@@ -59,8 +59,8 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     the config's; traced in a sweep). With `track_gradients` the step's gradient comes from
     gradtrack's manual pass, which also updates `carry.track`.
     """
-    batch_grads = make_batch_grads_fn(config, loss=loss, data_parallel=data_parallel, hyper=hyper)
     tracked = make_tracked_step(config, loss=loss, data_parallel=data_parallel) if config.track_gradients else None
+    batch_grads = None if tracked else make_batch_grads_fn(config, loss=loss, data_parallel=data_parallel, hyper=hyper)
 
     def step(carry: StepCarry, inputs) -> StepCarry:
         i, (xb, yb), key = inputs  # (), ((K, b, D), (K, b[, k])), key
