@@ -41,6 +41,13 @@ from jaxmlp.names import PRECISIONS
 Array = jax.Array
 
 
+def ambient_settings() -> tuple[bool, str | None]:
+    """(x64, the default matmul precision): the JAX settings in force that a program compiled
+    ahead of time bakes in. Every cache of compiled programs keys on them, so a program compiled
+    under other settings (e.g. inside `jax.default_matmul_precision(...)`) is never handed out."""
+    return bool(jax.config.jax_enable_x64), jax.config.jax_default_matmul_precision
+
+
 class Policy(NamedTuple):
     """name; compute_dtype: the network's dtype inside the step (None = the params' dtype);
     matmul_precision: a `jax.default_matmul_precision` value (None = the platform default)."""

@@ -58,6 +58,8 @@ def test_build_run_is_what_fit_runs_and_compiles_once():
         assert bool(stats.finite)
     params, _ = fit(cfg, SPLITS.train)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)))
+    with jax.default_matmul_precision("highest"):  # baked into the compiled epoch: not the same program
+        assert build_run(cfg, run_spec(cfg, SPLITS.train)).epoch is not run.epoch
 
 
 def test_build_run_without_compile_gives_the_restore_target():
@@ -111,5 +113,8 @@ def test_evaluation_compiles_once_for_every_split():
         jax.monitoring.unregister_event_duration_listener(listener)
     assert compiles == [] and evaluator.batch_size == 64
     assert Evaluator(build_run(SMALL, run_spec(SMALL, SPLITS.train))).batch_size == 240  # no larger than train
+    assert Evaluator(run)._step is evaluator._step  # compiled once per process
+    with jax.default_matmul_precision("highest"):  # baked into the compiled program: another one
+        assert Evaluator(run)._step is not evaluator._step
     for data, metrics in zip(splits, got):
         assert metrics == pytest.approx(evaluate(params, data, config=cfg), rel=1e-6)

@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
+from jaxmlp.precision import ambient_settings
 from jaxmlp.training.epoch import make_epoch_fn
 from jaxmlp.training.evaluate import EvalSet, _gather_fn, _metrics_step, fold_batches
 from jaxmlp.training.hyper import hyper_of
@@ -98,7 +99,7 @@ def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], 
     """The programs of a chunk of `size` models of a group (`config`: the group's program config)."""
     programs = _programs(config, spec, inits, width, mesh)
     t0 = time.perf_counter()
-    epoch = _compiled_epoch(programs, config, spec, traced, size)
+    epoch = _compiled_epoch(programs, config, spec, traced, size, ambient_settings())
     return programs._replace(epoch=epoch, compile_seconds=time.perf_counter() - t0)
 
 
@@ -167,8 +168,9 @@ def _chunk_epoch(config: TrainConfig, spec: RunSpec, width: int | None) -> Calla
 
 @functools.lru_cache(maxsize=8)
 def _compiled_epoch(programs: ChunkPrograms, config: TrainConfig, spec: RunSpec, traced: tuple[str, ...],
-                    size: int) -> Callable:
-    """The chunk's epoch compiled for `size` models (jit's cache: ~0 s for a size compiled before)."""
+                    size: int, ambient: tuple) -> Callable:
+    """The chunk's epoch compiled for `size` models under the `ambient` settings
+    (precision.ambient_settings; jit's cache: ~0 s for a size compiled before)."""
     key_data = jax.ShapeDtypeStruct((size, *KEY_SHAPE), jnp.uint32)
     state = jax.eval_shape(programs.init, key_data, jax.ShapeDtypeStruct((size,), jnp.int32))
     dtype = np.dtype(config.dtype)

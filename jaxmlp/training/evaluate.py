@@ -27,6 +27,7 @@ from jaxmlp.batching import batch_rows, pad_rows
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
+from jaxmlp.precision import ambient_settings
 from jaxmlp.training.feed import feed_rows, place, replicate, train_arrays
 from jaxmlp.training.run import Run
 from jaxmlp.training.spec import resolve_loss
@@ -117,8 +118,9 @@ def _gather_fn(dp: parallel.DataParallel | None = None) -> Callable:
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(jitted: Callable, *specs) -> Callable:
-    """`jitted` compiled ahead of time for the arguments `specs` (`_spec` of each), once per process."""
+def _compiled(jitted: Callable, ambient: tuple, *specs) -> Callable:
+    """`jitted` compiled ahead of time for the arguments `specs` (`_spec` of each) under the
+    `ambient` settings (precision.ambient_settings), once per process."""
     return jitted.lower(*(jax.tree.unflatten(t, leaves) for t, leaves in specs)).compile()
 
 
@@ -181,7 +183,7 @@ class Evaluator:
 
     def _compile(self, jitted: Callable, *args) -> Callable:
         t0 = time.perf_counter()
-        compiled = _compiled(jitted, *map(_spec, args))
+        compiled = _compiled(jitted, ambient_settings(), *map(_spec, args))
         self.compile_seconds += time.perf_counter() - t0
         return compiled
 

@@ -22,6 +22,7 @@ import optax
 
 from jaxmlp import parallel
 from jaxmlp.config import HOST_ONLY_FIELDS, TrainConfig
+from jaxmlp.precision import ambient_settings
 from jaxmlp.training.epoch import make_epoch_fn
 from jaxmlp.training.feed import replicate, resolve_feed
 from jaxmlp.training.optim import build_optimizer
@@ -97,7 +98,7 @@ def build_run(config: TrainConfig, spec: RunSpec, *, compile: bool = True) -> Ru
     """
     feed, program = resolve_feed(config), program_config(config)
     t0 = time.perf_counter()
-    init, epoch = _programs(program, spec, feed, bool(jax.config.jax_enable_x64), compile)
+    init, epoch = _programs(program, spec, feed, ambient_settings(), compile)
     seconds = time.perf_counter() - t0  # ~0 when an earlier run compiled the same programs
     schedule, optimizer = _optimizer(program, spec)
     return Run(config, spec, schedule, optimizer, init, epoch, seconds, parallel.data_parallel(config.devices), feed)
@@ -118,12 +119,13 @@ def _init_fn(config: TrainConfig, sizes: tuple[int, ...], x64: bool) -> Callable
 
 
 @functools.lru_cache(maxsize=16)
-def _programs(config: TrainConfig, spec: RunSpec, feed: str, x64: bool,
+def _programs(config: TrainConfig, spec: RunSpec, feed: str, ambient: tuple[bool, str | None],
               compile: bool) -> tuple[Callable, Callable | None]:
-    """(jitted init(key) -> TrainState, compiled epoch or None) of a program config."""
+    """(jitted init(key) -> TrainState, compiled epoch or None) of a program config under the
+    `ambient` settings (precision.ambient_settings)."""
     schedule, optimizer = _optimizer(config, spec)
     dp = parallel.data_parallel(config.devices)
-    init = _init_fn(config, spec.sizes, x64)
+    init = _init_fn(config, spec.sizes, ambient[0])
     if not compile:
         return init, None
     jit_kwargs = None
