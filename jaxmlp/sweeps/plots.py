@@ -48,7 +48,7 @@ def _curves(ax, result, field: str | None) -> None:
         cbar.set_label(field)
     elif field is not None:
         for value in dict.fromkeys(map(str, values)):
-            ax.plot([], [], color=colour_of(_parse(value, values)), label=f"{field}={value}")
+            ax.plot([], [], color=colour_of(value), label=f"{field}={value}")
         ax.legend(fontsize=8)
     losses = [v for m in models for v in (m.history.val_loss if use_val else m.history.train_loss) if v is not None]
     if losses and min(losses) > 0:
@@ -58,10 +58,6 @@ def _curves(ax, result, field: str | None) -> None:
     ax.set_ylabel("validation loss" if use_val else "training loss (minibatch mean)")
     ax.set_title(f"{len(models)} models" + (f", coloured by {field}" if field else ""))
     ax.grid(alpha=0.3)
-
-
-def _parse(text: str, values: list[Any]) -> Any:
-    return next(v for v in values if str(v) == text)
 
 
 def _palette(values: list[Any]):
