@@ -178,6 +178,18 @@ def mlp_train_flops(sizes: Sequence[int], n_samples: int) -> int:
     return 6 * n_samples * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def synthetic_mnist(n: int):
+    """A Dataset of random data of MNIST's shape: n examples of 784 uniform [0, 1) float32 features,
+    labels uniform in 0..9 (seed 0)."""
+    import numpy as np
+
+    from jaxmlp.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    return Dataset(rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype(np.int32),
+                   name="synthetic", num_classes=10)
+
+
 def cpu_snapshot(children: bool = False) -> tuple[float, float, float] | None:
     """(wall s, machine-wide busy CPU s from /proc/stat, this process's CPU s, plus that of its
     finished children with `children`); None off Linux."""

@@ -142,8 +142,7 @@ def load_mnist(args) -> Bench:
     splits = load_dataset("mnist", data_dir=str(data_dir))
     train = splits.train
     if args.n_train:
-        train = Dataset(train.x[:args.n_train], train.y[:args.n_train], name=train.name,
-                        num_classes=train.num_classes, feature_shape=train.feature_shape)
+        train = train.subset(slice(args.n_train))
     b = Bench(args, train, splits.test, data_dir, Rounds(args.idle_foreign, args.idle_wait))
     log(f"MNIST: train {train.x.shape}, test {b.test.x.shape}; model {b.sizes}")
     return b

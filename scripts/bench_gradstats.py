@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import environment, interleaved_medians, log, time_call, wait_for_idle_cpu, write_results  # noqa: E402
+from _bench import (environment, interleaved_medians, log, median_time, synthetic_mnist, time_call,  # noqa: E402
+                    wait_for_idle_cpu, write_results)
 
 NORM_CASES = [((784, 1024, 1024, 10), 1024), ((784, 1024, 1024, 10), 4096), ((784, 4096, 4096, 4096, 4096, 10), 1024)]
 QUICK_CASES = [((784, 64, 64, 10), 128), ((784, 64, 64, 10), 512)]
@@ -114,12 +113,12 @@ def run_case(spec: dict) -> dict:
     in_use = (device.memory_stats() or {}).get("bytes_in_use")
     rss_before = None if in_use is not None else reset_peak_rss()
     first = time_call(lambda: compiled(params, x, y))
-    raw = [time_call(lambda: compiled(params, x, y)) for _ in range(spec["repeats"])]
+    median, raw = median_time(lambda: compiled(params, x, y), spec["repeats"])
     if in_use is not None:
         peak, how = device.memory_stats()["peak_bytes_in_use"] - in_use, "device.memory_stats() peak over the inputs"
     else:
         peak, how = _status_bytes("VmHWM") - rss_before, "peak RSS (VmHWM) over the RSS before the first call"
-    return {**out, "ran": True, "first_call_s": first, "median_s": statistics.median(raw), "raw_s": raw,
+    return {**out, "ran": True, "first_call_s": first, "median_s": median, "raw_s": raw,
             "peak_bytes": int(peak), "peak_how": how}
 
 
@@ -145,14 +144,9 @@ def _ratios(timed: dict) -> dict:
 
 def _variants(n_train: int):
     """(the random training set, {name: TrainConfig}) of the training costs."""
-    import numpy as np
-
     from jaxmlp.config import TrainConfig
-    from jaxmlp.data.dataset import Dataset
 
-    rng = np.random.default_rng(0)
-    train = Dataset(rng.random((n_train, TRAIN_SIZES[0]), dtype=np.float32),
-                    rng.integers(0, 10, n_train).astype(np.int32), name="synthetic", num_classes=10)
+    train = synthetic_mnist(n_train)
     base = dict(hidden=TRAIN_SIZES[1:-1], batch_size=TRAIN_BATCH, learning_rate=1e-3, dropout=0.0, epochs=100)
     return train, {"plain (jax.grad)": TrainConfig(**base), "plain (manual)": TrainConfig(grad_method="manual", **base),
                    "track_gradients": TrainConfig(track_gradients=True, **base)}
@@ -208,12 +202,12 @@ def training_costs(repeats: int, n_train: int) -> dict:
     audit = GradientAudit(runs["plain (jax.grad)"], train)
     params = states["plain (jax.grad)"].params
     audit_first = time_call(lambda: audit.check(params, 0))
-    audit_raw = [time_call(lambda: audit.check(params, 1)) for _ in range(repeats)]
+    audit_median, audit_raw = median_time(lambda: audit.check(params, 1), repeats)
     return {"sizes": TRAIN_SIZES, "batch": TRAIN_BATCH, "n_train": n_train,
             "compile_s": {name: run.compile_seconds for name, run in runs.items()},
             "epochs": epochs, "epoch_ratios": _ratios(epochs), "steps": steps, "step_ratios": _ratios(steps),
-            "audit_first_call_s": audit_first, "audit_median_s": statistics.median(audit_raw), "audit_raw_s": audit_raw,
-            "audit_fraction_of_epoch": statistics.median(audit_raw) / epochs["plain (jax.grad)"]["median_s"]}
+            "audit_first_call_s": audit_first, "audit_median_s": audit_median, "audit_raw_s": audit_raw,
+            "audit_fraction_of_epoch": audit_median / epochs["plain (jax.grad)"]["median_s"]}
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -294,9 +288,9 @@ def main() -> None:
         f"- one gradient audit: {train['audit_median_s'] * 1e3:.1f} ms after its first call "
         f"({train['audit_first_call_s']:.2f} s, compiling), {100 * train['audit_fraction_of_epoch']:.2f}% of a plain "
         "epoch: the cost of --audit-every 1, the most frequent cadence (goal <= 2%)"])
-    write_results(args.name, record, ["shape", "batch", "method", "median ms", "peak GiB", "XLA-planned GiB"],
-                  norm_rows(cases), notes=notes)
-    log(f"wrote results/{args.name}.json and .md")
+    for path in write_results(args.name, record, ["shape", "batch", "method", "median ms", "peak GiB",
+                                                  "XLA-planned GiB"], norm_rows(cases), notes=notes):
+        log(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def timed(argv: list[str], env: dict, max_wait: float) -> tuple[dict, str]:
     stdout), started once the CPUs are idle (or `max_wait` passed); a failed process ends the
     benchmark."""
     if max_wait > 0:
-        wait_for_idle_cpu(max_wait_s=max_wait, log=log)
+        wait_for_idle_cpu(max_wait_s=max_wait)
     before, start = cpu_snapshot(children=True), time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     seconds, after = time.perf_counter() - start, cpu_snapshot(children=True)

@@ -35,10 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import (cpu_snapshot, environment, load_averages, log, markdown_table, repo_path, wait_for_idle_cpu,
-                    write_results)
+from _bench import (cpu_snapshot, environment, foreign_cores, load_averages, log, markdown_table, median_time,
+                    mlp_train_flops, repo_path, wait_for_idle_cpu, write_results)
 
-SIZES = (784, 512, 512, 10)
 LRS = "3e-4,1e-3,3e-3,1e-2"
 CPU = dict(seeds=4, lrs=LRS, epochs=2, n_samples=None, hidden="512,512", name="sweep")
 SMOKE = dict(seeds=2, lrs="1e-3,3e-3", epochs=1, n_samples=1280, hidden="32,32", name="/tmp/jaxmlp_sweep_smoke")
@@ -84,17 +83,17 @@ def config_flags(args) -> list[str]:
 def timed(argv: list[str], cwd: Path) -> dict:
     """One process, spawn to exit (it must succeed): wall s, its CPU s (user + sys), and the
     cores other processes on the machine kept busy meanwhile."""
-    before, children = cpu_snapshot(), _children_cpu()
+    before, children = cpu_snapshot(children=True), _children_cpu()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    after, cpu = cpu_snapshot(), _children_cpu() - children
+    after, cpu = cpu_snapshot(children=True), _children_cpu() - children
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     wall = after[0] - before[0] if before and after else None
-    others = None if not wall else max(0.0, (after[1] - before[1]) - cpu - (after[2] - before[2])) / wall
-    return {"wall_s": wall, "cpu_s": cpu, "other_cores": others}
+    return {"wall_s": wall, "cpu_s": cpu, "other_cores": foreign_cores(before, after)}
 
 
 def _children_cpu() -> float:
+    """CPU s (user + sys) of this process's finished children: the timed process's own, as a difference."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -177,28 +176,32 @@ def measured_rates(smoke: bool) -> dict:
     out = {}
     for name, fn, work in (("hbm_bytes_per_s", lambda: add(a), 2 * 4 * n), ("matmul_flops_per_s", lambda: mm(m, m),
                                                                               2 * k ** 3)):
-        jax.block_until_ready(fn())
-        times = []
-        for _ in range(10):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times.append(time.perf_counter() - t0)
-        out[name] = work / statistics.median(times)
+        jax.block_until_ready(fn())  # warm-up
+        out[name] = work / median_time(fn, 10)[0]
     return out
 
 
-def epoch_seconds(config, splits, models: int, timed_epochs: int) -> tuple[float, float]:
-    """(median epoch s, compile s) of `models` vmapped models: the sweep's own compiled epoch."""
+def placed_data(config, train):
+    """The training set placed as the sweep places it (place_data): it depends on the sweep-wide
+    settings (dtype, evaluation batch, devices), not on the model count, so once for every count."""
+    from jaxmlp.sweeps.loop import place_data
+    from jaxmlp.sweeps.plan import make_plan
+
+    return place_data(make_plan(config, {"seed": [0]}, train, models_per_program=1, width="all"), train, None, None)
+
+
+def epoch_seconds(config, splits, data, models: int, timed_epochs: int) -> tuple[float, float]:
+    """(median epoch s, compile s) of `models` vmapped models: the sweep's own compiled epoch, on
+    `data` (placed_data)."""
     import jax
     import numpy as np
 
-    from jaxmlp.sweeps.loop import chunk_inputs, place_data
+    from jaxmlp.sweeps.loop import chunk_inputs
     from jaxmlp.sweeps.plan import make_plan
     from jaxmlp.sweeps.program import chunk_programs
 
     plan = make_plan(config, {"seed": list(range(models))}, splits.train, models_per_program=models, width="all")
     (chunk,), group = plan.chunks, plan.groups[0]
-    data = place_data(plan, splits.train, None, None)
     programs = chunk_programs(group.program, plan.specs[0], group.traced, group.inits, size=chunk.size, width=None,
                               mesh=None)
     inputs = chunk_inputs(plan, chunk, programs)
@@ -224,10 +227,10 @@ def gpu_part(args) -> dict:
     rates = measured_rates(args.smoke)
     steps, params = len(splits.train) // 128, param_count(sizes)
     adam_s = 7 * 4 * params / rates["hbm_bytes_per_s"]  # one model, one step
-    gemm_s = 6 * 128 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) / rates["matmul_flops_per_s"]
-    rows = []
+    gemm_s = mlp_train_flops(sizes, 128) / rates["matmul_flops_per_s"]
+    data, rows = placed_data(config, splits.train), []
     for m in (int(v) for v in args.models.split(",")):
-        seconds, compile_s = epoch_seconds(config, splits, m, args.epochs_timed)
+        seconds, compile_s = epoch_seconds(config, splits, data, m, args.epochs_timed)
         floor = steps * m * (adam_s + gemm_s)
         rows.append({"models": m, "epoch_s": seconds, "compile_s": compile_s, "floor_s": floor,
                      "ratio_to_floor": seconds / floor})

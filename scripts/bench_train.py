@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _bench import REPO, environment, time_call  # noqa: E402
+from _bench import REPO, environment, synthetic_mnist, time_call  # noqa: E402
 from jaxmlp.config import TrainConfig  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
 from jaxmlp.training import Run, build_run, check_data, run_spec  # noqa: E402
@@ -44,9 +44,7 @@ from jaxmlp.training.step import make_step_fn, start_carry  # noqa: E402
 
 def load_data(args) -> tuple[Dataset, str]:
     if args.synthetic:
-        rng = np.random.default_rng(0)
-        train = Dataset(rng.random((60000, 784), dtype=np.float32), rng.integers(0, 10, 60000).astype(np.int32),
-                        name="synthetic", num_classes=10)
+        train = synthetic_mnist(60000)
         what = "random data of MNIST's shape (60000, 784), 10 classes (--synthetic)"
     else:
         from jaxmlp.data import load_dataset
@@ -54,7 +52,7 @@ def load_data(args) -> tuple[Dataset, str]:
         train = load_dataset("mnist", data_dir=str(args.data_dir)).train
         what = f"MNIST train split from {args.data_dir}"
     if args.n_train:
-        train = Dataset(train.x[:args.n_train], train.y[:args.n_train], name=train.name, num_classes=10)
+        train = train.subset(slice(args.n_train))
         what += f", first {args.n_train} examples (--n-train)"
     return train, what
 
