@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from jaxmlp.atomic import atomic_write_bytes, write_json
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
+from jaxmlp.parsing import loads_json
 from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE,  # noqa: F401
                            SUMMARY_FILE, RunDirError)
 
@@ -218,7 +219,7 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The TrainConfig in run_dir/config.json; RunDirError if missing or unreadable."""
     path = Path(run_dir) / CONFIG_FILE
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
+        return TrainConfig.from_dict(loads_json(path.read_text()))
     except FileNotFoundError:
         raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG_FILE})") from None
     except (OSError, json.JSONDecodeError, ValueError) as exc:

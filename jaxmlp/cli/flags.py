@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 from pathlib import Path
 from typing import Any, Sequence
 
 from jaxmlp.cli.usage import UsageError, one_line
 from jaxmlp.config import AUTO, FIELD_HELP, FIELD_NAMES, TrainConfig
+from jaxmlp.parsing import loads_json, loads_toml
 
 
 def _named(fn, name: str):
@@ -105,20 +105,12 @@ def load_config_file(path: str, prog: str = "jaxmlp train") -> dict[str, Any]:
     if p.is_dir():
         raise UsageError(f"{error} is a directory, not a .json or .toml file")
     try:
-        if p.suffix.lower() == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10: the same parser, from its backport
-                import tomli as tomllib
-            with open(p, "rb") as f:
-                data = tomllib.load(f)
-        else:
-            data = json.loads(p.read_text())
+        data = (loads_toml if p.suffix.lower() == ".toml" else loads_json)(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{error} file not found") from None
     except OSError as exc:
         raise UsageError(f"{error} cannot read ({exc.strerror or one_line(exc)})") from None
-    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+    except ValueError as exc:  # bad JSON or TOML, a repeated key, too deep a nesting; UnicodeDecodeError
         raise UsageError(f"{error} cannot parse ({one_line(exc)})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{error} expected a table of config fields")

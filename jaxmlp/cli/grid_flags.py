@@ -10,22 +10,22 @@ Each value is parsed as its TrainConfig field's type; a bad one is a one-line Us
 """
 from __future__ import annotations
 
-import json
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from jaxmlp.cli.flags import value_parser
 from jaxmlp.cli.usage import UsageError, one_line
 from jaxmlp.config import FIELD_NAMES, TrainConfig
+from jaxmlp.parsing import loads_json
 
 GRID_HELP = ("FIELD=VALUES, repeatable (the Cartesian product): comma-separated values, A:B[:STEP] for integers "
              "(B excluded), lists separated by / for hidden (512,512/1024), or a JSON list")
 
 
-def parse_grid(args: list[str], prog: str) -> dict[str, list[Any]]:
+def parse_grid(args: list[str], prog: str) -> dict[str, Sequence[Any]]:
     """The grid of repeated --grid arguments, in their order."""
-    grid: dict[str, list[Any]] = {}
+    grid: dict[str, Sequence[Any]] = {}
     for arg in args:
         name, sep, text = arg.partition("=")
         name = name.strip().replace("-", "_")
@@ -42,13 +42,14 @@ def parse_grid(args: list[str], prog: str) -> dict[str, list[Any]]:
     return grid
 
 
-def parse_values(name: str, text: str) -> list[Any]:
-    """The values of field `name` written as `text`; ValueError saying what was expected."""
+def parse_values(name: str, text: str) -> Sequence[Any]:
+    """The values of field `name` written as `text` (A:B[:STEP] as a range, which the grid's size
+    counts without listing it); ValueError saying what was expected."""
     hint = typing.get_type_hints(TrainConfig)[name]
     inner = [a for a in typing.get_args(hint) if a is not type(None)]
     base = inner[0] if type(None) in typing.get_args(hint) else hint
     if text.startswith("["):
-        values = json.loads(text)
+        values = loads_json(text)
         if not isinstance(values, list):
             raise ValueError("a JSON grid must be a list of values")
         return values
@@ -56,7 +57,7 @@ def parse_values(name: str, text: str) -> list[Any]:
         bounds = [int(part) for part in text.split(":")]
         if len(bounds) not in (2, 3):
             raise ValueError(f"{name} takes a range A:B or A:B:STEP, got {text!r}")
-        return list(range(*bounds))
+        return range(*bounds)
     tuple_field = typing.get_origin(base) is tuple
     parse = value_parser(hint)
     values = []
@@ -76,7 +77,7 @@ def parse_values(name: str, text: str) -> list[Any]:
 def load_grid_file(path: str, prog: str) -> Any:
     """A grid from a JSON file: a mapping field -> values, or a list of overrides."""
     try:
-        grid = json.loads(Path(path).read_text())
+        grid = loads_json(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{prog}: error: --grid-file {path}: file not found") from None
     except (OSError, ValueError) as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 from jaxmlp import atomic, checkpoint
 from jaxmlp.config import TrainConfig
+from jaxmlp.parsing import loads_json
 from jaxmlp.sweeps.grid import format_overrides, varying_fields
 
 SWEEP_FILE = "sweep.json"
@@ -57,7 +58,7 @@ def read_sweep_json(run_dir: Path) -> dict[str, Any]:
     """sweep.json as written; RunDirError when it is missing or unreadable."""
     path = Path(run_dir) / SWEEP_FILE
     try:
-        return json.loads(path.read_text())
+        return loads_json(path.read_text())
     except FileNotFoundError:
         raise checkpoint.RunDirError(f"{run_dir}: not a sweep directory (no {SWEEP_FILE})") from None
     except (OSError, ValueError) as exc:
