@@ -182,7 +182,8 @@ class TrainConfig:
             raise ValueError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
         unknown = sorted(set(d) - set(FIELD_NAMES))
         if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ValueError(f"unknown config field(s): {', '.join(unknown[:5])}{more}")
         return cls(**d)
 
 

@@ -30,5 +30,14 @@ def fail(message: Any, code: int) -> int:
     return code
 
 
+MAX_LINE = 1000  # characters of an error line: a value echoed back (a 50 MB string, 200,000 keys) is cut
+_HEAD, _TAIL = 700, 240  # what a cut line keeps of its start and its end (where the advice usually is)
+
+
 def one_line(message: Any) -> str:
-    return " ".join(str(message).split())
+    """`message` on one line of at most MAX_LINE characters; a longer one keeps its start and end
+    and says how much was cut from the middle."""
+    text = " ".join(str(message).split())
+    if len(text) <= MAX_LINE:
+        return text
+    return f"{text[:_HEAD]} [... {len(text) - _HEAD - _TAIL} of {len(text)} characters cut ...] {text[-_TAIL:]}"
