@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxmlp.cli.outputs import add_overwrite_flag, output_path, writing
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.saved_run import add_checkpoint_flags
 from jaxmlp.cli.usage import PROG, UsageError
@@ -14,19 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--npz", metavar="FILE", help="output file [RUN_DIR/params.npz]")
     add_checkpoint_flags(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_overwrite_flag(parser)
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
     from jaxmlp import checkpoint, export
 
-    out = Path(ns.npz) if ns.npz else Path(ns.run_dir) / "params.npz"
-    if out.exists() and not ns.overwrite:
-        raise UsageError(f"{PROG} export: error: {out} exists; pass --overwrite to replace it")
+    out = output_path(ns.npz or Path(ns.run_dir) / "params.npz", "--npz", "export", overwrite=ns.overwrite)
     try:
         with dtype_scope(checkpoint.read_config(ns.run_dir).dtype):
             params, config, meta = checkpoint.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
-            export.export_npz(out, params, activation=config.activation,
+            with writing(out, "export"):
+                export.export_npz(out, params, activation=config.activation,
                                   activation_options=config.activation_options())
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} export: error: {exc}") from None

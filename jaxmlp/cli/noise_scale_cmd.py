@@ -12,10 +12,10 @@ in powers of two, at most the training set.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from jaxmlp.cli.flags import add_config_flags, given_fields
+from jaxmlp.cli.outputs import add_overwrite_flag, output_path, writing
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.train_cmd import load_data
 from jaxmlp.cli.usage import PROG, UsageError
@@ -24,10 +24,11 @@ FROM_RUN_FLAGS = {"data_dir"}  # the config flags that may go with RUN_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """RUN_DIR or the config flags, and --json."""
+    """RUN_DIR or the config flags, and --json (with --overwrite)."""
     parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                         help="a run directory: its init (from the seed) and latest checkpoint [train the flags instead]")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    add_overwrite_flag(parser)
     add_config_flags(parser)
 
 
@@ -51,6 +52,7 @@ def _config(ns: argparse.Namespace):
 
 
 def cmd_noise_scale(ns: argparse.Namespace) -> int:
+    out = output_path(ns.json, "--json", "noise-scale", overwrite=ns.overwrite) if ns.json else None  # before any work
     config, run_dir = _config(ns)
     with dtype_scope(config.dtype):
         splits, _ = load_data(config, quiet=False, command="noise-scale")  # standardized as the run was
@@ -59,10 +61,11 @@ def cmd_noise_scale(ns: argparse.Namespace) -> int:
         except ValueError as exc:  # RunDirError, a checkpoint that does not fit
             raise UsageError(f"{PROG} noise-scale: error: {exc}") from None
     print(_report(numbers))
-    if ns.json:
+    if out is not None:
         from jaxmlp.atomic import write_json
 
-        write_json(Path(ns.json), numbers)
+        with writing(out, "noise-scale"):
+            write_json(out, numbers)
     return 0
 
 

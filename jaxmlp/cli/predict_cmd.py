@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import io
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jaxmlp.cli import saved_run
+from jaxmlp.cli.outputs import add_overwrite_flag, output_path, writing
 from jaxmlp.cli.run_config import dtype_scope
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ FORMATS = (".npy", ".csv")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--out", metavar="FILE", required=True, help="output file, .npy or .csv")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_overwrite_flag(parser)
     saved_run.add_data_flags(parser)
     saved_run.add_checkpoint_flags(parser)
 
@@ -37,7 +37,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from jaxmlp import atomic, training
     from jaxmlp.losses import predict_classes
 
-    out = _output_path(ns)
+    out = output_path(ns.out, "--out", "predict", overwrite=ns.overwrite, suffixes=FORMATS)  # before any work
     config = saved_run.run_config(ns, "predict")
     with dtype_scope(config.dtype):
         params, config, meta = saved_run.restore(ns, "predict")
@@ -46,22 +46,11 @@ def cmd_predict(ns: argparse.Namespace) -> int:
                                              batch_size=config.eval_batch_size, **config.activation_options()))
     classes = None if meta["loss"] == "mean_squared_error" else np.asarray(predict_classes(scores), np.int32)
     writer = prediction_npy if out.suffix.lower() == ".npy" else prediction_csv
-    atomic.atomic_write_bytes(out, writer(scores, classes))
+    with writing(out, "predict"):
+        atomic.atomic_write_bytes(out, writer(scores, classes))
     print(f"wrote {out}: {len(scores)} rows of {data.name} ({split} split), "
           f"{'class and ' if classes is not None else ''}{scores.shape[1]} score(s), epoch {meta['epoch']}")
     return 0
-
-
-def _output_path(ns: argparse.Namespace) -> Path:
-    """--out, checked before anything is computed: its format, and never over an existing file."""
-    out = Path(ns.out)
-    if out.suffix.lower() not in FORMATS:
-        raise saved_run.error("predict", f"--out {out}: the file name must end in .npy or .csv")
-    if out.is_dir():
-        raise saved_run.error("predict", f"--out {out} is a directory")
-    if out.exists() and not ns.overwrite:
-        raise saved_run.error("predict", f"{out} exists; pass --overwrite to replace it")
-    return out
 
 
 def prediction_npy(scores: np.ndarray, classes: np.ndarray | None) -> bytes:

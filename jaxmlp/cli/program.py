@@ -15,7 +15,7 @@ from typing import Sequence
 from jaxmlp import __version__
 from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, sweep_cmd, train_cmd
 from jaxmlp.cli.flags import normalize_flags
-from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, Parser, UsageError, fail
+from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, CommandError, Parser, fail
 
 FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against jax.grad and finite differences"),
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         return COMMANDS[ns.command](ns)
-    except UsageError as exc:
-        return fail(str(exc), 2)
+    except CommandError as exc:  # a UsageError: 2
+        return fail(str(exc), exc.code)
     except KeyboardInterrupt:
         return fail(f"{PROG}: interrupted", EXIT_INTERRUPTED)  # (a training run reports its own interrupt: cli/outcome.py)
 

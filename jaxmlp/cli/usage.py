@@ -1,4 +1,5 @@
-"""How the command line fails: one line on stderr and an exit status (`UsageError`: 2).
+"""How the command line fails: one line on stderr and an exit status (`UsageError`: 2; a
+`CommandError`, such as an output that cannot be written: 1).
 
 `Parser` is the argparse parser of every command: its errors are UsageErrors, not a usage block.
 """
@@ -13,8 +14,16 @@ PROG = "jaxmlp"
 EXIT_INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 
 
-class UsageError(Exception):
-    """A one-line error for the user: printed to stderr, exit code 2."""
+class CommandError(Exception):
+    """A one-line error of a command that failed: printed to stderr, exit code `code`."""
+
+    code = 1
+
+
+class UsageError(CommandError):
+    """A one-line error for the user (bad input; nothing was changed): printed to stderr, exit code 2."""
+
+    code = 2
 
 
 class Parser(argparse.ArgumentParser):
