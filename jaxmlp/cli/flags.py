@@ -38,6 +38,17 @@ def value_parser(tp: Any):
     return _named(lambda s: s, "str")
 
 
+def int_at_least(minimum: int):
+    """An int parser that refuses values below `minimum` (argparse: "argument --top: must be >= 0, got -1")."""
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError: argparse says "invalid int value"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return _named(parse, "int")
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     """'512,512' -> (512, 512); '' -> () (e.g. no hidden layer); an empty item ('10,,10') is an error."""
     items = text.replace(" ", "").split(",")

@@ -19,6 +19,7 @@ from jaxmlp.cli.usage import UsageError, one_line
 from jaxmlp.config import FIELD_NAMES, TrainConfig
 from jaxmlp.parsing import loads_json
 
+MAX_MODELS = 10_000  # the most models `jaxmlp sweep` plans without --max-models (planning costs ms per model)
 GRID_HELP = ("FIELD=VALUES, repeatable (the Cartesian product): comma-separated values, A:B[:STEP] for integers "
              "(B excluded), lists separated by / for hidden (512,512/1024), or a JSON list")
 
@@ -86,3 +87,15 @@ def load_grid_file(path: str, prog: str) -> Any:
         raise UsageError(f"{prog}: error: --grid-file {path}: expected a mapping of field -> values or a list of "
                          "overrides")
     return grid
+
+
+def check_grid_size(grid: Any, max_models: int | None, prog: str) -> None:
+    """UsageError, giving the count, for a grid of more models than `max_models` (None: MAX_MODELS),
+    counted before anything is expanded or planned."""
+    from jaxmlp.sweeps.grid import grid_size
+
+    limit = MAX_MODELS if max_models is None else max_models
+    size = grid_size(grid)
+    if size > limit:
+        raise UsageError(f"{prog}: error: the grid has {size} models, more than --max-models {limit}; pass "
+                         f"--max-models {size} to train them all")

@@ -17,8 +17,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from jaxmlp.cli.flags import add_config_flags, given_fields, load_config_file, value_parser
-from jaxmlp.cli.grid_flags import GRID_HELP, load_grid_file, parse_grid
+from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file, value_parser
+from jaxmlp.cli.grid_flags import GRID_HELP, MAX_MODELS, check_grid_size, load_grid_file, parse_grid
 from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import ended
 from jaxmlp.cli.run_config import dtype_scope
@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the sweep in RUN_DIR from its latest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a previous sweep")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no lines, no table")
-    run.add_argument("--top", type=value_parser(int), default=20, metavar="N", help="rows of the printed table [20]")
+    run.add_argument("--max-models", type=int_at_least(1), metavar="N",
+                     help=f"train a grid of up to N models; a larger one is refused with its count [{MAX_MODELS}]")
+    run.add_argument("--top", type=int_at_least(0), default=20, metavar="N", help="rows of the printed table [20]")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip sweep.png")
     add_config_flags(parser)
 
@@ -74,7 +76,8 @@ def sweep_setup(ns: argparse.Namespace):
         if ns.resume:
             extra = [flag for flag, on in (("--config", ns.config), ("--overwrite", ns.overwrite), ("--grid", ns.grid),
                                            ("--grid-file", ns.grid_file),
-                                           ("--models-per-program", ns.models_per_program is not None)) if on]
+                                           ("--models-per-program", ns.models_per_program is not None),
+                                           ("--max-models", ns.max_models is not None)) if on]
             fixed = [f"--{name.replace('_', '-')}" for name in sorted(set(given) - set(RESUMABLE_FIELDS))]
             if extra or fixed:
                 raise UsageError(f"{COMMAND}: error: {(extra + fixed)[0]} cannot change when resuming a sweep "
@@ -87,6 +90,7 @@ def sweep_setup(ns: argparse.Namespace):
         grid = load_grid_file(ns.grid_file, COMMAND) if ns.grid_file else parse_grid(ns.grid, COMMAND)
         if not grid:
             raise UsageError(f"{COMMAND}: error: empty grid: give --grid FIELD=VALUES (repeatable) or --grid-file FILE")
+        check_grid_size(grid, ns.max_models, COMMAND)
         config = TrainConfig.from_dict({**(load_config_file(ns.config) if ns.config else {}), **given})
         run_dir = Path(config.out_dir) if config.out_dir else None
         if run_dir is not None:

@@ -3,6 +3,7 @@
     expand_grid({"learning_rate": [1e-3, 3e-3], "seed": range(4)})   # 8 overrides, the last field fastest
     expand_grid([{"learning_rate": 1e-3}, {"hidden": (64, 64)}])     # an explicit list: 2 models
     model_configs(base, overrides)                                    # one validated TrainConfig per model
+    grid_size({"seed": range(10**6), "learning_rate": [1e-3, 3e-3]})   # 2000000, counted, not expanded
 
 How a field may vary between the models of one sweep (`field_kind`):
 - "seed": each model draws its own init, shuffling, dropout and noise keys from its seed;
@@ -19,7 +20,8 @@ How a field may vary between the models of one sweep (`field_kind`):
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Mapping, Sequence, Sized
 
 from jaxmlp.config import FIELD_NAMES, HOST_ONLY_FIELDS, TrainConfig
 from jaxmlp.training.hyper import TRACEABLE
@@ -66,6 +68,17 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
         for name in overrides:
             _check_field(name)
     return [{name: _plain(v) for name, v in overrides.items()} for overrides in grid]
+
+
+def grid_size(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> int:
+    """How many models `grid` makes (expand_grid's length), counted without listing them: the
+    product of the value counts, a range's arithmetically; a value expand_grid refuses counts 1."""
+    def count(values: Any) -> int:
+        if isinstance(values, range):  # len() overflows past 2**63
+            return max(0, -(-(values.stop - values.start) // values.step))
+        return len(values) if isinstance(values, Sized) and not isinstance(values, (str, bytes, Mapping)) else 1
+
+    return math.prod(count(v) for v in grid.values()) if isinstance(grid, Mapping) else count(grid)
 
 
 def _plain(value: Any) -> Any:
