@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jaxmlp import cli
+from jaxmlp.cli.usage import MAX_LINE
 
 QUIET = ["--quiet", "--no-plots"]
 
@@ -41,6 +42,20 @@ def _write_configs(ws: Path) -> None:
     (ws / "existing.npz").write_bytes(b"user data")
     (ws / "existing.npy").write_bytes(b"user data")
     (ws / "empty_run").mkdir()
+    (ws / "existing.json").write_text('{"mine": 1}\n')
+    deep = "[" * 5000 + "]" * 5000  # 10 KB, nested 5,000 levels: a RecursionError in Python's parsers
+    (ws / "deep.json").write_text(f'{{"hidden": {deep}}}')
+    (ws / "deep.toml").write_text(f"hidden = {deep}\n")
+    (ws / "deep_grid.json").write_text(f'{{"seed": {deep}}}')
+    (ws / "dup.json").write_text('{"epochs": 2, "epochs": 3}')
+    (ws / "dup_grid.json").write_text('{"seed": [0, 1], "seed": [2]}')
+    for name, text in (("deep_run", f'{{"hidden": {deep}}}'), ("dup_run", '{"hidden": [8], "hidden": [9]}')):
+        (ws / name).mkdir()
+        (ws / name / "config.json").write_text(text)
+    (ws / "deep_sweep").mkdir()
+    (ws / "deep_sweep" / "sweep.json").write_text(f'{{"grid": {deep}}}')
+    (ws / "long_value.json").write_text(json.dumps({"dataset": "x" * 1_000_000}))
+    (ws / "many_keys.json").write_text(json.dumps({f"k{i:05d}": 1 for i in range(20_000)}))
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +113,11 @@ CASES = [
     (["train", "--config", "adir.json"], "jaxmlp train: error: --config adir.json: is a directory"),
     (["train", "--config", "list.json"], "jaxmlp train: error: --config list.json: expected a table"),
     (["train", "--config", "unknown.json"], "unknown config field(s): epochz"),
+    (["train", "--config", "dup.json"], "--config dup.json: cannot parse (duplicate key 'epochs')"),
+    (["train", "--config", "deep.json"], "--config deep.json: cannot parse (lists and tables nested deeper than 32"),
+    (["train", "--config", "deep.toml"], "--config deep.toml: cannot parse (lists and tables nested deeper than 32"),
+    (["train", "--config", "long_value.json"], "characters cut ...] "),  # a 1 MB value, echoed in 1,000 characters
+    (["train", "--config", "many_keys.json"], "field(s): k00000, k00001, k00002, k00003, k00004 and 19995 more"),
     # data
     (["train", "--dataset", "nosuch"], "unknown data set 'nosuch'"),
     (["train", "--dataset", "npz:/nonexistent/x.npz"], "/nonexistent/x.npz"),
@@ -124,6 +144,21 @@ CASES = [
     (["export", "FIN", "--best"], "holds no best params"),
     (["predict", "FIN", "--dataset", "npz:wide.npz", "--out", "p.npy"], "5 features"),
     (["predict", "FIN", "--out", "existing.npy"], "existing.npy exists"),
+    (["export", "FIN", "--npz", "adir.json", "--overwrite"], "--npz adir.json is a directory"),
+    (["noise-scale", "FIN", "--json", "existing.json"], "existing.json exists; pass --overwrite"),
+    (["noise-scale", "FIN", "--json", "adir.json", "--overwrite"], "--json adir.json is a directory"),
+    (["info", "deep_run"], "deep_run/config.json: cannot read config (lists and tables nested deeper than 32"),
+    (["info", "dup_run"], "dup_run/config.json: cannot read config (duplicate key 'hidden')"),
+    # sweeps
+    (["sweep", "--grid", "seed=0:2", "--top", "-1"], "argument --top: must be >= 0, got -1"),
+    (["sweep", "--grid", "seed=0:1000000"], "the grid has 1000000 models, more than --max-models 10000"),
+    (["sweep", "--grid", "seed=0:5", "--grid", "learning_rate=1e-3,1e-2", "--max-models", "8"],
+     "the grid has 10 models, more than --max-models 8; pass --max-models 10"),
+    (["sweep", "--grid", "hidden=" + "[" * 5000 + "]" * 5000], "nested deeper than 32 levels"),
+    (["sweep", "--grid-file", "deep_grid.json"], "--grid-file deep_grid.json: cannot parse (lists and tables nested"),
+    (["sweep", "--grid-file", "dup_grid.json"], "--grid-file dup_grid.json: cannot parse (duplicate key 'seed')"),
+    (["sweep", "--config", "deep.json", "--grid", "seed=0:2"], "--config deep.json: cannot parse (lists and tables"),
+    (["sweep", "--resume", "deep_sweep"], "deep_sweep/sweep.json: cannot read (lists and tables nested deeper than 32"),
     (["evaluate", "nowhere"], "not a run directory"),
     (["info", "nowhere"], "not a run directory"),
     (["demo", "capacity", "--out-dir", "afile"], "afile"),
@@ -138,6 +173,6 @@ def test_bad_input_is_one_line_exit_2_and_changes_no_file(workspace, monkeypatch
     capsys.readouterr()
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.count("\n") == 1 and err.endswith("\n") and len(err) <= MAX_LINE + 1, err[:2000]
     assert "Traceback" not in err and needle in err, err
     assert tree_hashes(workspace) == before  # no file made, changed or removed
