@@ -1,18 +1,27 @@
-"""A run directory: its files, and its life: claimed atomically, held by one run at a time, and started over only
-when that loses nothing.
+"""A run directory: its files, and its life: claimed atomically, held by one run at a time, proven
+jaxmlp's before anything in it is replaced, and never left through a link.
 
-    claim = claim_new_run_dir("spiral")          # runs/spiral-<timestamp>[-k], made with one mkdir
-    claim = claim_run_dir(path, config)          # an explicit --out-dir, or a run to --resume
-    ...                                          # the run writes config.json, checkpoints, ...
-    claim.release()                              # (or the process ends: the lock goes with it)
+    claim = claim_new_run_dir("spiral")                  # runs/spiral-<timestamp>[-k], made with one mkdir
+    claim = claim_run_dir(path, config, kind="train")    # an explicit --out-dir, or a run to --resume
+    ...                                                  # the run writes config.json, checkpoints, ...
+    claim.release()                                      # (or the process ends: the lock goes with it)
 
-A claim holds an exclusive `fcntl.flock` on `<run_dir>/.lock` for the run's life, so a second
-run into a directory in use is refused in one line, and a killed run (even kill -9) frees it at
-once. A new run directory is created by `mkdir` without exist_ok, with a numeric suffix on
-collision, so two runs started in the same second never share one.
+What jaxmlp may touch: a new run starts only in a missing or empty directory, or in one that
+holds a run of jaxmlp's own, proven by the marker `.jaxmlp-run` it writes when it claims a new
+directory (naming the kind of run: train or sweep). `--overwrite` removes only the files that
+kind of run writes (`KIND_FILES`), and in `checkpoints/` only what orbax writes; a directory that
+is not empty and holds no marker (`/`, a home, a folder of the user's) is refused, and so is any
+symbolic link at a name jaxmlp would write or delete, or anywhere inside such a directory: every
+check runs before the first file is removed, so a refusal changes nothing. A claim that fails
+removes what it made (the lock file, the marker, the directories it created).
+
+A claim holds an exclusive `fcntl.flock` on `<run_dir>/.lock` (opened without following links,
+never written: the holder's pid comes from /proc/locks) for the run's life, so a second run into
+a directory in use is refused in one line, and a killed run (even kill -9) frees it at once.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -29,34 +38,59 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 PREPROCESSING_FILE = "preprocessing.json"
-# Everything a run writes into its directory: --overwrite removes these, and nothing else.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
-             "gradient_stats.png", "params.npz", PREPROCESSING_FILE)
+SWEEP_FILE = "sweep.json"
+RESULTS_FILE = "results.jsonl"
+SWEEP_SUMMARY_FILE = "summary.md"
+SWEEP_PLOT_FILE = "sweep.png"
+BEST_DIR = "best"  # a sweep's best model: a train run directory of its own
+MARKER_FILE = ".jaxmlp-run"  # {"kind": "train" | "sweep"}: written by the claim of a new run
 LOCK_FILE = ".lock"  # held (flock) by the run writing here
+# Everything each kind of run writes into its directory, its marker of a run first: --overwrite
+# removes these, and nothing else.
+KIND_FILES = {
+    "train": (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
+              "gradient_stats.png", "params.npz", PREPROCESSING_FILE),
+    "sweep": (SWEEP_FILE, RESULTS_FILE, SWEEP_SUMMARY_FILE, SUMMARY_FILE, SWEEP_PLOT_FILE, CHECKPOINT_DIR, BEST_DIR),
+}
+RUN_FILES = KIND_FILES["train"]
+_DIRS = (CHECKPOINT_DIR, BEST_DIR)  # the names above that are directories
+_ORBAX_ENTRY = re.compile(r"\d+(\.orbax-checkpoint-tmp.*)?")  # what orbax writes in checkpoints/
 
 
 class RunDirError(ValueError):
-    """A run directory that cannot be used as asked (exists, missing, in use, no checkpoint)."""
+    """A run directory that cannot be used as asked (exists, missing, in use, not jaxmlp's, a link)."""
 
 
 class RunDirClaim:
-    """An exclusive hold on a run directory: an open, flock'ed `<path>/.lock` holding our pid."""
+    """An exclusive hold on a run directory: an open, flock'ed `<path>/.lock`."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        self.made_lock = False  # this claim created the lock file (a failed claim removes it)
+        try:
+            self._fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            self.made_lock = True
+        except FileExistsError:
+            self._fd = _open_lock(path, os.O_RDWR)
         if not _try_lock(self._fd, patience=0.5):  # (another run's read-only probe holds it for microseconds)
-            holder = _read_pid(self._fd)
+            holder = _holder_pid(self._fd)
             os.close(self._fd)
             raise _in_use_error(path, holder)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
         """Let go of the directory (idempotent)."""
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    try:
+        return os.open(path / LOCK_FILE, flags | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_error(path / LOCK_FILE) from None
+        raise
 
 
 def _try_lock(fd: int, patience: float = 0.0) -> bool:
@@ -74,31 +108,44 @@ def _try_lock(fd: int, patience: float = 0.0) -> bool:
         time.sleep(0.02)
 
 
+def _holder_pid(fd: int) -> int | None:
+    """The pid holding a flock on the file of `fd`, from /proc/locks (Linux); None if not found."""
+    inode = os.fstat(fd).st_ino
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF"
+        fields = line.split()
+        if "FLOCK" in fields and len(fields) >= 6 and fields[-3].rsplit(":", 1)[-1] == str(inode):
+            return int(fields[-4]) if fields[-4].isdigit() else None
+    return None
+
+
 def _in_use_error(path: Path, holder: int | None) -> RunDirError:
     pid = f" (pid {holder})" if holder else ""
     return RunDirError(f"run dir {path} is in use by another jaxmlp run{pid}; wait for it to end or choose "
                        "another --out-dir")
 
 
+def _link_error(path: Path) -> RunDirError:
+    return RunDirError(f"{path} is a symbolic link; jaxmlp never follows a link in its run directory: remove the "
+                       "link or choose another --out-dir")
+
+
 def check_not_in_use(run_dir: Path) -> None:
     """RunDirError when another process holds `run_dir` (read-only: makes no lock file)."""
     try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
-    except OSError:  # no lock file (or no directory): nobody holds it
+        fd = _open_lock(run_dir, os.O_RDONLY)
+    except FileNotFoundError:  # no lock file (or no directory): nobody holds it
+        return
+    except NotADirectoryError:
         return
     try:
         if not _try_lock(fd):
-            raise _in_use_error(run_dir, _read_pid(fd))
+            raise _in_use_error(run_dir, _holder_pid(fd))
     finally:
         os.close(fd)  # (drops the probe's lock, if it got one)
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode().strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
-        return None
 
 
 def run_dir_name(dataset: str) -> str:
@@ -107,7 +154,7 @@ def run_dir_name(dataset: str) -> str:
     return f"{tag.strip('-') or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def claim_new_run_dir(dataset: str, root: Path | None = None) -> RunDirClaim:
+def claim_new_run_dir(dataset: str, root: Path | None = None, kind: str = "train") -> RunDirClaim:
     """Make and claim a fresh runs/<dataset>-<timestamp> under `root` (the current directory),
     with a -2, -3, ... suffix when another run made that name first."""
     runs = (root or Path.cwd()) / "runs"
@@ -119,7 +166,7 @@ def claim_new_run_dir(dataset: str, root: Path | None = None) -> RunDirClaim:
             path.mkdir()  # atomic: exactly one process makes each name
         except FileExistsError:
             continue
-        return RunDirClaim(path)
+        return _claimed(path, [path], lambda claim: _write_marker(claim, kind))
     raise RunDirError(f"{runs}: no free run directory name for {base}")
 
 
@@ -127,47 +174,175 @@ def has_checkpoint(run_dir: Path) -> bool:
     """True when the run directory holds at least one complete checkpoint (orbax renames a
     checkpoint's directory to its bare epoch number once it is complete)."""
     ckpt = run_dir / CHECKPOINT_DIR
-    return ckpt.is_dir() and any(p.name.isdigit() and p.is_dir() for p in ckpt.iterdir())
+    return ckpt.is_dir() and not ckpt.is_symlink() and any(
+        p.name.isdigit() and p.is_dir() for p in ckpt.iterdir())
 
 
-def check_new_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False,
-                      claimed: bool = False, files: tuple[str, ...] = RUN_FILES) -> list[str]:
-    """The run files a new run in `run_dir` would replace; RunDirError when it must not.
+def run_kind(run_dir: Path) -> str | None:
+    """The kind of run the marker of `run_dir` names ("train", "sweep"), or None without a marker."""
+    path = run_dir / MARKER_FILE
+    if path.is_symlink():
+        raise _link_error(path)
+    try:
+        kind = json.loads(path.read_text()).get("kind")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        raise RunDirError(f"{path}: not a jaxmlp run marker (unreadable); remove it or choose another --out-dir") \
+            from None
+    if kind not in KIND_FILES:
+        raise RunDirError(f"{path}: names an unknown kind of run {str(kind)[:40]!r}")
+    return kind
 
-    Read-only. A new run is refused where another run's files are, unless `overwrite`; a run
-    that never saved a checkpoint (killed, out of memory or interrupted in its first epochs) may
-    be started over by the same command (the same config): nothing it wrote can be lost.
-    `files`: what a run writes (RUN_FILES; a sweep's own), the first of them marking a run.
+
+def check_new_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False, claimed: bool = False,
+                      kind: str = "train") -> list[str]:
+    """The files of an earlier run a new `kind` run in `run_dir` would remove; RunDirError when it
+    must not start there. Read-only.
+
+    A missing or empty directory is free. One marked as jaxmlp's holds a run: refused unless
+    `overwrite`, or unless it is a train run that never saved a checkpoint, started over by the
+    same command (the same config: nothing it wrote can be lost). Anything else is refused.
     """
-    if run_dir.exists() and not run_dir.is_dir():
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise RunDirError(f"out_dir {run_dir} is a dangling symbolic link")
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
         raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
     if not claimed:  # (a probe from the claiming process would conflict with its own lock)
         check_not_in_use(run_dir)
-    taken = [name for name in files if (run_dir / name).exists()]
-    if taken and not overwrite and not _same_run_without_checkpoint(run_dir, config):
-        what = "already holds a run" if files[0] in taken else f"already has {', '.join(taken)}"
-        raise RunDirError(f"run dir {run_dir} {what}; pass --resume {run_dir} to continue it "
-                          "or --overwrite to start over")
+    previous = run_kind(run_dir)
+    if previous is None:
+        foreign = sorted(name for name in os.listdir(run_dir) if not _is_own_lock(run_dir / name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise RunDirError(f"run dir {run_dir} is not empty ({shown}) and holds no run of jaxmlp's (no "
+                              f"{MARKER_FILE}); a new run starts only in a new or empty directory: choose another "
+                              "--out-dir")
+        return []
+    taken = [name for name in KIND_FILES[previous] if os.path.lexists(run_dir / name)]
+    check_no_links(run_dir, taken)
+    same = previous == kind == "train" and _same_run_without_checkpoint(run_dir, config)
+    if taken and not overwrite and not same:
+        what = (f"already holds a {'run' if previous == 'train' else 'sweep'}" if previous == kind else
+                f"holds a jaxmlp {previous}, not a {kind}")
+        resume = f"pass --resume {run_dir} to continue it or " if previous == kind else ""
+        raise RunDirError(f"run dir {run_dir} {what}; {resume}--overwrite to start over")
     return taken
 
 
-def claim_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False,
-                  resume: bool = False, files: tuple[str, ...] = RUN_FILES) -> RunDirClaim:
-    """Claim an explicit run directory for a new run (made if missing; the previous run's `files`
-    removed as `check_new_run_dir` allows), or, with `resume`, the run it holds."""
+def check_no_links(run_dir: Path, names) -> None:
+    """RunDirError when a name of `names` in `run_dir`, or anything inside one that is a directory,
+    is a symbolic link, or is a file where jaxmlp writes a directory (or the reverse)."""
+    for name in names:
+        path = run_dir / name
+        if path.is_symlink():
+            raise _link_error(path)
+        if path.exists() and path.is_dir() != (name in _DIRS):
+            raise RunDirError(f"{path} is a {'directory' if path.is_dir() else 'file'}, which jaxmlp does not "
+                              "write there; move it away or choose another --out-dir")
+        for parent, dirs, files in os.walk(path) if name in _DIRS else ():
+            for entry in dirs + files:
+                if os.path.islink(os.path.join(parent, entry)):
+                    raise _link_error(Path(parent, entry))
+
+
+def claim_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
+                  kind: str = "train") -> RunDirClaim:
+    """Claim an explicit run directory for a new `kind` run (made if missing; an earlier run's
+    files removed as `check_new_run_dir` allows), or, with `resume`, the run it holds."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"out_dir {run_dir} exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    claim = RunDirClaim(run_dir)
+    if resume:
+        return _claimed(run_dir, [], lambda claim: check_no_links(run_dir, KIND_FILES[kind]))
+    check_new_run_dir(run_dir, config, overwrite=overwrite, kind=kind)  # before a directory is made
+
+    def start_over(claim: RunDirClaim) -> None:  # checked again now that no other run can write here
+        taken = check_new_run_dir(run_dir, config, overwrite=overwrite, claimed=True, kind=kind)
+        previous = run_kind(run_dir)
+        _check_removable(run_dir, taken)
+        for name in taken:
+            _remove(run_dir / name)
+        if previous != kind:
+            _write_marker(claim, kind)
+
+    return _claimed(run_dir, _make_dirs(run_dir), start_over)
+
+
+def _claimed(run_dir: Path, made: list[Path], prepare) -> RunDirClaim:
+    """A claim on `run_dir` once `prepare(claim)` ran; if anything fails, the lock file, the marker
+    and the directories `made` (deepest first) that this claim created are removed again."""
+    claim = None
     try:
-        if not resume:  # checked again now that no other run can write here
-            for name in check_new_run_dir(run_dir, config, overwrite=overwrite, claimed=True, files=files):
-                target = run_dir / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        claim = RunDirClaim(run_dir)
+        prepare(claim)
+        return claim
     except BaseException:
-        claim.release()
+        if claim is not None:
+            claim.release()
+            for name in (LOCK_FILE, MARKER_FILE) if claim.made_lock else ():
+                (run_dir / name).unlink(missing_ok=True)
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # (only while empty)
         raise
-    return claim
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """mkdir -p `path`; the directories it created, outermost first."""
+    missing = []
+    while not path.exists() and not path.is_symlink():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        p.mkdir()
+    return list(reversed(missing))
+
+
+def _write_marker(claim: RunDirClaim, kind: str) -> None:
+    from jaxmlp.atomic import write_json  # (atomic replaces a link at the name; it never writes through one)
+
+    write_json(claim.path / MARKER_FILE, {"kind": kind})
+
+
+def _is_own_lock(path: Path) -> bool:
+    """A lock file a jaxmlp run left (empty, or an older jaxmlp's pid), not a user's .lock."""
+    if path.name != LOCK_FILE or path.is_symlink() or not path.is_file() or path.stat().st_size > 32:
+        return False
+    text = path.read_text(errors="replace").strip()
+    return text == "" or text.isdigit()
+
+
+def _check_removable(run_dir: Path, names) -> None:
+    """RunDirError unless every directory an --overwrite removes entries from lets us remove them,
+    so that a refusal comes before the first file is gone."""
+    parents = [run_dir] + [Path(p) for n in names if (run_dir / n).is_dir() for p, _, _ in os.walk(run_dir / n)]
+    for parent in parents:
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RunDirError(f"{parent}: permission denied: cannot remove the earlier run's files")
+
+
+def _remove(path: Path) -> None:
+    """Remove one file of an earlier run: in checkpoints/ only what orbax wrote, best/ as the run
+    directory it is, the directory itself once nothing else is left in it."""
+    if path.name == CHECKPOINT_DIR:
+        for entry in path.iterdir():
+            if _ORBAX_ENTRY.fullmatch(entry.name):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    elif path.name == BEST_DIR:
+        kind = run_kind(path)
+        for name in KIND_FILES[kind] if kind else ():
+            if os.path.lexists(path / name):
+                _remove(path / name)
+        for name in (MARKER_FILE, LOCK_FILE):
+            if name == MARKER_FILE or _is_own_lock(path / name):
+                (path / name).unlink(missing_ok=True)
+    else:
+        path.unlink()
+        return
+    with contextlib.suppress(OSError):
+        path.rmdir()  # (kept when it holds anything jaxmlp did not write)
 
 
 def _same_run_without_checkpoint(run_dir: Path, config: TrainConfig) -> bool:
@@ -175,7 +350,7 @@ def _same_run_without_checkpoint(run_dir: Path, config: TrainConfig) -> bool:
         return False
     try:
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     mine = config.with_fixed_schedule().to_dict()
     settled = {name: saved.get(name) for name in AUTO_FIELDS if mine[name] is None}  # decided for the data at its start

@@ -44,9 +44,10 @@ def test_missing_or_broken_file_of_a_standardized_run(tmp_path):
 
 
 def test_overwrite_removes_it_like_every_run_file(tmp_path):
-    write_preprocessing(tmp_path, None)
     config = TrainConfig(out_dir=str(tmp_path))
-    with pytest.raises(checkpoint.RunDirError, match="already has preprocessing.json"):
+    rundir.claim_run_dir(tmp_path, config).release()  # a run's directory, marked as jaxmlp's
+    write_preprocessing(tmp_path, None)
+    with pytest.raises(checkpoint.RunDirError, match="already holds a run"):
         rundir.check_new_run_dir(tmp_path, config)
     rundir.claim_run_dir(tmp_path, config, overwrite=True).release()
     assert not (tmp_path / checkpoint.PREPROCESSING_FILE).exists()

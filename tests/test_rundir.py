@@ -58,27 +58,33 @@ def test_a_killed_holder_frees_the_dir(tmp_path):
     child = multiprocessing.get_context("spawn").Process(target=_claim_and_die, args=(path,))
     child.start()
     child.join(60)
-    assert child.exitcode == 0 and (path / rundir.LOCK_FILE).read_text().strip() == str(child.pid)
+    assert child.exitcode == 0 and (path / rundir.LOCK_FILE).read_text() == ""  # the lock file is never written
     rundir.RunDirClaim(path).release()
 
 
 def test_a_new_run_never_clobbers_another_runs_checkpoints(tmp_path):
     config = TrainConfig(out_dir=str(tmp_path))
     assert rundir.check_new_run_dir(tmp_path / "new", config) == []  # missing: fine
+    assert rundir.check_new_run_dir(tmp_path, config) == []  # empty: fine
     (tmp_path / "notes.txt").write_text("mine")
-    assert rundir.check_new_run_dir(tmp_path, config) == []  # non-empty but no run: fine
-    checkpoint.write_config(tmp_path, dataclasses.replace(config, seed=1))
-    (tmp_path / rundir.CHECKPOINT_DIR / "1").mkdir(parents=True)
-    (tmp_path / "gradient_stats.png").write_bytes(b"the old run's plot")  # (--track-gradients)
+    with pytest.raises(RunDirError, match=r"not empty \(notes.txt\) and holds no run of jaxmlp's"):
+        rundir.check_new_run_dir(tmp_path, config, overwrite=True)  # the user's folder: never jaxmlp's to clear
+    run = tmp_path / "run"
+    rundir.claim_run_dir(run, config).release()  # marked as a train run
+    checkpoint.write_config(run, dataclasses.replace(config, seed=1))
+    (run / rundir.CHECKPOINT_DIR / "1").mkdir(parents=True)
+    (run / "gradient_stats.png").write_bytes(b"the old run's plot")  # (--track-gradients)
+    (run / "notes.txt").write_text("mine")
     for same in (config, dataclasses.replace(config, seed=1)):
         with pytest.raises(RunDirError, match="already holds a run.*--resume"):
-            rundir.check_new_run_dir(tmp_path, same)
-    rundir.claim_run_dir(tmp_path, config, overwrite=True).release()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.txt"]  # the user's file survives
+            rundir.check_new_run_dir(run, same)
+    rundir.claim_run_dir(run, config, overwrite=True).release()
+    assert sorted(p.name for p in run.iterdir()) == [rundir.MARKER_FILE, ".lock", "notes.txt"]  # the user's file survives
 
 
 def test_the_same_command_starts_over_a_run_that_saved_no_checkpoint(tmp_path):
     config = TrainConfig(out_dir=str(tmp_path), schedule="cosine", epochs=4)
+    rundir.claim_run_dir(tmp_path, config).release()  # the killed run's claim
     checkpoint.write_config(tmp_path, config.with_fixed_schedule())  # what the killed run wrote
     (tmp_path / rundir.CHECKPOINT_DIR).mkdir()
     (tmp_path / rundir.CHECKPOINT_DIR / "1.orbax-checkpoint-tmp").mkdir()  # a save it never finished

@@ -56,7 +56,7 @@ def test_cli_sweep_writes_its_run_directory(tmp_path, capsys):
         assert np.array_equal(f["layer0_W"], params[0].W)
     # the directory is now taken
     assert cli.main(["sweep", *FLAGS, *GRID, "--epochs", "3", "--out-dir", str(out)]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a sweep" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,needle", [

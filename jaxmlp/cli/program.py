@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import typing
 from typing import Sequence
@@ -76,8 +77,11 @@ def run() -> typing.NoReturn:
     """The `jaxmlp` console script: `main()`'s exit status. An interrupted command leaves at once
     (os._exit): Ctrl-C can land while JAX compiles or its runtime threads are busy, and tearing
     the interpreter down then may crash it (SIGSEGV seen). Nothing is lost: every file a run
-    writes is complete when written (atomic replace, fsync'ed metrics lines, orbax checkpoints)."""
+    writes is complete when written (atomic replace, fsync'ed metrics lines, orbax checkpoints).
+    A Ctrl-C after the command has ended is ignored: its status stands, and the interpreter's
+    shutdown (which puts back the default SIGINT action) is not killed silently halfway."""
     code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if code == EXIT_INTERRUPTED:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -68,8 +68,8 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 def sweep_setup(ns: argparse.Namespace):
     """(config, grid, run dir or None for a fresh runs/sweep-<dataset>-<time>, settings) from the
     flags, or from the sweep being resumed. Reads only."""
-    from jaxmlp.rundir import RunDirError, check_new_run_dir
-    from jaxmlp.sweeps.sweepdir import SWEEP_FILES, read_sweep_json
+    from jaxmlp.rundir import KIND_FILES, RunDirError, check_new_run_dir, check_no_links
+    from jaxmlp.sweeps.sweepdir import read_sweep_json
 
     given = given_fields(ns)
     try:
@@ -82,6 +82,7 @@ def sweep_setup(ns: argparse.Namespace):
             if extra or fixed:
                 raise UsageError(f"{COMMAND}: error: {(extra + fixed)[0]} cannot change when resuming a sweep "
                                  "(allowed: --data-dir, --download)")
+            check_no_links(Path(ns.resume), KIND_FILES["sweep"])  # before anything in it is read
             saved = read_sweep_json(Path(ns.resume))
             config = TrainConfig.from_dict({**saved["config"], **given})
             return config, saved["grid"], Path(ns.resume), saved["settings"]
@@ -94,7 +95,7 @@ def sweep_setup(ns: argparse.Namespace):
         config = TrainConfig.from_dict({**(load_config_file(ns.config) if ns.config else {}), **given})
         run_dir = Path(config.out_dir) if config.out_dir else None
         if run_dir is not None:
-            check_new_run_dir(run_dir, config, overwrite=ns.overwrite, files=SWEEP_FILES)
+            check_new_run_dir(run_dir, config, overwrite=ns.overwrite, kind="sweep")
         return config, grid, run_dir, {"models_per_program": ns.models_per_program, "width": ns.width}
     except (ValueError, RunDirError) as exc:  # config validation, the run directory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
@@ -103,6 +104,10 @@ def sweep_setup(ns: argparse.Namespace):
 def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | None, settings: dict) -> int:
     from jaxmlp.sweeps.plan import make_plan
 
+    if ns.resume and _finished(config, run_dir):
+        print(f"nothing to resume: {run_dir} has finished its sweep, its summaries and best/ written; "
+              "no file was changed")
+        return 0
     splits, stats = load_data(dataclasses.replace(config, devices=1), ns.quiet, command="sweep")  # one model's checks
     data = (splits.train, splits.val, splits.test)
     options = dict(models_per_program=settings["models_per_program"], width=settings["width"])
@@ -110,14 +115,28 @@ def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | No
         plan = None if ns.resume else make_plan(config, grid, *data, **options)  # all checked before any write
     except ValueError as exc:  # the grid, a model against the data, the device memory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
-    from jaxmlp.sweeps.sweepdir import SWEEP_FILES
-
-    claim = claim_dir(ns, config, run_dir, command="sweep", files=SWEEP_FILES)
+    claim = claim_dir(ns, config, run_dir, command="sweep")
     try:
         return _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
                     stats, options)
     finally:
         claim.release()
+
+
+def _finished(config: TrainConfig, run_dir: Path) -> bool:
+    """True when the checkpoint says every chunk is done and the finish wrote its files (the summary,
+    and best/ unless every model diverged): a resume would only write them again."""
+    from jaxmlp import checkpoint, rundir
+    from jaxmlp.sweeps import store
+
+    if not rundir.has_checkpoint(run_dir):  # (a Checkpointer would make the missing directory)
+        return False
+    ckpt = checkpoint.checkpointer_for(run_dir, config)
+    try:
+        done = store.finished(ckpt)
+    finally:
+        ckpt.close()
+    return done and (run_dir / rundir.SUMMARY_FILE).is_file() and rundir.has_checkpoint(run_dir / rundir.BEST_DIR)
 
 
 def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options) -> int:

@@ -114,18 +114,17 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
             claim.release()
 
 
-def claim_dir(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None, command: str = "train",
-              files: tuple[str, ...] | None = None):
-    """Claim the run directory of `jaxmlp COMMAND` (a fresh runs/<name>-<time> when none was named,
-    <name> the data set, prefixed by a command other than train); `files`: what the command
-    writes (rundir.RUN_FILES for train). Errors as one line."""
+def claim_dir(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None, command: str = "train"):
+    """Claim the run directory of `jaxmlp COMMAND` (train or sweep: the kind of run it holds; a
+    fresh runs/<name>-<time> when none was named, <name> the data set, prefixed by a command
+    other than train). Errors as one line."""
     from jaxmlp import rundir
 
     try:
         if run_dir is None:
-            return rundir.claim_new_run_dir(config.dataset if command == "train" else f"{command}-{config.dataset}")
-        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume),
-                                    files=files or rundir.RUN_FILES)
+            name = config.dataset if command == "train" else f"{command}-{config.dataset}"
+            return rundir.claim_new_run_dir(name, kind=command)
+        return rundir.claim_run_dir(run_dir, config, overwrite=ns.overwrite, resume=bool(ns.resume), kind=command)
     except rundir.RunDirError as exc:
         raise UsageError(f"{PROG} {command}: error: {exc}") from None
     except OSError as exc:

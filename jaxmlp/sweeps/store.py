@@ -103,6 +103,14 @@ def read_plan(checkpointer) -> dict[str, Any] | None:
     return checkpointer.read_meta()["sweep"]["plan"]
 
 
+def finished(checkpointer) -> bool:
+    """True when the latest checkpoint is the last chunk's, complete: the sweep has nothing left to train."""
+    if checkpointer.latest_epoch() is None:
+        return False
+    meta = checkpointer.read_meta()["sweep"]
+    return bool(meta["complete"]) and meta["chunk"] == len(meta["plan"]["chunks"]) - 1
+
+
 def restore(checkpointer, plan: SweepPlan) -> SweepProgress:
     """The progress of the latest checkpoint, its chunk's state on the plan's devices."""
     meta = checkpointer.read_meta()["sweep"]

@@ -25,16 +25,11 @@ from typing import Any
 from jaxmlp import atomic, checkpoint
 from jaxmlp.config import TrainConfig
 from jaxmlp.parsing import loads_json
+from jaxmlp.rundir import BEST_DIR, RESULTS_FILE, SWEEP_FILE  # the layout, beside train's: rundir.KIND_FILES
+from jaxmlp.rundir import SUMMARY_FILE as SUMMARY_JSON
+from jaxmlp.rundir import SWEEP_PLOT_FILE as PLOT_FILE
+from jaxmlp.rundir import SWEEP_SUMMARY_FILE as SUMMARY_FILE
 from jaxmlp.sweeps.grid import format_overrides, varying_fields
-
-SWEEP_FILE = "sweep.json"
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.md"
-SUMMARY_JSON = "summary.json"
-PLOT_FILE = "sweep.png"
-BEST_DIR = "best"
-# Everything a sweep writes into its directory, the marker first: --overwrite removes these, and nothing else.
-SWEEP_FILES = (SWEEP_FILE, RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON, PLOT_FILE, checkpoint.CHECKPOINT_DIR, BEST_DIR)
 
 
 def json_grid(grid) -> Any:

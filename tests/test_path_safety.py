@@ -1,0 +1,220 @@
+"""Path safety: jaxmlp never creates, truncates or deletes anything outside the run directory it
+claimed, never follows a link in it, and `--overwrite` removes only what it can prove it wrote
+(issue #19, defects 1-5, 9b, 10, 11, 21c, 21e).
+
+Every case runs in a sandbox holding a finished train run, a finished sweep, the user's own files
+and an `outside/` folder that links point into; it asserts the exit status, one line on stderr,
+and the state of every file, link and directory of the sandbox before and after (links are
+recorded as links, never followed).
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxmlp import cli, rundir
+from jaxmlp.config import TrainConfig
+
+TRAIN = ["train", "--epochs", "1", "--hidden", "8", "--quiet", "--no-plots"]
+SWEEP = ["sweep", "--dataset", "spiral", "--hidden", "8", "--batch-size", "32", "--val-fraction", "0.2",
+         "--grid", "seed=0:2", "--epochs", "1", "--quiet", "--no-plots"]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry under root, links not followed: path -> 'dir', 'link -> target' or a content hash."""
+    out = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(parent, name)
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = f"link -> {os.readlink(path)}"
+            elif path.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A finished train run (run/) and a finished sweep (sw/), made once for the module."""
+    root = tmp_path_factory.mktemp("made")
+    assert cli.main([*TRAIN, "--out-dir", str(root / "run")]) == 0
+    assert cli.main([*SWEEP, "--out-dir", str(root / "sw")]) == 0
+    return root
+
+
+@pytest.fixture
+def box(made, tmp_path, monkeypatch):
+    """A sandbox (the cwd): copies of the finished run and sweep, a victim file and folder outside."""
+    for name in ("run", "sw"):
+        shutil.copytree(made / name, tmp_path / name, symlinks=True)
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "victim.txt").write_text("secret\n")
+    (outside / "folder" / "keep.txt").write_text("mine\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def refused(box: Path, capsys, argv: list[str], needle: str) -> None:
+    """`argv` exits 2 with one line holding `needle`, and the sandbox is exactly as it was."""
+    before = snapshot(box)
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and needle in err, err
+    assert snapshot(box) == before
+
+
+@pytest.mark.parametrize("command", ["new", "resume"])
+@pytest.mark.parametrize("target", ["../outside/victim.txt", "../outside/nothing-here"])
+def test_a_lock_link_is_never_written_through(box, capsys, command, target):  # defect 1
+    (box / "run" / rundir.LOCK_FILE).unlink()
+    (box / "run" / rundir.LOCK_FILE).symlink_to(target)
+    argv = [*TRAIN, "--out-dir", "run", "--overwrite"] if command == "new" else ["train", "--resume", "run",
+                                                                                "--epochs", "2", "--quiet"]
+    refused(box, capsys, argv, "run/.lock is a symbolic link")
+    assert (box / "outside" / "victim.txt").read_text() == "secret\n"
+    assert not (box / "outside" / "nothing-here").exists()
+    fresh = box / "fresh"
+    fresh.mkdir()
+    (fresh / rundir.LOCK_FILE).symlink_to("../outside/victim.txt")  # a new directory holding only the link
+    refused(box, capsys, [*TRAIN, "--out-dir", "fresh"], "fresh")
+
+
+def test_a_best_link_never_replaces_another_run(box, capsys):  # defect 2
+    shutil.rmtree(box / "sw" / "best")
+    (box / "sw" / "best").symlink_to("../run")
+    refused(box, capsys, ["sweep", "--resume", "sw", "--quiet"], "sw/best is a symbolic link")
+    refused(box, capsys, [*SWEEP, "--out-dir", "sw", "--overwrite"], "sw/best is a symbolic link")
+
+
+@pytest.mark.parametrize("run,argv", [("run", TRAIN), ("sw", SWEEP)])
+def test_overwrite_with_a_linked_entry_changes_nothing(box, capsys, run, argv):  # defect 3
+    moved = box / "outside" / "checkpoints"
+    shutil.move(box / run / "checkpoints", moved)
+    (box / run / "checkpoints").symlink_to(moved)
+    refused(box, capsys, [*argv, "--out-dir", run, "--overwrite"], f"{run}/checkpoints is a symbolic link")
+
+
+@pytest.mark.parametrize("name", [*rundir.RUN_FILES, rundir.MARKER_FILE])
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_link_at_any_name_a_run_writes_is_refused(box, capsys, name, dangling):  # defects 1-3, every name
+    target = box / "outside" / ("nothing-here" if dangling else "victim.txt")
+    path = box / "run" / name
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.symlink_to(target)
+    needle = "is a symbolic link"
+    refused(box, capsys, [*TRAIN, "--out-dir", "run", "--overwrite"], needle)
+    if name != rundir.MARKER_FILE:  # (a resume does not read the marker)
+        refused(box, capsys, ["train", "--resume", "run", "--epochs", "2", "--quiet"], needle)
+    assert not (box / "outside" / "nothing-here").exists()
+
+
+@pytest.mark.parametrize("name", rundir.KIND_FILES["sweep"])
+def test_a_link_at_any_name_a_sweep_writes_is_refused(box, capsys, name):
+    path = box / "sw" / name
+    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    path.symlink_to(box / "outside" / "folder")
+    refused(box, capsys, [*SWEEP, "--out-dir", "sw", "--overwrite"], "is a symbolic link")
+    refused(box, capsys, ["sweep", "--resume", "sw", "--quiet"], "is a symbolic link")
+
+
+def test_a_link_deep_inside_the_checkpoints_is_refused(box, capsys):
+    epoch = next(p for p in (box / "run" / "checkpoints").iterdir() if p.name.isdigit())
+    (epoch / "escape").symlink_to(box / "outside" / "folder")
+    refused(box, capsys, [*TRAIN, "--out-dir", "run", "--overwrite"], "escape is a symbolic link")
+
+
+def test_a_users_lock_file_is_not_taken(box, capsys):  # defect 4
+    (box / "u").mkdir()
+    (box / "u" / ".lock").write_text("notes\n")
+    refused(box, capsys, [*TRAIN, "--out-dir", "u"], "run dir u is not empty (.lock)")
+
+
+def test_overwrite_never_removes_files_of_a_folder_without_a_run(box, capsys):  # defect 5
+    (box / "u6" / "checkpoints").mkdir(parents=True)
+    (box / "u6" / "checkpoints" / "model.pt").write_text("weights")
+    (box / "u6" / "config.json").write_text("{}")
+    refused(box, capsys, [*TRAIN, "--overwrite", "--out-dir", "u6"], "holds no run of jaxmlp's")
+    refused(box, capsys, [*SWEEP, "--overwrite", "--out-dir", "u6"], "holds no run of jaxmlp's")
+
+
+def test_overwrite_keeps_what_jaxmlp_did_not_write_inside_its_run(box):
+    (box / "run" / "notes.txt").write_text("mine")
+    (box / "run" / "checkpoints" / "model.pt").write_text("mine too")
+    assert cli.main([*TRAIN, "--out-dir", "run", "--overwrite"]) == 0
+    assert (box / "run" / "notes.txt").read_text() == "mine"
+    assert (box / "run" / "checkpoints" / "model.pt").read_text() == "mine too"
+
+
+@pytest.mark.parametrize("where", ["/", "home"])
+def test_a_non_empty_directory_without_a_run_is_refused(box, capsys, where):  # defect 10
+    if where == "/":  # read-only check: never let a regression write into /
+        with pytest.raises(rundir.RunDirError, match="run dir / is not empty"):
+            rundir.check_new_run_dir(Path("/"), TrainConfig())
+        return
+    (box / "home" / ".bashrc").parent.mkdir()
+    (box / "home" / ".bashrc").write_text("# mine\n")
+    refused(box, capsys, [*TRAIN, "--out-dir", "home"], "run dir home is not empty (.bashrc)")
+    assert cli.main([*TRAIN, "--out-dir", "home/new-sub"]) == 0  # explicitly a new subdirectory
+    assert (box / "home" / "new-sub" / rundir.MARKER_FILE).exists()
+
+
+def test_overwrite_across_command_kinds_leaves_one_consistent_run(box, capsys):  # defect 11
+    assert cli.main([*SWEEP, "--out-dir", "run", "--overwrite"]) == 0
+    names = {p.name for p in (box / "run").iterdir()}
+    assert not names & {"config.json", "metrics.jsonl", "preprocessing.json"}, names  # the train run is gone whole
+    assert json.loads((box / "run" / rundir.MARKER_FILE).read_text()) == {"kind": "sweep"}
+    refused(box, capsys, ["info", "run"], "not a run directory")
+    refused(box, capsys, [*TRAIN, "--out-dir", "run"], "holds a jaxmlp sweep, not a train")
+    assert cli.main([*TRAIN, "--out-dir", "sw", "--overwrite"]) == 0
+    names = {p.name for p in (box / "sw").iterdir()}
+    assert not names & {"sweep.json", "results.jsonl", "summary.md", "best"}, names
+    assert cli.main(["info", "sw"]) == 0
+
+
+def test_a_failed_claim_leaves_nothing_behind(box, capsys, monkeypatch):  # defect 9b: a full disk
+    import jaxmlp.atomic
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jaxmlp.atomic, "write_json", full)
+    refused(box, capsys, [*TRAIN, "--out-dir", "new/deeper/r2"], "No space left on device")
+    assert not (box / "new").exists()
+    (box / "empty").mkdir()
+    refused(box, capsys, [*TRAIN, "--out-dir", "empty"], "No space left on device")  # no .lock, no marker left
+
+
+def test_resuming_a_finished_sweep_changes_nothing(box, capsys):  # defect 21c
+    before = snapshot(box)
+    assert cli.main(["sweep", "--resume", "sw"]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert snapshot(box) == before
+
+
+def test_a_ctrl_c_after_the_command_ended_keeps_its_status_quietly(tmp_path):  # defect 21e
+    # The SIGINT arrives during the interpreter's shutdown, after the command returned its status.
+    script = ("import atexit, os, signal, sys, time\n"
+              "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+              "sys.argv = ['jaxmlp', '--version']\n"
+              "from jaxmlp.cli.program import run\n"
+              "run()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
+    assert proc.stdout.startswith("jaxmlp ")
