@@ -17,10 +17,22 @@ When jaxmlp picks the directory (1 or 3) it caches every program, however fast i
 (min compile time 0 s, no minimum entry size): most of a small run's programs compile in
 well under JAX's default threshold of 1 s. The cache is code JAX will run: keep it private to
 you. It is never pruned; deleting the directory is always safe.
+
+In a directory jaxmlp picks, each entry carries a digest binding it to its key (the hash JAX
+computes from the lowered program, its compile options and the devices), checked before JAX
+runs it: a damaged entry, or a sound one under another key (a swapped or copied file), is a
+miss, compiled again and replaced. Entries are written to a temporary file and renamed, so a
+full disk or a killed process never leaves a truncated one. Problems with the cache (a bad
+entry, a read-only folder, a full disk) never stop a run and cost at most one line on stderr
+per process. A cache JAX's own settings chose stays JAX's, unverified.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -28,6 +40,78 @@ ENV = "JAXMLP_CACHE_DIR"
 OFF = "off"
 
 _configured = False  # configure() ran in this process
+_warned = False  # this process has printed its one line about the cache
+
+# An entry: MAGIC, then sha256(key NUL payload), then JAX's payload. Its own file suffix keeps it
+# apart from JAX's unverified "-cache" entries, should a JAX setting ever point at the same folder.
+MAGIC = b"jaxmlp-xla-entry-1\n"
+SUFFIX = "-jaxmlp"
+
+
+def _seal(key: str, payload: bytes) -> bytes:
+    return hashlib.sha256(key.encode() + b"\0" + payload).digest()
+
+
+def _warn_once(directory: Path, problem: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        print(f"jaxmlp: warning: compile cache {directory}: {problem}", file=sys.stderr, flush=True)
+
+
+class VerifiedCache:
+    """JAX's cache backend (the get/put of jax._src.compilation_cache_interface.CacheInterface)
+    over one directory, with entries bound to their keys. Never raises: any problem is a miss
+    (get) or an entry not saved (put), reported once per process."""
+
+    def __init__(self, directory: Path):
+        self._path = directory  # the attribute JAX's CacheInterface declares and logs
+
+    def entry(self, key: str) -> Path:
+        return self._path / f"{key}{SUFFIX}"
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            data = self.entry(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            _warn_once(self._path, f"cannot read an entry ({exc.strerror or exc}); compiling instead")
+            return None
+        head = len(MAGIC) + hashlib.sha256().digest_size
+        payload = data[head:]
+        if data[:len(MAGIC)] != MAGIC or data[len(MAGIC):head] != _seal(key, payload):
+            _warn_once(self._path, "an entry is damaged or not the program it is filed under; "
+                                   "compiling it again to replace it")
+            return None
+        return payload
+
+    def put(self, key: str, value: bytes) -> None:
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(MAGIC)
+                out.write(_seal(key, value))
+                out.write(value)
+            os.replace(tmp, self.entry(key))  # replaces a bad entry; never follows a link there
+        except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            _warn_once(self._path, f"cannot save compiled programs ({exc.strerror or exc}); "
+                                   "this run compiles without saving them")
+
+
+def _install(directory: Path) -> None:
+    """Make a VerifiedCache over `directory` the backend of JAX's persistent cache."""
+    from jax._src import compilation_cache as jax_cache
+
+    jax_cache.reset_cache()  # so the settings hold even after earlier compiles
+    # A private hook (jax 0.10-0.11): JAX builds its default cache only while `_cache` is None.
+    # A JAX without it keeps its default backend over the same directory: unverified entries.
+    if hasattr(jax_cache, "_cache") and hasattr(jax_cache, "_get_cache"):
+        jax_cache._cache = VerifiedCache(directory)
 
 
 def default_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -74,7 +158,7 @@ def configure(setting: str | None = None, environ: Mapping[str, str] = os.enviro
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    compilation_cache.reset_cache()  # so the settings hold even after earlier compiles
+    _install(directory)
     return directory
 
 

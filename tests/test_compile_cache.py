@@ -1,13 +1,19 @@
-"""compile_cache: where the persistent XLA cache goes, and that a user's own JAX setting wins."""
+"""compile_cache: where the persistent XLA cache goes, that a user's own JAX setting wins, that an
+entry runs only under its own key, and that cache problems never stop a run and cost one line."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxmlp import cli, compile_cache
+from jaxmlp.checkpoint import restore_params
 
 SETTINGS = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_persistent_cache_min_compile_time_secs",
             "jax_persistent_cache_min_entry_size_bytes")
@@ -87,3 +93,101 @@ def test_a_cache_dir_that_cannot_be_made_is_one_line_and_exit_2(jax_settings, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"jaxmlp train: error: compile cache {blocker / 'xla'}: cannot create")
     assert not (tmp_path / "run").exists()
+
+
+# ---- what the cache loads, and what its problems cost (issue 19, defects 7 and 17) -------------
+RUN = ("train", "--hidden", "8", "--epochs", "1", "--quiet", "--no-plots")
+
+
+# A fresh interpreter runs `setup`, then becomes `python -m jaxmlp.cli ARGS` (no fork of this
+# multithreaded test process in between).
+LAUNCH = "import os, sys\n{setup}\nos.execv(sys.executable, [sys.executable, '-m', 'jaxmlp.cli', *sys.argv[1:]])"
+
+
+def _train(tmp_path, cache, name, *flags, setup=""):
+    """A `jaxmlp train` subprocess with its own cache directory: (exit code, stderr lines)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env.update(JAX_PLATFORMS="cpu", **{compile_cache.ENV: str(cache)})
+    done = subprocess.run([sys.executable, "-c", LAUNCH.format(setup=setup), *RUN, "--out-dir", str(tmp_path / name),
+                           *flags], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stderr.splitlines()
+
+
+def _entries(cache: Path, program: str = "") -> list[Path]:
+    return sorted(p for p in cache.iterdir() if p.name.startswith(program) and not p.name.startswith("."))
+
+
+def _params(run_dir: Path) -> list[np.ndarray]:
+    params, _, _ = restore_params(run_dir)
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
+
+
+def _swap(a: Path, b: Path) -> None:
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+
+
+@pytest.mark.parametrize("other", [("--learning-rate", "5e-2"), ("--hidden", "16")], ids=["same-shape", "other-shape"])
+def test_an_entry_filed_under_another_key_is_compiled_again(tmp_path, other):
+    cache = tmp_path / "xla"
+    assert _train(tmp_path, cache, "cold") == (0, [])
+    assert _train(tmp_path, cache, "other", *other) == (0, [])
+    _swap(*_entries(cache, "jit_epoch"))  # each run's epoch program now sits under the other's key
+    code, err = _train(tmp_path, cache, "warm")
+    assert code == 0 and len(err) == 1 and "compile cache" in err[0], err
+    assert all(np.array_equal(a, b) for a, b in zip(_params(tmp_path / "warm"), _params(tmp_path / "cold"), strict=True))
+    assert _train(tmp_path, cache, "healed") == (0, [])  # the entry was replaced by the right program
+
+
+@pytest.mark.parametrize("keep", [0, 100])
+def test_a_truncated_entry_is_replaced(tmp_path, keep):
+    cache = tmp_path / "xla"
+    assert _train(tmp_path, cache, "cold") == (0, [])
+    names = [p.name for p in _entries(cache)]
+    for entry in _entries(cache):
+        os.truncate(entry, keep)
+    code, err = _train(tmp_path, cache, "damaged")
+    assert code == 0 and len(err) == 1, err
+    assert [p.name for p in _entries(cache)] == names  # rewritten in place (a compile is not byte-stable)
+    assert all(p.stat().st_size > 1000 for p in _entries(cache))
+    assert _train(tmp_path, cache, "healed") == (0, [])
+
+
+# As root, a folder's mode does not stop writes: the child drops the capabilities that override it
+# (CAP_DAC_OVERRIDE 1, CAP_DAC_READ_SEARCH 2) from the set the program it becomes gets (PR_CAPBSET_DROP 24).
+NO_ROOT_OVERRIDE = """
+import ctypes
+if os.geteuid() == 0:
+    for cap in (1, 2):
+        assert ctypes.CDLL(None).prctl(24, cap, 0, 0, 0) == 0, "cannot drop root's write override"
+"""
+
+
+def test_a_read_only_cache_folder_is_one_line(tmp_path):
+    cache = tmp_path / "xla"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        code, err = _train(tmp_path, cache, "run", setup=NO_ROOT_OVERRIDE)
+    finally:
+        cache.chmod(0o755)
+    assert code == 0 and len(err) == 1, err
+    assert err[0].startswith(f"jaxmlp: warning: compile cache {cache}: cannot save compiled programs")
+    assert list(cache.iterdir()) == []
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
+# Files may grow to 40 KiB in the child, as if the disk filled: the epoch program's entry is larger
+# (a write past the limit fails with EFBIG; Python ignores SIGXFSZ).
+FULL_DISK = "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (40 * 1024, 40 * 1024))"
+
+
+def test_a_full_disk_leaves_no_truncated_entry(tmp_path):
+    cache = tmp_path / "xla"
+    code, err = _train(tmp_path, cache, "full", setup=FULL_DISK)
+    assert code == 0 and len(err) == 1 and "cannot save compiled programs" in err[0], err
+    assert _entries(cache, "jit_epoch") == [] and not any(p.name.startswith(".") for p in cache.iterdir())
+    assert _train(tmp_path, cache, "room") == (0, [])  # the missing entry is written once there is room
+    assert len(_entries(cache, "jit_epoch")) == 1
+    assert _train(tmp_path, cache, "warm") == (0, [])
