@@ -22,7 +22,7 @@ from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, check_random_state
 
 from jaxmlp.sklearn import engine
-from jaxmlp.sklearn.buckets import AUTO_BATCH, PREDICT_ROWS, batch_bucket, bucket, pad
+from jaxmlp.sklearn.buckets import AUTO_BATCH, PREDICT_ROWS, batch_bucket, pad, rows_bucket
 from jaxmlp.sklearn.lbfgs import lbfgs_program
 from jaxmlp.sklearn.params import (CONSTRAINTS, EXTRA_DEFAULTS, JAX_ACTIVATION, SKLEARN_DEFAULTS, describe_unknown,
                                    unknown_names_error)
@@ -149,10 +149,10 @@ class BaseMLP(BaseEstimator):
                             d(self.beta_1), d(self.beta_2), d(self.epsilon))
 
     def _padded(self, X, Y, sw) -> tuple:
-        """Device (x (Np, D), y (Np, k), w (Np,)) padded to bucket(n), padding weighted 0."""
+        """Device (x (Np, D), y (Np, k), w (Np,)) padded to rows_bucket(n), padding weighted 0."""
         n, d = len(X), np.dtype(self.dtype)
         w = np.ones(n, d) if sw is None else np.asarray(sw, d)
-        rows = bucket(n)
+        rows = rows_bucket(n)
         return jax.device_put((pad(X.astype(d), rows), pad(Y.astype(d), rows), pad(w, rows)))
 
     # --- adam / sgd ------------------------------------------------------------------------------

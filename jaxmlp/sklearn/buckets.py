@@ -7,7 +7,7 @@ different sizes reuse one program. Prediction is the exception: one fixed chunk 
 20, ...), so padding wastes at most 25% of a pass; the default batch (min(200, n) = 200) is a
 bucket of its own, so default epochs waste nothing.
 
-    bucket(1437) == 1536;  batch_bucket(200) == 200;  pad(x (1437, 64), 1536) -> (1536, 64)
+    rows_bucket(1437) == 2048;  bucket(150) == 160;  batch_bucket(200) == 200;  pad(x (1437, 64), 2048)
 """
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def bucket(n: int) -> int:
         return max(int(n), 1)
     step = 1 << (int(n - 1).bit_length() - 3)  # a quarter of the octave n falls in
     return -(-int(n) // step) * step
+
+
+def rows_bucket(n: int) -> int:
+    """The padded training set of n rows: the next power of two. Its padding costs memory, not
+    compute (an epoch gathers only real rows), and a power of two holds a cross-validation's
+    folds (n * (k - 1) / k rows) and its refit on all n together, mostly."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def batch_bucket(b: int) -> int:
