@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, check_random_state
 
+from jaxmlp import compile_cache
 from jaxmlp.sklearn import engine
 from jaxmlp.sklearn.buckets import AUTO_BATCH, PREDICT_ROWS, batch_bucket, pad, rows_bucket
 from jaxmlp.sklearn.lbfgs import lbfgs_program
@@ -89,6 +90,7 @@ class BaseMLP(BaseEstimator):
         return True
 
     def _fit(self, X, y, sample_weight, incremental: bool):
+        compile_cache.ensure_configured()  # jaxmlp's persistent cache, as jaxmlp.fit turns it on
         self._validate_params()
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]

@@ -62,7 +62,7 @@ MEANING = {
     "hidden_layer_sizes": "hidden layer widths; an int is one layer",
     "activation": "hidden activation: identity, logistic, tanh, relu; jaxmlp adds leaky_relu, elu, gelu",
     "solver": "adam, sgd (momentum, nesterovs_momentum, learning_rate schedules) or lbfgs (optax.lbfgs, full batch)",
-    "alpha": "L2 penalty 0.5 * alpha * sum ||W||^2 / (batch's sum of sample weights), weights only",
+    "alpha": "L2 penalty: 0.5 * alpha * (sum of squared weights) / (the batch's sum of sample weights); biases free",
     "batch_size": "minibatch size; 'auto' = min(200, n_samples); the last batch of an epoch is smaller",
     "learning_rate": "sgd: constant, invscaling (learning_rate_init / (t_ + 1) ** power_t), adaptive (/5 on a plateau)",
     "learning_rate_init": "adam / sgd step size",
