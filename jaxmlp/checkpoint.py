@@ -2,7 +2,7 @@
 directory's layout and its claiming: rundir.py).
 
     run_dir/
-      config.json          the TrainConfig (to_dict), written before training starts
+      config.json          the TrainConfig (to_dict), written once the run is restored or initialized
       preprocessing.json   the feature statistics the data was standardized with (run_preprocessing.py)
       metrics.jsonl        one JSON object per epoch, appended and flushed
       checkpoints/<epoch>/ orbax: state (params, optimizer state, step, RNG key), best params, meta
@@ -11,20 +11,18 @@ directory's layout and its claiming: rundir.py).
 Checkpoints go through `orbax.checkpoint.CheckpointManager`: each is written into a
 `*.orbax-checkpoint-tmp-*` directory and renamed when complete, so a kill mid-save leaves the
 previous checkpoint loadable and the leftover tmp directory is ignored. Restores go into an
-abstract target rebuilt from the config, so the exact pytree (NamedTuples, `None` leaves of
+abstract target rebuilt from the checkpoint's own config (saved_config), so the exact pytree (NamedTuples, `None` leaves of
 non-PReLU nets, optax states) round-trips. Every other file is written to a tmp file first and
 `os.replace`d, so none is ever half-written either.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import json
-import logging
 import os
-import re
-import signal
-import threading
+import shutil
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,52 +31,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxmlp.atomic import atomic_write_bytes, write_json
-from jaxmlp.config import TrainConfig
+from jaxmlp.config import AUTO_FIELDS, FIELD_NAMES, PER_HOST_FIELDS, RESUMABLE, TrainConfig
 from jaxmlp.mlp import Params
+from jaxmlp.orbax_io import (CheckpointRemoved, CheckpointUnreadable, CheckpointWriteError,  # noqa: F401
+                             orbax_threads_quiet, quiet_abandoned_reads, sigint_deferred)
 from jaxmlp.parsing import loads_json
 from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE,  # noqa: F401
                            SUMMARY_FILE, RunDirError)
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (a full disk, a read-only or vanished directory); the
-    previous complete checkpoint stays loadable."""
-
-    def __init__(self, directory: Path, epoch: int, cause: BaseException):
-        code = re.search(r"os_error_code='?(\d+)", str(cause))
-        errno_ = int(code.group(1)) if code else getattr(cause, "errno", None)
-        reason = os.strerror(errno_) if errno_ else " ".join(str(cause).split())[:200]
-        super().__init__(errno_, f"cannot write checkpoint {epoch}: {reason}", str(directory))
-
-
-@contextlib.contextmanager
-def _orbax_threads_quiet():
-    """Orbax's writer threads log a failed write's traceback through absl before the save raises
-    it; the raised error is reported once, by the caller."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Ctrl-C during a save is held until the save is complete (in the main thread), so an
-    interrupt never tears down orbax's event loop halfway through a write."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list = []
-    previous = signal.signal(signal.SIGINT, lambda *args: pending.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending and callable(previous):
-            previous(*pending[0])
-
 
 class Restored(NamedTuple):
     """One checkpoint read back."""
@@ -93,72 +52,128 @@ class Checkpointer:
     """Saves and restores training state under `directory` (keeps the last `max_to_keep`).
 
     cleanup_tmp=True removes half-written `*.orbax-checkpoint-tmp-*` directories left by a
-    killed run (the trainer asks for it; readers leave the directory untouched).
+    killed run (the trainer asks for it; readers leave the directory untouched, and never make
+    it: the first save does). An old checkpoint is pruned by renaming it to such a name first,
+    then deleting it: a reader sees a checkpoint whole or not at all, and a kill mid-delete
+    leaves no half checkpoint behind.
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, cleanup_tmp: bool = False):
+        quiet_abandoned_reads()
         self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False,
+        self.max_to_keep = max_to_keep
+        options = ocp.CheckpointManagerOptions(max_to_keep=None, create=False, enable_async_checkpointing=False,
                                                cleanup_tmp_directories=cleanup_tmp)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "best", "meta"))
+        self.manager = self._listing(lambda: ocp.CheckpointManager(self.directory, options=options,
+                                                                   item_names=("state", "best", "meta")))
 
     def latest_epoch(self) -> int | None:
         """The epoch of the newest complete checkpoint, or None."""
-        self.manager.reload()
-        return self.manager.latest_step()
+        epochs = self.all_epochs()
+        return epochs[-1] if epochs else None
 
     def all_epochs(self) -> list[int]:
-        self.manager.reload()
+        self._listing(self.manager.reload)
         return sorted(self.manager.all_steps())
 
+    def _listing(self, list_checkpoints):
+        """list_checkpoints(), once more if a run writing the directory pruned one while it was listed."""
+        for attempt in range(2):
+            try:
+                return list_checkpoints()
+            except (FileNotFoundError, NotADirectoryError):
+                if attempt:
+                    raise CheckpointRemoved(self.directory, None) from None
+
     def save(self, epoch: int, state, key_data, meta: dict[str, Any], *, best: Params | None = None) -> None:
-        """Write checkpoint `epoch` (blocking: it is complete on disk when this returns)."""
+        """Write checkpoint `epoch` (blocking: it is complete on disk when this returns), then
+        prune the ones beyond the newest `max_to_keep`."""
         # The key as host numpy: every process holds the same one, Orbax writes it from process 0.
         items = {"state": ocp.args.StandardSave({"train_state": state, "key": np.asarray(key_data)}),
                  "meta": ocp.args.JsonSave({**meta, "has_best": best is not None})}
         if best is not None:
             items["best"] = ocp.args.StandardSave(best)
         try:
-            with _sigint_deferred(), _orbax_threads_quiet():
+            with sigint_deferred(), orbax_threads_quiet():
                 self.manager.save(epoch, args=ocp.args.Composite(**items), force=True)
                 self.manager.wait_until_finished()
+                self._prune()
         except Exception as exc:  # orbax / tensorstore report a failed write in their own types
             raise CheckpointWriteError(self.directory, epoch, exc) from exc
 
+    def _prune(self) -> None:
+        if jax.process_index() != 0:  # one process deletes, as orbax's own pruning does
+            return
+        for epoch in self.all_epochs()[:-self.max_to_keep]:
+            doomed = self.directory / f"{epoch}{_PRUNED}-{time.time_ns()}"
+            os.rename(self.directory / str(epoch), doomed)
+            shutil.rmtree(doomed)
+        self.manager.reload()
+
     def read_meta(self, epoch: int | None = None) -> dict[str, Any]:
         """Only the JSON metadata of checkpoint `epoch` (default: the latest)."""
-        epoch = self._epoch(epoch)
-        return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        return self._read_meta(self._epoch(epoch))
+
+    def _read_meta(self, epoch: int) -> dict[str, Any]:
+        try:
+            meta = self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except KeyError:
+            raise self._unreadable(epoch, "it has no meta item") from None
+        except (ValueError, OSError) as exc:  # a truncated meta item, or pruned meanwhile
+            raise self._unreadable(epoch, exc) from None
+        if not isinstance(meta, dict):
+            raise CheckpointUnreadable(self.directory, epoch, f"its meta is a {type(meta).__name__}, not a mapping")
+        return meta
 
     def restore(self, abstract_state, epoch: int | None = None, *, abstract_best=None,
                 abstract_key=None) -> Restored:
         """Checkpoint `epoch` (default: the latest) restored into the structure of `abstract_state`
         (e.g. `jax.eval_shape` of a fresh train state); `abstract_best` is the params structure,
-        `abstract_key` the key data's (default: one key's; a sweep saves one per model)."""
-        epoch = self._epoch(epoch)
-        meta = self.read_meta(epoch)
+        `abstract_key` the key data's (default: one key's; a sweep saves one per model). A damaged
+        latest checkpoint is refused, naming the older intact ones; none is used in its place."""
+        latest, epoch = epoch is None, self._epoch(epoch)
+        meta = self._read_meta(epoch)
         key_shape = abstract_key or jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
         target = {"train_state": _abstract(abstract_state), "key": key_shape}
         items = {"state": ocp.args.StandardRestore(target)}
         if meta.get("has_best") and abstract_best is not None:
             items["best"] = ocp.args.StandardRestore(_abstract(abstract_best))
-        out = self.manager.restore(epoch, args=ocp.args.Composite(**items))
+        try:
+            out = self.manager.restore(epoch, args=ocp.args.Composite(**items))
+        except (KeyError, ValueError, OSError) as exc:  # tensorstore: CRC, truncation, missing files
+            older = [e for e in self.all_epochs() if e < epoch and self._intact(e, abstract_state, abstract_best,
+                                                                                abstract_key)] if latest else []
+            raise self._unreadable(epoch, exc, older) from None
         best = out.best if "best" in items else None
         return Restored(out.state["train_state"], np.asarray(out.state["key"]), meta, best)
+
+    def _intact(self, epoch: int, *abstract) -> bool:
+        try:
+            self.restore(abstract[0], epoch, abstract_best=abstract[1], abstract_key=abstract[2])
+            return True
+        except RunDirError:
+            return False
+
+    def _unreadable(self, epoch: int, exc: BaseException | str, older: list[int] = ()) -> RunDirError:
+        if not (self.directory / str(epoch)).exists():
+            return CheckpointRemoved(self.directory, epoch)
+        return CheckpointUnreadable(self.directory, epoch, exc, older)
 
     def close(self) -> None:
         self.manager.close()
 
     def _epoch(self, epoch: int | None) -> int:
-        if epoch is None:
-            epoch = self.latest_epoch()
+        if epoch is None:  # (a listing that raced a writer's renames can miss both old and new: look twice)
+            epoch = self.latest_epoch() or self.latest_epoch()
             if epoch is None:
                 raise RunDirError(f"{self.directory}: no complete checkpoint found")
         elif epoch not in self.all_epochs():
             raise RunDirError(f"{self.directory}: no checkpoint for epoch {epoch} (have {self.all_epochs()})")
         return epoch
+
+
+# orbax's suffix of a checkpoint being written: readers ignore such a directory, cleanup_tmp removes it
+_PRUNED = ".orbax-checkpoint-tmp-pruned"
 
 
 def _abstract(tree):
@@ -181,25 +196,29 @@ def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup
 
 def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
                    best: bool | None = None) -> tuple[Params, TrainConfig, dict[str, Any]]:
-    """(params, config, meta) of a run's checkpoint. best=None picks the best-val-loss params
-    when the run used restore_best, True insists on them, False takes the last params; meta
-    ["kept"] says which ("the params of epoch 12", "the best val-loss params, of epoch 9 (...)")."""
+    """(params, config, meta) of a run's checkpoint; the config is the checkpoint's (saved_config).
+    best=None picks the best-val-loss params when the run used restore_best, True insists on
+    them, False takes the last params; meta["kept"] says which ("the params of epoch 12", "the
+    best val-loss params, of epoch 9 (...)")."""
+    return _newest_on_removal(functools.partial(_restore_params, run_dir, best=best), epoch)
+
+
+def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
     from jaxmlp.training.run import build_run  # the trainer never imports this module
     from jaxmlp.training.spec import spec_from_meta
 
-    config = read_config(run_dir)
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+    saved, meta = _saved_config(run_dir, epoch)
+    if saved.dtype == "float64" and not jax.config.jax_enable_x64:
         raise RunDirError(f"{run_dir}: a float64 run; enable 64-bit JAX first (jax.config.update('jax_enable_x64', True))")
-    ckpt = checkpointer_for(run_dir, config)
+    # onto this process's first device, whatever devices the saving run used
+    one_device = dataclasses.replace(saved, devices=1)
+    abstract = build_run(one_device, spec_from_meta(meta, saved), compile=False).abstract_state()
+    ckpt = checkpointer_for(run_dir, saved)
     try:
-        meta = ckpt.read_meta(epoch)
-        saved = TrainConfig.from_dict(meta["config"])
-        # onto this process's first device, whatever devices the saving run used
-        one_device = dataclasses.replace(saved, devices=1)
-        abstract = build_run(one_device, spec_from_meta(meta, saved), compile=False).abstract_state()
-        restored = ckpt.restore(abstract, meta["epoch"], abstract_best=abstract.params)
+        restored = ckpt.restore(abstract, epoch, abstract_best=abstract.params)  # latest: names intact older ones
     finally:
         ckpt.close()
+    meta = restored.meta  # (a newer latest than the config's, when one was written meanwhile: the same settings)
     use_best = saved.restore_best if best is None else best
     if use_best and restored.best is None:
         if best:
@@ -208,6 +227,56 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
     kept = (f"the best val-loss params, of epoch {meta['history']['best_epoch']} (checkpoint of epoch {meta['epoch']})"
             if use_best else f"the params of epoch {meta['epoch']}")
     return (restored.best if use_best else restored.state.params), saved, {**meta, "kept": kept}
+
+
+def saved_config(run_dir: str | os.PathLike, epoch: int | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """(config, meta) of checkpoint `epoch` (default: the latest) of a run. The config is the one
+    the checkpoint was trained under: the source of every setting that shapes the model and the
+    programs. config.json may differ only in what a resume may change (config.RESUMABLE) and in
+    per-host paths; one that differs in another field is refused, naming it."""
+    return _newest_on_removal(functools.partial(_saved_config, run_dir), epoch)
+
+
+_META_KEYS = ("epoch", "sizes", "loss", "steps_per_epoch", "config", "history")
+
+
+def _saved_config(run_dir, epoch: int | None) -> tuple[TrainConfig, dict[str, Any]]:
+    edited = read_config(run_dir)
+    ckpt = checkpointer_for(run_dir, edited)
+    try:
+        meta = ckpt.read_meta(epoch)
+    finally:
+        ckpt.close()
+    missing = [key for key in _META_KEYS if key not in meta]
+    try:
+        if missing:
+            raise ValueError(f"its meta has no {', '.join(missing)}: not a training run's checkpoint")
+        saved = TrainConfig.from_dict(meta["config"])
+    except ValueError as exc:
+        raise CheckpointUnreadable(ckpt.directory, meta.get("epoch", epoch), exc) from None
+    for name in FIELD_NAMES:  # an auto setting (None) is decided when a run starts: any decision agrees with it
+        mine, theirs = getattr(edited, name), getattr(saved, name)
+        if mine != theirs and name not in RESUMABLE | PER_HOST_FIELDS and not (mine is None and name in AUTO_FIELDS):
+            raise RunDirError(f"{Path(run_dir) / CONFIG_FILE}: {name} is {_short(mine)}, but checkpoint "
+                              f"{meta['epoch']} was trained with {_short(theirs)}; put that back (only the settings "
+                              "listed under `jaxmlp train --help` --resume may differ)")
+    return saved, meta
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _newest_on_removal(read, epoch: int | None):
+    """read(epoch); when it reads the latest checkpoint (epoch None) and a run writing the
+    directory pruned it meanwhile, once more, from the newer latest (else CheckpointRemoved)."""
+    try:
+        return read(epoch)
+    except CheckpointRemoved:
+        if epoch is not None:
+            raise
+        return read(None)
 
 
 # --- the run's own files ----------------------------------------------------------------------

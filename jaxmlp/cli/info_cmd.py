@@ -3,6 +3,7 @@ read from its config.json and its checkpoint's metadata; nothing is trained or r
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from jaxmlp.cli.flags import value_parser
 from jaxmlp.cli.usage import PROG, UsageError
@@ -15,19 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_info(ns: argparse.Namespace) -> int:
     from jaxmlp import checkpoint, summary
-    from jaxmlp.config import TrainConfig
     from jaxmlp.training.spec import spec_from_meta
 
     try:
-        ckpt = checkpoint.checkpointer_for(ns.run_dir, checkpoint.read_config(ns.run_dir))
-        try:
-            meta = ckpt.read_meta(ns.epoch)
-        finally:
-            ckpt.close()
+        config, meta = checkpoint.saved_config(ns.run_dir, ns.epoch)  # as saved with this checkpoint
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} info: error: {exc}") from None
-    config = TrainConfig.from_dict(meta["config"])  # as saved with this checkpoint
     spec = spec_from_meta(meta, config)
     print(summary.summary_table(config, spec.sizes, summary.describe_run_spec(config.dataset, spec), spec.loss))
-    print(f"checkpoint: epoch {meta['epoch']} of {config.epochs} in {ckpt.directory}")
+    where = Path(ns.run_dir).absolute() / checkpoint.CHECKPOINT_DIR
+    print(f"checkpoint: epoch {meta['epoch']} of {config.epochs} in {where}")
     return 0

@@ -45,7 +45,8 @@ def _config(ns: argparse.Namespace):
         if extra:
             raise UsageError(f"{PROG} noise-scale: error: --{extra[0].replace('_', '-')} cannot be combined with "
                              "RUN_DIR (the run's config is used; only --data-dir may change)")
-        config = TrainConfig.from_dict({**checkpoint.read_config(ns.run_dir).to_dict(), **given})
+        saved, _ = checkpoint.saved_config(ns.run_dir)  # the settings the checkpoint was trained under
+        config = TrainConfig.from_dict({**saved.to_dict(), **given})
         return config, ns.run_dir
     except ValueError as exc:
         raise UsageError(f"{PROG} noise-scale: error: {exc}") from None

@@ -47,14 +47,22 @@ def _compiled_note(info: dict[str, Any]) -> str:
 
 
 class RunLog:
-    """metrics.jsonl: rewritten from the restored history on resume, then one line per epoch."""
+    """A run's own files: config.json (the config `fit` runs), preprocessing.json (`stats`, a
+    FeatureStats or None) and metrics.jsonl (rewritten from the restored history on resume, then
+    one line per epoch). Written once `fit` has restored or initialized the run, so a resume that
+    cannot restore its checkpoint changes no file."""
 
-    def __init__(self, path: Path):
-        from jaxmlp.checkpoint import MetricsLog
+    def __init__(self, run_dir: Path, stats=None):
+        from jaxmlp.checkpoint import METRICS_FILE, MetricsLog
 
-        self.log = MetricsLog(path)
+        self.run_dir, self.stats = run_dir, stats
+        self.log = MetricsLog(run_dir / METRICS_FILE)
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
+        from jaxmlp import checkpoint, run_preprocessing
+
+        checkpoint.write_config(self.run_dir, info["config"])
+        run_preprocessing.write_preprocessing(self.run_dir, self.stats)
         self.log.reset(info["history"].records())
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:

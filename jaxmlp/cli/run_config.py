@@ -10,7 +10,7 @@ from pathlib import Path
 from jaxmlp.cli.flags import given_fields, load_config_file
 from jaxmlp.cli.usage import PROG, UsageError
 from jaxmlp.config import RESUMABLE, TrainConfig
-from jaxmlp.rundir import check_new_run_dir
+from jaxmlp.rundir import RUN_FILES, check_new_run_dir, check_no_links
 
 
 def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> tuple[TrainConfig, Path | None]:
@@ -36,8 +36,10 @@ def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> t
 
 
 def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
-    """The config of the run in --resume RUN_DIR with the resumable flags given applied."""
-    from jaxmlp.checkpoint import CONFIG_FILE, read_config
+    """The config of the run in --resume RUN_DIR: its latest checkpoint's (checkpoint.saved_config,
+    which refuses a config.json that disagrees with it), with the resumable settings of
+    config.json and then of the flags given applied."""
+    from jaxmlp.checkpoint import CONFIG_FILE, read_config, saved_config
 
     given = given_fields(ns)
     if ns.config or ns.overwrite:
@@ -48,10 +50,14 @@ def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
         raise UsageError(f"{PROG} train: error: --{fixed[0].replace('_', '-')} cannot change when resuming "
                          f"(allowed: {', '.join(sorted(RESUMABLE))})")
     run_dir = Path(ns.resume)
+    check_no_links(run_dir, RUN_FILES)  # before anything in it is read
     if run_dir.is_dir() and not (run_dir / CONFIG_FILE).exists():
         raise UsageError(f"{PROG} train: error: {run_dir}: not a run directory (no {CONFIG_FILE}): a run stopped "
                          "before it wrote its config cannot be resumed; rerun the original command")
-    return TrainConfig.from_dict({**read_config(run_dir).to_dict(), **given, "out_dir": str(run_dir)})
+    saved, _ = saved_config(run_dir)
+    edited = read_config(run_dir).to_dict()
+    resumable = {name: edited[name] for name in RESUMABLE}
+    return TrainConfig.from_dict({**saved.to_dict(), **resumable, **given, "out_dir": str(run_dir)})
 
 
 def dtype_scope(dtype: str):

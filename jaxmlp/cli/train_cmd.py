@@ -134,17 +134,14 @@ def claim_dir(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None,
 def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, splits, stats, *,
                     primary: bool) -> int:
     """Train, then write summary.json and the plots; every way it can end, in one line."""
-    from jaxmlp import checkpoint, run_preprocessing, training
+    from jaxmlp import checkpoint, training
 
     console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
     ckpt = None
     try:
         with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the run
-            if primary:
-                checkpoint.write_config(run_dir, config)
-                run_preprocessing.write_preprocessing(run_dir, stats)
             ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
-            callbacks = [RunLog(run_dir / checkpoint.METRICS_FILE), console] if primary else []
+            callbacks = [RunLog(run_dir, stats), console] if primary else []  # RunLog: config.json once fit restored
             params, history = training.fit(config, splits.train, splits.val, splits.test,
                                            callbacks=[*callbacks, guard], checkpointer=ckpt, resume=bool(ns.resume))
         if primary:

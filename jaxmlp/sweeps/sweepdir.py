@@ -50,14 +50,20 @@ def write_sweep_json(run_dir: Path, config: TrainConfig, grid, plan, settings: d
 
 
 def read_sweep_json(run_dir: Path) -> dict[str, Any]:
-    """sweep.json as written; RunDirError when it is missing or unreadable."""
+    """sweep.json as written; RunDirError when it is missing, unreadable or not of that shape."""
     path = Path(run_dir) / SWEEP_FILE
     try:
-        return loads_json(path.read_text())
+        saved = loads_json(path.read_text())
     except FileNotFoundError:
         raise checkpoint.RunDirError(f"{run_dir}: not a sweep directory (no {SWEEP_FILE})") from None
     except (OSError, ValueError) as exc:
         raise checkpoint.RunDirError(f"{path}: cannot read ({exc})") from None
+    shape = {"grid": (dict, list), "config": dict, "settings": dict}
+    bad = [key for key, kind in shape.items() if not isinstance(saved, dict) or not isinstance(saved.get(key), kind)]
+    if bad or not {"models_per_program", "width"} <= set(saved["settings"]):
+        raise checkpoint.RunDirError(f"{path}: not a sweep's record as jaxmlp writes it (no valid "
+                                     f"{(bad or ['settings'])[0]!r}); it cannot be resumed")
+    return saved
 
 
 class ResultsLog:

@@ -147,12 +147,13 @@ def audit_columns(audit: GradientAudit | None, config: TrainConfig, params: Para
     return {"audit": audit.check(params, epoch)}
 
 
-def check_audit(config: TrainConfig, record: dict[str, Any]) -> None:
-    """With audit_strict, raise GradientAuditFailed when the record's audit failed."""
+def audit_failure(config: TrainConfig, record: dict[str, Any]) -> GradientAuditFailed | None:
+    """With audit_strict, the GradientAuditFailed that ends the run when the record's audit failed."""
     audit = record.get("audit")
     if config.audit_strict and audit is not None and not audit["ok"]:
-        raise GradientAuditFailed(record["epoch"], audit)
+        return GradientAuditFailed(record["epoch"], audit)
+    return None
 
 
-__all__ = ["GradientAudit", "GradientAuditFailed", "audit_columns", "check_audit", "audit_record", "leaf_names",
+__all__ = ["GradientAudit", "GradientAuditFailed", "audit_columns", "audit_failure", "audit_record", "leaf_names",
            "AUDIT_BATCH", "AUDIT_CHECKS", "TOLERANCES"]

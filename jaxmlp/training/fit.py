@@ -22,7 +22,7 @@ from jaxmlp import compile_cache, parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
-from jaxmlp.training.audit import GradientAudit, audit_columns, check_audit
+from jaxmlp.training.audit import GradientAudit, audit_columns, audit_failure
 from jaxmlp.training.evaluate import EvalSet, Evaluator
 from jaxmlp.training.feed import Feeder, train_arrays
 from jaxmlp.training.gradtrack import gradient_record
@@ -91,13 +91,15 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         stop, improved = early_stop(config, progress.history, record)
         if improved and config.restore_best:
             progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
-        progress.history.append(record)
-        for cb in callbacks:
-            cb.on_epoch_end(record)
-        check_audit(config, record)
+        row = progress.history.append(record)  # as metrics.jsonl has it: the same keys live and after a resume
+        failed = audit_failure(config, record)
         last = epoch + 1 == config.epochs
-        if stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
-            save(run, progress, checkpointer, epoch + 1)
+        if not failed and (stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0)):
+            save(run, progress, checkpointer, epoch + 1)  # first: an epoch whose save fails is reported nowhere
+        for cb in callbacks:
+            cb.on_epoch_end(row)
+        if failed:
+            raise failed  # its record is logged; nothing is saved for it
         if stop:
             break
     params = finish(run, evaluator, progress, {"train": (train, train_eval), "val": (val, val_eval),

@@ -56,13 +56,18 @@ class History:
         """The epoch whose params fit returned: best_epoch when restored_best, else the last."""
         return self.best_epoch if self.restored_best else (self.epoch[-1] if self.epoch else None)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add one epoch's record; returns it as records() will: every column, in RECORD_KEYS order."""
         for name in RECORD_KEYS:
             getattr(self, name).append(record.get(name))
+        return self._row(-1)
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per epoch, as written to metrics.jsonl."""
-        return [{name: getattr(self, name)[i] for name in RECORD_KEYS} for i in range(len(self.epoch))]
+        return [self._row(i) for i in range(len(self.epoch))]
+
+    def _row(self, i: int) -> dict[str, Any]:
+        return {name: getattr(self, name)[i] for name in RECORD_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,110 @@
+"""What jaxmlp wraps around orbax's checkpoint reads and writes: their failures, each reported
+in one line (CheckpointWriteError, CheckpointUnreadable, CheckpointRemoved), and the noise orbax
+makes around them (its writer threads' tracebacks, the reports of reads abandoned after one
+failed, Ctrl-C in the middle of a save). Used by checkpoint.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+from jaxmlp.rundir import RunDirError
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a read-only or vanished directory); the
+    previous complete checkpoint stays loadable."""
+
+    def __init__(self, directory: Path, epoch: int, cause: BaseException):
+        code = re.search(r"os_error_code='?(\d+)", str(cause))
+        errno_ = int(code.group(1)) if code else getattr(cause, "errno", None)
+        reason = os.strerror(errno_) if errno_ else " ".join(str(cause).split())[:200]
+        super().__init__(errno_, f"cannot write checkpoint {epoch}: {reason}", str(directory))
+
+
+class CheckpointUnreadable(RunDirError):
+    """A checkpoint that cannot be read: damaged files, or its `meta` item missing."""
+
+    def __init__(self, directory: Path, epoch: int, cause: BaseException | str, older: list[int] = ()):
+        text = " ".join(str(cause).split()).split(" [tensorstore_spec=")[0]  # the spec: ~2 KB of settings
+        found = re.findall(r'local file "([^"]+)"', text)
+        where = f"{found[-1]}: " if found else ""
+        reason = text.rsplit(": ", 1)[-1] if found else text
+        fallback = (f"; the older checkpoints {', '.join(map(str, older))} are intact and never used in its place: "
+                    f"pick one with --epoch, or move {directory / str(epoch)} out of {directory} to resume from "
+                    f"epoch {older[-1]}" if older else "")
+        super().__init__(f"checkpoint {epoch} in {directory} is damaged ({where}{reason[:160]}){fallback}")
+
+
+class CheckpointRemoved(RunDirError):
+    """The checkpoint being read was removed meanwhile: a run writing the directory pruned it."""
+
+    def __init__(self, directory: Path, epoch: int | None):
+        which = "a checkpoint" if epoch is None else f"checkpoint {epoch}"
+        super().__init__(f"{which} in {directory} was removed while it was read: a run is writing there (it "
+                         "keeps only its newest checkpoints); try again")
+
+
+@contextlib.contextmanager
+def orbax_threads_quiet():
+    """Orbax's writer threads log a failed write's traceback through absl before the save raises
+    it; the raised error is reported once, by the caller."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Ctrl-C during a save is held until the save is complete (in the main thread), so an
+    interrupt never tears down orbax's event loop halfway through a write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list = []
+    previous = signal.signal(signal.SIGINT, lambda *args: pending.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending and callable(previous):
+            previous(*pending[0])
+
+
+def quiet_abandoned_reads() -> None:
+    """When one read of a checkpoint fails (damaged, or pruned by a run writing there), orbax's
+    event loop closes while tensorstore's other reads are still under way: at random they end in
+    'Event loop is closed', '... exception was never retrieved', 'coroutine ... was never
+    awaited' reports, after the failure, which the caller reports once. And a step directory
+    without orbax's step metadata (half deleted by a jaxmlp killed mid-prune before pruning
+    renamed first) warns on every listing; its items are checked when read. Those reports, and
+    only those, are dropped (set up once per process; jaxmlp itself runs no coroutines)."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        abandoned = getattr(unraisable.object, "cr_code", None) is not None  # a coroutine: orbax's
+        if not (abandoned or str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+    logging.getLogger("asyncio").addFilter(lambda r: "exception was never retrieved" not in str(r.msg))
+    logging.getLogger("absl").addFilter(lambda r: not str(r.msg).startswith("Metadata file does not exist"))
+
+
+_quieted = False
