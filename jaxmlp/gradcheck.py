@@ -27,6 +27,7 @@ from jaxmlp.activations import get_activation
 from jaxmlp.backprop import objective_value, value_and_grads
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import ForwardOptions, init_mlp
+from jaxmlp.names import ACTIVATIONS, LOSS_NAMES
 
 Array = jax.Array
 
@@ -140,19 +141,30 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxmlp gradcheck",
-                                description="Compare manual backprop, jax.grad and finite differences.")
-    p.add_argument("--sizes", type=_parse_sizes, default=(784, 100, 10), help="layer sizes d_in,h1,...,d_out")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--loss", default="softmax_cross_entropy")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--batch", type=int, default=16, help="random examples")
-    p.add_argument("--l2", type=float, default=0.0)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--input-noise", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-checks", type=int, default=20, help="finite-difference entries per leaf (0 = all)")
-    p.add_argument("--tol-manual", type=float, default=None, help="manual-vs-autodiff tolerance")
-    p.add_argument("--tol-numeric", type=float, default=None, help="autodiff-vs-numeric tolerance")
+                                description="Compare manual backprop, jax.grad and finite differences "
+                                            "on a random net and random data.")
+    p.add_argument("--sizes", type=_parse_sizes, default=(784, 100, 10),
+                   help="layer sizes d_in,h1,...,d_out (default 784,100,10)")
+    p.add_argument("--activation", default="relu", metavar="NAME",
+                   help=f"hidden activation, one of {', '.join(ACTIVATIONS)} (default %(default)s)")
+    p.add_argument("--loss", default="softmax_cross_entropy", metavar="NAME",
+                   help=f"one of {', '.join(LOSS_NAMES)} (default %(default)s)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="dtype of the params and data (default %(default)s)")
+    p.add_argument("--batch", type=int, default=16, help="random examples (default %(default)s)")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 strength of the objective (default %(default)s)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="probability to drop a hidden unit; one fixed mask (default %(default)s)")
+    p.add_argument("--input-noise", type=float, default=0.0,
+                   help="std of Gaussian noise added to x; one fixed draw (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the net, data and checks (default %(default)s)")
+    p.add_argument("--num-checks", type=int, default=20,
+                   help="finite-difference entries per leaf; 0 = all (default %(default)s)")
+    tolerances = {i: ", ".join(f"{tol[i]:g} in {dtype}" for dtype, tol in TOLERANCES.items()) for i in (0, 1)}
+    p.add_argument("--tol-manual", type=float, default=None,
+                   help=f"manual-vs-autodiff tolerance (default {tolerances[0]})")
+    p.add_argument("--tol-numeric", type=float, default=None,
+                   help=f"autodiff-vs-numeric tolerance (default {tolerances[1]})")
     return p
 
 

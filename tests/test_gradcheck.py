@@ -73,3 +73,19 @@ def test_cli_unparseable_sizes_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["--sizes", "a,b"])
     assert exc.value.code == 2
+
+
+def test_cli_help_gives_every_flag_a_help_and_its_default(capsys):
+    """#21: --activation and --loss had no help and no flag showed its default."""
+    from jaxmlp.gradcheck import TOLERANCES, build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help and "default" in action.help, action.dest
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in ACTIVATIONS) and all(name in text for name in LOSSES)
+    assert "(default relu)" in text and "(default softmax_cross_entropy)" in text and "(default 784,100,10)" in text
+    assert f"{TOLERANCES['float64'][0]:g} in float64" in text
