@@ -113,7 +113,7 @@ class TrainConfig:
     audit_strict: bool = _field(False, HOST, resumable=True, help="stop the run (exit status 1, the last good checkpoint kept) when a gradient audit exceeds its tolerance, instead of warning")
     eval_batch_size: int = _field(1024, HOST, resumable=True, help="batch size of evaluation and prediction (exact over all examples)")
     patience: int | None = _field(None, HOST, resumable=True, auto=True, help=f"early stopping: stop after this many epochs without val-loss improvement; 0 = off; auto = {AUTO_PATIENCE} with validation data and >= {AUTO_VAL_MIN_EXAMPLES:,} examples (training and validation), else 0")
-    divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop as diverged when an epoch's mean training loss exceeds this multiple of the loss of all-zero scores (log C for cross-entropy); 0 = stop only on non-finite values")
+    divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop as diverged when an epoch's mean training loss exceeds this multiple of the larger of the initial loss and the loss of all-zero scores (log C for cross-entropy); 0 = stop only on non-finite values")
     min_delta: float = _field(0.0, HOST, resumable=True, help="early stopping: smallest decrease of the val loss that counts as improvement")
     restore_best: bool | None = _field(None, HOST, auto=True, help="return (and export) the params of the best val-loss epoch instead of the last; needs validation data; auto = on wherever there is validation data")
     checkpoint_every: int = _field(50, HOST, resumable=True, help="save a checkpoint every N epochs (and always after the last); 0 = only after the last")

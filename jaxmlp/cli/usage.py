@@ -27,10 +27,44 @@ class UsageError(CommandError):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors raise UsageError."""
+    """An ArgumentParser whose errors raise UsageError; a misspelled flag gets a "did you mean"."""
+
+    _unrecognized: typing.Sequence[str] = ()
+
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse reports a subcommand's unknown flags from the top parser, which does not know
+        # the subcommand's flags: each parser notes what it could not place, for error() to find
+        namespace, self._unrecognized = super().parse_known_args(args, namespace)
+        return namespace, self._unrecognized
 
     def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            message += _did_you_mean(_innermost_with_extras(self))
         raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _innermost_with_extras(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The subcommand's parser that left arguments unplaced, else `parser` itself."""
+    for action in getattr(parser._subparsers, "_group_actions", ()):
+        for sub in getattr(action, "choices", {}).values():
+            if getattr(sub, "_unrecognized", None):
+                return _innermost_with_extras(sub)
+    return parser
+
+
+def _did_you_mean(parser: argparse.ArgumentParser) -> str:
+    """"; did you mean --epochs?" for the first unknown flag with a close match among
+    `parser`'s flags, else ""."""
+    import difflib  # stdlib and light, but only a failing command needs it
+
+    # compared without their dashes, which every flag shares and which would make --bogus "close" to --loss
+    flags = {s.lstrip("-"): s for action in parser._actions for s in action.option_strings}
+    for arg in getattr(parser, "_unrecognized", []):
+        if arg.startswith("-"):
+            close = difflib.get_close_matches(arg.partition("=")[0].lstrip("-"), flags, n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {flags[close[0]]}?"
+    return ""
 
 
 def fail(message: Any, code: int) -> int:
