@@ -97,14 +97,20 @@ def quiet_abandoned_reads() -> None:
     previous = sys.unraisablehook
 
     def hook(unraisable):
-        abandoned = getattr(unraisable.object, "cr_code", None) is not None  # a coroutine: orbax's
+        code = getattr(unraisable.object, "cr_code", None)
+        abandoned = code is not None and _orbax_source(code.co_filename)
         if not (abandoned or str(unraisable.exc_value) == "Event loop is closed"):
             previous(unraisable)
 
     sys.unraisablehook = hook
     warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
-    logging.getLogger("asyncio").addFilter(lambda r: "exception was never retrieved" not in str(r.msg))
+    logging.getLogger("asyncio").addFilter(  # a Task's repr names the file its coroutine is defined in
+        lambda r: not ("exception was never retrieved" in str(r.msg) and _orbax_source(r.getMessage())))
     logging.getLogger("absl").addFilter(lambda r: not str(r.msg).startswith("Metadata file does not exist"))
 
 
 _quieted = False
+
+
+def _orbax_source(text: str) -> bool:
+    return "orbax" in text or "tensorstore" in text
