@@ -96,9 +96,11 @@ def test_every_demo_has_a_claim():
 
 @pytest.mark.parametrize("name", list(CLAIMS))
 def test_demo_quick_writes_pngs_json_and_its_claim_holds(name, tmp_path, request, monkeypatch):
-    if name in NEEDS_MNIST:
-        monkeypatch.setenv("JAXMLP_DATA", str(request.getfixturevalue("mnist_dir")))
-    assert main([name, "--quick", "--out-dir", str(tmp_path), "--seed", "0"]) == 0
+    data = []
+    if name in NEEDS_MNIST:  # found through --data-dir alone (#21: only $JAXMLP_DATA worked)
+        monkeypatch.setenv("JAXMLP_DATA", str(tmp_path / "empty"))
+        data = ["--data-dir", str(request.getfixturevalue("mnist_dir"))]
+    assert main([name, "--quick", "--out-dir", str(tmp_path), "--seed", "0", *data]) == 0
     numbers = json.loads((tmp_path / f"{name}.json").read_text())
     assert numbers["demo"] == name and numbers["quick"] is True and numbers["seed"] == 0
     assert numbers["figures"], "a demo writes at least one figure"
@@ -174,3 +176,33 @@ def test_example_gradients_without_mnist_is_one_line_and_exit_2(tmp_path, monkey
     assert main(["example-gradients", "--quick", "--out-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("jaxmlp demo: error: example-gradients:") and "mnist" in err
+
+
+def test_data_flags_reach_the_demos_that_read_data(tmp_path, monkeypatch, capsys):
+    """--data-dir and --download go to load_dataset; the error's advice names flags demo accepts."""
+    from jaxmlp.data import DataError
+    from jaxmlp.demos import DATA_DEMOS, example_gradients
+
+    assert set(DATA_DEMOS) == NEEDS_MNIST
+    seen = {}
+
+    def load(spec, **kw):
+        seen.update(kw, spec=spec)
+        raise DataError("mnist: data not found; pass --data-dir DIR or --download")
+
+    monkeypatch.setattr(example_gradients, "load_dataset", load)
+    out = str(tmp_path / "out")
+    assert main(["example-gradients", "--quick", "--out-dir", out, "--data-dir", "/data/x", "--download"]) == 2
+    assert seen["spec"] == "mnist" and seen["data_dir"] == "/data/x" and seen["download"] is True
+    assert capsys.readouterr().err.count("\n") == 1
+    ns = build_parser().parse_args(["example-gradients"])
+    assert ns.data_dir is None and ns.download is False  # by default: $JAXMLP_DATA, then the cache
+
+
+@pytest.mark.parametrize("flags", [["--data-dir", "d"], ["--download"]])
+def test_data_flags_on_a_demo_that_reads_no_data_are_refused(tmp_path, capsys, flags):
+    assert main(["capacity", "--quick", "--out-dir", str(tmp_path / "out"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"jaxmlp demo: error: {flags[0]} applies only to the demos that read data (example-gradients), "
+                   "not to capacity\n")
+    assert not (tmp_path / "out").exists()

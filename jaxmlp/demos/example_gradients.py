@@ -10,7 +10,8 @@ figure follows the noise scale B_simple over the epochs (the trainer's EMA estim
 the exact whole-training-set value at init and at the end (noise_scale.dataset_estimate);
 McCandlish et al. (2018) report that it grows as the loss falls.
 
-MNIST is looked for where `load_dataset("mnist")` looks: $JAXMLP_DATA, then the cache.
+MNIST is looked for where `load_dataset("mnist", data_dir=..., download=...)` looks: `data_dir`
+(`jaxmlp demo --data-dir`), $JAXMLP_DATA, then the cache; `download` fetches it when missing.
 """
 from __future__ import annotations
 
@@ -89,13 +90,15 @@ def _noise_curve(out_dir: Path, history, init_scale: float, final_scale: float, 
     return save_figure(fig, out_dir, f"{NAME}-noise-scale")
 
 
-def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
+def run(key: Array, out_dir: Path, *, quick: bool = False, data_dir: str | None = None,
+        download: bool = False) -> dict:
     """Train with track_gradients, rank the training set by ‖g_i‖, plot both figures."""
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     config = TrainConfig(dataset="mnist", hidden=(64,) if quick else (256,), epochs=2 if quick else 6,
                          batch_size=128, optimizer="adam", learning_rate=1e-3, dropout=0.0, track_gradients=True,
                          seed=seed, n_samples=4000 if quick else None, checkpoint_every=0)
-    splits = load_dataset("mnist", n_samples=config.n_samples, seed=config.data_seed)
+    splits = load_dataset("mnist", data_dir=data_dir, download=download, n_samples=config.n_samples,
+                          seed=config.data_seed)
     x, y = splits.train.x, splits.train.y.astype(np.int32)
     init = init_params(run_keys(seed)[0], config, (784, *config.hidden, 10))
     init_scale = exact_noise_scale(init, x, y)
