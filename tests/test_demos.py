@@ -1,7 +1,9 @@
 """The lecture demos: each runs in --quick mode, writes valid PNGs and its JSON, and its
 numeric claim holds. Plus the full-batch GD loop they all train with."""
 import json
+import re
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -206,3 +208,21 @@ def test_data_flags_on_a_demo_that_reads_no_data_are_refused(tmp_path, capsys, f
     assert err == (f"jaxmlp demo: error: {flags[0]} applies only to the demos that read data (example-gradients), "
                    "not to capacity\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_names_the_optimizer_each_committed_demo_trained_with():
+    """#21: the README said "full-batch gradient descent" where capacity.json says adam."""
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "README.md").read_text().split())
+    said = re.search(r"on the hand-written backprop: with Adam for ([^.]*?), and with plain gradient descent "
+                     r"for ([\w-]+)\.", text)
+    assert said, "the README's demo paragraph names the optimizers"
+    adam, gd = set(re.split(r", | and ", said.group(1))), {said.group(2)}
+    checked = 0
+    for path in (root / "results" / "figures").glob("*.json"):
+        optimizer = json.loads(path.read_text()).get("training", {}).get("optimizer", "")
+        if path.stem != "example-gradients" and optimizer:  # it trains minibatches with the trainer
+            assert path.stem in (adam if optimizer.startswith("adam") else gd if optimizer.startswith("sgd")
+                                 else ()), (path.stem, optimizer)
+            checked += 1
+    assert checked >= 5
