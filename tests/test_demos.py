@@ -226,3 +226,16 @@ def test_readme_names_the_optimizer_each_committed_demo_trained_with():
                                  else ()), (path.stem, optimizer)
             checked += 1
     assert checked >= 5
+
+
+def test_capacity_titles_give_accuracies_to_a_tenth_of_a_percent(tmp_path, monkeypatch):
+    """#21: 99.5% train accuracy was titled "100%"."""
+    from jaxmlp.demos import capacity, common
+
+    assert common.percent(0.995238) == "99.5%" and common.percent(0.003) == "0.3%" and common.percent(1.0) == "100.0%"
+    figures = []
+    monkeypatch.setattr(capacity, "save_figure", lambda fig, *a: figures.append(fig) or common.save_figure(fig, *a))
+    numbers = capacity.run(jax.random.key(0), tmp_path, quick=True)
+    titles = [ax.get_title() for ax in figures[0].axes]
+    for title, (h, n) in zip(titles, numbers["hidden"].items()):
+        assert title == f"{h} hidden neurons\ntrain {n['train_accuracy']:.1%}, val {n['val_accuracy']:.1%}"

@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxmlp.data.preprocess import stratified_split
 from jaxmlp.data.synthetic import spiral
-from jaxmlp.demos.common import grid_over, new_figure, plot_regions, save_figure
+from jaxmlp.demos.common import grid_over, new_figure, percent, plot_regions, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 
 Array = jax.Array
@@ -40,7 +40,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
         acc_t, acc_v = accuracy_of(pred_t, yt), accuracy_of(pred_v, yv)
         results[str(h)] = {"train_accuracy": acc_t, "val_accuracy": acc_v,
                            "final_loss": float(np.asarray(fit.losses)[-1])}
-        plot_regions(ax, grid, regions, xt, yt, 3, title=f"{h} hidden neurons\ntrain {acc_t:.0%}, val {acc_v:.0%}")
+        plot_regions(ax, grid, regions, xt, yt, 3, title=f"{h} hidden neurons\ntrain {percent(acc_t)}, val {percent(acc_v)}")
     fig.suptitle("More hidden neurons, more capacity (spiral, 1 hidden ReLU layer)", fontsize=11)
     figures = [save_figure(fig, out_dir, NAME)]
     numbers = {"data": {"set": "spiral", "train": len(train), "val": len(val), "noise": 0.2},

@@ -30,6 +30,12 @@ def new_figure(ncols: int, nrows: int = 1, *, size: float = 3.6, aspect: float =
     return fig, axes
 
 
+def percent(fraction: float) -> str:
+    """A fraction as a percent with one decimal: whole percents would show 99.5% as "100%" and
+    0.3% as "0%", claims the numbers do not make."""
+    return f"{fraction:.1%}"
+
+
 def save_figure(fig: Figure, out_dir: Path, name: str) -> str:
     """Write `fig` as out_dir/name.png (dpi 110); return the file name."""
     path = Path(out_dir) / f"{name}.png"

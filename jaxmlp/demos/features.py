@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jaxmlp.data.preprocess import stratified_split
 from jaxmlp.data.synthetic import checkerboard
-from jaxmlp.demos.common import grid_over, new_figure, plot_regions, save_figure
+from jaxmlp.demos.common import grid_over, new_figure, percent, plot_regions, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 
 Array = jax.Array
@@ -50,7 +50,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
         acc_t, acc_v = accuracy_of(pred_t, yt), accuracy_of(pred_v, yv)
         results[label] = {"train_accuracy": acc_t, "val_accuracy": acc_v, "train_error": 1 - acc_t,
                           "val_error": 1 - acc_v}
-        plot_regions(ax, grid, regions, xt, yt, 2, title=f"{label}\nval error {1 - acc_v:.0%}")
+        plot_regions(ax, grid, regions, xt, yt, 2, title=f"{label}\nval error {percent(1 - acc_v)}")
     fig.suptitle("XOR: raw features, a hand-made feature, a learned one", fontsize=11)
     figures = [save_figure(fig, out_dir, NAME)]
     numbers = {"data": {"set": "checkerboard (XOR)", "train": len(train), "val": len(val)},

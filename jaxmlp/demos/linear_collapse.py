@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.data.synthetic import spiral
-from jaxmlp.demos.common import grid_over, plot_regions, save_figure
+from jaxmlp.demos.common import grid_over, percent, plot_regions, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 from jaxmlp.mlp import Params, init_mlp, mlp_apply
 
@@ -86,7 +86,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
     acc = accuracy_of(pred, ys)
     trained_gap = collapse_gap(fit.params, xs)
     plot_regions(fig.axes[-1], grid, regions, xs, ys, 3,
-                 title=f"trained {'-'.join(map(str, sizes))} linear net: straight boundaries, train acc {acc:.0%}")
+                 title=f"trained {'-'.join(map(str, sizes))} linear net: straight boundaries, train acc {percent(acc)}")
     fig.suptitle("Stacked linear layers collapse to one matrix", fontsize=11)
     figures = [save_figure(fig, out_dir, NAME)]
     return {"sizes": SIZES, "product_matrix": W, "product_bias": b, "max_abs_output_difference": gap,

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxmlp.data.preprocess import stratified_split
 from jaxmlp.data.synthetic import moons
-from jaxmlp.demos.common import grid_over, new_figure, plot_regions, save_figure
+from jaxmlp.demos.common import grid_over, new_figure, percent, plot_regions, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 
 Array = jax.Array
@@ -47,7 +47,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
             t, v = accuracy_of(pred_t, yt), accuracy_of(pred_v, yv)
             accs[label].append((t, v))
             if seed == 0:
-                plot_regions(axes[0, col], grid, regions, xt, yt, 2, title=f"{label}\ntrain {t:.0%}, val {v:.0%}")
+                plot_regions(axes[0, col], grid, regions, xt, yt, 2, title=f"{label}\ntrain {percent(t)}, val {percent(v)}")
     fig.suptitle("Bigger net + L2 vs a small net (noisy moons, seed 0 shown)", fontsize=11)
     figures = [save_figure(fig, out_dir, NAME)]
     models = {}
