@@ -23,6 +23,19 @@ def test_the_readme_has_python_blocks_and_its_two_set_up_commands():
                                                     "pip install -e '.[dev]' && pytest -n 2"]
 
 
+# what a command writes: a flag's output path, a shell redirection (not 2> or a comment's >=), numpy's
+# save in a python -c
+OUTPUT = re.compile(r"(?:--npz|--out|--out-dir|--json)[ =](\S+)|[^2<>]>(?!=)\s*(\S+)|np\.savez?\('([^']+)'")
+
+
+def test_the_readmes_commands_write_only_under_the_ignored_runs_folder():
+    """#21: they left run.toml, model.npz, scores.csv, new.npz and new_scores.npy in the repo root."""
+    written = [next(p for p in m.groups() if p) for block in blocks("bash") for m in OUTPUT.finditer(block)]
+    assert {"runs/run.toml", "runs/model.npz", "runs/scores.csv", "runs/new.npz", "runs/new_scores.npy"} <= set(written)
+    assert [p for p in written if not p.startswith("runs/")] == []
+    assert "runs/" in (README.parent / ".gitignore").read_text().split()
+
+
 @pytest.mark.slow
 def test_every_python_block_runs_as_written(tmp_path, mnist_dir, monkeypatch):
     work = tmp_path / "repo"
