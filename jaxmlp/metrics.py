@@ -193,12 +193,15 @@ def layer_grad_norms(grads: Params, leaf: str | None = None) -> Array:
 
     leaf=None takes all of the layer's leaves together (W, b and a PReLU alpha):
     sqrt(||dW||^2 + ||db||^2 + ...); leaf="W" (or "b", "alpha") takes one of them only.
+    The norms are in the grads' dtype, at least float32: a float64 run keeps every digit (the
+    noise scale's |G|^2 is exact), a bfloat16 one is summed without its 8-bit mantissa.
     """
+    dtype = jnp.promote_types(jax.tree.leaves(grads)[0].dtype, jnp.float32)
     norms = []
     for g in grads:
         leaves = [getattr(g, leaf)] if leaf is not None else [x for x in g if x is not None]
-        sq = sum(jnp.sum(jnp.square(x)) for x in leaves if x is not None)
-        norms.append(jnp.sqrt(jnp.asarray(sq, jnp.float32)))
+        sq = sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves if x is not None)
+        norms.append(jnp.sqrt(jnp.asarray(sq, dtype)))
     return jnp.stack(norms)
 
 
