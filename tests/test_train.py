@@ -229,6 +229,12 @@ def test_early_stopping_restores_the_best_epoch():
     assert history.final["val"]["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
 
 
+def test_patience_running_out_on_the_last_epoch_is_not_stopping_early():
+    cfg = dataclasses.replace(SMALL, epochs=3, patience=2, min_delta=1e9)  # epoch 3 is the 2nd without improvement
+    _, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+    assert history.epoch == [1, 2, 3] and not history.stopped_early  # every epoch ran: none was skipped
+
+
 def test_by_default_a_large_data_set_stops_early_and_keeps_the_best_epoch():
     large = load_dataset("spiral", n_samples=5001, val_fraction=None)  # >= 5,000 examples: auto split
     assert (len(large.train), len(large.val)) == (4501, 500)

@@ -200,7 +200,7 @@ def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPro
         record = {"epoch": epoch + 1, "train_loss": float(stats.loss[j]), "lr": float(stats.lr[j]),
                   "seconds": seconds, "samples_per_sec": samples / seconds,
                   **{name: value(j) for name, value in columns.items()}}
-        stop, improved[j] = early_stop(plan.base, model.history, record)
+        stop, improved[j] = early_stop(model.config, model.history, record)  # its own epochs (a grid field)
         active[j] = not stop
         model.history.append(record)
         records.append({"model": index, **{k: record.get(k) for k in RECORD_KEYS}})

@@ -223,15 +223,17 @@ def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalS
 
 
 def early_stop(config: TrainConfig, history: History, record: dict[str, Any]) -> tuple[bool, bool]:
-    """Track the best val loss in `history`; (stop: patience ran out, improved: this record is
-    the new best, whose params restore_best keeps)."""
+    """Track the best val loss in `history`; (stop: patience ran out before the last epoch,
+    improved: this record is the new best, whose params restore_best keeps). Patience running
+    out on the last epoch stops nothing: the run used all its epochs, it did not stop early."""
     val_loss = record.get("val_loss")
     if val_loss is None:
         return False, False
     if history.best_val_loss is None or val_loss < history.best_val_loss - config.min_delta:
         history.best_val_loss, history.best_epoch = val_loss, record["epoch"]
         return False, True
-    if config.patience and record["epoch"] - history.best_epoch >= config.patience:
+    waited, last = record["epoch"] - history.best_epoch, record["epoch"] >= config.epochs
+    if config.patience and waited >= config.patience and not last:
         history.stopped_early = True
         return True, False
     return False, False
