@@ -2,11 +2,12 @@
 
     plot_loss_curve(history, "run/loss_curve.png")
     plot_decision_boundary(lambda g: predict(params, g), x, y, "run/decision_boundary.png")
-    plot_gradient_stats(history, "run/gradient_stats.png")   # track_gradients runs
+    plot_gradient_stats(history, "run/gradient_stats.png")   # track_gradients runs; titled with the run's name
 
 Each plot is built as a `Figure` first (`loss_curve_figure`, `decision_boundary_figure`,
 `gradient_stats_figure`), so it can be inspected without saving; legends sit outside the axes,
-where they cover no data.
+where they cover no data. Epoch axes have whole-number ticks, log axes plain-number ticks and an
+accuracy axis spans its data (demos.common's axis helpers).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from jaxmlp.atomic import atomic_write_bytes
-from jaxmlp.demos.common import grid_over, plot_regions
+from jaxmlp.demos.common import fit_fraction_axis, grid_over, integer_ticks, log_scale, plot_regions
 from jaxmlp.losses import predict_classes
 
 SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red"}
@@ -55,14 +56,15 @@ def loss_curve_figure(history, *, test_epoch: int | None = None) -> Figure:
                     label=f"test (epoch {at} params): {test[name]:.4g}")
             values.append(test[name])
         if name != "accuracy" and values and min(values) > 0:
-            ax.set_yscale("log")
+            log_scale(ax, values)
+        elif name == "accuracy":
+            fit_fraction_axis(ax, values)
         ax.set_xlabel("epoch")
+        integer_ticks(ax.xaxis)
         ax.set_ylabel(name + (" (log scale)" if ax.get_yscale() == "log" else ""))
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False, fontsize=9)
-    if metric == "accuracy":
-        metric_ax.set_ylim(0, 1.02)
     return fig
 
 
@@ -112,38 +114,49 @@ def decision_boundary_figure(scores_fn: Callable[[np.ndarray], np.ndarray], x: n
     return fig
 
 
-def plot_gradient_stats(history, path: str | os.PathLike) -> None:
-    _save(gradient_stats_figure(history), path)
+def plot_gradient_stats(history, path: str | os.PathLike, *, run: str | None = None) -> None:
+    """`run` names the run in the title; by default the name of the directory `path` is in."""
+    _save(gradient_stats_figure(history, run=run or os.path.basename(os.path.dirname(os.path.abspath(path)))), path)
 
 
-def gradient_stats_figure(history) -> Figure:
+def gradient_stats_figure(history, *, run: str | None = None) -> Figure:
     """track_gradients, per epoch: the noise scale B_simple, per-layer gradient norms and
-    signal-to-noise ratios, and percentiles of the per-example gradient norms."""
+    signal-to-noise ratios, and percentiles of the per-example gradient norms; titled with `run`."""
     rows = [(e, g) for e, g in zip(history.epoch, history.gradients) if g is not None]
     epochs = np.asarray([e for e, _ in rows])
 
     def column(key: str) -> np.ndarray:  # (epochs, ...), None -> nan
         return np.asarray([g[key] for _, g in rows], dtype=float)
 
-    fig = Figure(figsize=(10, 7), layout="constrained")
+    fig = Figure(figsize=(11.5, 7), layout="constrained")
+    if run:
+        fig.suptitle(f"gradient statistics of run {run}", fontsize=11)
     (noise, norms), (snr, examples) = fig.subplots(2, 2)
-    noise.plot(epochs, column("noise_scale"), "o-", ms=3, color="tab:purple")
-    noise.set_title("gradient noise scale B_simple = tr(Σ) / |G|²", fontsize=10)
-    for ax, key, title in ((norms, "layer_grad_norm", "minibatch gradient norm ‖ḡ_l‖ (epoch mean)"),
-                           (snr, "layer_snr", "signal-to-noise B |G_l|² / tr(Σ_l)")):
-        values = column(key)  # (epochs, L + 1)
-        for layer in range(values.shape[1]):
-            ax.plot(epochs, values[:, layer], "o-", ms=3, label=f"layer {layer}")
+    panels = {noise: ({"B_simple": column("noise_scale")}, "B_simple (examples)",
+                      "gradient noise scale B_simple = tr(Σ) / |G|²"),
+              norms: (_layers(column("layer_grad_norm")), "‖ḡ_l‖", "minibatch gradient norm ‖ḡ_l‖ (epoch mean)"),
+              snr: (_layers(column("layer_snr")), "B |G_l|² / tr(Σ_l)", "signal-to-noise B |G_l|² / tr(Σ_l)"),
+              examples: (_percentiles(rows), "‖g_i‖", "per-example gradient norm ‖g_i‖")}
+    for ax, (series, ylabel, title) in panels.items():
+        for label, values in series.items():
+            ax.plot(epochs, values, "o-", ms=3, label=label, **({"color": "tab:purple"} if ax is noise else {}))
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
-    percentiles = np.asarray([[g["example_grad_norm"][k] for k in ("p50", "p90", "p99", "max")] for _, g in rows],
-                             dtype=float)
-    for i, name in enumerate(("median", "90th percentile", "99th percentile", "max")):
-        examples.plot(epochs, percentiles[:, i], "o-", ms=3, label=name)
-    examples.set_title("per-example gradient norm ‖g_i‖", fontsize=10)
-    examples.legend(fontsize=8)
-    for ax in (noise, norms, snr, examples):
         ax.set_xlabel("epoch")
-        ax.set_yscale("log")
+        ax.set_ylabel(ylabel + " (log scale)")
+        integer_ticks(ax.xaxis)
+        log_scale(ax, np.concatenate([np.ravel(v) for v in series.values()]))
         ax.grid(alpha=0.3)
+        if ax is not noise:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
+
+
+def _layers(values: np.ndarray) -> dict[str, np.ndarray]:
+    """(epochs, L + 1) -> {"layer l": (epochs,)}."""
+    return {f"layer {layer}": values[:, layer] for layer in range(values.shape[1])}
+
+
+def _percentiles(rows) -> dict[str, np.ndarray]:
+    """The per-epoch percentiles of the per-example gradient norms, by name."""
+    names = {"p50": "median", "p90": "90th percentile", "p99": "99th percentile", "max": "max"}
+    return {name: np.asarray([g["example_grad_norm"][k] for _, g in rows], dtype=float) for k, name in names.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.colors import to_rgba
 
 from jaxmlp import plots
@@ -12,11 +13,18 @@ from jaxmlp.demos.common import POINT_COLORS
 from jaxmlp.training.history import History
 
 
-def history(classification: bool = True, epochs: int = 6) -> History:
+NOISE_SCALES = (475.0, 1100.0, 1390.0, 1698.0, 1663.0)  # the README's MNIST run: two labelled ticks before #21
+
+
+def history(classification: bool = True, epochs: int = 6, gradients: bool = False) -> History:
     h = History()
     for e in range(1, epochs + 1):
         metric = {"train_accuracy": 0.5 + e / 20, "val_accuracy": 0.45 + e / 20} if classification else \
             {"train_mse": 1.0 / e, "val_mse": 1.2 / e}
+        if gradients:
+            metric["gradients"] = {"noise_scale": NOISE_SCALES[e - 1], "layer_grad_norm": [0.05 / e, 0.02 / e],
+                                   "layer_snr": [3.0 / e, 1.5 / e],
+                                   "example_grad_norm": {"p50": 0.01 / e, "p90": 0.2 / e, "p99": 2 / e, "max": 9 / e}}
         h.append({"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "lr": 0.01, "seconds": 0.1, **metric})
     h.best_epoch = epochs - 1
     name = "accuracy" if classification else "mse"
@@ -43,7 +51,11 @@ def test_loss_curve_panels_have_train_val_and_test():
         assert ax.get_xlabel() == "epoch" and ax.get_ylabel().startswith(name) and outside(fig, ax)
     test_point = [line for line in acc_ax.get_lines() if line.get_label().startswith("test")][0]
     assert list(test_point.get_xdata()) == [5] and list(test_point.get_ydata()) == [0.75]
-    assert loss_ax.get_yscale() == "log" and acc_ax.get_ylim() == (0, 1.02)
+    assert loss_ax.get_yscale() == "log"
+    accuracies = [0.5 + e / 20 for e in range(1, 7)] + [0.45 + e / 20 for e in range(1, 7)] + [0.75]
+    low, high = acc_ax.get_ylim()  # zoomed to the data (#21: on 0-1, MNIST's train, val and test were one line)
+    margin = 0.1 * (max(accuracies) - min(accuracies))
+    assert min(accuracies) - margin - 1e-9 <= low < min(accuracies) and max(accuracies) < high <= max(accuracies) + margin
 
 
 def test_loss_curve_of_regression_shows_mse_and_the_last_epoch():
@@ -78,3 +90,49 @@ def test_files_are_written_whole(tmp_path):
     assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in ("db.png", "loss.png"))
     with pytest.raises(ValueError, match=r"2-D inputs \(N, 2\), got \(3, 3\)"):
         plots.decision_boundary_figure(lambda g: g, np.zeros((3, 3)), np.zeros(3, int))
+
+
+def visible_ticks(fig: Figure, axis) -> list[tuple[float, str]]:
+    """(position, label) of the major ticks inside the view of `axis` (ax.xaxis / ax.yaxis), drawn."""
+    fig.draw(FigureCanvasAgg(fig).get_renderer())
+    low, high = sorted(axis.get_view_interval())
+    return [(t.get_loc(), t.label1.get_text()) for t in axis.get_major_ticks() if low <= t.get_loc() <= high]
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 5])
+def test_epoch_axes_have_whole_number_ticks(epochs):
+    """#21: a short run showed 1.25, 2.5, ..."""
+    figs = [plots.loss_curve_figure(history(epochs=epochs)), plots.gradient_stats_figure(history(epochs=5, gradients=True))]
+    for fig in figs:
+        for ax in fig.axes:
+            ticks = visible_ticks(fig, ax.xaxis)
+            assert ticks and all(float(loc).is_integer() for loc, _ in ticks), (ax.get_title(), ticks)
+
+
+def test_gradient_stats_names_the_run_and_labels_readable_axes(tmp_path):
+    """#21: B_simple from 475 to 1698 had two labelled ticks (6x10^2, 10^3), no y labels, no run name."""
+    fig = plots.gradient_stats_figure(history(epochs=5, gradients=True), run="mnist-3")
+    assert "mnist-3" in fig.get_suptitle()
+    noise = fig.axes[0]
+    assert noise.get_ylabel().startswith("B_simple") and all(ax.get_ylabel() for ax in fig.axes)
+    labels = [label for _, label in visible_ticks(fig, noise.yaxis)]
+    assert len(labels) >= 3 and all(label.replace(".", "").isdigit() for label in labels), labels
+    for ax in fig.axes[1:]:  # the legends sit beside their panels, over no data
+        assert outside(fig, ax)
+    (tmp_path / "runs" / "mnist-3").mkdir(parents=True)
+    plots.plot_gradient_stats(history(epochs=5, gradients=True), tmp_path / "runs" / "mnist-3" / "gradient_stats.png")
+    assert (tmp_path / "runs" / "mnist-3" / "gradient_stats.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("values,least", [((0.073, 0.1025), 2), ((0.025, 0.21), 4), ((0.005, 0.25), 4),
+                                         ((475.0, 1698.0), 3)])
+def test_a_log_axis_over_a_narrow_range_has_several_plain_number_ticks(values, least):
+    """#21: sweep.png's validation loss (0.073 to 0.10) had one tick."""
+    from jaxmlp.demos.common import log_scale
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.plot([1, 2], values)
+    log_scale(ax, values)
+    labels = [label for _, label in visible_ticks(fig, ax.yaxis)]
+    assert len(labels) >= least and not any("^" in label or "times" in label for label in labels), labels

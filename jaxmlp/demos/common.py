@@ -1,5 +1,6 @@
-"""Shared pieces of the demo runners: figures (matplotlib, Agg, no pyplot), decision regions,
-the JSON of numbers, and data splits.
+"""Shared pieces of the demo runners and of every jaxmlp figure: figures (matplotlib, Agg, no
+pyplot), axes that read well (integer epoch ticks, plain-number log ticks, an accuracy axis fitted
+to its data), decision regions, the JSON of numbers, and data splits.
 
 Figures are built with `matplotlib.figure.Figure` directly, so no global backend or pyplot
 state is touched: this works headless and never interferes with other matplotlib users.
@@ -13,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from matplotlib import ticker
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
@@ -28,6 +30,38 @@ def new_figure(ncols: int, nrows: int = 1, *, size: float = 3.6, aspect: float =
     fig = Figure(figsize=(size * ncols, size * aspect * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
+
+
+def integer_ticks(axis) -> None:
+    """Whole-number ticks on an epoch or step axis (`ax.xaxis`): a run of 5 epochs would get 1.25, 2.5, ..."""
+    axis.set_major_locator(ticker.MaxNLocator(integer=True))
+
+
+def log_scale(ax, values) -> None:
+    """A log y axis labelled in plain numbers at more multiples of 10^k the narrower its data: over
+    a decade or two matplotlib labels one or two ticks (6x10^2 and 10^3), too few to read. Under
+    two ticks in view, matplotlib falls back to evenly spaced ones."""
+    ax.set_yscale("log")
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    ratio = v.max() / v.min() if v.size else math.inf
+    if ratio > 100:  # two decades or more: the powers of ten are enough
+        return
+    subs = (1.0, 2.0, 5.0) if ratio > 10 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if ratio > 2 else "all"
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+
+
+def fit_fraction_axis(ax, values, *, margin: float = 0.1) -> None:
+    """Y limits of a fraction (accuracy) axis fitted to the data plus `margin` of its range (at least
+    0.5 points), within [0, 1]: on 0-1, train, val and test at 97-99% collapse into one line."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return
+    pad = max(margin * (v.max() - v.min()), 0.005)
+    ax.set_ylim(max(v.min() - pad, 0.0), min(v.max() + pad, 1.0 + pad / 4))
 
 
 def percent(fraction: float) -> str:
