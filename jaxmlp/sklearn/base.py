@@ -9,7 +9,6 @@ call (engine.py) on data padded to buckets (buckets.py).
 """
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import jax
@@ -22,11 +21,11 @@ from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, check_random_state
 
 from jaxmlp import compile_cache
-from jaxmlp.sklearn import engine
+from jaxmlp.sklearn import engine, extras
 from jaxmlp.sklearn.buckets import AUTO_BATCH, PREDICT_ROWS, batch_bucket, pad, rows_bucket
 from jaxmlp.sklearn.lbfgs import lbfgs_program
 from jaxmlp.sklearn.params import (CONSTRAINTS, EXTRA_DEFAULTS, JAX_ACTIVATION, SKLEARN_DEFAULTS, describe_unknown,
-                                   unknown_names_error)
+                                   init_with)
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data
@@ -37,30 +36,6 @@ except ImportError:  # 1.3 - 1.5: the method it replaced
 FLOATS = (np.float64, np.float32)  # X as float32 or float64 stays so (the device casts to dtype)
 SPARSE = ["csr", "csc"]
 STOCHASTIC = ("sgd", "adam")
-
-
-def init_with(defaults: dict, positional: int = 2):
-    """An __init__ that stores each parameter as given (scikit-learn validates in fit), takes
-    the first `positional` ones positionally as scikit-learn does, and refuses an unknown name
-    in one line; its signature (what get_params reads) lists `defaults`, in order."""
-    names = list(defaults)
-
-    def __init__(self, *args, **params):
-        if len(args) > positional:
-            raise TypeError(f"{type(self).__name__}.__init__() takes at most {positional} positional arguments "
-                            f"({', '.join(names[:positional])}), got {len(args)}")
-        params.update(zip(names, args))
-        unknown = set(params) - set(names)
-        if unknown:
-            raise unknown_names_error(type(self).__name__, unknown, names)
-        for name in names:
-            setattr(self, name, params.get(name, defaults[name]))
-
-    P = inspect.Parameter
-    kinds = [P.POSITIONAL_OR_KEYWORD] * positional + [P.KEYWORD_ONLY] * (len(names) - positional)
-    __init__.__signature__ = inspect.Signature(
-        [P("self", P.POSITIONAL_OR_KEYWORD)] + [P(n, k, default=defaults[n]) for n, k in zip(names, kinds)])
-    return __init__
 
 
 class BaseMLP(BaseEstimator):
@@ -92,6 +67,7 @@ class BaseMLP(BaseEstimator):
     def _fit(self, X, y, sample_weight, incremental: bool):
         compile_cache.ensure_configured()  # jaxmlp's persistent cache, as jaxmlp.fit turns it on
         self._validate_params()
+        extras.check(self)
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -133,9 +109,13 @@ class BaseMLP(BaseEstimator):
             else:
                 self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
 
-    def _spec(self, solver: str = "adam") -> engine.Spec:
-        return engine.Spec(JAX_ACTIVATION[self.activation], self.activation_slope, self.out_activation_, solver,
-                           float(self.dropout))
+    def _spec(self, solver: str | None = None) -> engine.Spec:
+        """The training program's spec for `solver`; None: the forward pass's (what predict compiles)."""
+        spec = engine.Spec(JAX_ACTIVATION[self.activation], self.activation_slope, self.out_activation_)
+        if solver not in STOCHASTIC:
+            return spec if solver is None else spec._replace(solver=solver)
+        return spec._replace(solver=solver, dropout=float(self.dropout), noise=self.input_noise > 0,
+                             chain=extras.chain_of(self))
 
     def _device_params(self) -> list:
         return engine.to_params(self.coefs_, self.intercepts_, self.dtype)
@@ -148,7 +128,8 @@ class BaseMLP(BaseEstimator):
     def _hyper(self, lr: float) -> engine.Hyper:
         d = np.dtype(self.dtype).type
         return engine.Hyper(d(self.alpha), d(lr), d(self.momentum), np.bool_(self.nesterovs_momentum),
-                            d(self.beta_1), d(self.beta_2), d(self.epsilon))
+                            d(self.beta_1), d(self.beta_2), d(self.epsilon), d(self.weight_decay),
+                            np.int32(self.warmup_epochs), d(self.input_noise))
 
     def _padded(self, X, Y, sw) -> tuple:
         """Device (x (Np, D), y (Np, k), w (Np,)) padded to rows_bucket(n), padding weighted 0."""
@@ -169,8 +150,9 @@ class BaseMLP(BaseEstimator):
         if self.batch_size != "auto" and self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         data, bp, params = self._padded(X, Y, sw), batch_bucket(batch), self._device_params()
-        state = self._optimizer["state"] or engine.init_state(self.solver, params)
-        program, key = engine.epoch_program(self._spec(self.solver)), self._dropout_key()
+        spec = self._spec(self.solver)
+        state = self._optimizer["state"] or engine.init_state(spec, params, self._hyper(self._optimizer["lr"]))
+        program, key = engine.epoch_program(spec), self._dropout_key()
         order, idx = np.zeros(len(data[0]) + bp, np.int32), np.arange(n)
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -200,8 +182,10 @@ class BaseMLP(BaseEstimator):
         return parts[0], parts[2], sw_train, (parts[1], self._labels(parts[3]), sw_val)
 
     def _dropout_key(self):
-        """A dropout key drawn from _random_state, only with dropout (else no draw: scikit-learn's sequence)."""
-        return jax.random.key(self._random_state.randint(2 ** 31 - 1)) if self.dropout > 0 else None
+        """A dropout / input-noise key drawn from _random_state, only with either (else no draw:
+        scikit-learn's sequence)."""
+        noisy = self.dropout > 0 or self.input_noise > 0
+        return jax.random.key(self._random_state.randint(2 ** 31 - 1)) if noisy else None
 
     def _end_epoch(self, loss: float, n: int, params, val, incremental: bool) -> bool:
         """scikit-learn's end of an epoch: record the loss, judge improvement, adapt or stop.

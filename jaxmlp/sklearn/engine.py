@@ -5,9 +5,11 @@ The objective is scikit-learn's (`BaseMultilayerPerceptron._backprop`): the weig
 of the output activation (softmax / logistic log-loss, half squared error, half Poisson
 deviance) plus 0.5 * alpha * sum ||W||^2 / sum(w) over the minibatch, its gradient the
 canonical (p - y) one. The adam and sgd updates are scikit-learn's `_stochastic_optimizers`
-line for line (adam's step size lr * sqrt(1 - b2^t) / (1 - b1^t), epsilon outside the root).
+line for line (adam's step size lr * sqrt(1 - b2^t) / (1 - b1^t), epsilon outside the root);
+with optimizer= the update is jaxmlp's optax chain instead (extras.py).
 
-Every number that may differ between fits (alpha, the learning rate, momentum, ...) is a traced
+Every number that may differ between fits (alpha, the learning rate, momentum, weight decay,
+input noise, ...) is a traced
 argument (`Hyper`) and every size is padded to a bucket (buckets.py), so one compiled epoch
 serves every fold and every candidate of a grid search that keeps the model's shape.
 """
@@ -20,8 +22,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
+import optax
+
 from jaxmlp.activations import get_activation
 from jaxmlp.mlp import ForwardOptions, Layer, mlp_scores
+from jaxmlp.sklearn import extras
 
 Array = jax.Array
 
@@ -34,6 +39,8 @@ class Spec(NamedTuple):
     out: str  # output activation: softmax, logistic, identity, exp
     solver: str = "adam"  # adam or sgd (lbfgs has its own program, lbfgs.py)
     dropout: float = 0.0
+    noise: bool = False  # Gaussian input noise while training (its std is traced: Hyper.input_noise)
+    chain: extras.Chain | None = None  # jaxmlp's optax chain in place of the solver's update
 
 
 class Hyper(NamedTuple):
@@ -46,6 +53,9 @@ class Hyper(NamedTuple):
     beta_1: Array
     beta_2: Array
     epsilon: Array
+    weight_decay: Array  # read by the optax chain only, as are the next
+    warmup_epochs: Array  # () int32
+    input_noise: Array
 
 
 class AdamState(NamedTuple):
@@ -54,12 +64,14 @@ class AdamState(NamedTuple):
     v: list  # second moments
 
 
-def scores(spec: Spec, params: list, x: Array, key: Array | None = None) -> Array:
-    """Output scores z (B, k) of x (B, D); dropout on the hidden units when `key` is given."""
+def scores(spec: Spec, params: list, x: Array, key: Array | None = None, noise=0.0) -> Array:
+    """Output scores z (B, k) of x (B, D); when `key` is given, dropout on the hidden units and
+    Gaussian input noise of std `noise` (where the spec has them)."""
     opts = {} if spec.slope is None else {"alpha": spec.slope}
     act = get_activation(spec.activation, **opts)
-    train = key is not None and spec.dropout > 0
-    return mlp_scores(params, x, act, ForwardOptions(key if train else None, spec.dropout, 0.0, train))
+    train = key is not None and (spec.dropout > 0 or spec.noise)
+    options = ForwardOptions(key if train else None, spec.dropout, noise if spec.noise else 0.0, train)
+    return mlp_scores(params, x, act, options)
 
 
 def outputs(spec: Spec, params: list, x: Array) -> Array:
@@ -88,20 +100,32 @@ def row_losses(out: str, z: Array, y: Array) -> tuple[Array, Array]:
     return jnp.sum(xlogy(y, y) - y * z - y + p, 1), jnp.sum(p - y * z, 1)
 
 
-def objective(spec: Spec, params: list, x: Array, y: Array, w: Array, alpha, key=None) -> tuple[Array, Array]:
+def objective(spec: Spec, params: list, x: Array, y: Array, w: Array, alpha, key=None,
+              noise=0.0) -> tuple[Array, Array]:
     """(surrogate, value) of a minibatch x (B, D), y (B, k) with row weights w (B,) (0 = padding):
     the weighted mean loss plus scikit-learn's 0.5 * alpha * sum ||W||^2 / sum(w)."""
-    value, surrogate = row_losses(spec.out, scores(spec, params, x, key), y)
+    value, surrogate = row_losses(spec.out, scores(spec, params, x, key, noise), y)
     total = jnp.sum(w)
     total = jnp.where(total > 0, total, 1)  # an all-zero-weight batch: no NaN, and a zero gradient
     l2 = 0.5 * alpha * sum(jnp.sum(layer.W ** 2) for layer in params) / total
     return jnp.sum(w * surrogate) / total + l2, jnp.sum(w * value) / total + l2
 
 
-def init_state(solver: str, params: list):
-    """A fresh optimizer state: adam's (t, m, v), sgd's velocities."""
+def init_state(spec: Spec, params: list, hyper: Hyper):
+    """A fresh optimizer state: the optax chain's, else adam's (t, m, v) or sgd's velocities."""
+    if spec.chain is not None:  # the state's structure, not its values, depends on the numbers
+        return extras.transformation(spec.chain, params, hyper, 1).init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
-    return AdamState(jnp.zeros((), jnp.int32), zeros, zeros) if solver == "adam" else zeros
+    return AdamState(jnp.zeros((), jnp.int32), zeros, zeros) if spec.solver == "adam" else zeros
+
+
+def chain_update(chain: optax.GradientTransformation):
+    """An `update(state, params, grads) -> (params, state)` by an optax chain."""
+    def step(state, params, grads):
+        updates, state = chain.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step
 
 
 def update(solver: str, state, params: list, grads: list, h: Hyper):
@@ -134,6 +158,10 @@ def epoch_program(spec: Spec):
 
     def epoch(params, state, x, y, w, order, n, batch, hyper, key, *, bp):
         lanes = jnp.arange(bp)
+        steps = (n + batch - 1) // batch  # traced: one program for every n and batch that fit the buckets
+        step_fn = functools.partial(update, spec.solver, h=hyper)
+        if spec.chain is not None:
+            step_fn = chain_update(extras.transformation(spec.chain, params, hyper, steps))
 
         def body(s, carry):
             params, state, loss_sum = carry
@@ -141,11 +169,11 @@ def epoch_program(spec: Spec):
             rows = jax.lax.dynamic_slice(order, (start,), (bp,))
             valid = (lanes < batch) & (start + lanes < n)
             step_key = None if key is None else jax.random.fold_in(key, s)
-            (_, value), grads = grad_fn(params, x[rows], y[rows], jnp.where(valid, w[rows], 0), hyper.alpha, step_key)
-            params, state = update(spec.solver, state, params, grads, hyper)
+            (_, value), grads = grad_fn(params, x[rows], y[rows], jnp.where(valid, w[rows], 0), hyper.alpha, step_key,
+                                        hyper.input_noise)
+            params, state = step_fn(state, params, grads)
             return params, state, loss_sum + value * jnp.sum(valid).astype(value.dtype)
 
-        steps = (n + batch - 1) // batch  # traced: one program for every n and batch that fit the buckets
         return jax.lax.fori_loop(0, steps, body, (params, state, jnp.zeros((), x.dtype)))
 
     return jax.jit(epoch, static_argnames=("bp",))

@@ -14,8 +14,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
-from jaxmlp.sklearn.base import FLOATS, SPARSE, BaseMLP, init_with, validate_data
-from jaxmlp.sklearn.params import EXTRA_DEFAULTS, REGRESSOR_LOSSES, SKLEARN_DEFAULTS
+from jaxmlp.sklearn.base import FLOATS, SPARSE, BaseMLP, validate_data
+from jaxmlp.sklearn.params import EXTRA_DEFAULTS, REGRESSOR_LOSSES, SKLEARN_DEFAULTS, init_with
 
 
 def _validate(est, X, y, reset: bool, **kwargs):

@@ -4,15 +4,19 @@
 1.9 (MLPRegressor adds `loss`); `EXTRA_DEFAULTS` are jaxmlp's own parameters, under names
 scikit-learn's MLP does not use. `CONSTRAINTS` are the rules `BaseEstimator._validate_params`
 checks in fit, so a bad value gets scikit-learn's own message naming the public class.
-`unknown_names_error` is the one line for a misspelled or foreign name.
+`unknown_names_error` is the one line for a misspelled or foreign name; `init_with` makes the
+estimators' __init__ from a table of defaults.
 """
 from __future__ import annotations
 
 import difflib
+import inspect
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+
+from jaxmlp.training.optim import OPTIMIZERS
 
 SKLEARN_DEFAULTS = dict(
     hidden_layer_sizes=(100,), activation="relu", solver="adam", alpha=0.0001, batch_size="auto",
@@ -21,7 +25,9 @@ SKLEARN_DEFAULTS = dict(
     early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
     n_iter_no_change=10, max_fun=15000,
 )
-EXTRA_DEFAULTS = dict(dropout=0.0, activation_slope=None, dtype="float32")  # jaxmlp's own
+# jaxmlp's own; optimizer, weight_decay, clip_norm, schedule, warmup_epochs: extras.py's optax chain
+EXTRA_DEFAULTS = dict(dropout=0.0, input_noise=0.0, activation_slope=None, dtype="float32", optimizer=None,
+                      weight_decay=0.0, clip_norm=None, schedule=None, warmup_epochs=0)
 
 SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 EXTRA_ACTIVATIONS = {"leaky_relu": "leaky_relu", "elu": "elu", "gelu": "gelu"}  # jaxmlp's, elementwise
@@ -54,6 +60,12 @@ CONSTRAINTS: dict = {  # scikit-learn 1.9's BaseMultilayerPerceptron._parameter_
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "activation_slope": [None, Interval(Real, None, None, closed="neither")],
     "dtype": [StrOptions({"float32", "float64"})],
+    "input_noise": [Interval(Real, 0, None, closed="left")],
+    "optimizer": [None, StrOptions(set(OPTIMIZERS))],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
+    "schedule": [None, StrOptions({"cosine", "warmup_cosine"})],
+    "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
 }
 REGRESSOR_LOSSES = {"squared_error", "poisson"}
 
@@ -84,13 +96,23 @@ MEANING = {
     "max_fun": "lbfgs: most loss evaluations",
     "loss": "MLPRegressor: squared_error or poisson",
     "dropout": "jaxmlp: probability of dropping a hidden unit while training (adam / sgd)",
+    "input_noise": "jaxmlp: std of Gaussian noise added to the inputs while training (adam / sgd)",
     "activation_slope": "jaxmlp: leaky_relu / elu slope (None: 0.01 / 1.0)",
     "dtype": "jaxmlp: float32 or float64 (float64 needs jax.config.update('jax_enable_x64', True))",
+    "optimizer": ("jaxmlp: an optax optimizer of jaxmlp's trainer (" + ", ".join(OPTIMIZERS) + ") in place of "
+                  "solver adam / sgd's update; it reads learning_rate_init (the peak; sgd's learning_rate "
+                  "rules still apply), beta_1, beta_2, epsilon, momentum; None: scikit-learn's update"),
+    "weight_decay": "jaxmlp, with optimizer: weight decay on the weights, decoupled in adamw / lamb / lars, "
+                    "added to the gradient in the others (the trainer's rule)",
+    "clip_norm": "jaxmlp, with optimizer: clip each minibatch's gradient to this global norm; None: no clipping",
+    "schedule": ("jaxmlp, with optimizer: cosine (decay to 0 over max_iter epochs) or warmup_cosine "
+                 "(warmup_epochs of linear warm-up, then cosine); None: constant"),
+    "warmup_epochs": "jaxmlp, with optimizer: epochs of linear warm-up from 0 in front of the schedule",
 }
 
 # jaxmlp's TrainConfig names (the estimators' names before scikit-learn's) -> scikit-learn's.
 FORMER_NAMES = {
-    "hidden": "hidden_layer_sizes", "epochs": "max_iter", "l2": "alpha", "optimizer": "solver",
+    "hidden": "hidden_layer_sizes", "epochs": "max_iter", "l2": "alpha",
     "b1": "beta_1", "b2": "beta_2", "eps": "epsilon", "val_fraction": "validation_fraction",
     "patience": "n_iter_no_change", "seed": "random_state", "min_delta": "tol", "restore_best": "early_stopping",
 }
@@ -117,3 +139,27 @@ def unknown_names_error(cls_name: str, unknown, valid) -> TypeError:
     """TypeError in one line, as Python's own, with the closest valid name for each."""
     plural = "s" if len(unknown) > 1 else ""
     return TypeError(f"{cls_name}.__init__() got unexpected keyword argument{plural} {describe_unknown(unknown, valid)}")
+
+
+def init_with(defaults: dict, positional: int = 2):
+    """An __init__ that stores each parameter as given (scikit-learn validates in fit), takes
+    the first `positional` ones positionally as scikit-learn does, and refuses an unknown name
+    in one line; its signature (what get_params reads) lists `defaults`, in order."""
+    names = list(defaults)
+
+    def __init__(self, *args, **params):
+        if len(args) > positional:
+            raise TypeError(f"{type(self).__name__}.__init__() takes at most {positional} positional arguments "
+                            f"({', '.join(names[:positional])}), got {len(args)}")
+        params.update(zip(names, args))
+        unknown = set(params) - set(names)
+        if unknown:
+            raise unknown_names_error(type(self).__name__, unknown, names)
+        for name in names:
+            setattr(self, name, params.get(name, defaults[name]))
+
+    P = inspect.Parameter
+    kinds = [P.POSITIONAL_OR_KEYWORD] * positional + [P.KEYWORD_ONLY] * (len(names) - positional)
+    __init__.__signature__ = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD)] + [P(n, k, default=defaults[n]) for n, k in zip(names, kinds)])
+    return __init__
