@@ -136,3 +136,56 @@ def test_a_log_axis_over_a_narrow_range_has_several_plain_number_ticks(values, l
     log_scale(ax, values)
     labels = [label for _, label in visible_ticks(fig, ax.yaxis)]
     assert len(labels) >= least and not any("^" in label or "times" in label for label in labels), labels
+
+
+def sweep_result(grid: dict[str, list]):
+    """A stand-in SweepResult: one model per point of the grid, 3 epochs, val loss 0.073 to 0.10."""
+    import itertools
+    import types
+
+    models = []
+    for i, values in enumerate(itertools.product(*grid.values())):
+        h = History()
+        for e in range(1, 4):
+            h.append({"epoch": e, "train_loss": 0.3 / e, "val_loss": 0.073 + 0.001 * i + 0.01 / e, "lr": 1e-3,
+                      "seconds": 1.0, "train_accuracy": 0.95, "val_accuracy": 0.97})
+        h.final = {"test": {"loss": 0.08, "accuracy": 0.97 + 0.001 * i}}
+        models.append(types.SimpleNamespace(index=i, overrides=dict(zip(grid, values)), history=h, diverged=False))
+    return types.SimpleNamespace(models=models)
+
+
+def test_sweep_figure_reads_its_loss_axis_and_says_which_metric_each_panel_shows():
+    """#21: one validation-loss tick; curves and heatmap on two metrics without saying so."""
+    from jaxmlp.sweeps.plots import sweep_figure
+
+    fig = sweep_figure(sweep_result({"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3], "seed": [0, 1]}))
+    curves, heatmap = [ax for ax in fig.axes if ax.get_title()]
+    assert len(visible_ticks(fig, curves.yaxis)) >= 3 and curves.get_ylabel() == "validation loss"
+    assert all(float(loc).is_integer() for loc, _ in visible_ticks(fig, curves.xaxis))
+    assert curves.get_title().startswith("validation loss per epoch") and heatmap.get_title() == "final test accuracy"
+    assert "curves: validation loss" in fig.get_suptitle() and "heatmaps: the kept params' final test accuracy" \
+        in fig.get_suptitle() and "different metric" in fig.get_suptitle()
+
+
+def test_a_sweep_of_three_fields_has_a_heatmap_per_pair_and_dashes_the_second_field():
+    """#21: with 3 or more fields the models could not be told apart."""
+    from jaxmlp.sweeps.plots import heatmap_pairs, sweep_figure
+
+    grid = {"learning_rate": [1e-3, 1e-2], "dropout": [0.0, 0.2], "hidden": ["64", "256"], "seed": [0, 1]}
+    fig = sweep_figure(sweep_result(grid))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("final")]
+    assert heatmap_pairs(list(grid)) == [("learning_rate", "dropout"), ("learning_rate", "hidden"),
+                                         ("dropout", "hidden")]
+    assert titles == ["final test accuracy\n(mean over hidden, seed)", "final test accuracy\n(mean over dropout, seed)",
+                      "final test accuracy\n(mean over learning_rate, seed)"]
+    curves = fig.axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in curves.get_legend().get_lines()}
+    assert styles["dropout=0.0"] != styles["dropout=0.2"]
+    assert heatmap_pairs(["learning_rate", "seed"]) == [("learning_rate", "seed")] and heatmap_pairs(["seed"]) == []
+
+
+def test_plot_sweep_writes_a_png(tmp_path):
+    from jaxmlp.sweeps.plots import plot_sweep
+
+    plot_sweep(sweep_result({"seed": [0, 1, 2]}), tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"

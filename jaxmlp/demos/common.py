@@ -39,16 +39,18 @@ def integer_ticks(axis) -> None:
 
 def log_scale(ax, values) -> None:
     """A log y axis labelled in plain numbers at more multiples of 10^k the narrower its data: over
-    a decade or two matplotlib labels one or two ticks (6x10^2 and 10^3), too few to read. Under
-    two ticks in view, matplotlib falls back to evenly spaced ones."""
+    a decade or two matplotlib labels one or two ticks (6x10^2 and 10^3), too few to read."""
     ax.set_yscale("log")
     v = np.asarray([x for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     ratio = v.max() / v.min() if v.size else math.inf
     if ratio > 100:  # two decades or more: the powers of ten are enough
         return
-    subs = (1.0, 2.0, 5.0) if ratio > 10 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if ratio > 2 else "all"
-    ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    if ratio > 2:
+        subs = (1.0, 2.0, 5.0) if ratio > 10 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    else:  # within a factor of 2 the axis is all but linear: evenly spaced round numbers
+        ax.yaxis.set_major_locator(ticker.MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
     ax.yaxis.set_minor_locator(ticker.NullLocator())
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: f"{y:g}"))
 

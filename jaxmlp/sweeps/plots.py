@@ -1,63 +1,111 @@
-"""sweep.png: every model's curve (validation loss, else training loss) coloured by one varying
-field, and for a 2-D grid a heatmap of the final metric: over the two fields other than the seed
-that vary (averaged over the seeds), or over the two that vary. Matplotlib's Agg canvas, as
-jaxmlp.plots.
+"""sweep.png: every model's curve (validation loss, else training loss), coloured by the first
+varying field and dashed by the second, beside a heatmap of the final metric for each pair of
+varying fields (the fields other than the seed, or the two that vary), averaged over the other
+fields and the seeds: with three or more fields, the heatmaps are what tell the models apart.
+The curves and the heatmaps show different metrics, and their titles say which. Matplotlib's Agg
+canvas, as jaxmlp.plots.
 
     plot_sweep(result, "runs/sweep/sweep.png")
+    fig = sweep_figure(result)            # the same figure, unsaved
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from typing import Any
 
 import numpy as np
-from matplotlib import cm, colors, ticker
+from matplotlib import cm, colors
 from matplotlib.figure import Figure
 
+from jaxmlp.demos.common import integer_ticks, log_scale
 from jaxmlp.plots import _save
 from jaxmlp.sweeps.grid import varying_fields
+
+MAX_HEATMAP_FIELDS = 4  # their 6 pairs; more would make the figure too wide to read
+HEATMAPS_PER_ROW = 2
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def plot_sweep(result, path: str | os.PathLike) -> None:
     """Write the sweep's figure to `path`."""
+    _save(sweep_figure(result), path)
+
+
+def sweep_figure(result) -> Figure:
+    """The curves panel and one heatmap per pair of varying fields (`heatmap_pairs`)."""
     varying = varying_fields([m.overrides for m in result.models])
     not_seed = [name for name in varying if name != "seed"]
-    axes2d = not_seed if len(not_seed) == 2 else varying if len(varying) == 2 else []
-    fig = Figure(figsize=(12.5, 4.6) if axes2d else (7, 4.6))
-    colour = (not_seed or varying or [None])[0]  # the seed only when nothing else varies
-    _curves(fig.add_subplot(1, 2 if axes2d else 1, 1), result, colour)
-    if axes2d:
-        _heatmap(fig, fig.add_subplot(1, 2, 2), result, *axes2d)
-    fig.tight_layout()
-    _save(fig, path)
+    pairs = heatmap_pairs(varying)
+    rows, cols = math.ceil(len(pairs) / HEATMAPS_PER_ROW), min(len(pairs), HEATMAPS_PER_ROW)
+    fig = Figure(figsize=(7 + 4.8 * cols, 4.6 * max(rows, 1)), layout="constrained")
+    grid = fig.add_gridspec(max(rows, 1), 1 + cols, width_ratios=[1.4] + [1] * cols)
+    fields = (not_seed or varying or [None])[:2]  # the seed only when nothing else varies
+    curve_name = _curves(fig.add_subplot(grid[:, 0]), result, *fields, *[None] * (2 - len(fields)))
+    names = {_heatmap(fig, fig.add_subplot(grid[i // cols, 1 + i % cols]), result, *pair, varying)
+             for i, pair in enumerate(pairs)}
+    if names:  # the two kinds of panel show two metrics: say so once, above both
+        fig.suptitle(f"curves: {curve_name} per epoch; heatmaps: the kept params' final "
+                     f"{' / '.join(sorted(names))} (a different metric)", fontsize=11)
+    return fig
 
 
-def _curves(ax, result, field: str | None) -> None:
+def heatmap_pairs(varying: list[str]) -> list[tuple[str, str]]:
+    """Each pair of the varying fields other than the seed (of the first MAX_HEATMAP_FIELDS), or
+    (field, seed) when one field and the seed vary."""
+    not_seed = [name for name in varying if name != "seed"]
+    if len(not_seed) >= 2:
+        return list(itertools.combinations(not_seed[:MAX_HEATMAP_FIELDS], 2))
+    return [tuple(varying)] if len(varying) == 2 else []
+
+
+def _curves(ax, result, colour: str | None, style: str | None) -> str:
+    """Every model's loss per epoch, coloured by the `colour` field and dashed by the `style`
+    field; a diverged model ends in a cross. Returns the name of the loss drawn."""
     models = [m for m in result.models if m.history.epoch]
     use_val = any(v is not None for m in models for v in m.history.val_loss)
-    values = [m.overrides.get(field) for m in models]
+    name = "validation loss" if use_val else "training loss (minibatch mean)"
+    values = [m.overrides.get(colour) for m in models]
     colour_of, legend = _palette(values)
+    styles = {str(v): LINESTYLES[i % len(LINESTYLES)]
+              for i, v in enumerate(dict.fromkeys(str(m.overrides.get(style)) for m in models))}
+    losses = []
     for m, value in zip(models, values):
-        h = m.history
-        points = [(e, v) for e, v in zip(h.epoch, h.val_loss if use_val else h.train_loss) if v is not None]
+        points = [(e, v) for e, v in zip(m.history.epoch, m.history.val_loss if use_val else m.history.train_loss)
+                  if v is not None]
         if points:
-            ax.plot(*zip(*points), color=colour_of(value), lw=1.2, alpha=0.8, ls="--" if m.diverged else "-")
-    if legend is not None:
-        cbar = ax.figure.colorbar(legend, ax=ax)
-        cbar.set_label(field)
-    elif field is not None:
-        for value in dict.fromkeys(map(str, values)):
-            ax.plot([], [], color=colour_of(value), label=f"{field}={value}")
-        ax.legend(fontsize=8)
-    losses = [v for m in models for v in (m.history.val_loss if use_val else m.history.train_loss) if v is not None]
+            line, = ax.plot(*zip(*points), color=colour_of(value), lw=1.2, alpha=0.8,
+                            ls=styles[str(m.overrides.get(style))])
+            if m.diverged:
+                ax.plot(*points[-1], "x", color=line.get_color(), ms=8)
+            losses += [v for _, v in points]
+    _curve_legends(ax, models, colour, values, colour_of, legend, style, styles)
     if losses and min(losses) > 0:
-        ax.set_yscale("log")
+        log_scale(ax, losses)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    ax.set_ylabel("validation loss" if use_val else "training loss (minibatch mean)")
-    ax.set_title(f"{len(models)} models" + (f", coloured by {field}" if field else ""))
+    integer_ticks(ax.xaxis)
+    ax.set_ylabel(name)
+    ax.set_title(f"{name} per epoch, {len(models)} models", fontsize=10)
     ax.grid(alpha=0.3)
+    return name
+
+
+def _curve_legends(ax, models, colour, values, colour_of, mappable, style, styles) -> None:
+    """A colour bar (numbers) or entries (anything else) for the colour field, entries for the
+    line styles and for a diverged model's cross."""
+    if mappable is not None:
+        ax.figure.colorbar(mappable, ax=ax).set_label(colour)
+    elif colour is not None:
+        for value in dict.fromkeys(map(str, values)):
+            ax.plot([], [], color=colour_of(value), label=f"{colour}={value}")
+    if style is not None:
+        for value, ls in styles.items():
+            ax.plot([], [], color="gray", ls=ls, label=f"{style}={value}")
+    if any(m.diverged for m in models):
+        ax.plot([], [], "x", color="gray", label="diverged")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
 def _palette(values: list[Any]):
@@ -84,7 +132,8 @@ def final_metric(model) -> tuple[str, float]:
     return "train loss", final.get("train", {}).get("loss", math.nan)
 
 
-def _heatmap(fig, ax, result, row: str, col: str) -> None:
+def _heatmap(fig, ax, result, row: str, col: str, varying: list[str]) -> str:
+    """The mean final metric of the models in each (row value, col value) cell; returns its name."""
     models = [m for m in result.models if not m.diverged and m.history.final]
     rows = list(dict.fromkeys(str(m.overrides[row]) for m in models))
     cols = list(dict.fromkeys(str(m.overrides[col]) for m in models))
@@ -104,6 +153,8 @@ def _heatmap(fig, ax, result, row: str, col: str) -> None:
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(col)
     ax.set_ylabel(row)
-    seeds = " (mean over seeds)" if any(len(v) > 1 for v in cells.values()) else ""
-    ax.set_title(f"final {name}{seeds}")
+    others = [f for f in varying if f not in (row, col)]
+    mean = f"\n(mean over {', '.join(others)})" if others and any(len(v) > 1 for v in cells.values()) else ""
+    ax.set_title(f"final {name}{mean}", fontsize=10)
     fig.colorbar(image, ax=ax)
+    return name
