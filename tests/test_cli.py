@@ -158,6 +158,9 @@ def test_train_with_no_arguments(tmp_path, child_env):
 def test_resume_extends_a_run_bit_identically_and_exports(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert cli.main(["train", "--epochs", "2", "--out-dir", str(run_dir), "--checkpoint-every", "1", *QUIET]) == 0
+    done, where = capsys.readouterr().out.splitlines()  # --quiet: only the closing lines, the result and the run dir
+    assert done.startswith("done: 2 epochs in ") and "| test loss " in done
+    assert where == f"run dir: {run_dir} (config.json, preprocessing.json, metrics.jsonl, checkpoints/, summary.json)"
     # A second start in the same run dir is refused; --resume may only change loop settings.
     assert cli.main(["train", "--epochs", "2", "--out-dir", str(run_dir), *QUIET]) == 2
     one_line_error(capsys, "already holds a run")
@@ -188,7 +191,11 @@ def test_early_stopping_is_in_the_closing_line_and_summary(tmp_path, capsys):
     argv = ["train", "--val-fraction", "0.2", "--patience", "5", "--min-delta", "1e9", "--epochs", "20",
             "--hidden", "8", "--out-dir", str(run_dir), "--no-plots"]  # no epoch after the first improves
     assert cli.main(argv) == 0
-    done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("done:")]
+    printed = capsys.readouterr().out.splitlines()
+    epochs = [line for line in printed if line.startswith("epoch")]  # every tenth of 20, and the one that stopped it
+    assert [line.split()[1] for line in epochs] == ["1/20", "2/20", "4/20", "6/20"]
+    assert " eta " in epochs[1] and " eta " not in epochs[-1] and " elapsed " in epochs[-1]
+    done = [line for line in printed if line.startswith("done:")]
     assert done and done[0].startswith("done: 6 of 20 epochs in ")
     assert "stopped early (no val-loss improvement in 5 epochs); params of epoch 1 (best val loss) |" in done[0]
     summary = json.loads((run_dir / "summary.json").read_text())

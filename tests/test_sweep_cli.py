@@ -37,6 +37,10 @@ def test_cli_sweep_writes_its_run_directory(tmp_path, capsys):
     assert cli.main(["sweep", *FLAGS, *GRID, "--epochs", "3", "--out-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("| ") >= 5 and "run dir:" in printed  # the ranked table: a header and 4 rows
+    epochs = [line for line in printed.splitlines() if line.startswith("epoch")]  # lines where no bar shows
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
+    assert all("models 0 done, 4 active  best val_loss " in line and "  elapsed " in line for line in epochs)
+    assert "  eta " in epochs[1] and "  eta " not in epochs[2]
     saved = json.loads((out / sweepdir.SWEEP_FILE).read_text())
     assert saved["grid"] == {"learning_rate": [0.01, 0.05], "seed": [0, 1]} and len(saved["models"]) == 4
     lines = [json.loads(line) for line in (out / sweepdir.RESULTS_FILE).read_text().splitlines()]
@@ -111,6 +115,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_sweep(tmp_path, child_env):
     done = subprocess.run([*cmd, "--resume", str(run_dir), "--quiet", "--no-plots"], env=child_env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()  # --quiet: only the closing line, the best model and the run dir
+    assert line.startswith("done: 4 models in ") and ", best model " in line and f"| run dir: {run_dir} (" in line
 
     # The uninterrupted sweep, in this process, from the run directory's own config and grid.
     saved = sweepdir.read_sweep_json(run_dir)

@@ -1,13 +1,17 @@
-"""What a training run reports as it goes: the console (`ConsoleProgress`: a summary line per
-epoch, a tqdm bar on a TTY), metrics.jsonl (`RunLog`), and downloads (`DownloadProgress`).
+"""What a training run reports as it goes: the console (`ConsoleProgress`: an epoch line at a
+steady cadence with the elapsed time and an ETA, pacing.py; a tqdm bar on a TTY besides),
+metrics.jsonl (`RunLog`), and downloads (`DownloadProgress`).
 
 Both are `jaxmlp.training.Callback`s by duck typing, so importing the CLI does not import JAX.
 """
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from jaxmlp.cli.pacing import Cadence, duration
 
 
 def _devices_note(info: dict[str, Any]) -> str:
@@ -73,18 +77,21 @@ class RunLog:
 
 
 class ConsoleProgress:
-    """A tqdm bar over epochs (TTY only) and one summary line per epoch (unless quiet)."""
+    """A tqdm bar over epochs (TTY only) and, unless quiet, epoch lines at pacing.py's cadence
+    (every `log_every` epochs instead when > 0), each with the elapsed time and an ETA: the same
+    lines whether or not the output is a terminal, so a log shows where a run is."""
 
-    def __init__(self, *, quiet: bool = False, log_every: int = 0, stream=None):
-        self.quiet, self.log_every = quiet, log_every
+    def __init__(self, *, quiet: bool = False, log_every: int = 0, stream=None, clock=time.monotonic):
+        self.quiet, self.log_every, self.clock = quiet, log_every, clock
         self.stream = stream or sys.stdout
         self.bar = None
         self.total = 0
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         config, self.total = info["config"], info["config"].epochs
-        self.start = info["start_epoch"]
-        self.every = self.log_every if self.log_every > 0 else max(1, self.total // 20)
+        self.patience, self.history = config.patience or 0, info.get("history")
+        self.cadence = Cadence(self.total, self.log_every, self.clock)
+        self.cadence.start(info["start_epoch"])
         if not self.quiet:
             start = info["start_epoch"]
             what = f"resuming at epoch {start + 1}" if start else "training"
@@ -108,22 +115,20 @@ class ConsoleProgress:
         epoch = record["epoch"]
         if record.get("audit") is not None:
             self._audit_line(epoch, record["audit"])
-        if self.quiet or not (epoch % self.every == 0 or epoch in (self.start + 1, self.total)):
-            return
-        width = len(str(self.total))
-        parts = [f"epoch {record['epoch']:>{width}}/{self.total}", f"loss {record['train_loss']:.4f}"]
-        for key, label in (("train_accuracy", "acc"), ("train_mse", "mse"), ("val_loss", "val_loss"),
-                           ("val_accuracy", "val_acc"), ("val_mse", "val_mse")):
-            if record.get(key) is not None:
-                parts.append(f"{label} {record[key]:.4f}")
-        if record.get("dead_fraction") is not None:
-            parts.append("dead " + "/".join(f"{f:.2f}" for f in record["dead_fraction"]))
-        if record.get("saturation_fraction") is not None:
-            parts.append("saturated " + "/".join(f"{f:.2f}" for f in record["saturation_fraction"]))
-        if record.get("gradients") is not None and record["gradients"]["noise_scale"] is not None:
-            parts.append(f"noise scale {record['gradients']['noise_scale']:.4g}")
-        parts += [f"lr {record['lr']:.3g}", f"{record['seconds']:.3f}s", f"{record['samples_per_sec']:,.0f} samples/s"]
-        self._line("  ".join(parts))
+        stopped = getattr(self.history, "stopped_early", False)  # fit sets it before the callbacks: a last line
+        if self.cadence.tick(epoch, last=stopped) and not self.quiet:
+            self._line("  ".join(_metric_parts(record, self.total) + self._time_parts(epoch, stopped)))
+
+    def _time_parts(self, epoch: int, stopped: bool) -> list[str]:
+        """Elapsed and ETA (from the second epoch on); with early stopping the ETA is a range: to
+        the epoch at which the patience runs out if the val loss stops improving, and to the last."""
+        elapsed, eta = [f"elapsed {duration(self.cadence.elapsed)}"], self.cadence.eta(epoch)
+        if stopped or epoch >= self.total or eta is None:
+            return elapsed
+        best = getattr(self.history, "best_epoch", None)
+        if self.patience and best is not None and best + self.patience < self.total:
+            return elapsed + [f"eta {duration(self.cadence.eta(epoch, best + self.patience))} to {duration(eta)}"]
+        return elapsed + [f"eta {duration(eta)}"]
 
     def on_train_end(self, history) -> None:
         self.close()
@@ -150,3 +155,21 @@ class ConsoleProgress:
             self.bar.write(text, file=self.stream)
         else:
             print(text, file=self.stream, flush=True)
+
+
+def _metric_parts(record: dict[str, Any], total: int) -> list[str]:
+    """An epoch line's fields before the times: the epoch, the metrics, the lr and the speed."""
+    width = len(str(total))
+    parts = [f"epoch {record['epoch']:>{width}}/{total}", f"loss {record['train_loss']:.4f}"]
+    for key, label in (("train_accuracy", "acc"), ("train_mse", "mse"), ("val_loss", "val_loss"),
+                       ("val_accuracy", "val_acc"), ("val_mse", "val_mse")):
+        if record.get(key) is not None:
+            parts.append(f"{label} {record[key]:.4f}")
+    if record.get("dead_fraction") is not None:
+        parts.append("dead " + "/".join(f"{f:.2f}" for f in record["dead_fraction"]))
+    if record.get("saturation_fraction") is not None:
+        parts.append("saturated " + "/".join(f"{f:.2f}" for f in record["saturation_fraction"]))
+    if record.get("gradients") is not None and record["gradients"]["noise_scale"] is not None:
+        parts.append(f"noise scale {record['gradients']['noise_scale']:.4g}")
+    parts += [f"lr {record['lr']:.3g}", f"{record['seconds']:.3f}s", f"{record['samples_per_sec']:,.0f} samples/s"]
+    return parts

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--config", metavar="FILE", help="a .json or .toml file of the shared fields")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the sweep in RUN_DIR from its latest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a previous sweep")
-    run.add_argument("--quiet", action="store_true", help="no progress bar, no lines, no table")
+    run.add_argument("--quiet", action="store_true", help="print only the closing line (the best model and the run "
+                     "dir): no progress bar, epoch lines or table")
     run.add_argument("--max-models", type=int_at_least(1), metavar="N",
                      help=f"train a grid of up to N models; a larger one is refused with its count [{MAX_MODELS}]")
     run.add_argument("--top", type=int_at_least(0), default=20, metavar="N", help="rows of the printed table [20]")
@@ -163,8 +164,10 @@ def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan,
 
 
 def _finish(ns: argparse.Namespace, run_dir: Path, result, grid, config: TrainConfig, train, stats) -> int:
-    """summary.md, summary.json, sweep.png, best/, and (unless quiet) the ranked table."""
+    """summary.md, summary.json, sweep.png, best/, (unless quiet) the ranked table, and the closing
+    line: the best model and the run dir (--quiet too)."""
     from jaxmlp.sweeps import sweepdir
+    from jaxmlp.sweeps.grid import format_overrides
 
     sweepdir.write_summary(run_dir, result, grid, config)
     written = [sweepdir.SWEEP_FILE, sweepdir.RESULTS_FILE, sweepdir.SUMMARY_FILE, sweepdir.SUMMARY_JSON, "checkpoints/"]
@@ -180,8 +183,10 @@ def _finish(ns: argparse.Namespace, run_dir: Path, result, grid, config: TrainCo
         print(result.format_table(limit=ns.top))
         if len(result.models) > ns.top:
             print(f"({len(result.models) - ns.top} more rows in {run_dir / sweepdir.SUMMARY_FILE})")
-        print(f"done: {len(result.models)} models in {result.train_seconds:.2f}s "
-              f"(+{result.compile_seconds:.2f}s compile) | run dir: {run_dir} ({', '.join(written)})")
+    best = "every model diverged" if result.best is None else \
+        f"best model {result.best.index} ({format_overrides(result.best.overrides)}, score {result.best.score:.4f})"
+    print(f"done: {len(result.models)} models in {result.train_seconds:.2f}s (+{result.compile_seconds:.2f}s "
+          f"compile), {best} | run dir: {run_dir} ({', '.join(written)})", flush=True)
     if result.best is None:
         return fail(f"{COMMAND}: error: every model diverged; lower the learning rates or clip gradients", 1)
     return 0

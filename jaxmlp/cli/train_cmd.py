@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
                      "(flags may change: " + ", ".join(sorted(RESUMABLE)) + ")")
     run.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a previous run")
-    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary lines")
+    run.add_argument("--quiet", action="store_true", help="print only the closing lines (the result and the run "
+                     "dir): no model summary, progress bar or epoch lines")
     run.add_argument("--log-every", type=value_parser(int), default=0, metavar="N",
-                     help="print the epoch summary line every N epochs (and the first and last) [0 = about 20 lines]")
+                     help="print the epoch line every N epochs (and the first and last) [0 = every tenth of "
+                     "the epochs or every 30 s, whichever comes first]")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip loss_curve.png / decision_boundary.png")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--compile-cache", metavar="DIR", help="keep compiled programs in DIR, so the next run of the "
@@ -56,7 +58,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     from jaxmlp import compile_cache, distributed
 
     if ns.log_every < 0:
-        raise UsageError(f"{PROG} train: error: --log-every must be >= 0 (0 = about 20 lines), got {ns.log_every}")
+        raise UsageError(f"{PROG} train: error: --log-every must be >= 0 (0 = every tenth of the epochs or 30 s), "
+                         f"got {ns.log_every}")
     try:
         hosts = distributed.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
         compile_cache.configure(ns.compile_cache)
@@ -156,7 +159,8 @@ def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, 
 
 
 def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: TrainConfig, data) -> None:
-    """summary.json, the plots, and (unless quiet) the closing lines."""
+    """summary.json, the plots, and the closing lines (--quiet too: a script learns the result
+    and where it is)."""
     from jaxmlp import atomic, checkpoint
 
     written = [checkpoint.CONFIG_FILE, checkpoint.PREPROCESSING_FILE, checkpoint.METRICS_FILE,
@@ -169,16 +173,15 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
     atomic.write_json(run_dir / checkpoint.SUMMARY_FILE, summary)
     if ns.plots:
         written += _plots(run_dir, history, params, config, data)
-    if not ns.quiet:
-        final = " | ".join(f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m.items())
-                           for split, m in history.final.items())
-        compile_seconds = history.compile_seconds + history.eval_compile_seconds
-        of, stop = (f" of {config.epochs}", ", stopped early (no val-loss improvement in "
-                    f"{config.patience} epochs)") if history.stopped_early else ("", "")
-        print(f"done: {len(history.epoch)}{of} epochs in {sum(history.seconds):.2f}s (+{compile_seconds:.2f}s compile)"
-              f"{stop}; params of epoch {history.kept_epoch} "
-              f"({'best val loss' if history.restored_best else 'the last'}) | {final}")
-        print(f"run dir: {run_dir} ({', '.join(written)})")
+    final = " | ".join(f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m.items())
+                       for split, m in history.final.items())
+    compile_seconds = history.compile_seconds + history.eval_compile_seconds
+    of, stop = (f" of {config.epochs}", ", stopped early (no val-loss improvement in "
+                f"{config.patience} epochs)") if history.stopped_early else ("", "")
+    print(f"done: {len(history.epoch)}{of} epochs in {sum(history.seconds):.2f}s (+{compile_seconds:.2f}s compile)"
+          f"{stop}; params of epoch {history.kept_epoch} "
+          f"({'best val loss' if history.restored_best else 'the last'}) | {final}")
+    print(f"run dir: {run_dir} ({', '.join(written)})", flush=True)
 
 
 def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[str]:
