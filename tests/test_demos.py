@@ -239,3 +239,38 @@ def test_capacity_titles_give_accuracies_to_a_tenth_of_a_percent(tmp_path, monke
     titles = [ax.get_title() for ax in figures[0].axes]
     for title, (h, n) in zip(titles, numbers["hidden"].items()):
         assert title == f"{h} hidden neurons\ntrain {n['train_accuracy']:.1%}, val {n['val_accuracy']:.1%}"
+
+
+def test_dead_relu_draws_the_sensible_rate_on_top_and_in_its_own_style(tmp_path, monkeypatch):
+    """#21: the lr 0.5 curve was hidden behind lr 2.0."""
+    from jaxmlp.demos import common, dead_relu
+
+    figures = []
+    monkeypatch.setattr(dead_relu, "save_figure", lambda fig, *a: figures.append(fig) or common.save_figure(fig, *a))
+    dead_relu.run(jax.random.key(0), tmp_path, quick=True)
+    for ax in figures[0].axes:
+        lines = {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
+        sensible, too_large = lines["lr 0.5"], lines["lr 2.0"]
+        assert sensible.get_zorder() > too_large.get_zorder() and sensible.get_linestyle() != too_large.get_linestyle()
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
+def test_noise_scale_legend_covers_no_curve_and_epochs_are_whole():
+    """#21: the legend sat over the end of the loss line."""
+    import types
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from jaxmlp.demos.example_gradients import noise_curve_figure
+
+    history = types.SimpleNamespace(epoch=[1, 2, 3], train_loss=[0.31, 0.13, 0.04],
+                                    gradients=[{"noise_scale": v} for v in (699.0, 1216.0, 1519.0)])
+    fig = noise_curve_figure(history, 45.6, 1312.0, "MNIST")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["B_simple, EMA over the epoch's minibatches",
+                                                          "exact, whole training set", "training loss"]
+    assert not any(ax.get_legend() for ax in fig.axes)
+    assert not any(ax.get_window_extent(renderer).overlaps(legend.get_window_extent(renderer)) for ax in fig.axes)
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.data.synthetic import spiral
-from jaxmlp.demos.common import new_figure, save_figure
+from jaxmlp.demos.common import integer_ticks, new_figure, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 from jaxmlp.metrics import dataset_activation_stats
 
@@ -27,6 +27,9 @@ SIZES = (2, 100, 100, 3)
 LEARNING_RATES = (0.5, 2.0, 3.0)  # sensible, too large, far too large (plain gradient descent)
 VERDICTS = ("sensible", "too large", "far too large")
 COLORS = ("#2e8b3a", "#e67e22", "#c0392b")
+# The sensible rate's curves run close to the too-large one's: drawn last, solid and on top, with the
+# others dashed and dotted beneath, every curve stays visible.
+STYLES = ({"ls": "-", "lw": 2.2, "zorder": 3}, {"ls": "--", "lw": 1.6, "zorder": 2}, {"ls": ":", "lw": 1.8, "zorder": 1})
 
 
 def dead_fraction_curves(key: Array, x: Array, y: Array, learning_rate: float, steps: int):
@@ -44,7 +47,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     fig, axes = new_figure(3, size=3.6, aspect=0.85)
     results = {}
-    for lr, verdict, color in zip(LEARNING_RATES, VERDICTS, COLORS):
+    for lr, verdict, color, style in zip(LEARNING_RATES, VERDICTS, COLORS, STYLES):
         fit, dead = dead_fraction_curves(init_key, x, y, lr, steps)
         dead = np.asarray(dead)
         losses = np.asarray(fit.losses)
@@ -58,8 +61,9 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
                 dataset_activation_stats(fit.params, x, batch_size=64)["dead_fraction"],
         }
         for layer in range(dead.shape[1]):
-            axes[0, layer].plot(np.arange(steps), 100 * dead[:, layer], color=color, label=f"lr {lr} ({verdict})")
-        axes[0, 2].plot(np.arange(steps), np.minimum(losses, 5.0), color=color, label=f"lr {lr} ({verdict})")
+            axes[0, layer].plot(np.arange(steps), 100 * dead[:, layer], color=color, label=f"lr {lr} ({verdict})",
+                                **style)
+        axes[0, 2].plot(np.arange(steps), np.minimum(losses, 5.0), color=color, label=f"lr {lr} ({verdict})", **style)
     for layer in range(2):
         axes[0, layer].set_title(f"hidden layer {layer + 1}: dead ReLUs", fontsize=10)
         axes[0, layer].set_ylabel("% units never active on the training set")
@@ -68,6 +72,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
     axes[0, 2].set_yscale("log")
     for ax in axes[0]:
         ax.set_xlabel("full-batch step (epoch)")
+        integer_ticks(ax.xaxis)
         ax.legend(fontsize=8)
     fig.suptitle(f"Dead ReLUs vs learning rate: {'-'.join(map(str, SIZES))} net, spiral, plain GD", fontsize=11)
     figures = [save_figure(fig, out_dir, NAME)]

@@ -20,12 +20,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 
 from jaxmlp.activations import get_activation
 from jaxmlp.batching import pad_rows
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp.demos.common import new_figure, save_figure
+from jaxmlp.demos.common import integer_ticks, log_scale, new_figure, save_figure
 from jaxmlp.gradstats import gradient_stats
 from jaxmlp.losses import get_loss
 from jaxmlp.noise_scale import NoiseEstimate, dataset_estimate, noise_scale
@@ -72,6 +73,12 @@ def _grid(out_dir: Path, x: np.ndarray, y: np.ndarray, pred: np.ndarray, norms: 
 
 
 def _noise_curve(out_dir: Path, history, init_scale: float, final_scale: float, what: str) -> str:
+    return save_figure(noise_curve_figure(history, init_scale, final_scale, what), out_dir, f"{NAME}-noise-scale")
+
+
+def noise_curve_figure(history, init_scale: float, final_scale: float, what: str) -> Figure:
+    """The tracked B_simple per epoch and the exact one at init (epoch 0) and at the end, on a log
+    axis, and the training loss on a second axis; the legend below both."""
     fig, axes = new_figure(1, size=6.0, aspect=0.6)
     ax = axes[0, 0]
     epochs = np.asarray(history.epoch)
@@ -79,15 +86,17 @@ def _noise_curve(out_dir: Path, history, init_scale: float, final_scale: float, 
     ax.plot(epochs, tracked, "o-", color="tab:purple", label="B_simple, EMA over the epoch's minibatches")
     ax.plot([0, epochs[-1]], [init_scale, final_scale], "s", color="black", label="exact, whole training set")
     ax.set_xlabel("epoch (0: init)")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("gradient noise scale B_simple")
-    ax.set_yscale("log")
+    log_scale(ax, [*tracked, init_scale, final_scale])
     loss_ax = ax.twinx()
     loss_ax.plot(epochs, history.train_loss, "--", color="tab:blue", label="training loss")
     loss_ax.set_ylabel("training loss (minibatch mean)")
-    ax.legend(loc="lower right", fontsize=8)
-    loss_ax.legend(loc="center right", fontsize=8)
+    # one legend below the axes: inside, any corner covers a curve's end (the loss falls to the lower right)
+    handles = [h for a in (ax, loss_ax) for h in a.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     ax.set_title(f"The noise scale grows as the loss falls ({what})", fontsize=10)
-    return save_figure(fig, out_dir, f"{NAME}-noise-scale")
+    return fig
 
 
 def run(key: Array, out_dir: Path, *, quick: bool = False, data_dir: str | None = None,
