@@ -196,10 +196,15 @@ def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup
 
 def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
                    best: bool | None = None) -> tuple[Params, TrainConfig, dict[str, Any]]:
-    """(params, config, meta) of a run's checkpoint; the config is the checkpoint's (saved_config).
-    best=None picks the best-val-loss params when the run used restore_best, True insists on
-    them, False takes the last params; meta["kept"] says which ("the params of epoch 12", "the
-    best val-loss params, of epoch 9 (...)")."""
+    """(params, config, meta) of a run; the config is the checkpoint's (saved_config).
+
+    epoch=None reads the latest checkpoint: best=None picks its best-val-loss params when the
+    run used restore_best, True insists on them, False takes its last params. epoch=N means the
+    params of epoch N: checkpoint N's own (unless best=True), else the best val-loss params of
+    epoch N that a later checkpoint kept (unless best=False); RunDirError when no checkpoint
+    holds them, rather than other params under N's name. meta["kept"] says whose params they
+    are ("the params of epoch 12", "the best val-loss params, of epoch 9 (checkpoint of epoch
+    12)"), meta["params_epoch"] the epoch they were trained to, meta["epoch"] the checkpoint's."""
     return _newest_on_removal(functools.partial(_restore_params, run_dir, best=best), epoch)
 
 
@@ -207,6 +212,8 @@ def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
     from jaxmlp.training.run import build_run  # the trainer never imports this module
     from jaxmlp.training.spec import spec_from_meta
 
+    if epoch is not None:
+        epoch, best = _holder_of_epoch(run_dir, epoch, best)
     saved, meta = _saved_config(run_dir, epoch)
     if saved.dtype == "float64" and not jax.config.jax_enable_x64:
         raise RunDirError(f"{run_dir}: a float64 run; enable 64-bit JAX first (jax.config.update('jax_enable_x64', True))")
@@ -224,9 +231,48 @@ def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
         if best:
             raise RunDirError(f"{run_dir}: the checkpoint holds no best params (run without restore_best/validation)")
         use_best = False
-    kept = (f"the best val-loss params, of epoch {meta['history']['best_epoch']} (checkpoint of epoch {meta['epoch']})"
-            if use_best else f"the params of epoch {meta['epoch']}")
-    return (restored.best if use_best else restored.state.params), saved, {**meta, "kept": kept}
+    trained_to = meta["history"]["best_epoch"] if use_best else meta["epoch"]
+    holder = f" (checkpoint of epoch {meta['epoch']})" if trained_to != meta["epoch"] else ""
+    kept = f"the best val-loss params, of epoch {trained_to}{holder}" if use_best else f"the params of epoch {trained_to}"
+    return (restored.best if use_best else restored.state.params), saved, {**meta, "kept": kept,
+                                                                             "params_epoch": trained_to}
+
+
+def _holder_of_epoch(run_dir, epoch: int, best: bool | None) -> tuple[int, bool]:
+    """(checkpoint, best) holding the params of `epoch`: checkpoint `epoch`'s own params (not
+    with best=True), or a checkpoint's best val-loss params when they are of `epoch` (not with
+    best=False; the latest such checkpoint, the last a running trainer would prune)."""
+    ckpt = checkpointer_for(run_dir, read_config(run_dir))
+    try:
+        epochs = ckpt.all_epochs()
+        best_of = {e: _best_epoch(ckpt, e) for e in epochs}  # checkpoint -> the epoch of its best params, or None
+    finally:
+        ckpt.close()
+    if best is not True and epoch in epochs:
+        return epoch, False
+    holders = [e for e, b in best_of.items() if b == epoch]
+    if best is not False and holders:
+        return holders[-1], True
+    which = {True: "best val-loss ", False: "last "}.get(best, "")
+    bests = sorted({b for b in best_of.values() if b is not None})
+    held = f"the params of {_epochs(epochs)}" + (f" and the best val-loss params of {_epochs(bests)}" if bests else "")
+    raise RunDirError(f"{run_dir}: no checkpoint holds the {which}params of epoch {epoch} (they hold {held})")
+
+
+def _epochs(epochs: list[int]) -> str:
+    """'epoch 14', 'epochs 20, 22, 24' or 'no epoch'."""
+    return f"epoch{'s' * (len(epochs) > 1)} {', '.join(map(str, epochs))}" if epochs else "no epoch"
+
+
+def _best_epoch(ckpt: Checkpointer, epoch: int) -> int | None:
+    """The epoch of checkpoint `epoch`'s best params (None: it has none, or is unreadable or
+    pruned meanwhile: another checkpoint's damage does not block the one asked for)."""
+    try:
+        meta = ckpt.read_meta(epoch)
+    except RunDirError:
+        return None
+    history = meta.get("history")
+    return history.get("best_epoch") if meta.get("has_best") and isinstance(history, dict) else None
 
 
 def saved_config(run_dir: str | os.PathLike, epoch: int | None = None) -> tuple[TrainConfig, dict[str, Any]]:

@@ -43,3 +43,11 @@ def test_info_errors(tmp_path, capsys):
     assert cli.main(["train", "--epochs", "1", "--hidden", "4", "--out-dir", str(run_dir), *QUIET]) == 0
     assert cli.main(["info", str(run_dir), "--epoch", "7"]) == 2
     one_line_error(capsys, "no checkpoint for epoch 7")
+
+
+def test_every_command_that_reads_a_run_says_what_run_dir_is(capsys):
+    for command in ("info", "evaluate", "predict", "export"):
+        assert cli.main([command, "--help"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        row = lines[lines.index("positional arguments:") + 1].split()
+        assert row[0] == "RUN_DIR" and row[1:3] == ["a", "run"], (command, row)  # was "RUN_DIR" alone

@@ -108,7 +108,7 @@ def bad_files(tmp_path_factory):
     (["--dataset", "npz:{data}/empty.npz"], "empty data set (0 examples)"),
     (["--dataset", "nosuch"], "unknown data set 'nosuch'"),
     (["--dataset", "npz:{data}/wide.npz", "--split", "val"], "has no val split (it has: train)"),
-    (["--epoch", "1"], "no checkpoint for epoch 1"),
+    (["--epoch", "1"], "no checkpoint holds the params of epoch 1 (they hold the params of epochs 3, 4, 5)"),
     (["--best"], "holds no best params"),
 ])
 def test_bad_inputs_are_one_line_and_exit_2(std_run, bad_files, tmp_path, capsys, command, args, needle):

@@ -9,7 +9,7 @@ from jaxmlp.cli.run_config import dtype_scope
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR")
+    saved_run.add_run_dir(parser)
     saved_run.add_data_flags(parser)
     saved_run.add_checkpoint_flags(parser)
 
@@ -23,7 +23,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         data, split = saved_run.load_data(ns, "evaluate", config, meta)
         _check_targets(data, meta)
         metrics = training.evaluate(params, data, config=config, loss=meta["loss"])
-    print(f"{data.name} {split} split, {len(data)} examples, epoch {meta['epoch']}: "
+    print(f"{data.name} {split} split, {len(data)} examples, {meta['kept']}: "
           + " ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
     return 0
 

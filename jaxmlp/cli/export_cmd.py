@@ -6,13 +6,13 @@ from pathlib import Path
 
 from jaxmlp.cli.outputs import add_overwrite_flag, output_path, writing
 from jaxmlp.cli.run_config import dtype_scope
-from jaxmlp.cli.saved_run import add_checkpoint_flags
+from jaxmlp.cli.saved_run import add_checkpoint_flags, add_run_dir
 from jaxmlp.cli.usage import PROG, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """RUN_DIR, the output file and which params."""
-    parser.add_argument("run_dir", metavar="RUN_DIR")
+    add_run_dir(parser)
     parser.add_argument("--npz", metavar="FILE", help="output file [RUN_DIR/params.npz]")
     add_checkpoint_flags(parser)
     add_overwrite_flag(parser)

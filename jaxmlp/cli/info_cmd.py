@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from jaxmlp.cli.flags import value_parser
+from jaxmlp.cli.saved_run import add_run_dir
 from jaxmlp.cli.usage import PROG, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR")
+    add_run_dir(parser)
     parser.add_argument("--epoch", type=value_parser(int), help="checkpoint epoch [latest]")
 
 

@@ -24,7 +24,7 @@ FORMATS = (".npy", ".csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR")
+    saved_run.add_run_dir(parser)
     parser.add_argument("--out", metavar="FILE", required=True, help="output file, .npy or .csv")
     add_overwrite_flag(parser)
     saved_run.add_data_flags(parser)
@@ -49,7 +49,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     with writing(out, "predict"):
         atomic.atomic_write_bytes(out, writer(scores, classes))
     print(f"wrote {out}: {len(scores)} rows of {data.name} ({split} split), "
-          f"{'class and ' if classes is not None else ''}{scores.shape[1]} score(s), epoch {meta['epoch']}")
+          f"{'class and ' if classes is not None else ''}{scores.shape[1]} score(s) of {meta['kept']}")
     return 0
 
 

@@ -17,13 +17,24 @@ from jaxmlp.cli.usage import PROG, UsageError
 SPLITS = ("train", "val", "test")
 
 
+RUN_DIR_HELP = "a run directory (jaxmlp train's --out-dir, or a sweep's best/)"
+
+
+def add_run_dir(parser: argparse.ArgumentParser) -> None:
+    """The positional RUN_DIR, with its help."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+
+
 def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     """--epoch N, --best / --last."""
-    parser.add_argument("--epoch", type=value_parser(int), help="checkpoint epoch [latest]")
+    parser.add_argument("--epoch", type=value_parser(int), metavar="N",
+                        help="the params of epoch N: checkpoint N's own, or the best val-loss params of epoch N "
+                        "that a later checkpoint kept; refused when no checkpoint holds them [the latest checkpoint]")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--best", dest="best", action="store_const", const=True, default=None,
-                       help="the best-val-loss params (runs with restore_best)")
-    which.add_argument("--last", dest="best", action="store_const", const=False, help="the last params")
+                       help="the best val-loss params (runs with restore_best) [the run's restore_best]")
+    which.add_argument("--last", dest="best", action="store_const", const=False,
+                       help="the last params of the checkpoint, not the best")
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
