@@ -8,6 +8,9 @@ number is test_sklearn_parity.py's.
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,7 +22,7 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from jaxmlp.sklearn import MLPClassifier, MLPRegressor, engine, extras  # noqa: E402
-from jaxmlp.sklearn.params import EXTRA_DEFAULTS, FORMER_NAMES  # noqa: E402
+from jaxmlp.sklearn.params import EXTRA_DEFAULTS, FORMER_NAMES, MEANING, SKLEARN_DEFAULTS  # noqa: E402
 from jaxmlp.training.optim import OPTIMIZERS  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -112,6 +115,14 @@ def test_extras_round_trip_get_set_params_and_clone():
         back = cls().set_params(**extras_)
         assert {k: back.get_params()[k] for k in extras_} == extras_
         assert {k: cls().get_params()[k] for k in extras_} == {k: EXTRA_DEFAULTS[k] for k in extras_}
+
+
+def test_the_readme_table_is_the_parameter_table():
+    """README's "From scikit-learn" table lists every name with its default and params.MEANING's text."""
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## From scikit-learn")[1]
+    rows = dict((m[0], (m[1], m[2])) for m in re.findall(r"^\| `(\w+)` \| `(.+?)` \| (.+) \|$", section, re.MULTILINE))
+    defaults = {**SKLEARN_DEFAULTS, "loss": "squared_error", **EXTRA_DEFAULTS}
+    assert rows == {name: (repr(value), MEANING[name]) for name, value in defaults.items()}
 
 
 @pytest.mark.parametrize("params, message", [

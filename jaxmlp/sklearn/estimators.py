@@ -30,6 +30,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Softmax outputs for multiclass y, one logistic output for binary y, one per label for a
     multilabel indicator matrix; the log-loss plus alpha's L2 penalty, as scikit-learn.
+    Parameters: scikit-learn's, plus jaxmlp's extras (params.EXTRA_DEFAULTS, explained in
+    params.MEANING): dropout, input_noise, activation_slope, dtype, and optimizer (an optax
+    optimizer of jaxmlp's trainer) with weight_decay, clip_norm, schedule, warmup_epochs.
     Attributes: classes_, coefs_, intercepts_, loss_, best_loss_, loss_curve_,
     validation_scores_, best_validation_score_, n_iter_, t_, n_layers_, n_outputs_,
     out_activation_, n_features_in_, feature_names_in_ (scikit-learn's, same shapes).
@@ -99,7 +102,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's MLPRegressor, trained by JAX.
 
     loss 'squared_error' (identity output) or 'poisson' (exp output), plus alpha's L2 penalty.
-    Attributes: as MLPClassifier without classes_.
+    Parameters and attributes: as MLPClassifier's (without classes_), and loss.
     """
 
     __init__ = init_with({"loss": "squared_error", **SKLEARN_DEFAULTS, **EXTRA_DEFAULTS}, positional=3)
