@@ -133,3 +133,32 @@ def test_noise_scale_command_on_flags_and_on_a_run_dir(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["noise-scale", str(run_dir), "--hidden", "8"]) == 2
     assert "--hidden cannot be combined with RUN_DIR" in capsys.readouterr().err
+
+
+def _suggestion_line(b_simple: float, n_train: int) -> str:
+    from jaxmlp.cli.noise_scale_cmd import _report
+
+    measured = {"b_simple": b_simple, "signal": 1.0, "noise": b_simple, "layer_b_simple": [b_simple]}
+    numbers = {"dataset": "spiral", "n_train": n_train, "sizes": [2, 3], "loss": "softmax_cross_entropy",
+               "epochs": 1, "init": measured, "trained": measured,
+               "suggested_batch_range": suggested_batch_range(b_simple, n_train)}
+    return _report(numbers).splitlines()[-1]
+
+
+def test_a_range_capped_at_the_training_set_says_so():
+    assert _suggestion_line(622.0, 300) == (  # was "suggested batch sizes: 256 to 256 (...)", capped silently
+        "suggested batch size: 256 (B_simple / 2 to 2 B_simple after training would be 256 to 2048: capped at 256, "
+        "the largest power of two within the 300 training examples)")
+    assert "capped" not in _suggestion_line(40.0, 300)  # 16 to 128: within the training set
+    assert _suggestion_line(40.0, 300).startswith("suggested batch sizes: 16 to 128 (")
+
+
+@pytest.mark.parametrize("flag", ["--out-dir=x", "--checkpoint-every=2", "--keep-checkpoints=1", "--eval-train",
+                                  "--track-gradients", "--audit-every=1"])
+def test_run_flags_that_do_not_apply_are_refused_and_not_listed(flag, capsys):
+    assert cli.main(["noise-scale", "--epochs", "1", flag]) == 2  # was: accepted and ignored
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag.split('=')[0]} does not apply: noise-scale" in err
+    assert cli.main(["noise-scale", "--help"]) == 0
+    listed = capsys.readouterr().out
+    assert flag.split("=")[0] + " " not in listed and "--hidden HIDDEN" in listed and "--patience" in listed

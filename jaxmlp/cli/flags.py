@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from jaxmlp.cli.usage import UsageError, one_line
 from jaxmlp.config import AUTO, FIELD_HELP, FIELD_NAMES, TrainConfig
@@ -65,8 +65,10 @@ def _or_auto(parse):
     return _named(lambda s: AUTO if s.strip().lower() == AUTO else parse(s), f"{parse.__name__}-or-auto")
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One --flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS)."""
+def add_config_flags(parser: argparse.ArgumentParser, unlisted: Collection[str] = ()) -> None:
+    """One --flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS). The
+    fields in `unlisted` still parse but --help leaves them out: a command that they do not
+    apply to refuses them itself, with its reason, rather than as unknown flags."""
     hints = typing.get_type_hints(TrainConfig)
     group = parser.add_argument_group("config (TrainConfig fields; defaults in brackets)")
     for f in dataclasses.fields(TrainConfig):
@@ -75,6 +77,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.metadata["auto"] and f.default is None:
             shown = AUTO
         help_text = f"{FIELD_HELP.get(f.name, '')} [{shown}]".replace("%", "%%")
+        if f.name in unlisted:
+            help_text = argparse.SUPPRESS
         if hints[f.name] in (bool, bool | None):  # --x / --no-x (an auto switch: its config file may say "auto")
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)

@@ -7,7 +7,7 @@ suggested batch range (noise_scale.py, McCandlish et al. 2018).
 Each B_simple = tr(Σ) / |G|² is exact over the whole training set: one pass of per-example
 gradient statistics (noise_scale.dataset_estimate), with the config's dropout and input noise
 from a key fixed by its seed. The range printed is [B_simple / 2, 2 B_simple] after training,
-in powers of two, at most the training set.
+in powers of two, capped at the training set (and the line says so when it is).
 """
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ from jaxmlp.cli.train_cmd import load_data
 from jaxmlp.cli.usage import PROG, UsageError
 
 FROM_RUN_FLAGS = {"data_dir"}  # the config flags that may go with RUN_DIR
+_NO_RUN = "noise-scale writes no run directory (train one with jaxmlp train and pass it as RUN_DIR)"
+_NO_HISTORY = "noise-scale keeps no training history, only the params training ends with"
+NOT_APPLICABLE = {  # config fields that change nothing noise-scale trains, measures or prints: refused, not listed
+    **dict.fromkeys(("out_dir", "checkpoint_every", "keep_checkpoints"), _NO_RUN),
+    **dict.fromkeys(("eval_train", "track_activations", "track_gradients", "gradient_ema", "audit_every",
+                     "audit_strict"), _NO_HISTORY),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a run directory: its init (from the seed) and latest checkpoint [train the flags instead]")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     add_overwrite_flag(parser)
-    add_config_flags(parser)
+    add_config_flags(parser, unlisted=NOT_APPLICABLE)
 
 
 def _config(ns: argparse.Namespace):
@@ -38,6 +45,10 @@ def _config(ns: argparse.Namespace):
     from jaxmlp.config import TrainConfig
 
     given = given_fields(ns)
+    refused = sorted(set(given) & set(NOT_APPLICABLE))
+    if refused:
+        raise UsageError(f"{PROG} noise-scale: error: --{refused[0].replace('_', '-')} does not apply: "
+                         f"{NOT_APPLICABLE[refused[0]]}")
     try:
         if ns.run_dir is None:
             return TrainConfig.from_dict(given), None
@@ -115,7 +126,21 @@ def _report(n: dict[str, Any]) -> str:
     for label, m in (("at init", n["init"]), (f"after {n['epochs']} epochs", n["trained"])):
         layers = " ".join(f"{v:.3g}" for v in m["layer_b_simple"])
         lines.append(f"  {label:<22}{m['b_simple']:>10.4g}  {m['signal']:>10.3e}  {m['noise']:>10.3e}  {layers}")
-    rng = n["suggested_batch_range"]
-    lines.append(f"suggested batch sizes: {rng[0]} to {rng[1]} (B_simple / 2 to 2 B_simple after training)"
-                 if rng else "no suggested batch size: the gradient signal is zero")
+    lines.append(_suggestion(n["suggested_batch_range"], n["trained"]["b_simple"], n["n_train"]))
     return "\n".join(lines)
+
+
+def _suggestion(batch_range: list[int] | None, b_simple: float, n_train: int) -> str:
+    """The suggested batch sizes, saying so when the training set capped them."""
+    from jaxmlp.noise_scale import suggested_batch_range
+
+    if batch_range is None:
+        return "no suggested batch size: the gradient signal is zero"
+    low, high = batch_range
+    wanted = "B_simple / 2 to 2 B_simple after training"
+    uncapped = suggested_batch_range(b_simple)
+    if tuple(batch_range) == uncapped:
+        return f"suggested batch sizes: {low} to {high} ({wanted})"
+    cap = f"capped at {high}, the largest power of two within the {n_train} training examples"
+    sizes = f"suggested batch size: {high}" if low == high else f"suggested batch sizes: {low} to {high}"
+    return f"{sizes} ({wanted} would be {uncapped[0]} to {uncapped[1]}: {cap})"
