@@ -125,10 +125,11 @@ class ConsoleProgress:
         elapsed, eta = [f"elapsed {duration(self.cadence.elapsed)}"], self.cadence.eta(epoch)
         if stopped or epoch >= self.total or eta is None:
             return elapsed
-        best = getattr(self.history, "best_epoch", None)
+        best, until = getattr(self.history, "best_epoch", None), duration(eta)
         if self.patience and best is not None and best + self.patience < self.total:
-            return elapsed + [f"eta {duration(self.cadence.eta(epoch, best + self.patience))} to {duration(eta)}"]
-        return elapsed + [f"eta {duration(eta)}"]
+            soonest = duration(self.cadence.eta(epoch, best + self.patience))
+            until = until if soonest == until else f"{soonest} to {until}"
+        return elapsed + [f"eta {until}"]
 
     def on_train_end(self, history) -> None:
         self.close()
