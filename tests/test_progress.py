@@ -82,6 +82,11 @@ def test_the_eta_leaves_out_the_first_epoch():
     assert tenth.endswith("elapsed 1m49s  eta 1m30s")  # 90 epochs left at 1 s, not at 109 s / 10
 
 
+def test_an_eta_range_whose_ends_read_alike_is_one_value():
+    lines = _train(TrainConfig(epochs=50, patience=5), lambda e: 0.01, best=lambda e: e)
+    assert lines[1].endswith("elapsed 0s  eta 0s")  # not "eta 0s to 0s"
+
+
 def test_log_every_prints_exactly_those_epochs_however_slow():
     lines = _train(TrainConfig(epochs=20), lambda e: 60.0, log_every=5)
     assert _epochs(lines) == [1, 5, 10, 15, 20]
