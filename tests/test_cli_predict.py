@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, training
+from jaxmlp import checkpoint, cli, export, training
 from jaxmlp.data import load_dataset
 from jaxmlp.losses import get_loss
 from jaxmlp.run_preprocessing import read_preprocessing
@@ -78,6 +78,26 @@ def test_csv_output_and_checkpoint_choice(std_run, tmp_path, capsys):
     assert not np.array_equal(np.load(latest)["scores"], p["scores"])  # epoch 5, not 4
 
 
+def test_export_carries_the_standardization_the_weights_expect(std_run, tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    assert cli.main(["export", str(std_run), "--npz", str(out)]) == 0
+    assert "inputs standardized by its input_mean, input_std)" in capsys.readouterr().out
+    stats = read_preprocessing(std_run, checkpoint.read_config(std_run))
+    with np.load(out, allow_pickle=False) as f:  # was: no input_mean / input_std in the file
+        np.testing.assert_array_equal(f["input_mean"], stats.mean)
+        np.testing.assert_array_equal(f["input_std"], stats.std)
+        x = (load_dataset("spiral").test.x - f["input_mean"]) / f["input_std"]  # raw test data, as the README does
+        for i in range(len(f["sizes"]) - 1):
+            x = x @ f[f"layer{i}_W"] + f[f"layer{i}_b"]
+            x = np.maximum(x, 0) if i < len(f["sizes"]) - 2 else x
+    accuracy = np.mean(x.argmax(axis=1) == load_dataset("spiral").test.y)
+    assert accuracy == pytest.approx(final(std_run)["test"]["accuracy"])
+    params, activation, options = export.load_npz(out)
+    exported = export.load_preprocessing(out)
+    np.testing.assert_allclose(training.predict(params, exported.apply(load_dataset("spiral").test).x,
+                                                activation=activation, **options), x, rtol=1e-5, atol=1e-5)
+
+
 def test_unstandardized_regression_run(tmp_path, capsys):
     run_dir = tmp_path / "sin"
     assert cli.main(["train", "--dataset", "sin", "--hidden", "8", "--epochs", "2", "--out-dir", str(run_dir),
@@ -91,6 +111,9 @@ def test_unstandardized_regression_run(tmp_path, capsys):
     np.testing.assert_allclose(np.loadtxt(out, skiprows=1, ndmin=2), training.predict(params, test.x), rtol=1e-6)
     got = evaluate_line(capsys, [str(run_dir)])
     assert set(got) == {"loss", "mse"} and got["mse"] == pytest.approx(final(run_dir)["test"]["mse"], abs=6e-5)
+    assert cli.main(["export", str(run_dir), "--npz", str(tmp_path / "m.npz")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", raw inputs)")
+    assert export.load_preprocessing(tmp_path / "m.npz") is None  # no standardization: nothing to apply
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""`jaxmlp export RUN_DIR`: a run's params (latest, --epoch N, --best or --last) to a plain .npz."""
+"""`jaxmlp export RUN_DIR`: a run's params (latest, --epoch N, --best or --last) to a plain .npz,
+with the standardization its inputs need (input_mean, input_std) when the run used one."""
 from __future__ import annotations
 
 import argparse
@@ -20,15 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_export(ns: argparse.Namespace) -> int:
     from jaxmlp import checkpoint, export
+    from jaxmlp.run_preprocessing import read_preprocessing
 
     out = output_path(ns.npz or Path(ns.run_dir) / "params.npz", "--npz", "export", overwrite=ns.overwrite)
     try:
         with dtype_scope(checkpoint.read_config(ns.run_dir).dtype):
             params, config, meta = checkpoint.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
+            stats = read_preprocessing(ns.run_dir, config)  # the weights expect inputs standardized as in training
             with writing(out, "export"):
                 export.export_npz(out, params, activation=config.activation,
-                                  activation_options=config.activation_options())
+                                  activation_options=config.activation_options(), preprocessing=stats)
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} export: error: {exc}") from None
-    print(f"wrote {out} ({meta['kept']}, sizes {tuple(meta['sizes'])}, {config.activation})")
+    inputs = "inputs standardized by its input_mean, input_std" if stats is not None else "raw inputs"
+    print(f"wrote {out} ({meta['kept']}, sizes {tuple(meta['sizes'])}, {config.activation}, {inputs})")
     return 0
