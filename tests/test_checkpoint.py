@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, export, train
+from jaxmlp import checkpoint, export, restore, train
 from jaxmlp.checkpoint import Checkpointer, RunDirError
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
@@ -102,10 +102,10 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
 
     # The run dir API reads the same params back (the best ones, since restore_best=True).
     checkpoint.write_config(tmp_path, cfg)
-    params, saved, meta = checkpoint.restore_params(tmp_path)
+    params, saved, meta = restore.restore_params(tmp_path)
     assert leaves_equal(params, resumed) and meta["epoch"] == 4
     assert saved == cfg.settled(len(SPLITS.train), len(SPLITS.val))  # the auto settings as the run decided them
-    last, _, _ = checkpoint.restore_params(tmp_path, best=False)
+    last, _, _ = restore.restore_params(tmp_path, best=False)
     assert jax.tree.structure(last) == jax.tree.structure(resumed)
 
 
@@ -166,14 +166,14 @@ def test_sigkill_then_resume_gives_identical_params(tmp_path, when, reference_pa
     leftovers = [int(n.split(".")[0]) for n in os.listdir(ckpt_dir) if ".orbax-checkpoint-tmp" in n]
     assert all(step > complete[-1] for step in leftovers)  # a half-written save is never "complete"
     print(f"killed at {when}: complete {complete}, half-written {leftovers}")
-    params, _, meta = checkpoint.restore_params(run_dir)
+    params, _, meta = restore.restore_params(run_dir)
     assert meta["epoch"] == complete[-1]
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
 
     done = subprocess.run([*cmd, "--resume", str(run_dir), "--quiet", "--no-plots"], cwd=tmp_path, env=child_env,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
-    final, _, meta = checkpoint.restore_params(run_dir)
+    final, _, meta = restore.restore_params(run_dir)
     assert meta["epoch"] == EPOCHS
     assert not [n for n in os.listdir(ckpt_dir) if ".orbax-checkpoint-tmp" in n]  # the trainer cleaned up
     assert leaves_equal(final, reference_params)

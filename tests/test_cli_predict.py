@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, export, training
+from jaxmlp import checkpoint, cli, export, restore, training
 from jaxmlp.data import load_dataset
 from jaxmlp.losses import get_loss
 from jaxmlp.run_preprocessing import read_preprocessing
@@ -47,7 +47,7 @@ def test_predict_on_the_runs_test_split_equals_its_final_test_evaluation(std_run
     assert np.mean(p["class"] == test.y) == pytest.approx(want["accuracy"], abs=1e-9)
     loss = float(np.mean(get_loss("softmax_cross_entropy").per_example(p["scores"], test.y)))
     assert loss == pytest.approx(want["loss"], rel=1e-5)
-    params, _, _ = checkpoint.restore_params(std_run)
+    params, _, _ = restore.restore_params(std_run)
     stats = read_preprocessing(std_run, checkpoint.read_config(std_run))
     np.testing.assert_array_equal(p["scores"], training.predict(params, stats.apply(test).x))
     assert not np.allclose(p["scores"], training.predict(params, test.x), atol=1e-3)  # the stats matter
@@ -106,7 +106,7 @@ def test_unstandardized_regression_run(tmp_path, capsys):
     out = tmp_path / "p.csv"
     assert cli.main(["predict", str(run_dir), "--out", str(out)]) == 0
     assert out.read_text().splitlines()[0] == "score_0"  # no class column
-    params, _, _ = checkpoint.restore_params(run_dir)
+    params, _, _ = restore.restore_params(run_dir)
     test = load_dataset("sin").test
     np.testing.assert_allclose(np.loadtxt(out, skiprows=1, ndmin=2), training.predict(params, test.x), rtol=1e-6)
     got = evaluate_line(capsys, [str(run_dir)])

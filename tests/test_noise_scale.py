@@ -16,7 +16,7 @@ import pytest
 
 from jaxmlp import cli, get_activation, get_loss, init_mlp
 from jaxmlp.gradcheck import random_problem
-from jaxmlp.gradstats import gradient_stats, layer_sq_norms
+from jaxmlp.gradstats import gradient_stats
 from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.mlp import Layer
 from jaxmlp.noise_scale import (NoiseEstimate, dataset_estimate, ema_estimate, ema_start, ema_update, noise_scale,

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, training
+from jaxmlp import checkpoint, cli, restore, training
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 
@@ -192,7 +192,7 @@ def test_two_runs_started_at_once_get_two_complete_run_dirs(tmp_path, child_env)
         summary = json.loads((run / "summary.json").read_text())
         assert config["out_dir"] == str(run) == summary["run_dir"]  # each run wrote only its own directory
         assert [r["epoch"] for r in checkpoint.read_metrics(run / "metrics.jsonl")] == [1, 2, 3]
-        params, saved, _ = checkpoint.restore_params(run)
+        params, saved, _ = restore.restore_params(run)
         assert saved.seed == config["seed"] and np.isfinite(np.asarray(params[0].W)).all()
         seeds.add(config["seed"])
     assert seeds == {0, 1}

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from jaxmlp import cli, distributed, init_mlp, loss_and_grad, parallel, train
-from jaxmlp.checkpoint import restore_params
+from jaxmlp.restore import restore_params
 from jaxmlp.cli import flags
 from jaxmlp.config import RESUMABLE, TrainConfig
 from jaxmlp.data import load_dataset

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, sweep
+from jaxmlp import checkpoint, cli, restore, sweep
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.sweeps import sweepdir
@@ -53,7 +52,7 @@ def test_cli_sweep_writes_its_run_directory(tmp_path, capsys):
     assert (out / sweepdir.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # best/ is a run directory: jaxmlp export reads it, and it holds the best model's run
     assert cli.main(["export", str(out / sweepdir.BEST_DIR)]) == 0
-    params, config, meta = checkpoint.restore_params(out / sweepdir.BEST_DIR)
+    params, config, meta = restore.restore_params(out / sweepdir.BEST_DIR)
     best = summary["table"][0]
     assert config.learning_rate == saved["models"][best["model"]]["overrides"]["learning_rate"] and meta["epoch"] == 3
     with np.load(out / sweepdir.BEST_DIR / "params.npz", allow_pickle=False) as f:
@@ -141,5 +140,5 @@ def test_sigkill_then_resume_equals_an_uninterrupted_sweep(tmp_path, child_env):
     for r in lines:
         record = straight.models[r["model"]].history.records()[r["epoch"] - 1]
         assert (r["train_loss"], r["val_loss"]) == (record["train_loss"], record["val_loss"])
-    best_params, _, _ = checkpoint.restore_params(run_dir / sweepdir.BEST_DIR)
+    best_params, _, _ = restore.restore_params(run_dir / sweepdir.BEST_DIR)
     assert leaves_equal(best_params, straight.best_params)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import activations, checkpoint, cli, loss_and_grad
+from jaxmlp import activations, checkpoint, cli, loss_and_grad, restore
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.gradcheck import random_problem, relative_error
@@ -97,7 +97,7 @@ def test_audit_flags_a_broken_derivative_and_strict_stops_with_exit_1(tmp_path, 
     assert cli.main([*argv, "--audit-strict", "--out-dir", str(strict)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert "gradient audit failed after epoch 2" in err[-1] and "the last complete checkpoint is epoch 1" in err[-1]
-    assert checkpoint.restore_params(strict)[2]["epoch"] == 1
+    assert restore.restore_params(strict)[2]["epoch"] == 1
 
 
 @pytest.mark.parametrize("argv,needle", [

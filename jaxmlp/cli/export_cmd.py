@@ -20,13 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
-    from jaxmlp import checkpoint, export
+    from jaxmlp import checkpoint, export, restore
     from jaxmlp.run_preprocessing import read_preprocessing
 
     out = output_path(ns.npz or Path(ns.run_dir) / "params.npz", "--npz", "export", overwrite=ns.overwrite)
     try:
         with dtype_scope(checkpoint.read_config(ns.run_dir).dtype):
-            params, config, meta = checkpoint.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
+            params, config, meta = restore.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
             stats = read_preprocessing(ns.run_dir, config)  # the weights expect inputs standardized as in training
             with writing(out, "export"):
                 export.export_npz(out, params, activation=config.activation,

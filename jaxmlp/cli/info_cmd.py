@@ -16,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_info(ns: argparse.Namespace) -> int:
-    from jaxmlp import checkpoint, summary
+    from jaxmlp import checkpoint, restore, summary
     from jaxmlp.training.spec import spec_from_meta
 
     try:
-        config, meta = checkpoint.saved_config(ns.run_dir, ns.epoch)  # as saved with this checkpoint
+        config, meta = restore.saved_config(ns.run_dir, ns.epoch)  # as saved with this checkpoint
     except ValueError as exc:  # RunDirError
         raise UsageError(f"{PROG} info: error: {exc}") from None
     spec = spec_from_meta(meta, config)

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _config(ns: argparse.Namespace):
     """(config, trained params from RUN_DIR or None) of the command line."""
-    from jaxmlp import checkpoint
+    from jaxmlp import restore
     from jaxmlp.config import TrainConfig
 
     given = given_fields(ns)
@@ -56,7 +56,7 @@ def _config(ns: argparse.Namespace):
         if extra:
             raise UsageError(f"{PROG} noise-scale: error: --{extra[0].replace('_', '-')} cannot be combined with "
                              "RUN_DIR (the run's config is used; only --data-dir may change)")
-        saved, _ = checkpoint.saved_config(ns.run_dir)  # the settings the checkpoint was trained under
+        saved, _ = restore.saved_config(ns.run_dir)  # the settings the checkpoint was trained under
         config = TrainConfig.from_dict({**saved.to_dict(), **given})
         return config, ns.run_dir
     except ValueError as exc:
@@ -86,7 +86,7 @@ def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
     import jax
     import numpy as np
 
-    from jaxmlp import checkpoint, noise_scale, training
+    from jaxmlp import noise_scale, restore, training
     from jaxmlp.activations import get_activation
     from jaxmlp.losses import get_loss
     from jaxmlp.training.feed import train_arrays
@@ -98,7 +98,7 @@ def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
         trained, _ = training.fit(config, train)
         epochs = config.epochs
     else:
-        trained, _, meta = checkpoint.restore_params(run_dir, best=False)
+        trained, _, meta = restore.restore_params(run_dir, best=False)
         epochs = int(meta["epoch"])
     x, y = train_arrays(train, np.dtype(config.dtype))
     act = get_activation(config.activation, **config.activation_options())

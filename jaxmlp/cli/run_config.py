@@ -36,10 +36,11 @@ def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> t
 
 
 def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
-    """The config of the run in --resume RUN_DIR: its latest checkpoint's (checkpoint.saved_config,
+    """The config of the run in --resume RUN_DIR: its latest checkpoint's (restore.saved_config,
     which refuses a config.json that disagrees with it), with the resumable settings of
     config.json and then of the flags given applied."""
-    from jaxmlp.checkpoint import CONFIG_FILE, read_config, saved_config
+    from jaxmlp.checkpoint import CONFIG_FILE, read_config
+    from jaxmlp.restore import saved_config
 
     given = given_fields(ns)
     if ns.config or ns.overwrite:

@@ -63,10 +63,10 @@ def run_config(ns: argparse.Namespace, command: str):
 
 def restore(ns: argparse.Namespace, command: str):
     """(params, config, meta) of the checkpoint --epoch / --best / --last picks (run in the dtype scope)."""
-    from jaxmlp import checkpoint
+    from jaxmlp.restore import restore_params
 
     try:
-        return checkpoint.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
+        return restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)
     except ValueError as exc:  # RunDirError
         raise error(command, exc) from None
 

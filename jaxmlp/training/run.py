@@ -1,5 +1,5 @@
 """One way to build a run: `build_run(config, spec)` -> `Run`, the optimizer, schedule and
-compiled programs that `fit`, `checkpoint.restore_params` and the benchmarks all share.
+compiled programs that `fit`, `restore.restore_params` and the benchmarks all share.
 
     run = build_run(config, run_spec(config, train))
     state = run.init(run.place(run_keys(config.seed)[0]))
