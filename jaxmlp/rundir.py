@@ -15,15 +15,11 @@ symbolic link at a name jaxmlp would write or delete, or anywhere inside such a 
 check runs before the first file is removed, so a refusal changes nothing. A claim that fails
 removes what it made (the lock file, the marker, the directories it created).
 
-A claim holds an exclusive `fcntl.flock` on `<run_dir>/.lock` (opened without following links,
-never written: the holder's pid comes from /proc/locks) for the run's life, so a second run into
-a directory in use is refused in one line, and a killed run (even kill -9) frees it at once.
+A claim holds the run directory's lock (runlock.py) for the run's life.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import re
@@ -32,6 +28,7 @@ import time
 from pathlib import Path
 
 from jaxmlp.config import AUTO_FIELDS, TrainConfig
+from jaxmlp.runlock import LOCK_FILE, RunDirClaim, RunDirError, check_not_in_use, is_own_lock, link_error
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
@@ -44,7 +41,6 @@ SWEEP_SUMMARY_FILE = "summary.md"
 SWEEP_PLOT_FILE = "sweep.png"
 BEST_DIR = "best"  # a sweep's best model: a train run directory of its own
 MARKER_FILE = ".jaxmlp-run"  # {"kind": "train" | "sweep"}: written by the claim of a new run
-LOCK_FILE = ".lock"  # held (flock) by the run writing here
 # Everything each kind of run writes into its directory, its marker of a run first: --overwrite
 # removes these, and nothing else.
 KIND_FILES = {
@@ -55,97 +51,6 @@ KIND_FILES = {
 RUN_FILES = KIND_FILES["train"]
 _DIRS = (CHECKPOINT_DIR, BEST_DIR)  # the names above that are directories
 _ORBAX_ENTRY = re.compile(r"\d+(\.orbax-checkpoint-tmp.*)?")  # what orbax writes in checkpoints/
-
-
-class RunDirError(ValueError):
-    """A run directory that cannot be used as asked (exists, missing, in use, not jaxmlp's, a link)."""
-
-
-class RunDirClaim:
-    """An exclusive hold on a run directory: an open, flock'ed `<path>/.lock`."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.made_lock = False  # this claim created the lock file (a failed claim removes it)
-        try:
-            self._fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            self.made_lock = True
-        except FileExistsError:
-            self._fd = _open_lock(path, os.O_RDWR)
-        if not _try_lock(self._fd, patience=0.5):  # (another run's read-only probe holds it for microseconds)
-            holder = _holder_pid(self._fd)
-            os.close(self._fd)
-            raise _in_use_error(path, holder)
-
-    def release(self) -> None:
-        """Let go of the directory (idempotent)."""
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-
-def _open_lock(path: Path, flags: int) -> int:
-    try:
-        return os.open(path / LOCK_FILE, flags | os.O_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _link_error(path / LOCK_FILE) from None
-        raise
-
-
-def _try_lock(fd: int, patience: float = 0.0) -> bool:
-    """Take the exclusive lock without blocking, retrying for `patience` seconds; False if held."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-
-
-def _holder_pid(fd: int) -> int | None:
-    """The pid holding a flock on the file of `fd`, from /proc/locks (Linux); None if not found."""
-    inode = os.fstat(fd).st_ino
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF"
-        fields = line.split()
-        if "FLOCK" in fields and len(fields) >= 6 and fields[-3].rsplit(":", 1)[-1] == str(inode):
-            return int(fields[-4]) if fields[-4].isdigit() else None
-    return None
-
-
-def _in_use_error(path: Path, holder: int | None) -> RunDirError:
-    pid = f" (pid {holder})" if holder else ""
-    return RunDirError(f"run dir {path} is in use by another jaxmlp run{pid}; wait for it to end or choose "
-                       "another --out-dir")
-
-
-def _link_error(path: Path) -> RunDirError:
-    return RunDirError(f"{path} is a symbolic link; jaxmlp never follows a link in its run directory: remove the "
-                       "link or choose another --out-dir")
-
-
-def check_not_in_use(run_dir: Path) -> None:
-    """RunDirError when another process holds `run_dir` (read-only: makes no lock file)."""
-    try:
-        fd = _open_lock(run_dir, os.O_RDONLY)
-    except FileNotFoundError:  # no lock file (or no directory): nobody holds it
-        return
-    except NotADirectoryError:
-        return
-    try:
-        if not _try_lock(fd):
-            raise _in_use_error(run_dir, _holder_pid(fd))
-    finally:
-        os.close(fd)  # (drops the probe's lock, if it got one)
 
 
 def run_dir_name(dataset: str) -> str:
@@ -182,7 +87,7 @@ def run_kind(run_dir: Path) -> str | None:
     """The kind of run the marker of `run_dir` names ("train", "sweep"), or None without a marker."""
     path = run_dir / MARKER_FILE
     if path.is_symlink():
-        raise _link_error(path)
+        raise link_error(path)
     try:
         kind = json.loads(path.read_text()).get("kind")
     except FileNotFoundError:
@@ -214,7 +119,7 @@ def check_new_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = F
         check_not_in_use(run_dir)
     previous = run_kind(run_dir)
     if previous is None:
-        foreign = sorted(name for name in os.listdir(run_dir) if not _is_own_lock(run_dir / name))
+        foreign = sorted(name for name in os.listdir(run_dir) if not is_own_lock(run_dir / name))
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise RunDirError(f"run dir {run_dir} is not empty ({shown}) and holds no run of jaxmlp's (no "
@@ -238,14 +143,14 @@ def check_no_links(run_dir: Path, names) -> None:
     for name in names:
         path = run_dir / name
         if path.is_symlink():
-            raise _link_error(path)
+            raise link_error(path)
         if path.exists() and path.is_dir() != (name in _DIRS):
             raise RunDirError(f"{path} is a {'directory' if path.is_dir() else 'file'}, which jaxmlp does not "
                               "write there; move it away or choose another --out-dir")
         for parent, dirs, files in os.walk(path) if name in _DIRS else ():
             for entry in dirs + files:
                 if os.path.islink(os.path.join(parent, entry)):
-                    raise _link_error(Path(parent, entry))
+                    raise link_error(Path(parent, entry))
 
 
 def claim_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
@@ -306,14 +211,6 @@ def _write_marker(claim: RunDirClaim, kind: str) -> None:
     write_json(claim.path / MARKER_FILE, {"kind": kind})
 
 
-def _is_own_lock(path: Path) -> bool:
-    """A lock file a jaxmlp run left (empty, or an older jaxmlp's pid), not a user's .lock."""
-    if path.name != LOCK_FILE or path.is_symlink() or not path.is_file() or path.stat().st_size > 32:
-        return False
-    text = path.read_text(errors="replace").strip()
-    return text == "" or text.isdigit()
-
-
 def _check_removable(run_dir: Path, names) -> None:
     """RunDirError unless every directory an --overwrite removes entries from lets us remove them,
     so that a refusal comes before the first file is gone."""
@@ -336,7 +233,7 @@ def _remove(path: Path) -> None:
             if os.path.lexists(path / name):
                 _remove(path / name)
         for name in (MARKER_FILE, LOCK_FILE):
-            if name == MARKER_FILE or _is_own_lock(path / name):
+            if name == MARKER_FILE or is_own_lock(path / name):
                 (path / name).unlink(missing_ok=True)
     else:
         path.unlink()

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import os
 import time
 
 import pytest
@@ -20,46 +18,6 @@ def test_new_run_dirs_are_unique_even_within_one_second(tmp_path):
     assert names[0].startswith("my-set-") and names[1] == names[0] + "-2" and names[2] == names[0] + "-3"
     for c in claims:
         c.release()
-
-
-def _hold(path, started, stop):
-    claim = rundir.claim_run_dir(path, TrainConfig(out_dir=str(path)))
-    started.set()
-    stop.wait(30)
-    claim.release()
-
-
-def test_a_run_dir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    started, stop = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(tmp_path / "run", started, stop))
-    holder.start()
-    try:
-        assert started.wait(60)
-        config = TrainConfig(out_dir=str(tmp_path / "run"))
-        with pytest.raises(RunDirError, match=rf"in use by another jaxmlp run \(pid {holder.pid}\)"):
-            rundir.check_new_run_dir(tmp_path / "run", config)
-        with pytest.raises(RunDirError, match="in use by another jaxmlp run"):
-            rundir.claim_run_dir(tmp_path / "run", config)
-    finally:
-        stop.set()
-        holder.join(60)
-    rundir.claim_run_dir(tmp_path / "run", config).release()  # free once the holder is gone
-
-
-def _claim_and_die(path):
-    rundir.RunDirClaim(path)
-    os._exit(0)  # no release, no cleanup: as kill -9 would end it
-
-
-def test_a_killed_holder_frees_the_dir(tmp_path):
-    path = tmp_path / "run"
-    path.mkdir()
-    child = multiprocessing.get_context("spawn").Process(target=_claim_and_die, args=(path,))
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0 and (path / rundir.LOCK_FILE).read_text() == ""  # the lock file is never written
-    rundir.RunDirClaim(path).release()
 
 
 def test_a_new_run_never_clobbers_another_runs_checkpoints(tmp_path):
