@@ -2,26 +2,65 @@
 the same directory, is flushed and fsync'ed, and is renamed onto its path only when whole, so a
 kill, a full disk or an error never leaves a half-written file (or clobbers the old one).
 
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)       # missing parent folders are made, and removed again on failure
     write_json(path, {"a": 1})
     with atomic_file(path) as f: np.savez(f, ...)
+    read_regular(path)                   # a file jaxmlp wrote, read back: never through a link, never a FIFO
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a tmp file in the same directory, fsync, then os.replace onto `path`."""
+    """Write to a tmp file in the same directory, fsync, then os.replace onto `path`; the missing
+    folders above it are made, and removed again when the write fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as f:
-        f.write(data)
+    made = make_dirs(path.parent)
+    try:
+        with atomic_file(path) as f:
+            f.write(data)
+    except BaseException:
+        remove_dirs(made)
+        raise
+
+
+def make_dirs(path: Path) -> list[Path]:
+    """mkdir -p `path`; the directories it created, outermost first."""
+    missing = []
+    while not path.exists() and not path.is_symlink():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        p.mkdir()
+    return list(reversed(missing))
+
+
+def remove_dirs(made: list[Path]) -> None:
+    """Remove the directories `make_dirs` made, deepest first, each only while empty."""
+    for path in reversed(made):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file at `path`. A link there is not followed (ELOOP), and a FIFO,
+    socket or device is refused (EINVAL) rather than read: opening one could block forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

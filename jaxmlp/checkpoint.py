@@ -1,5 +1,5 @@
 """A run's files on disk: orbax checkpoints, config.json, metrics.jsonl, npz export (the
-directory's layout and its claiming: rundir.py).
+directory's layout: runfiles.py; its claim: rundir.py).
 
     run_dir/
       config.json          the TrainConfig (to_dict), written once the run is restored or initialized
@@ -28,14 +28,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxmlp.atomic import atomic_write_bytes, write_json
+from jaxmlp.atomic import atomic_write_bytes, read_regular, write_json
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.orbax_io import (CheckpointRemoved, CheckpointUnreadable, CheckpointWriteError,  # noqa: F401
-                             orbax_threads_quiet, quiet_abandoned_reads, sigint_deferred)
+                             orbax_threads_quiet, quiet_orbax_reports, sigint_deferred)
 from jaxmlp.parsing import loads_json
-from jaxmlp.rundir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE,  # noqa: F401
-                           SUMMARY_FILE, RunDirError)
+from jaxmlp.runfiles import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE,  # noqa: F401
+                             SUMMARY_FILE)
+from jaxmlp.runlock import RunDirError
 
 class Restored(NamedTuple):
     """One checkpoint read back."""
@@ -57,7 +58,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, cleanup_tmp: bool = False):
-        quiet_abandoned_reads()
+        quiet_orbax_reports()
         self.directory = Path(directory).absolute()
         self.max_to_keep = max_to_keep
         options = ocp.CheckpointManagerOptions(max_to_keep=None, create=False, enable_async_checkpointing=False,
@@ -119,6 +120,8 @@ class Checkpointer:
             raise self._unreadable(epoch, "it has no meta item") from None
         except (ValueError, OSError) as exc:  # a truncated meta item, or pruned meanwhile
             raise self._unreadable(epoch, exc) from None
+        except RecursionError:  # (meta nested thousands of levels deep)
+            raise self._unreadable(epoch, "its meta is nested too deep") from None
         if not isinstance(meta, dict):
             raise CheckpointUnreadable(self.directory, epoch, f"its meta is a {type(meta).__name__}, not a mapping")
         return meta
@@ -201,10 +204,12 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The TrainConfig in run_dir/config.json; RunDirError if missing or unreadable."""
     path = Path(run_dir) / CONFIG_FILE
     try:
-        return TrainConfig.from_dict(loads_json(path.read_text()))
+        return TrainConfig.from_dict(loads_json(read_regular(path).decode()))
     except FileNotFoundError:
         raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG_FILE})") from None
-    except (OSError, json.JSONDecodeError, ValueError) as exc:
+    except OSError as exc:  # (a link or a FIFO there too)
+        raise RunDirError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except ValueError as exc:
         raise RunDirError(f"{path}: cannot read config ({exc})") from None
 
 
@@ -219,7 +224,9 @@ class MetricsLog:
         atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
+        # O_NOFOLLOW: a link put in its place while the run trains is refused (ELOOP), not written through
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())

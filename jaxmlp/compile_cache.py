@@ -36,6 +36,8 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
+from jaxmlp.atomic import read_regular
+
 ENV = "JAXMLP_CACHE_DIR"
 OFF = "off"
 
@@ -72,7 +74,7 @@ class VerifiedCache:
 
     def get(self, key: str) -> bytes | None:
         try:
-            data = self.entry(key).read_bytes()
+            data = read_regular(self.entry(key))  # (never blocks on a FIFO put there)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -89,7 +91,8 @@ class VerifiedCache:
     def put(self, key: str, value: bytes) -> None:
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}.", suffix=".tmp")
+            self._path.mkdir(parents=True, exist_ok=True)  # made with the first entry: a command that stops
+            fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}.", suffix=".tmp")  # before compiling makes none
             with os.fdopen(fd, "wb") as out:
                 out.write(MAGIC)
                 out.write(_seal(key, value))
@@ -103,15 +106,35 @@ class VerifiedCache:
                                    "this run compiles without saving them")
 
 
-def _install(directory: Path) -> None:
-    """Make a VerifiedCache over `directory` the backend of JAX's persistent cache."""
+def _install(directory: Path) -> bool:
+    """Make a VerifiedCache over `directory` the backend of JAX's persistent cache; False where
+    this JAX lacks the hook."""
     from jax._src import compilation_cache as jax_cache
 
     jax_cache.reset_cache()  # so the settings hold even after earlier compiles
     # A private hook (jax 0.10-0.11): JAX builds its default cache only while `_cache` is None.
     # A JAX without it keeps its default backend over the same directory: unverified entries.
-    if hasattr(jax_cache, "_cache") and hasattr(jax_cache, "_get_cache"):
-        jax_cache._cache = VerifiedCache(directory)
+    if not (hasattr(jax_cache, "_cache") and hasattr(jax_cache, "_get_cache")):
+        return False
+    jax_cache._cache = VerifiedCache(directory)
+    return True
+
+
+def _unusable(directory: Path) -> str | None:
+    """Why `directory` cannot hold the cache, or None. Read-only: the first entry saved makes it. (A
+    read-only cache is usable: its entries are read, and the one line says why none are saved.)"""
+    if directory.exists():
+        return None if directory.is_dir() else "exists and is not a directory"
+    existing = directory.parent
+    while not existing.exists():
+        if existing.is_symlink() or existing.parent == existing:
+            return "cannot create it (a dangling link)"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create it ({existing} is not a directory)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot create it ({existing}: permission denied)"
+    return None
 
 
 def default_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -148,17 +171,23 @@ def configure(setting: str | None = None, environ: Mapping[str, str] = os.enviro
         compilation_cache.reset_cache()
         return None
     directory = Path(chosen).expanduser() if chosen else default_dir(environ)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    problem = _unusable(directory)
+    if problem:
         if chosen:
-            raise ValueError(f"compile cache {directory}: cannot create it ({exc.strerror or exc})") from None
-        return None  # an unwritable default location: run without the cache rather than fail
+            raise ValueError(f"compile cache {directory}: {problem}")
+        return None  # an unusable default location: run without the cache rather than fail
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    _install(directory)
+    if not _install(directory):  # JAX's own backend expects the directory to be there
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            jax.config.update("jax_enable_compilation_cache", False)
+            if chosen:
+                raise ValueError(f"compile cache {directory}: cannot create it ({exc.strerror or exc})") from None
+            return None
     return directory
 
 

@@ -11,14 +11,14 @@ carries that run's training-split statistics: x_model = (x - input_mean) / input
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxmlp.atomic import atomic_file
+from jaxmlp.atomic import atomic_write_bytes
 from jaxmlp.data import FeatureStats
 from jaxmlp.mlp import Layer, Params, sizes_of
 
@@ -43,10 +43,9 @@ def export_npz(path: str | os.PathLike, params: Params, *, activation: str,
             raise ValueError(f"preprocessing of {preprocessing.mean.shape} features for a net of "
                              f"{arrays['sizes'][0]} inputs")
         arrays["input_mean"], arrays["input_std"] = np.asarray(preprocessing.mean), np.asarray(preprocessing.std)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as f:
-        np.savez(f, **arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())  # (folders it makes are removed again if the write fails)
 
 
 def load_npz(path: str | os.PathLike) -> tuple[Params, str, dict[str, Any]]:

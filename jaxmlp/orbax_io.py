@@ -15,7 +15,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from jaxmlp.rundir import RunDirError
+from jaxmlp.runlock import RunDirError
 
 
 class CheckpointWriteError(OSError):
@@ -82,7 +82,7 @@ def sigint_deferred():
             previous(*pending[0])
 
 
-def quiet_abandoned_reads() -> None:
+def quiet_orbax_reports() -> None:
     """When one read of a checkpoint fails (damaged, or pruned by a run writing there), orbax's
     event loop closes while tensorstore's other reads are still under way: at random they end in
     'Event loop is closed', '... exception was never retrieved', 'coroutine ... was never
@@ -107,10 +107,15 @@ def quiet_abandoned_reads() -> None:
     logging.getLogger("asyncio").addFilter(  # a Task's repr names the file its coroutine is defined in
         lambda r: not ("exception was never retrieved" in str(r.msg) and _orbax_source(r.getMessage())))
     logging.getLogger("absl").addFilter(lambda r: not str(r.msg).startswith("Metadata file does not exist"))
+    # A write thread's failure is logged with its traceback, then raised again by the save it
+    # belonged to, which the caller reports in one line (CheckpointWriteError).
+    logging.getLogger("absl").addFilter(lambda r: "_SignalingThread.run() raised an exception" not in str(r.msg))
 
 
 _quieted = False
 
 
 def _orbax_source(text: str) -> bool:
-    return "orbax" in text or "tensorstore" in text
+    """True when a report names orbax's or tensorstore's code, or a checkpoint (a gathered read's
+    error names the checkpoint directory, not the code)."""
+    return any(word in text.lower() for word in ("orbax", "tensorstore", "checkpoint"))

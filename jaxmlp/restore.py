@@ -22,7 +22,8 @@ from jaxmlp.checkpoint import Checkpointer, checkpointer_for, read_config
 from jaxmlp.config import AUTO_FIELDS, FIELD_NAMES, PER_HOST_FIELDS, RESUMABLE, TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.orbax_io import CheckpointRemoved, CheckpointUnreadable
-from jaxmlp.rundir import CONFIG_FILE, RunDirError
+from jaxmlp.runfiles import CONFIG_FILE, RUN_FILES, check_own_files
+from jaxmlp.runlock import RunDirError
 
 
 def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
@@ -43,6 +44,7 @@ def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
     from jaxmlp.training.run import build_run  # the trainer never imports this module
     from jaxmlp.training.spec import spec_from_meta
 
+    check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read
     if epoch is not None:
         epoch, best = _holder_of_epoch(run_dir, epoch, best)
     saved, meta = _saved_config(run_dir, epoch)
@@ -118,6 +120,7 @@ _META_KEYS = ("epoch", "sizes", "loss", "steps_per_epoch", "config", "history")
 
 
 def _saved_config(run_dir, epoch: int | None) -> tuple[TrainConfig, dict[str, Any]]:
+    check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read
     edited = read_config(run_dir)
     ckpt = checkpointer_for(run_dir, edited)
     try:

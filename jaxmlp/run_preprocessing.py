@@ -10,16 +10,17 @@ they read back bit for bit. The trainer writes the file atomically before traini
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from jaxmlp.atomic import write_json
-from jaxmlp.rundir import PREPROCESSING_FILE, RunDirError
+from jaxmlp.atomic import read_regular, write_json
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import DataSplits, FeatureStats, standardize
+from jaxmlp.parsing import loads_json
+from jaxmlp.runfiles import PREPROCESSING_FILE
+from jaxmlp.runlock import RunDirError
 
 
 def fit_preprocessing(splits: DataSplits, standardize_features: bool) -> tuple[DataSplits, FeatureStats | None]:
@@ -45,7 +46,7 @@ def read_preprocessing(run_dir: str | os.PathLike, config: TrainConfig) -> Featu
     that standardized has no readable preprocessing.json (runs trained before it was written)."""
     path = Path(run_dir) / PREPROCESSING_FILE
     try:
-        record = json.loads(path.read_text())["standardize"]
+        record = loads_json(read_regular(path).decode())["standardize"]
         if record is None:
             return None
         mean, std = (np.asarray(record[k], np.float32) for k in ("mean", "std"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -28,8 +29,10 @@ class RunDirClaim:
     def __init__(self, path: Path):
         self.path = path
         self.made_lock = False  # this claim created the lock file (a failed claim removes it)
+        self.undo_steps: list = []  # what else release(undo=True) takes back, last first
         try:
-            self._fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            self._fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                               0o644)
             self.made_lock = True
         except FileExistsError:
             self._fd = _open_lock(path, os.O_RDWR)
@@ -38,20 +41,33 @@ class RunDirClaim:
             os.close(self._fd)
             raise _in_use_error(path, holder)
 
-    def release(self) -> None:
-        """Let go of the directory (idempotent)."""
+    def release(self, *, undo: bool = False) -> None:
+        """Let go of the directory (idempotent); `undo`: the command changed nothing else (it
+        ended as bad input), so a lock file this claim created goes too."""
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+            if undo and self.made_lock:
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+            for step in reversed(self.undo_steps) if undo else ():
+                step()
 
 
 def _open_lock(path: Path, flags: int) -> int:
+    """The lock file opened without following a link, and without blocking on a FIFO."""
     try:
-        return os.open(path / LOCK_FILE, flags | os.O_NOFOLLOW)
+        fd = os.open(path / LOCK_FILE, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise link_error(path / LOCK_FILE) from None
-        raise
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            raise
+        raise RunDirError(f"{path / LOCK_FILE}: cannot open the run's lock ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunDirError(f"{path / LOCK_FILE} is not a regular file; it is not jaxmlp's lock: move it away or "
+                          "choose another --out-dir")
+    return fd
 
 
 def _try_lock(fd: int, patience: float = 0.0) -> bool:

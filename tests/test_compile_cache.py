@@ -39,12 +39,18 @@ def test_default_dir_follows_xdg(tmp_path):
 def test_unconfigured_jax_gets_the_default_dir_and_caches_every_program(jax_settings, tmp_path):
     jax.config.update("jax_compilation_cache_dir", None)
     directory = compile_cache.configure(environ={"XDG_CACHE_HOME": str(tmp_path)})
-    assert directory == tmp_path / "jaxmlp" / "xla" and directory.is_dir()
+    assert directory == tmp_path / "jaxmlp" / "xla" and not directory.exists()  # made by the first entry
     assert jax.config.jax_compilation_cache_dir == str(directory)
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
     assert jax.config.jax_persistent_cache_min_entry_size_bytes == -1
     jax.jit(lambda v: v * 3 + 1)(jax.numpy.arange(7.0)).block_until_ready()  # a fresh, fast program
     assert any(directory.iterdir())  # written although it compiled in far less than JAX's default 1 s
+
+
+def test_a_command_refused_before_compiling_makes_no_cache_dir(jax_settings, tmp_path, capsys):
+    cache = tmp_path / "new-cache"
+    assert cli.main(["train", "--compile-cache", str(cache), "--epochs", "0", "--out-dir", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not cache.exists() and not (tmp_path / "r").exists()
 
 
 def test_a_users_jax_setting_is_left_alone(jax_settings, tmp_path):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,8 @@ def snapshot(root: Path) -> dict[str, str]:
                 out[rel] = f"link -> {os.readlink(path)}"
             elif path.is_dir():
                 out[rel] = "dir"
+            elif not path.is_file():  # a FIFO or socket: never opened
+                out[rel] = "special"
             else:
                 out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
@@ -155,10 +158,8 @@ def test_overwrite_never_removes_files_of_a_folder_without_a_run(box, capsys):  
 
 def test_overwrite_keeps_what_jaxmlp_did_not_write_inside_its_run(box):
     (box / "run" / "notes.txt").write_text("mine")
-    (box / "run" / "checkpoints" / "model.pt").write_text("mine too")
     assert cli.main([*TRAIN, "--out-dir", "run", "--overwrite"]) == 0
     assert (box / "run" / "notes.txt").read_text() == "mine"
-    assert (box / "run" / "checkpoints" / "model.pt").read_text() == "mine too"
 
 
 @pytest.mark.parametrize("where", ["/", "home"])
@@ -188,12 +189,10 @@ def test_overwrite_across_command_kinds_leaves_one_consistent_run(box, capsys): 
 
 
 def test_a_failed_claim_leaves_nothing_behind(box, capsys, monkeypatch):  # defect 9b: a full disk
-    import jaxmlp.atomic
-
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(jaxmlp.atomic, "write_json", full)
+    monkeypatch.setattr(rundir, "write_json", full)  # the claim's marker: its first write
     refused(box, capsys, [*TRAIN, "--out-dir", "new/deeper/r2"], "No space left on device")
     assert not (box / "new").exists()
     (box / "empty").mkdir()
@@ -218,3 +217,110 @@ def test_a_ctrl_c_after_the_command_ended_keeps_its_status_quietly(tmp_path):  #
                           cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
     assert proc.stdout.startswith("jaxmlp ")
+
+
+# --- the adversarial pass's findings: special files, odd paths, user files inside a run -------------
+def jaxmlp_child(argv, cwd, env, timeout=120):
+    """`jaxmlp ARGV` in a child process: a FIFO must never make a command wait, and a regression
+    that did would hang the suite in-process."""
+    return subprocess.run([sys.executable, "-m", "jaxmlp.cli", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("where", [rundir.LOCK_FILE, rundir.MARKER_FILE, "checkpoints/1/_CHECKPOINT_METADATA"])
+def test_a_fifo_at_a_name_jaxmlp_reads_is_refused_not_waited_on(box, child_env, where):
+    fifo = box / "run" / where
+    fifo.unlink()
+    os.mkfifo(fifo)
+    before = snapshot(box)
+    for argv in ([*TRAIN, "--out-dir", "run", "--overwrite"], [*TRAIN, "--out-dir", "run"], ["info", "run"]):
+        proc = jaxmlp_child(argv, box, child_env)
+        if argv[0] == "info" and where != "checkpoints/1/_CHECKPOINT_METADATA":  # (info reads neither)
+            assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+            continue
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "FIFO" in proc.stderr or "not a regular file" in proc.stderr or "marker" in proc.stderr, proc.stderr
+    assert snapshot(box) == before
+
+
+def test_a_socket_lock_is_one_line(box, capsys):
+    (box / "run" / rundir.LOCK_FILE).unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(box / "run" / rundir.LOCK_FILE))
+        refused(box, capsys, [*TRAIN, "--out-dir", "run", "--overwrite"], "run/.lock")
+
+
+def test_a_resume_refused_after_its_claim_leaves_no_lock_file(box, capsys):
+    (box / "run" / rundir.LOCK_FILE).unlink()
+    for data in (box / "run" / "checkpoints").glob("*/state/d/*"):
+        data.write_bytes(b"")  # damaged: the restore fails after the claim
+    refused(box, capsys, ["train", "--resume", "run", "--epochs", "3", "--quiet"], "damaged")
+
+
+@pytest.mark.parametrize("out_dir,needle", [("n" * 256, "File name too long"),
+                                            ("run/checkpoints/99", "is inside the jaxmlp run"),
+                                            ("sw/best/sub", "is inside the jaxmlp run")])
+def test_odd_out_dirs_are_one_line(box, capsys, out_dir, needle):
+    refused(box, capsys, [*TRAIN, "--out-dir", out_dir], needle)
+
+
+@pytest.mark.parametrize("plant", ["7", "2024/notes.txt", "1/MY_NOTES.txt"])
+def test_overwrite_refuses_while_users_files_are_in_checkpoints(box, capsys, plant):
+    path = box / "run" / "checkpoints" / plant  # orbax would take a numbered entry for a checkpoint of the new run
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("mine")
+    refused(box, capsys, [*TRAIN, "--out-dir", "run", "--overwrite"], f"holds files jaxmlp did not write ({plant}")
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="no chattr")
+def test_an_immutable_file_stops_overwrite_before_anything_is_removed(box, capsys):
+    pinned = next((box / "run" / "checkpoints").glob("*/state/_METADATA"))
+    if subprocess.run(["chattr", "+i", str(pinned)], capture_output=True).returncode:
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        refused(box, capsys, [*TRAIN, "--out-dir", "run", "--overwrite"], "immutable or append-only")
+    finally:
+        subprocess.run(["chattr", "-i", str(pinned)], check=True)
+
+
+@pytest.mark.parametrize("marker", ["garbage", '{"kind": "sweep"}', "a directory"])
+def test_a_bad_marker_in_best_stops_sweep_overwrite_before_anything_is_removed(box, capsys, marker):
+    path = box / "sw" / "best" / rundir.MARKER_FILE
+    path.unlink()
+    path.mkdir() if marker == "a directory" else path.write_text(marker)
+    refused(box, capsys, [*SWEEP, "--out-dir", "sw", "--overwrite"], "sw/best")
+
+
+def test_sweep_overwrite_keeps_the_users_files_in_best(box):
+    (box / "sw" / "best" / "notes.txt").write_text("mine")
+    assert cli.main([*SWEEP, "--out-dir", "sw", "--overwrite"]) == 0
+    assert (box / "sw" / "best" / "notes.txt").read_text() == "mine" and rundir.has_checkpoint(box / "sw" / "best")
+
+
+@pytest.mark.parametrize("argv,needle", [(["export", "run", "--npz", ""], "--npz needs a file name"),
+                                         (["predict", "run", "--out", "fifo.npy", "--overwrite"], "not a regular file")])
+def test_outputs_that_are_not_files_are_refused(box, capsys, argv, needle):
+    os.mkfifo(box / "fifo.npy")
+    refused(box, capsys, argv, needle)
+
+
+def test_a_sweep_json_that_disagrees_with_its_finished_checkpoint_is_refused(box, capsys):
+    saved = json.loads((box / "sw" / "sweep.json").read_text())
+    (box / "sw" / "sweep.json").write_text(json.dumps({**saved, "grid": {"seed": []}, "chunks": []}))
+    refused(box, capsys, ["sweep", "--resume", "sw", "--quiet"], "does not describe the sweep its checkpoint holds")
+
+
+def test_a_damaged_sweep_checkpoint_is_one_line_on_resume(box, capsys):
+    meta = next((box / "sw" / "checkpoints").glob("*/meta/metadata"))
+    meta.write_text(meta.read_text()[:20])
+    refused(box, capsys, ["sweep", "--resume", "sw", "--quiet"], "damaged")
+
+
+def test_a_metrics_link_put_in_while_the_run_trains_is_not_written_through(box):
+    from jaxmlp.checkpoint import MetricsLog
+
+    (box / "run" / "metrics.jsonl").unlink()
+    (box / "run" / "metrics.jsonl").symlink_to(box / "outside" / "victim.txt")
+    with pytest.raises(OSError):
+        MetricsLog(box / "run" / "metrics.jsonl").append({"epoch": 1})
+    assert (box / "outside" / "victim.txt").read_text() == "secret\n"

@@ -23,7 +23,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     from jaxmlp import checkpoint, export, restore
     from jaxmlp.run_preprocessing import read_preprocessing
 
-    out = output_path(ns.npz or Path(ns.run_dir) / "params.npz", "--npz", "export", overwrite=ns.overwrite)
+    npz = Path(ns.run_dir) / "params.npz" if ns.npz is None else ns.npz
+    out = output_path(npz, "--npz", "export", overwrite=ns.overwrite)
     try:
         with dtype_scope(checkpoint.read_config(ns.run_dir).dtype):
             params, config, meta = restore.restore_params(ns.run_dir, epoch=ns.epoch, best=ns.best)

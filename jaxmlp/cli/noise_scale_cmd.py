@@ -64,7 +64,7 @@ def _config(ns: argparse.Namespace):
 
 
 def cmd_noise_scale(ns: argparse.Namespace) -> int:
-    out = output_path(ns.json, "--json", "noise-scale", overwrite=ns.overwrite) if ns.json else None  # before any work
+    out = None if ns.json is None else output_path(ns.json, "--json", "noise-scale", overwrite=ns.overwrite)  # before any work
     config, run_dir = _config(ns)
     with dtype_scope(config.dtype):
         splits, _ = load_data(config, quiet=False, command="noise-scale")  # standardized as the run was

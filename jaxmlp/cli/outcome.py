@@ -72,7 +72,7 @@ def nothing_to_resume(config: TrainConfig, run_dir: Path) -> str | None:
     run without new epochs; an early-stopped run whose patience would stop it again), else
     None. Reads the checkpoint only: a resume with nothing to do writes nothing."""
     from jaxmlp import checkpoint
-    from jaxmlp.rundir import has_checkpoint
+    from jaxmlp.runfiles import has_checkpoint
     from jaxmlp.training import History
     from jaxmlp.training.fit import resume_start
 

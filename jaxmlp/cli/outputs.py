@@ -26,14 +26,19 @@ def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def output_path(path: str | Path, flag: str, command: str, *, overwrite: bool, suffixes: Sequence[str] = ()) -> Path:
-    """`path` as an output of `jaxmlp <command>` (given as `flag`), or UsageError: a suffix not in
-    `suffixes` (when given), a directory, an existing file without `overwrite`."""
+    """`path` as an output of `jaxmlp <command>` (given as `flag`), or UsageError: no name, a suffix
+    not in `suffixes` (when given), a directory or anything else that is not a regular file (a
+    FIFO, a device: never replaced by a file), an existing file without `overwrite`."""
     out = Path(path)
     error = f"{PROG} {command}: error:"
+    if not str(path):
+        raise UsageError(f"{error} {flag} needs a file name")
     if suffixes and out.suffix.lower() not in suffixes:
         raise UsageError(f"{error} {flag} {out}: the file name must end in {' or '.join(suffixes)}")
     if out.is_dir():
         raise UsageError(f"{error} {flag} {out} is a directory")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"{error} {flag} {out} is not a regular file (a FIFO, socket or device)")
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise UsageError(f"{error} {out} exists; pass --overwrite to replace it")
     return out

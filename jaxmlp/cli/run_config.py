@@ -8,9 +8,11 @@ import contextlib
 from pathlib import Path
 
 from jaxmlp.cli.flags import given_fields, load_config_file
+from jaxmlp.cli.outcome import os_error
 from jaxmlp.cli.usage import PROG, UsageError
 from jaxmlp.config import RESUMABLE, TrainConfig
-from jaxmlp.rundir import RUN_FILES, check_new_run_dir, check_no_links
+from jaxmlp.rundir import check_new_run_dir
+from jaxmlp.runfiles import RUN_FILES, check_own_files
 
 
 def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> tuple[TrainConfig, Path | None]:
@@ -33,6 +35,8 @@ def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> t
         return config, run_dir
     except ValueError as exc:  # config validation, RunDirError
         raise UsageError(f"{PROG} train: error: {exc}") from None
+    except OSError as exc:  # a path the system refuses (too long, ...)
+        raise UsageError(f"{PROG} train: error: {os_error(exc)}") from None
 
 
 def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
@@ -51,7 +55,7 @@ def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
         raise UsageError(f"{PROG} train: error: --{fixed[0].replace('_', '-')} cannot change when resuming "
                          f"(allowed: {', '.join(sorted(RESUMABLE))})")
     run_dir = Path(ns.resume)
-    check_no_links(run_dir, RUN_FILES)  # before anything in it is read
+    check_own_files(run_dir, RUN_FILES)  # before anything in it is read
     if run_dir.is_dir() and not (run_dir / CONFIG_FILE).exists():
         raise UsageError(f"{PROG} train: error: {run_dir}: not a run directory (no {CONFIG_FILE}): a run stopped "
                          "before it wrote its config cannot be resumed; rerun the original command")

@@ -20,7 +20,7 @@ from pathlib import Path
 from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file, value_parser
 from jaxmlp.cli.grid_flags import GRID_HELP, MAX_MODELS, check_grid_size, load_grid_file, parse_grid
 from jaxmlp.cli.interrupts import InterruptGuard
-from jaxmlp.cli.outcome import ended
+from jaxmlp.cli.outcome import ended, os_error
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
 from jaxmlp.cli.train_cmd import claim_dir, load_data
@@ -69,7 +69,8 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 def sweep_setup(ns: argparse.Namespace):
     """(config, grid, run dir or None for a fresh runs/sweep-<dataset>-<time>, settings) from the
     flags, or from the sweep being resumed. Reads only."""
-    from jaxmlp.rundir import KIND_FILES, RunDirError, check_new_run_dir, check_no_links
+    from jaxmlp.rundir import RunDirError, check_new_run_dir
+    from jaxmlp.runfiles import KIND_FILES, check_own_files
     from jaxmlp.sweeps.sweepdir import read_sweep_json
 
     given = given_fields(ns)
@@ -83,7 +84,7 @@ def sweep_setup(ns: argparse.Namespace):
             if extra or fixed:
                 raise UsageError(f"{COMMAND}: error: {(extra + fixed)[0]} cannot change when resuming a sweep "
                                  "(allowed: --data-dir, --download)")
-            check_no_links(Path(ns.resume), KIND_FILES["sweep"])  # before anything in it is read
+            check_own_files(Path(ns.resume), KIND_FILES["sweep"])  # before anything in it is read
             saved = read_sweep_json(Path(ns.resume))
             config = TrainConfig.from_dict({**saved["config"], **given})
             return config, saved["grid"], Path(ns.resume), saved["settings"]
@@ -100,6 +101,8 @@ def sweep_setup(ns: argparse.Namespace):
         return config, grid, run_dir, {"models_per_program": ns.models_per_program, "width": ns.width}
     except (ValueError, RunDirError) as exc:  # config validation, the run directory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
+    except OSError as exc:  # a path the system refuses (too long, ...)
+        raise UsageError(f"{COMMAND}: error: {os_error(exc)}") from None
 
 
 def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | None, settings: dict) -> int:
@@ -116,28 +119,39 @@ def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | No
         plan = None if ns.resume else make_plan(config, grid, *data, **options)  # all checked before any write
     except ValueError as exc:  # the grid, a model against the data, the device memory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
-    claim = claim_dir(ns, config, run_dir, command="sweep")
+    claim, code = claim_dir(ns, config, run_dir, command="sweep"), 2
     try:
-        return _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
+        code = _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
                     stats, options)
+        return code
     finally:
-        claim.release()
+        claim.release(undo=code == 2)  # bad input changes no file: not even the claim's own
 
 
 def _finished(config: TrainConfig, run_dir: Path) -> bool:
     """True when the checkpoint says every chunk is done and the finish wrote its files (the summary,
-    and best/ unless every model diverged): a resume would only write them again."""
+    and best/ unless every model diverged): a resume would only write them again. UsageError when
+    sweep.json does not describe the sweep its checkpoint holds."""
     from jaxmlp import checkpoint, rundir
     from jaxmlp.sweeps import store
+    from jaxmlp.sweeps.sweepdir import read_sweep_json
 
     if not rundir.has_checkpoint(run_dir):  # (a Checkpointer would make the missing directory)
         return False
     ckpt = checkpoint.checkpointer_for(run_dir, config)
     try:
-        done = store.finished(ckpt)
+        layout = store.finished_layout(ckpt)
+        chunks = read_sweep_json(run_dir).get("chunks")
+        if layout is not None and (not isinstance(chunks, list) or layout != [
+                [c.get("group"), c.get("models"), c.get("size")] for c in chunks if isinstance(c, dict)]):
+            raise rundir.RunDirError(f"{run_dir / 'sweep.json'} does not describe the sweep its checkpoint holds "
+                                     "(its models or chunks differ); it cannot be resumed")
+    except ValueError as exc:  # RunDirError: a damaged checkpoint or sweep.json
+        raise UsageError(f"{COMMAND}: error: {exc}") from None
     finally:
         ckpt.close()
-    return done and (run_dir / rundir.SUMMARY_FILE).is_file() and rundir.has_checkpoint(run_dir / rundir.BEST_DIR)
+    return (layout is not None and (run_dir / rundir.SUMMARY_FILE).is_file()
+            and rundir.has_checkpoint(run_dir / rundir.BEST_DIR))
 
 
 def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options) -> int:

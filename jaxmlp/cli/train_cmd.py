@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -62,10 +63,14 @@ def cmd_train(ns: argparse.Namespace) -> int:
                          f"got {ns.log_every}")
     try:
         hosts = distributed.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
-        compile_cache.configure(ns.compile_cache)
+        cache = compile_cache.configure(ns.compile_cache)
     except ValueError as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
     config, run_dir = train_config(ns, (hosts[2], hosts[1]) if hosts else (0, 1))
+    if cache is not None and run_dir is not None and Path(os.path.abspath(run_dir)) in (
+            Path(os.path.abspath(cache)), *Path(os.path.abspath(cache)).parents):
+        raise UsageError(f"{PROG} train: error: the compile cache {cache} is inside the run directory {run_dir}: "
+                         "keep it elsewhere (--compile-cache DIR)")
     if hosts is not None:  # before anything touches a backend; returns once every process has joined,
         try:               # so every process has checked the run dir before process 0 writes to it
             distributed.initialize(*hosts, timeout=ns.distributed_timeout)
@@ -110,11 +115,13 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
         run_dir, config = claim.path, dataclasses.replace(config, out_dir=str(claim.path))
         if not ns.quiet:
             print(summary.training_summary(config, splits), flush=True)
+    code = 2
     try:
-        return _fit_and_finish(ns, config, run_dir, splits, stats, primary=claim is not None)
+        code = _fit_and_finish(ns, config, run_dir, splits, stats, primary=claim is not None)
+        return code
     finally:
         if claim is not None:
-            claim.release()
+            claim.release(undo=code == 2)  # bad input changes no file: not even the claim's own
 
 
 def claim_dir(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None, command: str = "train"):

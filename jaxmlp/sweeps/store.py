@@ -103,12 +103,18 @@ def read_plan(checkpointer) -> dict[str, Any] | None:
     return checkpointer.read_meta()["sweep"]["plan"]
 
 
-def finished(checkpointer) -> bool:
-    """True when the latest checkpoint is the last chunk's, complete: the sweep has nothing left to train."""
+def finished_layout(checkpointer) -> list | None:
+    """The chunk layout ([group, members, size] per chunk, as sweep.json records it) when the
+    latest checkpoint is the last chunk's, complete (the sweep has nothing left to train), else None."""
     if checkpointer.latest_epoch() is None:
-        return False
-    meta = checkpointer.read_meta()["sweep"]
-    return bool(meta["complete"]) and meta["chunk"] == len(meta["plan"]["chunks"]) - 1
+        return None
+    meta = checkpointer.read_meta().get("sweep")
+    try:
+        chunks = meta["plan"]["chunks"]
+        done = bool(meta["complete"]) and meta["chunk"] == len(chunks) - 1
+    except (TypeError, KeyError):
+        raise ValueError(f"{checkpointer.directory}: the latest checkpoint is not a sweep's") from None
+    return chunks if done else None
 
 
 def restore(checkpointer, plan: SweepPlan) -> SweepProgress:

@@ -25,10 +25,10 @@ from typing import Any
 from jaxmlp import atomic, checkpoint
 from jaxmlp.config import TrainConfig
 from jaxmlp.parsing import loads_json
-from jaxmlp.rundir import BEST_DIR, RESULTS_FILE, SWEEP_FILE  # the layout, beside train's: rundir.KIND_FILES
-from jaxmlp.rundir import SUMMARY_FILE as SUMMARY_JSON
-from jaxmlp.rundir import SWEEP_PLOT_FILE as PLOT_FILE
-from jaxmlp.rundir import SWEEP_SUMMARY_FILE as SUMMARY_FILE
+from jaxmlp.runfiles import BEST_DIR, RESULTS_FILE, SWEEP_FILE  # the layout, beside train's: runfiles.KIND_FILES
+from jaxmlp.runfiles import SUMMARY_FILE as SUMMARY_JSON
+from jaxmlp.runfiles import SWEEP_PLOT_FILE as PLOT_FILE
+from jaxmlp.runfiles import SWEEP_SUMMARY_FILE as SUMMARY_FILE
 from jaxmlp.sweeps.grid import format_overrides, varying_fields
 
 
@@ -53,7 +53,7 @@ def read_sweep_json(run_dir: Path) -> dict[str, Any]:
     """sweep.json as written; RunDirError when it is missing, unreadable or not of that shape."""
     path = Path(run_dir) / SWEEP_FILE
     try:
-        saved = loads_json(path.read_text())
+        saved = loads_json(atomic.read_regular(path).decode())
     except FileNotFoundError:
         raise checkpoint.RunDirError(f"{run_dir}: not a sweep directory (no {SWEEP_FILE})") from None
     except (OSError, ValueError) as exc:
@@ -128,7 +128,7 @@ def write_best(best_dir: Path, result, train, stats=None) -> None:
 
     best, snapshot = result.best, result.best_snapshot
     config = dataclasses.replace(best.config, out_dir=str(best_dir))
-    claim = rundir.claim_run_dir(best_dir, config, overwrite=True)  # ours: a finish interrupted before
+    claim = rundir.claim_run_dir(best_dir, config, overwrite=True, nested=True)  # ours: a finish interrupted before
     try:
         checkpoint.write_config(best_dir, config)
         write_preprocessing(best_dir, stats)
