@@ -27,7 +27,7 @@ _PUBLIC = {  # module -> the names it exports here
     "jaxmlp.training": ("fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged", "build_run"),
     "jaxmlp.sweeps": ("sweep", "SweepResult", "ModelResult"),
     "jaxmlp.parallel": ("DataParallel", "data_parallel", "make_mesh"),
-    "jaxmlp.precision": ("get_policy", "policy_loss_and_grad"),
+    "jaxmlp.precision": ("get_policy",),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 

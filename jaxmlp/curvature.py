@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.activations import get_activation
-from jaxmlp.backprop import backward_steps, loss_precision, scores_and_cache
+from jaxmlp.backprop import backward, forward, loss_precision
 from jaxmlp.gradstats import per_example_stats
 from jaxmlp.losses import check_targets, get_loss
-from jaxmlp.mlp import ForwardOptions, Params
+from jaxmlp.mlp import Params
 
 Array = jax.Array
 
@@ -41,7 +41,7 @@ def _forward(params: Params, x: Array, y: Array, activation: str, key, dropout: 
     """(act, cache, S (C, B, C): the Hessian factor's columns as C upstream gradients, each / B)."""
     act = get_activation(activation, **activation_options)
     check_targets(get_loss("softmax_cross_entropy"), (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
-    scores, cache = scores_and_cache(params, x, act, ForwardOptions(key, dropout, input_noise, train))
+    scores, cache = forward(params, x, activation=act, key=key, dropout=dropout, input_noise=input_noise, train=train)
     columns = jnp.moveaxis(softmax_hessian_sqrt(scores), 2, 0) / x.shape[0]  # (C, B, C): walk c starts from S[:, :, c]
     return act, cache, columns.astype(scores.dtype)
 
@@ -64,7 +64,7 @@ def kflr_factors(params: Params, x: Array, y: Array, *, activation: str = "relu"
     Kronecker factors of the GGN block of W for the mean softmax cross-entropy."""
     act, cache, columns = _forward(params, x, y, activation, key, dropout, input_noise, train, activation_options)
     batch = x.shape[0]
-    deltas = jax.vmap(lambda d: [s.delta for s in backward_steps(params, cache, d, act)[0]])(columns)
+    deltas = jax.vmap(lambda d: [s.delta for s in backward(params, cache, d, activation=act, steps=True)[0]])(columns)
     factors = []
     for c, delta in zip(cache, deltas):  # delta (C, B, [k,] d_out), each row carrying the walk's 1/B
         rows = (delta * batch).reshape(-1, delta[0, 0].size)  # (C B, [k] d_out): δ_ic

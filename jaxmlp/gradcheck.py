@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.activations import get_activation
-from jaxmlp.backprop import objective_value, value_and_grads
+from jaxmlp.backprop import loss_and_grad, objective
 from jaxmlp.losses import get_loss
-from jaxmlp.mlp import ForwardOptions, init_mlp
+from jaxmlp.mlp import init_mlp
 from jaxmlp.names import ACTIVATIONS, LOSS_NAMES
 
 Array = jax.Array
@@ -84,10 +84,11 @@ def gradcheck(params, x, y, *, key: Array | None = None, num_checks: int | None 
     key = jax.random.key(0) if key is None else key
     model_key, pick_key = jax.random.split(key)
     loss_fn, act = get_loss(loss), get_activation(activation, **activation_options)
-    options = ForwardOptions(model_key, dropout, input_noise, train=True)
-    _, manual = value_and_grads(params, x, y, loss_fn, l2, act, options, "manual")
-    _, auto = value_and_grads(params, x, y, loss_fn, l2, act, options, "autodiff")
-    f = jax.jit(lambda p: objective_value(p, x, y, loss_fn, l2, act, options))
+    settings = dict(loss=loss_fn, l2=l2, activation=act, key=model_key, dropout=dropout, input_noise=input_noise,
+                    train=True)
+    _, manual = loss_and_grad(params, x, y, method="manual", **settings)
+    _, auto = loss_and_grad(params, x, y, method="autodiff", **settings)
+    f = jax.jit(lambda p: objective(p, x, y, **settings))
 
     rows = []
     leaf_index = 0

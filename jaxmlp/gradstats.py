@@ -16,7 +16,7 @@ loss. The walk runs on `Loss.grad`, the gradient of that mean, so its δ rows ca
 1/B; it is undone on the rows (δ_i times B) before any statistic is formed, and `grad` is the
 gradient of the mean loss itself. The L2 term belongs to no example and is left out.
 
-Every layer kind is covered by the cache and the walk (backprop.backward_steps):
+Every layer kind is covered by the cache and the walk (backprop.backward with steps=True):
 - dropout: a_i is the layer's input after the previous layer's mask, and δ comes back
   through the same mask;
 - maxout (W (k, d_in, d_out)): δ (B, k, d_out) is nonzero only at each unit's argmax piece
@@ -40,9 +40,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.activations import Activation, get_activation
-from jaxmlp.backprop import BackwardStep, LayerCache, backward_steps, loss_precision, scores_and_cache
+from jaxmlp.backprop import BackwardStep, LayerCache, backward, forward, loss_precision
 from jaxmlp.losses import Loss, check_targets, get_loss
-from jaxmlp.mlp import ForwardOptions, Layer, Params
+from jaxmlp.mlp import Layer, Params
 
 Array = jax.Array
 
@@ -103,7 +103,7 @@ def _layer_stats(step: BackwardStep, a_prev: Array, slopes: Array | None,
 
 def per_example_stats(params: Params, cache: list[LayerCache], dscores: Array, act: Activation, *,
                       batch_grad: bool = False) -> GradStats:
-    """The GradStats of a cached forward pass (`backprop.scores_and_cache`).
+    """The GradStats of a cached forward pass (`backprop.forward`).
 
     dscores (B, d_out) is the gradient of the batch MEAN loss, as `Loss.grad` gives it: row i
     is dℓ_i/ds_i / B. The walk runs on it unchanged, so `grad` is the walk's own gradient,
@@ -111,7 +111,7 @@ def per_example_stats(params: Params, cache: list[LayerCache], dscores: Array, a
     over the gradient). batch_grad=True also returns every g_i (B copies of the params: for
     small models).
     """
-    steps, _ = backward_steps(params, cache, dscores, act)
+    steps, _ = backward(params, cache, dscores, activation=act, steps=True)
     per_layer = []
     for layer, step, c in zip(params, steps, cache):
         slopes = None if layer.alpha is None else slope_rows(act, step, c, layer.alpha) * dscores.shape[0]
@@ -146,16 +146,21 @@ def stats_from_batch_grads(params: Params, batch_grads: Params) -> GradStats:
     return _assemble(grad, l2, sgs, batch_grads, batch)
 
 
-def loss_and_stats(params: Params, x: Array, y: Array, loss: Loss, act: Activation, options: ForwardOptions, *,
-                   batch_grad: bool = False, mask: Array | None = None) -> tuple[Array, GradStats]:
-    """(per-example losses (B,), GradStats) of one forward pass and one backward walk.
+def gradient_stats(params: Params, x: Array, y: Array, *, loss: str | Loss = "softmax_cross_entropy",
+                   activation: str | Activation = "relu", key: Array | None = None, dropout: float = 0.0,
+                   input_noise: float = 0.0, train: bool = True, batch_grad: bool = False,
+                   mask: Array | None = None, **activation_options) -> tuple[Array, GradStats]:
+    """(per-example losses (B,), GradStats) of one forward pass and one backward walk, x (B, d_in).
 
     The walk starts from `loss.grad`, the mean loss's gradient, as the trainer's does; the loss
-    runs in at least float32 like the trainer's, the walk in the params' dtype. mask (B,) bool:
-    rows that are False (the padding of a last batch) get g_i = 0; `grad` still divides by B.
+    runs in at least float32 like the trainer's, the walk in the params' dtype. With train=True,
+    dropout and input noise (which need `key`) act as in `loss_and_grad`, and the statistics are
+    those of that forward pass's per-example losses. mask (B,) bool: rows that are False (the
+    padding of a last batch) get g_i = 0; `grad` still divides by B.
     """
+    act, loss = get_activation(activation, **activation_options), get_loss(loss)
     check_targets(loss, (jnp.shape(x)[0], params[-1].W.shape[-1]), y)
-    scores, cache = scores_and_cache(params, x, act, options)
+    scores, cache = forward(params, x, activation=act, key=key, dropout=dropout, input_noise=input_noise, train=train)
     up = loss_precision(scores)
     dscores = loss.grad(up, y)  # (B, d_out): dℓ_i/ds_i / B
     if mask is not None:
@@ -164,19 +169,5 @@ def loss_and_stats(params: Params, x: Array, y: Array, loss: Loss, act: Activati
     return loss.per_example(up, y), per_example_stats(params, cache, dscores, act, batch_grad=batch_grad)
 
 
-def gradient_stats(params: Params, x: Array, y: Array, *, loss: str = "softmax_cross_entropy",
-                   activation: str = "relu", key: Array | None = None, dropout: float = 0.0,
-                   input_noise: float = 0.0, train: bool = True, batch_grad: bool = False,
-                   **activation_options) -> tuple[Array, GradStats]:
-    """`loss_and_stats` with keywords: (per-example losses (B,), GradStats) for x (B, d_in), y.
-
-    With train=True, dropout and input noise (which need `key`) act as in `loss_and_grad`, and
-    the statistics are those of that forward pass's per-example losses.
-    """
-    act = get_activation(activation, **activation_options)
-    return loss_and_stats(params, x, y, get_loss(loss), act, ForwardOptions(key, dropout, input_noise, train),
-                          batch_grad=batch_grad)
-
-
-__all__ = ["GradStats", "gradient_stats", "loss_and_stats", "per_example_stats", "stats_from_batch_grads",
+__all__ = ["GradStats", "gradient_stats", "per_example_stats", "stats_from_batch_grads",
            "layer_sq_norms", "slope_rows"]

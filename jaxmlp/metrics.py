@@ -48,7 +48,7 @@ from jaxmlp.activations import Activation, get_activation
 from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_cache
 from jaxmlp.batching import pad_rows
 from jaxmlp.losses import get_loss, l2_grad
-from jaxmlp.mlp import ForwardOptions, Params
+from jaxmlp.mlp import Params
 
 Array = jax.Array
 
@@ -221,8 +221,8 @@ def loss_grad_and_stats(params: Params, x: Array, y: Array, *, loss: str = "soft
         raise ValueError(f"loss_grad_and_stats reads the manual forward cache; method must be 'manual', "
                          f"got {method!r}")
     act = get_activation(activation, **activation_options)
-    options = ForwardOptions(key, dropout, input_noise, train)
-    value, grads, cache = manual_loss_grad_and_cache(params, x, y, get_loss(loss), l2, act, options)
+    value, grads, cache = manual_loss_grad_and_cache(params, x, y, loss=loss, l2=l2, activation=act, key=key,
+                                                     dropout=dropout, input_noise=input_noise, train=train)
     tally = tally_activations(cache, act, threshold=threshold, mask=mask)
     return value, grads, StepStats(tally, layer_grad_norms(grads))
 

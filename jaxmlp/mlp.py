@@ -7,9 +7,9 @@ hand-written twin. Each rule here has its derivative beside it (`affine` / `affi
 `dropout_mask` / `dropout_backward`; the activations' are in activations.py), and backprop.py
 reuses `prepare_input` too, so both passes see the same randomness.
 
-Keywords at the door, one tuple inside: `mlp_apply` takes `key=, dropout=, input_noise=,
-train=` and activation options as keywords and packs them once into a `ForwardOptions` and
-an `Activation`; `mlp_scores`, which `backprop.objective_value` calls, takes those two.
+One function per concept: `activation` is a name (with its options as keywords) or an
+`Activation` already looked up, which is how the trainer passes it, so a traced step resolves
+nothing. `ForwardOptions` is only the bundle `prepare_input` reads.
 
     params = init_mlp(key, (784, 512, 10))          # [Layer(W (784, 512), b (512,)), Layer(W (512, 10), b (10,))]
     scores = mlp_apply(params, x)                     # x (B, 784) -> scores (B, 10)
@@ -196,7 +196,7 @@ def prepare_input(params: Params, x: Array, act: Activation, options: ForwardOpt
 
     While training with a key, `options.key` splits into the input-noise key and one dropout
     key per hidden layer; the input gets Gaussian noise of std `options.input_noise`. Shared
-    by `mlp_scores` and `backprop.scores_and_cache`, so both see exactly the same randomness.
+    by `mlp_apply` and `backprop.forward`, so both see exactly the same randomness.
     """
     key, dropout, input_noise, train = options
     check_params(params, act)
@@ -221,24 +221,20 @@ def dropout_backward(da: Array, mask: Array | None) -> Array:
     return da if mask is None else da * mask
 
 
-def mlp_scores(params: Params, x: Array, act: Activation, options: ForwardOptions) -> Array:
-    """Scores of the MLP: x (B, d_in) -> (B, d_out). The last layer has no activation."""
-    a, dropout_keys = prepare_input(params, x, act, options)
-    for i, layer in enumerate(params[:-1]):
-        a = act.forward(affine(layer, a), layer.alpha)  # (B, h_i)
-        if options.train and regularizer_on(options.dropout):
-            a = a * dropout_mask(dropout_keys[i], a.shape, options.dropout, a.dtype)
-    return affine(params[-1], a)  # (B, d_out)
-
-
-def mlp_apply(params: Params, x: Array, *, activation: str = "relu", key: Array | None = None,
+def mlp_apply(params: Params, x: Array, *, activation: str | Activation = "relu", key: Array | None = None,
               dropout: float = 0.0, input_noise: float = 0.0, train: bool = False,
               **activation_options) -> Array:
-    """Scores of the MLP: x (B, d_in) -> (B, d_out); `mlp_scores` with keywords.
+    """Scores of the MLP: x (B, d_in) -> (B, d_out). The last layer has no activation.
 
     With train=True, Gaussian noise of std `input_noise` is added to x and inverted dropout
     drops each hidden unit with probability `dropout`; both need `key`. With train=False
     both are off and the output is deterministic.
     """
     act = get_activation(activation, **activation_options)
-    return mlp_scores(params, x, act, ForwardOptions(key, dropout, input_noise, train))
+    options = ForwardOptions(key, dropout, input_noise, train)
+    a, dropout_keys = prepare_input(params, x, act, options)
+    for i, layer in enumerate(params[:-1]):
+        a = act.forward(affine(layer, a), layer.alpha)  # (B, h_i)
+        if train and regularizer_on(dropout):
+            a = a * dropout_mask(dropout_keys[i], a.shape, dropout, a.dtype)
+    return affine(params[-1], a)  # (B, d_out)

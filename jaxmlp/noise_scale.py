@@ -33,10 +33,10 @@ import jax.numpy as jnp
 
 from jaxmlp.activations import Activation
 from jaxmlp.batching import pad_rows
-from jaxmlp.gradstats import layer_sq_norms, loss_and_stats
+from jaxmlp.gradstats import gradient_stats, layer_sq_norms
 from jaxmlp.losses import Loss
 from jaxmlp.metrics import layer_grad_norms
-from jaxmlp.mlp import ForwardOptions, Params
+from jaxmlp.mlp import Params
 
 Array = jax.Array
 
@@ -128,9 +128,9 @@ def dataset_estimate(params: Params, x: Array, y: Array, key: Array | None, *, l
 def _dataset_pass(params, x, y, rows, mask, key, loss, act, dropout, input_noise) -> NoiseEstimate:
     def body(acc, batch):
         j, rows_j, mask_j = batch
-        options = ForwardOptions(None if key is None else jax.random.fold_in(key, j), dropout, input_noise,
-                                 key is not None)
-        _, stats = loss_and_stats(params, x[rows_j], y[rows_j], loss, act, options, mask=mask_j)
+        _, stats = gradient_stats(params, x[rows_j], y[rows_j], loss=loss, activation=act,
+                                  key=None if key is None else jax.random.fold_in(key, j), dropout=dropout,
+                                  input_noise=input_noise, train=key is not None, mask=mask_j)
         sq_sum = acc[0] + jnp.sum(layer_sq_norms(stats.batch_l2), axis=0)  # (L + 1,)
         return (sq_sum, jax.tree.map(lambda a, g: a + g * rows_j.shape[0], acc[1], stats.grad)), None
 

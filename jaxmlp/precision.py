@@ -1,6 +1,6 @@
 """Precision policies for training: fp32 | bf16 | highest.
 
-    value, grads = policy_loss_and_grad(params, x, y, precision="bf16", method="manual")
+    value, grads = loss_and_grad(params, x, y, precision="bf16", method="manual")   # backprop.py
 
 A policy says in which dtype the network runs and at which precision its matmuls run. Params,
 gradients and optimizer state always stay in the params' own dtype (the fp32 "master" copy),
@@ -34,8 +34,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmlp.backprop import loss_and_grad
-from jaxmlp.losses import l2_grad, l2_penalty
 from jaxmlp.names import PRECISIONS
 
 Array = jax.Array
@@ -94,23 +92,3 @@ def cast_floating(tree, dtype):
         return leaf
 
     return jax.tree.map(cast, tree)
-
-
-def policy_loss_and_grad(params, x: Array, y: Array, *, precision: str | Policy = "fp32", l2: float = 0.0,
-                         **kwargs) -> tuple[Array, Any]:
-    """`backprop.loss_and_grad` under a precision policy: (objective, grads like params).
-
-    The value is float32 (or float64 for float64 params) and the grads have the params' dtypes
-    whatever the policy. `kwargs` go to `loss_and_grad` (loss, activation, method, key,
-    dropout, input_noise, train, activation options).
-    """
-    policy = get_policy(precision)
-    with matmul_precision(policy):
-        if policy.compute_dtype is None:
-            return loss_and_grad(params, x, y, l2=l2, **kwargs)
-        low = cast_floating(params, policy.compute_dtype)
-        value, grads = loss_and_grad(low, jnp.asarray(x).astype(policy.compute_dtype), y, l2=0.0, **kwargs)
-    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)  # the cast's VJP: back to fp32
-    value = value.astype(jnp.promote_types(value.dtype, jnp.float32))
-    # the penalty on the fp32 master weights, in fp32
-    return value + l2_penalty(params, l2), l2_grad(grads, params, l2)

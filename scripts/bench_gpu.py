@@ -58,7 +58,6 @@ from _bench import (RESULTS, environment, interleaved_medians, log, median_time,
 from _contenders import LR, JaxmlpContender, TorchContender, mnist_config  # noqa: E402
 from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
-from jaxmlp.precision import policy_loss_and_grad  # noqa: E402
 from jaxmlp.training import build_run, check_data, run_spec  # noqa: E402
 from jaxmlp.training.epoch import make_epoch_fn  # noqa: E402
 from jaxmlp.training.feed import train_arrays  # noqa: E402
@@ -226,7 +225,7 @@ BF16_MODE = "mixed (jaxmlp.precision policy bf16: fp32 master params and Adam, b
 def make_steps(sizes, batch: int, dtype, method: str, seed: int = 0, policy: str | None = None):
     """(run(state, n) -> state after n Adam steps on one fixed batch, state0, flops per step); one compile.
 
-    policy: None = plain `loss_and_grad` in `dtype`; "bf16" = `jaxmlp.precision.policy_loss_and_grad`.
+    policy: None = plain `loss_and_grad` in `dtype`; "bf16" = `loss_and_grad(..., precision="bf16")`.
     """
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     params = init_mlp(k1, sizes, dtype=dtype)
@@ -238,7 +237,7 @@ def make_steps(sizes, batch: int, dtype, method: str, seed: int = 0, policy: str
         grad_fn = loss_and_grad
     else:
         def grad_fn(p, xx, yy, **kw):
-            return policy_loss_and_grad(p, xx, yy, precision=policy, **kw)
+            return loss_and_grad(p, xx, yy, precision=policy, **kw)
 
     @jax.jit
     def run(state, n):

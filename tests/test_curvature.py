@@ -9,15 +9,15 @@ from jax.flatten_util import ravel_pytree
 from jaxmlp import get_activation, init_mlp
 from jaxmlp.curvature import diag_ggn, kflr_factors
 from jaxmlp.gradcheck import random_problem, relative_error
-from jaxmlp.mlp import ForwardOptions, mlp_scores
+from jaxmlp.mlp import ForwardOptions, mlp_apply
 
 
 def jax_ggn(params, x, activation, options):
     """(P, P) GGN of the mean cross-entropy and the unravel of the flat params."""
     flat, unravel = ravel_pytree(params)
     act = get_activation(activation)
-    scores = mlp_scores(params, x, act, options)  # (B, C)
-    jac = jax.jacrev(lambda f: mlp_scores(unravel(f), x, act, options))(flat)  # (B, C, P)
+    scores = mlp_apply(params, x, activation=act, **options._asdict())  # (B, C)
+    jac = jax.jacrev(lambda f: mlp_apply(unravel(f), x, activation=act, **options._asdict()))(flat)  # (B, C, P)
     p = jax.nn.softmax(scores, axis=1)
     hess = jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :]  # (B, C, C)
     return jnp.einsum("bcp,bcd,bdq->pq", jac, hess, jac) / x.shape[0], unravel

@@ -18,8 +18,8 @@ import pytest
 
 from jaxmlp import ACTIVATIONS, LOSSES, get_activation, get_loss, init_mlp, loss_and_grad
 from jaxmlp.gradcheck import random_problem, relative_error
-from jaxmlp.gradstats import GradStats, gradient_stats, loss_and_stats, stats_from_batch_grads
-from jaxmlp.mlp import ForwardOptions, Layer, mlp_scores
+from jaxmlp.gradstats import GradStats, gradient_stats, stats_from_batch_grads
+from jaxmlp.mlp import ForwardOptions, Layer, mlp_apply
 
 BATCH = 8
 SIZES_BY_DEPTH = {0: (8, 3), 1: (8, 8, 3), 3: (8, 8, 8, 8, 3)}  # the shapes of test_backprop: shared compiles
@@ -35,7 +35,7 @@ def max_error(a: GradStats, b: GradStats) -> float:
 def reference_stats(params, x, y, loss, act, options) -> GradStats:
     """The definitions from jax.vmap(jax.grad) of every example's loss, in the batch's forward pass."""
     def example_grad(e):  # e (B,): a basis vector picks one example's loss
-        return jax.grad(lambda p: loss.per_example(mlp_scores(p, x, act, options), y) @ e)(params)
+        return jax.grad(lambda p: loss.per_example(mlp_apply(p, x, activation=act, **options._asdict()), y) @ e)(params)
 
     return stats_from_batch_grads(params, jax.vmap(example_grad)(jnp.eye(x.shape[0], dtype=x.dtype)))
 
@@ -53,11 +53,12 @@ def test_stats_equal_the_definitions_from_vmap_grad(activation, dtype):
                 x, y = random_problem(k_data, sizes, name, BATCH, jnp.dtype(dtype))
                 for dropout in (0.0, 0.5):
                     options = ForwardOptions(k_drop, dropout, 0.0, True)
-                    losses, stats = loss_and_stats(params, x, y, loss, act, options, batch_grad=True)
+                    losses, stats = gradient_stats(params, x, y, loss=loss, activation=act, batch_grad=True,
+                                                   **options._asdict())
                     err = max_error(stats, reference_stats(params, x, y, loss, act, options))
                     assert err <= TOLERANCE[dtype], f"depth {depth}, {name}, dropout {dropout}: {err:.2e}"
                     assert stats.sum_grad_squared[0].W.dtype == jnp.dtype(dtype)
-                    np.testing.assert_allclose(losses, loss.per_example(mlp_scores(params, x, act, options), y),
+                    np.testing.assert_allclose(losses, loss.per_example(mlp_apply(params, x, activation=act, **options._asdict()), y),
                                                rtol=TOLERANCE[dtype])
 
 
@@ -106,7 +107,7 @@ def test_input_noise_with_dropout_and_the_keyword_door(x64):
     x, y = random_problem(jax.random.key(5), sizes, "softmax_cross_entropy", BATCH, jnp.float64)
     act, loss = get_activation("tanh"), get_loss("softmax_cross_entropy")
     options = ForwardOptions(jax.random.key(6), 0.5, 0.3, True)
-    _, stats = loss_and_stats(params, x, y, loss, act, options)
+    _, stats = gradient_stats(params, x, y, loss=loss, activation=act, **options._asdict())
     assert max_error(stats, reference_stats(params, x, y, loss, act, options)._replace(batch_grad=None)) <= 1e-10
     _, same = gradient_stats(params, x, y, activation="tanh", key=jax.random.key(6), dropout=0.5, input_noise=0.3)
     assert max_error(stats, same) == 0.0

@@ -9,7 +9,7 @@ import pytest
 from jaxmlp import init_mlp, l2_penalty, loss_and_grad, train
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp.precision import PRECISIONS, cast_floating, get_policy, policy_loss_and_grad
+from jaxmlp.precision import PRECISIONS, cast_floating, get_policy
 
 SPIRAL = load_dataset("spiral").train  # 300 examples, 2 features, 3 classes
 SIZES = (2, 32, 3)
@@ -55,7 +55,7 @@ def test_each_policy_traces_the_matmuls_it_promises(method):
     params, (x, y) = init_mlp(jax.random.key(0), SIZES), batch()
     for precision, dtype, prec in [("fp32", "float32", None), ("highest", "float32", "HIGHEST"),
                                    ("bf16", "bfloat16", None)]:
-        found, closed = dots(lambda p: policy_loss_and_grad(p, x, y, precision=precision, method=method), params)
+        found, closed = dots(lambda p: loss_and_grad(p, x, y, precision=precision, method=method), params)
         assert found and all(d == (dtype, dtype) for d, _ in found), (precision, found)
         assert all((p is None and prec is None) or (p is not None and prec in str(p)) for _, p in found), found
         value, *grads = closed.out_avals
@@ -66,7 +66,7 @@ def test_each_policy_traces_the_matmuls_it_promises(method):
 def test_bf16_gradients_are_fp32_and_near_the_fp32_ones(method):
     params, (x, y) = init_mlp(jax.random.key(0), SIZES), batch()
     l2 = 1e-2
-    step = jax.jit(lambda p, precision, l2: policy_loss_and_grad(p, x, y, precision=precision, l2=l2, method=method),
+    step = jax.jit(lambda p, precision, l2: loss_and_grad(p, x, y, precision=precision, l2=l2, method=method),
                    static_argnums=(1, 2))
     ref_value, ref = jax.jit(lambda p: loss_and_grad(p, x, y, l2=l2, method=method))(params)
     value, grads = step(params, "bf16", l2)

@@ -25,7 +25,7 @@ from jax.scipy.special import xlogy
 import optax
 
 from jaxmlp.activations import get_activation
-from jaxmlp.mlp import ForwardOptions, Layer, mlp_scores
+from jaxmlp.mlp import Layer, mlp_apply
 from jaxmlp.sklearn import extras
 
 Array = jax.Array
@@ -70,8 +70,8 @@ def scores(spec: Spec, params: list, x: Array, key: Array | None = None, noise=0
     opts = {} if spec.slope is None else {"alpha": spec.slope}
     act = get_activation(spec.activation, **opts)
     train = key is not None and (spec.dropout > 0 or spec.noise)
-    options = ForwardOptions(key if train else None, spec.dropout, noise if spec.noise else 0.0, train)
-    return mlp_scores(params, x, act, options)
+    return mlp_apply(params, x, activation=act, key=key if train else None, dropout=spec.dropout,
+                     input_noise=noise if spec.noise else 0.0, train=train)
 
 
 def outputs(spec: Spec, params: list, x: Array) -> Array:

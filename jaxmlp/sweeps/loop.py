@@ -8,8 +8,9 @@ chunk after chunk, with per-model early stopping, restore-best and divergence by
 
 Phases, as in `fit`: plan (grid -> configs -> groups -> chunks sized to the device memory), place
 the data once, restore or start; per chunk: init, then per epoch one program call for all its
-models, the evaluations, and per model the early-stopping decision (`fit.early_stop`, the solo
-rule), restore-best and divergence: a stopped or diverged model keeps its state while the others
+models, the evaluations, and per model fit's loop policy (training/policy.py: the evaluation
+cadence, the epoch record, divergence and early stopping), and restore-best: a stopped or
+diverged model keeps its state while the others
 go on, and nothing crosses between models. At a chunk's end its models' final evaluation and the
 best model so far (kept whole, for `best/`). Like `fit`, it writes and prints nothing itself; the
 CLI passes a Checkpointer and callbacks.
@@ -30,9 +31,8 @@ from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
 from jaxmlp.training.feed import train_arrays
-from jaxmlp.training.fit import check_loss_explosion, early_stop, zero_score_loss
-from jaxmlp.training.history import RECORD_KEYS
-from jaxmlp.training.state import TrainingDiverged, run_keys
+from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
+from jaxmlp.training.state import run_keys
 
 Array = jax.Array
 
@@ -189,21 +189,19 @@ def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPro
     for j, index in enumerate(chunk.members):
         if not carry.active[j]:
             continue
-        model = progress.models[index]
-        try:  # fit's rules: a non-finite epoch (its update was masked), a finite loss explosion
-            if not stats.finite[j]:
-                raise TrainingDiverged(epoch + 1)
-            check_loss_explosion(model.config, model.history, zero_score, jax.tree.map(lambda a: a[j], stats), epoch)
-        except TrainingDiverged:
+        model, history = progress.models[index], progress.models[index].history
+        # fit's rules, per model: a non-finite epoch (its update was masked) or a finite loss explosion
+        diverged, history.watch = divergence(model.config, history.watch, epoch, bool(stats.finite[j]), None,
+                                             stats.loss[j], stats.first_loss[j], zero_score)
+        if diverged is not None:
             model.diverged_epoch, active[j] = epoch + 1, False
             continue
-        record = {"epoch": epoch + 1, "train_loss": float(stats.loss[j]), "lr": float(stats.lr[j]),
-                  "seconds": seconds, "samples_per_sec": samples / seconds,
-                  **{name: value(j) for name, value in columns.items()}}
-        stop, improved[j] = early_stop(model.config, model.history, record)  # its own epochs (a grid field)
+        record = epoch_record(epoch, stats.loss[j], stats.lr[j], seconds, samples,
+                              {name: value(j) for name, value in columns.items()})
+        # early stopping reads the model's own epochs (a grid field)
+        stop, improved[j], history.watch = early_stop(model.config, history.watch, record)
         active[j] = not stop
-        model.history.append(record)
-        records.append({"model": index, **{k: record.get(k) for k in RECORD_KEYS}})
+        records.append({"model": index, **history.append(record)})
     best = carry.best
     if plan.base.restore_best and improved.any():
         mask = jax.device_put(improved, programs.sharding)
@@ -215,7 +213,7 @@ def evaluate_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: Chu
                    epoch: int) -> dict[str, Any]:
     """The evaluation columns of `epoch`, as functions of a model's position ({} when none is due)."""
     base = plan.base
-    if not ((epoch + 1) % base.eval_every == 0 or epoch + 1 == plan.groups[chunk.group].program.epochs):
+    if not eval_due(epoch, base.eval_every, plan.groups[chunk.group].program.epochs):
         return {}
     columns = {}
     if base.eval_train:

@@ -17,6 +17,7 @@ Modules, one concept each, imports pointing down this list:
     run       build_run: optimizer, schedule and compiled programs, cached across runs
     evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes, one program per run
     audit     audit_every: manual vs jax.grad vs finite differences on a fixed batch
+    policy    the loop policy fit and sweep share: evaluation cadence, epoch record, divergence, early stopping
     fit       the loop as named phases: restore or init, epoch, evaluate, early stop, save, finish
 
 Scale-out: with `devices` > 1 the training set, params and optimizer state are replicated on a

@@ -20,6 +20,7 @@ before the epoch's checkpoint is written, so the last checkpoint is the last aud
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -28,11 +29,11 @@ import numpy as np
 
 from jaxmlp import parallel
 from jaxmlp.activations import get_activation
-from jaxmlp.backprop import objective_value, value_and_grads
+from jaxmlp.backprop import loss_and_grad, objective
 from jaxmlp.config import TrainConfig
 from jaxmlp.gradcheck import numeric_grad_at, relative_error
 from jaxmlp.losses import get_loss
-from jaxmlp.mlp import ForwardOptions, Params
+from jaxmlp.mlp import Params
 from jaxmlp.precision import matmul_precision
 from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.run import Run
@@ -70,9 +71,10 @@ class GradientAudit:
         self.x, self.y = train_arrays(train.subset(np.arange(min(AUDIT_BATCH, len(train)))), np.dtype(config.dtype))
         self.seed, self.tolerance = config.seed, TOLERANCES[config.dtype]
         loss, act = get_loss(run.loss), get_activation(config.activation, **config.activation_options())
-        options = ForwardOptions(jax.random.key(config.seed), config.dropout, config.input_noise, True)
-        self._objective = lambda p, x, y: objective_value(p, x, y, loss, config.l2, act, options)
-        self._both = jax.jit(lambda p, x, y: _manual_and_autodiff(p, x, y, loss, config, act, options))
+        settings = dict(loss=loss, l2=config.l2, activation=act, key=jax.random.key(config.seed),
+                        dropout=config.dropout, input_noise=config.input_noise, train=True)
+        self._objective = functools.partial(objective, **settings)
+        self._both = jax.jit(functools.partial(_manual_and_autodiff, settings=settings))
         self._numeric = jax.jit(self._autodiff_and_numeric)
 
     def _autodiff_and_numeric(self, params: Params, x: Array, y: Array, key: Array):
@@ -116,11 +118,12 @@ def _pick_coordinates(key: Array, magnitude: Array) -> Array:
     return candidates[jax.lax.top_k(order, min(AUDIT_CHECKS, n))[1]]
 
 
-def _manual_and_autodiff(params, x, y, loss, config: TrainConfig, act, options):
-    """(manual grads, jax.grad grads) of the objective, at full matmul precision."""
+def _manual_and_autodiff(params, x, y, settings: dict[str, Any]):
+    """(manual grads, jax.grad grads) of the objective under `settings` (loss_and_grad's
+    keywords), at full matmul precision."""
     with matmul_precision("highest"):
-        manual = value_and_grads(params, x, y, loss, config.l2, act, options, "manual")[1]
-        auto = value_and_grads(params, x, y, loss, config.l2, act, options, "autodiff")[1]
+        manual = loss_and_grad(params, x, y, method="manual", **settings)[1]
+        auto = loss_and_grad(params, x, y, method="autodiff", **settings)[1]
     return manual, auto
 
 

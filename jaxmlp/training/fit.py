@@ -1,5 +1,6 @@
 """The training loop, as named phases: restore or init, run an epoch, evaluate it, decide on
-early stopping, save, and finish with the final evaluation.
+early stopping, save, and finish with the final evaluation. The decisions (evaluation cadence,
+the epoch record, divergence, early stopping) are the loop policy `sweep` shares (policy.py).
 
     params, history = fit(TrainConfig(hidden=(100,)), splits.train, splits.val, splits.test)
 
@@ -16,11 +17,8 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
 from jaxmlp import compile_cache, parallel
 from jaxmlp.config import TrainConfig
-from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.training.audit import GradientAudit, audit_columns, audit_failure
 from jaxmlp.training.evaluate import EvalSet, Evaluator
@@ -28,9 +26,10 @@ from jaxmlp.training.feed import Feeder, train_arrays
 from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
+from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.run import Run, build_run
 from jaxmlp.training.spec import check_data, run_spec
-from jaxmlp.training.state import TrainingDiverged, TrainState, epoch_key, run_keys
+from jaxmlp.training.state import TrainState, epoch_key, run_keys
 
 Array = jax.Array
 
@@ -88,7 +87,7 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         record = run_epoch(run, feeder, progress, epoch)
         record.update(evaluate_epoch(evaluator, progress.state.params, train_eval, val_eval, epoch))
         record.update(audit_columns(audit, config, progress.state.params, epoch))
-        stop, improved = early_stop(config, progress.history, record)
+        stop, improved, progress.history.watch = early_stop(config, progress.history.watch, record)
         if improved and config.restore_best:
             progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
         row = progress.history.append(record)  # as metrics.jsonl has it: the same keys live and after a resume
@@ -162,7 +161,7 @@ def train_begin_info(run: Run, progress: Progress) -> dict[str, Any]:
 
 def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[str, Any]:
     """Run 0-based `epoch` (one compiled call), update `progress.state`; its record's training
-    columns. Raises TrainingDiverged when the epoch went non-finite (the state is then lost)."""
+    columns. Raises TrainingDiverged when the epoch diverged (policy.divergence; the state is then lost)."""
     t = time.perf_counter()
     data = feeder.take(epoch)
     progress.state, stats = run.epoch(run.place(epoch_key(progress.train_key, epoch)), progress.state, *data)
@@ -170,47 +169,20 @@ def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[
     feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
     stats = jax.device_get(stats)
     seconds = time.perf_counter() - t
-    if not stats.finite:
-        raise TrainingDiverged(epoch + 1, int(stats.bad_step))
-    check_loss_explosion(run.config, progress.history, progress.zero_score, stats, epoch)
+    history = progress.history
+    diverged, history.watch = divergence(run.config, history.watch, epoch, bool(stats.finite), int(stats.bad_step),
+                                         stats.loss, stats.first_loss, progress.zero_score)
+    if diverged is not None:
+        raise diverged  # fit's answer to a diverged run: the caller's error; nothing is saved for the epoch
     samples = run.spec.steps_per_epoch * run.config.batch_size
-    return {"epoch": epoch + 1, "train_loss": float(stats.loss), "lr": float(stats.lr), "seconds": seconds,
-            "samples_per_sec": samples / seconds, "train_accuracy": None, "train_mse": None, "val_loss": None,
-            "val_accuracy": None, "val_mse": None, "gradients": gradient_record(stats.gradients)}
-
-
-def zero_score_loss(loss: str, y, d_out: int, rows: int = 1024) -> float:
-    """The mean loss of all-zero scores (N, d_out) on the first `rows` targets of y: log C for
-    cross-entropy, C - 1 for the hinge, mean y^2 for MSE. What an untrained net scores about."""
-    y = y[:rows]
-    return float(get_loss(loss).value(np.zeros((len(y), d_out), np.float32), y))
-
-
-def check_loss_explosion(config: TrainConfig, history: History, zero_score: Callable[[], float], stats,
-                         epoch: int) -> None:
-    """TrainingDiverged when the epoch's mean loss exceeds `divergence_factor` times the larger of
-    the run's initial loss (its first step's, recorded in the history) and the loss of all-zero
-    scores (log C for cross-entropy; `zero_score()`, asked for only when the initial loss alone
-    does not settle it): a finite blow-up, which the on-device check cannot see."""
-    if history.initial_loss is None and epoch == 0:
-        history.initial_loss = float(stats.first_loss)
-    if not config.divergence_factor:
-        return
-    initial = history.initial_loss or 0.0
-    if float(stats.loss) <= config.divergence_factor * initial:
-        return  # within the bound whatever the loss of zero scores: the reference is the larger of the two
-    reference = max(zero_score(), initial)
-    if float(stats.loss) > config.divergence_factor * reference:
-        raise TrainingDiverged(epoch + 1, reason=(
-            f"the mean training loss {float(stats.loss):.4g} exceeds divergence_factor {config.divergence_factor:g} x "
-            f"{reference:.4g} (the larger of the initial loss and the loss of all-zero scores)"))
+    return epoch_record(epoch, stats.loss, stats.lr, seconds, samples, {"gradients": gradient_record(stats.gradients)})
 
 
 def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalSet, int] | None,
                    val_eval: tuple[EvalSet, int] | None, epoch: int) -> dict[str, Any]:
     """The evaluation columns of 0-based `epoch`'s record ({} when no evaluation is due)."""
     config = evaluator.run.config
-    if not ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+    if not eval_due(epoch, config.eval_every, config.epochs):
         return {}
     columns: dict[str, Any] = {}
     if config.eval_train:  # end-of-epoch params on the whole training set
@@ -220,23 +192,6 @@ def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalS
     if val_eval is not None:
         columns.update({"val_" + k: v for k, v in evaluator.metrics(params, *val_eval).items()})
     return columns
-
-
-def early_stop(config: TrainConfig, history: History, record: dict[str, Any]) -> tuple[bool, bool]:
-    """Track the best val loss in `history`; (stop: patience ran out before the last epoch,
-    improved: this record is the new best, whose params restore_best keeps). Patience running
-    out on the last epoch stops nothing: the run used all its epochs, it did not stop early."""
-    val_loss = record.get("val_loss")
-    if val_loss is None:
-        return False, False
-    if history.best_val_loss is None or val_loss < history.best_val_loss - config.min_delta:
-        history.best_val_loss, history.best_epoch = val_loss, record["epoch"]
-        return False, True
-    waited, last = record["epoch"] - history.best_epoch, record["epoch"] >= config.epochs
-    if config.patience and waited >= config.patience and not last:
-        history.stopped_early = True
-        return True, False
-    return False, False
 
 
 def save(run: Run, progress: Progress, checkpointer, epoch: int) -> None:

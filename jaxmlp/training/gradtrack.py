@@ -1,7 +1,7 @@
 """`track_gradients`: per-example gradient statistics inside the scanned step, summarized per epoch.
 
 A tracked step takes its gradient from one manual forward pass and backward walk
-(gradstats.loss_and_stats), whatever `grad_method`: the same walk gives every example's
+(gradstats.gradient_stats), whatever `grad_method`: the same walk gives every example's
 squared gradient norm per layer from row norms of the cached activations and deltas, so the
 statistics cost little beside the step. Per layer l, with B the batch:
 
@@ -33,10 +33,10 @@ import numpy as np
 from jaxmlp import parallel
 from jaxmlp.activations import get_activation
 from jaxmlp.config import TrainConfig
-from jaxmlp.gradstats import GradStats, layer_sq_norms, loss_and_stats
+from jaxmlp.gradstats import GradStats, gradient_stats, layer_sq_norms
 from jaxmlp.losses import get_loss, l2_grad, l2_penalty
 from jaxmlp.metrics import layer_grad_norms
-from jaxmlp.mlp import ForwardOptions, Params
+from jaxmlp.mlp import Params
 from jaxmlp.noise_scale import NoiseEMA, NoiseEstimate, ema_estimate, ema_start, ema_update, noise_scale, \
     per_example_estimate
 from jaxmlp.precision import matmul_precision
@@ -95,9 +95,9 @@ def make_tracked_step(config: TrainConfig, *, loss: str,
         xb, yb = xb[0], yb[0]  # track_gradients runs without accumulation: one (B, D) batch
         if dp is not None:
             xb, yb = dp.constrain_batch(xb), dp.constrain_batch(yb)
-        options = ForwardOptions(key, config.dropout, config.input_noise, True)
         with matmul_precision(config.precision):
-            losses, stats = loss_and_stats(params, xb, yb, loss_fn, act, options)
+            losses, stats = gradient_stats(params, xb, yb, loss=loss_fn, activation=act, key=key,
+                                           dropout=config.dropout, input_noise=config.input_noise)
         value = jnp.mean(losses) + l2_penalty(params, config.l2)
         grads = l2_grad(stats.grad, params, config.l2)
         return value, grads, update_track(track, i, stats, config.gradient_ema)

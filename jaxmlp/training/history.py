@@ -5,12 +5,21 @@ No JAX here: the CLI's progress display and metrics log import this without star
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 # The per-epoch columns of History, in the order of a metrics.jsonl line.
 RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "train_mse", "val_loss", "val_accuracy", "val_mse",
                "dead_fraction", "saturation_fraction", "grad_norm", "lr", "seconds", "samples_per_sec",
                "gradients", "audit")
+
+
+class Watch(NamedTuple):
+    """The loop policy's own state (training/policy.py), kept in History's fields of these names."""
+
+    initial_loss: float | None = None
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
 
 @dataclasses.dataclass
@@ -55,6 +64,18 @@ class History:
     def kept_epoch(self) -> int | None:
         """The epoch whose params fit returned: best_epoch when restored_best, else the last."""
         return self.best_epoch if self.restored_best else (self.epoch[-1] if self.epoch else None)
+
+    @property
+    def watch(self) -> Watch:
+        """The loop policy's state: initial_loss, best_val_loss, best_epoch, stopped_early."""
+        return Watch(*(getattr(self, name) for name in Watch._fields))
+
+    @watch.setter
+    def watch(self, watch: Watch) -> None:
+        # The loop commits a policy decision here, in place: callbacks (the CLI's progress
+        # line) hold this History and read best_epoch and stopped_early from it.
+        for name, value in zip(Watch._fields, watch):
+            setattr(self, name, value)
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Add one epoch's record; returns it as records() will: every column, in RECORD_KEYS order."""

@@ -3,6 +3,7 @@ gradient accumulation over microbatches, the optax update, and the finite flag t
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -10,9 +11,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmlp import parallel
+from jaxmlp.activations import get_activation
+from jaxmlp.backprop import loss_and_grad
 from jaxmlp.config import TrainConfig
+from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
-from jaxmlp.precision import policy_loss_and_grad
 from jaxmlp.training.gradtrack import make_tracked_step
 from jaxmlp.training.hyper import Hyper, hyper_of
 from jaxmlp.training.state import TrainState
@@ -60,15 +63,18 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     gradtrack's manual pass, which also updates `carry.track`.
     """
     tracked = make_tracked_step(config, loss=loss, data_parallel=data_parallel) if config.track_gradients else None
-    batch_grads = None if tracked else make_batch_grads_fn(config, loss=loss, data_parallel=data_parallel, hyper=hyper)
+    grads_of = make_grads_fn(config, loss=loss, hyper=hyper)
+    constrain = (lambda a: a) if data_parallel is None else data_parallel.constrain_batch
 
     def step(carry: StepCarry, inputs) -> StepCarry:
         i, (xb, yb), key = inputs  # (), ((K, b, D), (K, b[, k])), key
-        if tracked is None:
-            value, grads = batch_grads(carry.params, xb, yb, key)
-            track = None
-        else:
+        track = None
+        if tracked is not None:
             value, grads, track = tracked(carry.track, i, carry.params, xb, yb, key)
+        elif xb.shape[0] == 1:  # called here, not through a helper: the step is 3 calls above the forward pass
+            value, grads = grads_of(carry.params, constrain(xb[0]), constrain(yb[0]), key=key)
+        else:
+            value, grads = accumulated_grads(grads_of, constrain, carry.params, xb, yb, key)
         updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
         new_params = optax.apply_updates(carry.params, updates)
         # Only the scalar loss is checked per step (passes over every gradient and param each
@@ -83,33 +89,28 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     return step
 
 
-def make_batch_grads_fn(config: TrainConfig, *, loss: str, data_parallel: parallel.DataParallel | None = None,
-                        hyper: Hyper | None = None) -> Callable:
-    """`batch_grads(params, xb (K, b, D), yb (K, b[, k]), key) -> (objective, grads)`: the mean
-    over K microbatches, each under the precision policy and split over `data_parallel`."""
+def make_grads_fn(config: TrainConfig, *, loss: str, hyper: Hyper | None = None) -> Callable:
+    """`grads_of(params, x (b, D), y (b[, k]), key=key) -> (objective, grads)`: `loss_and_grad`
+    with the activation and loss looked up once and the config's settings bound, so tracing a
+    step resolves nothing. l2, dropout and input_noise come from `hyper` (traced in a sweep)."""
     hyper = hyper_of(config) if hyper is None else hyper
-    grad_kwargs = dict(loss=loss, l2=hyper.l2, activation=config.activation, dropout=hyper.dropout,
-                       input_noise=hyper.input_noise, train=True, method=config.grad_method,
-                       precision=config.precision, **config.activation_options())
-    dp = data_parallel
+    return functools.partial(loss_and_grad, loss=get_loss(loss), l2=hyper.l2,
+                             activation=get_activation(config.activation, **config.activation_options()),
+                             dropout=hyper.dropout, input_noise=hyper.input_noise, train=True,
+                             method=config.grad_method, precision=config.precision)
 
-    def grads_of(params: Params, xb: Array, yb: Array, key: Array):  # one (micro)batch (b, D)
-        if dp is not None:
-            xb, yb = dp.constrain_batch(xb), dp.constrain_batch(yb)
-        return policy_loss_and_grad(params, xb, yb, key=key, **grad_kwargs)
 
-    def batch_grads(params: Params, xb: Array, yb: Array, key: Array):
-        if xb.shape[0] == 1:
-            return grads_of(params, xb[0], yb[0], key)
+def accumulated_grads(grads_of: Callable, constrain: Callable, params: Params, xb: Array, yb: Array,
+                      key: Array) -> tuple[Array, Params]:
+    """The mean (objective, grads) over K microbatches xb (K, b, D), yb (K, b[, k]), summed in an
+    inner scan into one buffer: the same update as the whole minibatch at once. Microbatch j
+    draws dropout / noise from fold_in(key, j); `constrain` splits each over the devices."""
+    def micro(acc, inputs):
+        j, xm, ym = inputs
+        value, grads = grads_of(params, constrain(xm), constrain(ym), key=jax.random.fold_in(key, j))
+        return (acc[0] + value, jax.tree.map(jnp.add, acc[1], grads)), None
 
-        def micro(acc, inputs):
-            j, xm, ym = inputs
-            value, grads = grads_of(params, xm, ym, jax.random.fold_in(key, j))
-            return (acc[0] + value, jax.tree.map(jnp.add, acc[1], grads)), None
-
-        k = xb.shape[0]
-        zero = (jnp.zeros((), jnp.promote_types(params[0].W.dtype, jnp.float32)), jax.tree.map(jnp.zeros_like, params))
-        (value, grads), _ = jax.lax.scan(micro, zero, (jnp.arange(k, dtype=jnp.int32), xb, yb))
-        return value / k, jax.tree.map(lambda g: g / k, grads)
-
-    return batch_grads
+    k = xb.shape[0]
+    zero = (jnp.zeros((), jnp.promote_types(params[0].W.dtype, jnp.float32)), jax.tree.map(jnp.zeros_like, params))
+    (value, grads), _ = jax.lax.scan(micro, zero, (jnp.arange(k, dtype=jnp.int32), xb, yb))
+    return value / k, jax.tree.map(lambda g: g / k, grads)
