@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def quiet_orbax_reports() -> None:
             previous(unraisable)
 
     sys.unraisablehook = hook
+    sys.excepthook = _without_closed_loop_callbacks(sys.excepthook)
     warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
     logging.getLogger("asyncio").addFilter(  # a Task's repr names the file its coroutine is defined in
         lambda r: not ("exception was never retrieved" in str(r.msg) and _orbax_source(r.getMessage())))
@@ -113,6 +115,19 @@ def quiet_orbax_reports() -> None:
 
 
 _quieted = False
+
+
+def _without_closed_loop_callbacks(previous):
+    """sys.excepthook, less the reports of tensorstore's threads handing a result to orbax's event
+    loop after it closed (printed through PyErr_Print, each a bare 'Event loop is closed')."""
+
+    def excepthook(kind, value, tb):
+        frames = traceback.extract_tb(tb)
+        if not (kind is RuntimeError and str(value) == "Event loop is closed" and frames
+                and frames[0].name == "call_soon_threadsafe"):
+            previous(kind, value, tb)
+
+    return excepthook
 
 
 def _orbax_source(text: str) -> bool:

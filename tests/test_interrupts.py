@@ -91,3 +91,24 @@ def test_sweep_ends_with_exit_130_when_the_interrupt_landed_in_a_gc_callback(tmp
     one_line_error(capsys, "jaxmlp sweep: interrupted")
     assert not (out / sweepdir.SUMMARY_JSON).exists()
     assert all(json.loads(line)["epoch"] == 1 for line in (out / sweepdir.RESULTS_FILE).read_text().splitlines())
+
+
+def test_a_hook_set_on_top_of_the_guard_outlives_it():
+    """orbax_io installs its filter of orbax's reports while a run's guard holds sys.unraisablehook:
+    the guard's exit must not take it away (it did, and a full disk then printed dozens of lines)."""
+    import sys
+
+    from jaxmlp.cli.interrupts import InterruptGuard
+
+    before, seen = sys.unraisablehook, []
+    try:
+        with InterruptGuard():
+            under = sys.unraisablehook
+            sys.unraisablehook = lambda unraisable: seen.append(unraisable) or under(unraisable)
+            on_top = sys.unraisablehook
+        assert sys.unraisablehook is on_top
+    finally:
+        sys.unraisablehook = before
+    with InterruptGuard() as guard:
+        pass
+    assert sys.unraisablehook is before and not guard.active

@@ -26,17 +26,23 @@ class InterruptGuard:
 
     def __init__(self):
         self.swallowed = False
+        self.active = False
         self._previous_hook = None
 
     def __enter__(self) -> InterruptGuard:
         self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._hook
+        self.active = True
         return self
 
     def __exit__(self, *exc_info) -> None:
-        sys.unraisablehook = self._previous_hook
+        self.active = False
+        # A hook put on top of ours meanwhile (orbax_io's, set up with the first checkpointer) stays,
+        # still chained through ours, which now only passes reports on.
+        if sys.unraisablehook == self._hook:
+            sys.unraisablehook = self._previous_hook
 
     def _hook(self, unraisable) -> None:
-        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        if self.active and issubclass(unraisable.exc_type, KeyboardInterrupt):
             self.swallowed = True  # raised again by check(); its traceback would be noise
             return
         self._previous_hook(unraisable)
