@@ -125,6 +125,8 @@ def _unusable(directory: Path) -> str | None:
     read-only cache is usable: its entries are read, and the one line says why none are saved.)"""
     if directory.exists():
         return None if directory.is_dir() else "exists and is not a directory"
+    if directory.is_symlink():
+        return "cannot create it (a dangling link)"
     existing = directory.parent
     while not existing.exists():
         if existing.is_symlink() or existing.parent == existing:

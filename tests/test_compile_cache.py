@@ -197,3 +197,10 @@ def test_a_full_disk_leaves_no_truncated_entry(tmp_path):
     assert _train(tmp_path, cache, "room") == (0, [])  # the missing entry is written once there is room
     assert len(_entries(cache, "jit_epoch")) == 1
     assert _train(tmp_path, cache, "warm") == (0, [])
+
+
+def test_a_dangling_link_as_cache_dir_is_one_line_and_exit_2(jax_settings, tmp_path, capsys):
+    (tmp_path / "cache").symlink_to(tmp_path / "nowhere")
+    assert cli.main(["train", "--compile-cache", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a dangling link" in err and not (tmp_path / "r").exists(), err
