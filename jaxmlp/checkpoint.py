@@ -17,6 +17,7 @@ abstract target rebuilt from the checkpoint's own config (restore.py), so the ex
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -92,6 +93,8 @@ class Checkpointer:
                  "meta": ocp.args.JsonSave({**meta, "has_best": best is not None})}
         if best is not None:
             items["best"] = ocp.args.StandardSave(best)
+        if self.directory.is_symlink():  # put there while the run trains: orbax would write through it
+            raise CheckpointWriteError(self.directory, epoch, OSError(errno.ELOOP, "a symbolic link"))
         try:
             with sigint_deferred(), orbax_threads_quiet():
                 self.manager.save(epoch, args=ocp.args.Composite(**items), force=True)

@@ -324,3 +324,20 @@ def test_a_metrics_link_put_in_while_the_run_trains_is_not_written_through(box):
     with pytest.raises(OSError):
         MetricsLog(box / "run" / "metrics.jsonl").append({"epoch": 1})
     assert (box / "outside" / "victim.txt").read_text() == "secret\n"
+
+
+def test_a_checkpoints_link_put_in_while_the_run_trains_is_not_written_through(box, capsys, monkeypatch):
+    from jaxmlp.checkpoint import Checkpointer
+
+    def swap_then_save(self, epoch, *args, **kwargs):  # the swap lands between two epochs' saves
+        if epoch == 2:
+            shutil.move(self.directory, box / "outside" / "moved")
+            self.directory.symlink_to(box / "outside" / "moved")
+        return save(self, epoch, *args, **kwargs)
+
+    save = Checkpointer.save
+    monkeypatch.setattr(Checkpointer, "save", swap_then_save)
+    assert cli.main([*TRAIN, "--out-dir", "new", "--epochs", "2", "--checkpoint-every", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write checkpoint 2" in err and "Too many levels" in err, err
+    assert sorted(p.name for p in (box / "outside" / "moved").iterdir()) == ["1"]  # nothing written through
