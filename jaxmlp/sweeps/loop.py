@@ -33,8 +33,7 @@ from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
 from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.state import run_keys
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class SweepData(NamedTuple):

@@ -37,8 +37,8 @@ from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.spec import RunSpec
 from jaxmlp.training.state import epoch_key, init_state
+from jaxmlp.types import Array
 
-Array = jax.Array
 MODELS = "models"  # the mesh axis of the model dimension
 
 

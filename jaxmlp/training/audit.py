@@ -37,8 +37,8 @@ from jaxmlp.mlp import Params
 from jaxmlp.precision import matmul_precision
 from jaxmlp.training.feed import train_arrays
 from jaxmlp.training.run import Run
+from jaxmlp.types import Array
 
-Array = jax.Array
 AUDIT_BATCH = 8  # examples in the audit batch
 AUDIT_CHECKS = 3  # finite-difference coordinates per leaf and audit
 AUDIT_STEP = 1e-5  # the float64 finite-difference step

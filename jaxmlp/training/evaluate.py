@@ -31,8 +31,7 @@ from jaxmlp.precision import ambient_settings
 from jaxmlp.training.feed import feed_rows, place, replicate, train_arrays
 from jaxmlp.training.run import Run
 from jaxmlp.training.spec import resolve_loss
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 class EvalSet(NamedTuple):
     """A data set cut into nb batches of B rows, each with its count of real rows.

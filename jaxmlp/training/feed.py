@@ -17,8 +17,7 @@ from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.epoch import epoch_rows
 from jaxmlp.training.state import epoch_key
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 def place(tree):

@@ -30,8 +30,7 @@ from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_du
 from jaxmlp.training.run import Run, build_run
 from jaxmlp.training.spec import check_data, run_spec
 from jaxmlp.training.state import TrainState, epoch_key, run_keys
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 @dataclasses.dataclass
