@@ -27,7 +27,7 @@ import numpy as np
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps import store
 from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
-from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
+from jaxmlp.sweeps.chunk_programs import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
 from jaxmlp.training.feed import train_arrays

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps.grid import expand_grid, model_configs
-from jaxmlp.sweeps.program import models_mesh
+from jaxmlp.sweeps.chunk_programs import models_mesh
 from jaxmlp.training.hyper import TRACEABLE
 from jaxmlp.training.memory import (USABLE_FRACTION, MemoryEstimate, check_memory, device_memory_limit,
                                     estimate_memory, format_bytes)

@@ -85,8 +85,8 @@ def _batch_jit(fn: Callable, dp: parallel.DataParallel | None, n_args: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _metrics_step(loss: str, activation: str, options: tuple, classification: bool,
-                  dp: parallel.DataParallel | None = None) -> Callable:
+def batch_metrics_step(loss: str, activation: str, options: tuple, classification: bool,
+                       dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (params, acc, x (B, D), y (B[, k]), valid) -> acc + (sum of per-example losses, sum
     of correct / squared errors) over the batch's first `valid` rows."""
     loss_fn, opts = get_loss(loss), dict(options)
@@ -105,7 +105,7 @@ def _metrics_step(loss: str, activation: str, options: tuple, classification: bo
 
 
 @functools.lru_cache(maxsize=16)
-def _gather_fn(dp: parallel.DataParallel | None = None) -> Callable:
+def gather_rows_fn(dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (x (N, D), y (N, ...), rows (B,)) -> (x[rows], y[rows]), split over the devices along B."""
     def gather_rows(x, y, rows):
         return x[rows], y[rows]
@@ -177,7 +177,8 @@ class Evaluator:
         self._zero = replicate(np.zeros((), self.dtype), dp)
         self.compile_seconds = 0.0
         self._gather = None
-        step = _metrics_step(run.loss, c.activation, tuple(sorted(self.options.items())), run.spec.classification, dp)
+        options = tuple(sorted(self.options.items()))
+        step = batch_metrics_step(run.loss, c.activation, options, run.spec.classification, dp)
         self._step = self._compile(step, run.abstract_state().params, (self._zero, self._zero), x, y, valid)
 
     def _compile(self, jitted: Callable, *args) -> Callable:
@@ -193,7 +194,7 @@ class Evaluator:
         x, y = train_arrays(data, self.dtype)
         if resident is not None and self._gather is None:
             rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
-            self._gather = self._compile(_gather_fn(run.data_parallel), *resident, rows)
+            self._gather = self._compile(gather_rows_fn(run.data_parallel), *resident, rows)
         return make_eval_set(x, y, self.batch_size, dp=run.data_parallel, resident=resident), len(data)
 
     def metrics(self, params, data: EvalSet, n: int) -> dict[str, float]:
@@ -225,7 +226,7 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     activation = activation or config.activation
     options = activation_options or (config.activation_options() if activation == config.activation else {})
     classification = data.num_classes is not None
-    step = _metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
+    step = batch_metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
     eval_set = make_eval_set(*train_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
     zero = place(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)

@@ -98,7 +98,7 @@ def build_run(config: TrainConfig, spec: RunSpec, *, compile: bool = True) -> Ru
     """
     feed, program = resolve_feed(config), program_config(config)
     t0 = time.perf_counter()
-    init, epoch = _programs(program, spec, feed, ambient_settings(), compile)
+    init, epoch = _run_programs(program, spec, feed, ambient_settings(), compile)
     seconds = time.perf_counter() - t0  # ~0 when an earlier run compiled the same programs
     schedule, optimizer = _optimizer(program, spec)
     return Run(config, spec, schedule, optimizer, init, epoch, seconds, parallel.data_parallel(config.devices), feed)
@@ -119,8 +119,8 @@ def _init_fn(config: TrainConfig, sizes: tuple[int, ...], x64: bool) -> Callable
 
 
 @functools.lru_cache(maxsize=16)
-def _programs(config: TrainConfig, spec: RunSpec, feed: str, ambient: tuple[bool, str | None],
-              compile: bool) -> tuple[Callable, Callable | None]:
+def _run_programs(config: TrainConfig, spec: RunSpec, feed: str, ambient: tuple[bool, str | None],
+                  compile: bool) -> tuple[Callable, Callable | None]:
     """(jitted init(key) -> TrainState, compiled epoch or None) of a program config under the
     `ambient` settings (precision.ambient_settings)."""
     schedule, optimizer = _optimizer(config, spec)
