@@ -27,9 +27,9 @@ HOST = "host"  # does not: the data enters them as arrays and the keys as argume
 
 DISTRIBUTED_TIMEOUT = 120.0  # seconds a multi-host process waits for its peers (a launch setting, not a field)
 
-# The "auto" (None) settings (TrainConfig.settled): a validation split and early stopping for data
-# sets large enough to spare one and to judge an epoch by it; the best epoch's params wherever
-# there is validation data.
+# The "auto" (None) settings (TrainConfig.with_auto_resolved): a validation split and early
+# stopping for data sets large enough to spare one and to judge an epoch by it; the best epoch's
+# params wherever there is validation data.
 AUTO = "auto"
 AUTO_VAL_FRACTION = 0.1
 AUTO_VAL_MIN_EXAMPLES = 5000
@@ -158,7 +158,7 @@ class TrainConfig:
             opts["approximate"] = True
         return opts
 
-    def settled(self, n_train: int, n_val: int | None) -> TrainConfig:
+    def with_auto_resolved(self, n_train: int, n_val: int | None) -> TrainConfig:
         """This config with its auto settings decided for the data of a run: n_train training and
         n_val validation examples (None: no validation data). val_fraction: `auto_val_fraction`
         of all of them; patience: AUTO_PATIENCE with validation data and >= AUTO_VAL_MIN_EXAMPLES
@@ -200,7 +200,7 @@ HOST_ONLY_FIELDS: frozenset[str] = _fields_where("kind", HOST)
 # Fields that may differ between the processes of one run: where each host finds its data and the
 # path by which it reaches the shared run directory.
 PER_HOST_FIELDS: frozenset[str] = _fields_where("per_host", True)
-# Fields whose None means "auto", decided for the data when a run starts (TrainConfig.settled).
+# Fields whose None means "auto", decided for the data when a run starts (TrainConfig.with_auto_resolved).
 AUTO_FIELDS: frozenset[str] = _fields_where("auto", True)
 # Fields a resumed run may change: they steer the loop, not the numbers it computes (devices,
 # data_feed: only their summation order).

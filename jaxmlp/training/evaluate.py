@@ -28,7 +28,7 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
 from jaxmlp.precision import ambient_settings
-from jaxmlp.training.feed import feed_rows, place, replicate, train_arrays
+from jaxmlp.training.feed import feed_rows, host_arrays, place, replicate
 from jaxmlp.training.run import Run
 from jaxmlp.training.spec import resolve_loss
 from jaxmlp.types import Array
@@ -191,7 +191,7 @@ class Evaluator:
         """(EvalSet, n) of a Dataset, laid out for this run's devices; rows into `resident` (the
         training set on the devices, x (N, D), y (N, ...)) when given."""
         run = self.run
-        x, y = train_arrays(data, self.dtype)
+        x, y = host_arrays(data, self.dtype)
         if resident is not None and self._gather is None:
             rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
             self._gather = self._compile(gather_rows_fn(run.data_parallel), *resident, rows)
@@ -227,7 +227,7 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     options = activation_options or (config.activation_options() if activation == config.activation else {})
     classification = data.num_classes is not None
     step = batch_metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
-    eval_set = make_eval_set(*train_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
+    eval_set = make_eval_set(*host_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
     zero = place(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 
