@@ -20,6 +20,13 @@ def test_defaults_are_valid_and_every_field_is_documented():
     assert all(FIELD_HELP.values())
 
 
+def test_field_help_is_one_short_line():
+    """Each field's --help fits one line of at most 110 characters; the README's "Settings in
+    full" table gives the longer explanations."""
+    too_long = {name: len(text) for name, text in FIELD_HELP.items() if len(text) > 110 or "\n" in text}
+    assert not too_long
+
+
 def test_every_field_declares_its_kind():
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata.get("kind") in (PROGRAM, HOST), f.name
