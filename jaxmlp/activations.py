@@ -22,8 +22,7 @@ import jax.numpy as jnp
 from jax.scipy.special import erf
 
 from jaxmlp.names import ACTIVATIONS, ACTIVATION_OPTIONS as OPTIONS
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class Activation(NamedTuple):

@@ -28,8 +28,7 @@ from jaxmlp.losses import Loss, check_targets, get_loss, l2_grad, l2_penalty
 from jaxmlp.mlp import (ForwardOptions, Layer, Params, affine, affine_backward, check_input, dropout_backward,
                         dropout_mask, mlp_apply, prepare_input, regularizer_on)
 from jaxmlp.precision import Policy, cast_floating, get_policy, matmul_precision
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class LayerCache(NamedTuple):

@@ -1,7 +1,8 @@
 """`TrainConfig`: every knob of a training run in one frozen, typed, validated dataclass.
 
 Each field declares, in its metadata (`_field`), its `--help` text (`FIELD_HELP`, the text of
-the matching `jaxmlp train --flag`, so the two never drift) and its kind: PROGRAM (it changes
+the matching `jaxmlp train --flag`, so the two never drift; one line of at most ~100 characters,
+the longer explanations in README.md, "Settings in full") and its kind: PROGRAM (it changes
 the compiled init / epoch programs) or HOST (it does not: it steers the host loop or the
 data), and whether it is per-host (it may differ between the processes of one multi-host run)
 and resumable (a resumed run may change it). `HOST_ONLY_FIELDS`, `PER_HOST_FIELDS` and
@@ -27,9 +28,9 @@ HOST = "host"  # does not: the data enters them as arrays and the keys as argume
 
 DISTRIBUTED_TIMEOUT = 120.0  # seconds a multi-host process waits for its peers (a launch setting, not a field)
 
-# The "auto" (None) settings (TrainConfig.settled): a validation split and early stopping for data
-# sets large enough to spare one and to judge an epoch by it; the best epoch's params wherever
-# there is validation data.
+# The "auto" (None) settings (TrainConfig.with_auto_resolved): a validation split and early
+# stopping for data sets large enough to spare one and to judge an epoch by it; the best epoch's
+# params wherever there is validation data.
 AUTO = "auto"
 AUTO_VAL_FRACTION = 0.1
 AUTO_VAL_MIN_EXAMPLES = 5000
@@ -56,26 +57,26 @@ class TrainConfig:
     and MNIST to >= 98% in under two minutes on a 2-core CPU (README.md, "Defaults")."""
 
     # --- data ---
-    dataset: str = _field("spiral", HOST, help="data set spec: spiral, checkerboard, circles, moons, blobs, teacher, sin, mnist, fashion_mnist, kmnist, cifar10, idx:DIR, npz:FILE, csv:FILE")
+    dataset: str = _field("spiral", HOST, help="spiral, checkerboard, circles, moons, blobs, teacher, sin, mnist, ..., idx:DIR, npz:FILE, csv:FILE")
     data_dir: str | None = _field(None, HOST, per_host=True, resumable=True, help="where named data sets (mnist, ...) are looked for; None = the loader's default search")
     download: bool = _field(False, HOST, per_host=True, resumable=True, help="allow downloading named data sets (checksummed)")
     download_timeout: float = _field(30.0, HOST, per_host=True, resumable=True, help="give up a download when the server sends nothing for this many seconds (connecting or reading)")
     n_samples: int | None = _field(None, HOST, help="synthetic sets: number of examples; real sets: stratified training subset; None = all/default")
-    val_fraction: float | None = _field(None, HOST, auto=True, help=f"fraction of the training split held out for validation, in [0, 1); auto = {AUTO_VAL_FRACTION:g} when the training split has >= {AUTO_VAL_MIN_EXAMPLES:,} examples, else 0")
+    val_fraction: float | None = _field(None, HOST, auto=True, help=f"validation fraction, in [0, 1); auto = {AUTO_VAL_FRACTION:g} when the training split has >= {AUTO_VAL_MIN_EXAMPLES:,} examples, else 0")
     standardize: bool = _field(False, HOST, help="standardize features with mean/std fitted on the training split")
     data_seed: int = _field(0, HOST, help="seed of the data (synthetic draws, subsampling, validation split)")
     label_column: str | None = _field(None, HOST, help="csv:FILE only: target column by header name or 0-based index; None = the last")
-    task: str = _field("auto", HOST, help="how to read the labels of npz:/csv: data: auto infers (integer labels: classification, floats: regression) and refuses class labels with a few fractional values; classification or regression forces it; other data sets have a fixed task")
+    task: str = _field("auto", HOST, help="npz:/csv: labels: auto (ints: classification, floats: regression), classification or regression")
     # --- model ---
     hidden: tuple[int, ...] = _field((512,), PROGRAM, help="hidden layer widths, e.g. 512,512; empty = a linear model")
     activation: str = _field("relu", PROGRAM, help="hidden activation: identity, sigmoid, tanh, relu, leaky_relu, prelu, elu, gelu, maxout")
     alpha: float | None = _field(None, PROGRAM, help="leaky_relu/elu slope or PReLU initial slope; None = the activation's default")
     k: int | None = _field(None, PROGRAM, help="maxout pieces per unit (>= 2); None = 2")
     approximate: bool = _field(False, PROGRAM, help="gelu: use the tanh approximation")
-    init: str | None = _field(None, PROGRAM, help="weight init (he_normal, he_uniform, xavier_normal, xavier_uniform, lecun_normal, lecun_uniform); None = the activation's default")
+    init: str | None = _field(None, PROGRAM, help="weight init: he_*, xavier_*, lecun_* (_normal or _uniform); None = the activation's default")
     dtype: str = _field("float32", PROGRAM, help="float32 or float64 (float64 turns on jax_enable_x64 in the CLI)")
     # --- objective ---
-    loss: str = _field("auto", PROGRAM, help="softmax_cross_entropy, multiclass_hinge, binary_logistic, mean_squared_error; auto = cross-entropy for classification, MSE for regression")
+    loss: str = _field("auto", PROGRAM, help="softmax_cross_entropy, multiclass_hinge, binary_logistic, mean_squared_error; auto = by the task")
     l2: float = _field(0.0, PROGRAM, help="L2 penalty 0.5 * l2 * sum ||W||^2 added to the loss (weights only)")
     dropout: float = _field(0.2, PROGRAM, help="probability of dropping a hidden unit while training, in [0, 1)")
     input_noise: float = _field(0.0, PROGRAM, help="std of Gaussian noise added to the inputs while training")
@@ -87,7 +88,7 @@ class TrainConfig:
     b2: float = _field(0.999, PROGRAM, help="adam/adamw/lamb second-moment decay, in [0, 1)")
     eps: float = _field(1e-8, PROGRAM, help="adam/adamw/lamb/rmsprop denominator epsilon, > 0")
     rms_decay: float = _field(0.9, PROGRAM, help="rmsprop squared-gradient decay, in [0, 1)")
-    weight_decay: float = _field(0.0, PROGRAM, help="weight decay on weights only (biases and PReLU slopes are masked out); decoupled for adamw/lamb/lars, added to the gradient otherwise")
+    weight_decay: float = _field(0.0, PROGRAM, help="weight decay on weights only; decoupled for adamw/lamb/lars, added to the gradient otherwise")
     clip_norm: float | None = _field(None, PROGRAM, help="clip gradients to this global norm; None = no clipping")
     # --- learning-rate schedule (optax, counted in epochs) ---
     schedule: str = _field("constant", PROGRAM, help="constant, step, exponential, cosine, warmup_cosine")
@@ -95,34 +96,34 @@ class TrainConfig:
     decay_rate: float = _field(0.1, PROGRAM, help="step/exponential: multiply the lr by this every decay_epochs, in (0, 1]")
     decay_epochs: int = _field(30, PROGRAM, help="step/exponential: epochs per decay_rate factor")
     final_lr_fraction: float = _field(0.0, PROGRAM, help="cosine/warmup_cosine: final lr = learning_rate * this, in [0, 1]")
-    schedule_epochs: int | None = _field(None, PROGRAM, help="cosine/warmup_cosine: epochs the schedule spans, warm-up included; None = epochs. A run records it when it starts, so resuming with more --epochs continues at the final lr instead of restarting the decay")
-    lr_scaling: str = _field("none", PROGRAM, help="large batches: none, linear (peak lr = learning_rate * batch_size / base_batch_size) or sqrt (learning_rate * sqrt(batch_size / base_batch_size)); pair with warmup_epochs")
+    schedule_epochs: int | None = _field(None, PROGRAM, help="cosine/warmup_cosine: epochs the schedule spans, warm-up included; None = epochs")
+    lr_scaling: str = _field("none", PROGRAM, help="large batches: none, linear or sqrt in batch_size / base_batch_size; pair with warmup_epochs")
     base_batch_size: int = _field(256, PROGRAM, help="the batch size learning_rate is tuned for (read by lr_scaling)")
     # --- loop ---
     epochs: int = _field(300, PROGRAM, resumable=True, help="number of passes over the training set (at most: early stopping may end a run sooner)")
     batch_size: int = _field(128, PROGRAM, help="minibatch size; the remainder batch of each (reshuffled) epoch is dropped")
     seed: int = _field(0, HOST, help="seed of init, shuffling, dropout and noise: a run is reproducible from it")
     grad_method: str = _field("autodiff", PROGRAM, help="autodiff (jax.grad) or manual (the hand-written backprop)")
-    accumulate: int = _field(1, PROGRAM, help="gradient accumulation: run each batch as this many microbatches, then make one update (batch_size is the effective batch)")
+    accumulate: int = _field(1, PROGRAM, help="gradient accumulation: microbatches per update (batch_size is the effective batch)")
     eval_every: int = _field(1, HOST, resumable=True, help="evaluate on the validation set every N epochs (and after the last)")
-    eval_train: bool = _field(True, HOST, resumable=True, help="at those epochs also evaluate loss and accuracy on the whole training set (one extra batched forward pass)")
-    track_activations: bool = _field(False, HOST, resumable=True, help="at those epochs also record per-layer dead-unit / saturation fractions and gradient norms over the whole training set (one extra manual forward + backward pass)")
-    track_gradients: bool = _field(False, PROGRAM, help="per-example gradient statistics inside every step (the step's gradient then comes from the manual backward pass): per epoch the gradient noise scale, per-layer gradient norms and signal-to-noise ratios and per-example norm percentiles go to metrics.jsonl, and gradient_stats.png to the run directory")
-    gradient_ema: float = _field(0.99, PROGRAM, help="track_gradients: decay of the per-step EMAs of the noise scale's numerator and denominator (restarted every epoch, bias-corrected), in [0, 1)")
-    audit_every: int = _field(0, HOST, resumable=True, help="every N epochs audit the gradients on a fixed batch: manual backprop vs jax.grad per layer and field, jax.grad vs centered finite differences in float64; 0 = off")
-    audit_strict: bool = _field(False, HOST, resumable=True, help="stop the run (exit status 1, the last good checkpoint kept) when a gradient audit exceeds its tolerance, instead of warning")
+    eval_train: bool = _field(True, HOST, resumable=True, help="at those epochs also evaluate loss and accuracy on the whole training set")
+    track_activations: bool = _field(False, HOST, resumable=True, help="at those epochs also record per-layer dead / saturated units and gradient norms")
+    track_gradients: bool = _field(False, PROGRAM, help="per-example gradient statistics in every step: noise scale, per-layer norms and SNR")
+    gradient_ema: float = _field(0.99, PROGRAM, help="track_gradients: decay of the per-step EMAs of the noise scale, in [0, 1)")
+    audit_every: int = _field(0, HOST, resumable=True, help="every N epochs audit the gradients on a fixed batch (manual, jax.grad, finite differences); 0 = off")
+    audit_strict: bool = _field(False, HOST, resumable=True, help="stop the run (exit 1) when a gradient audit exceeds its tolerance, instead of warning")
     eval_batch_size: int = _field(1024, HOST, resumable=True, help="batch size of evaluation and prediction (exact over all examples)")
-    patience: int | None = _field(None, HOST, resumable=True, auto=True, help=f"early stopping: stop after this many epochs without val-loss improvement; 0 = off; auto = {AUTO_PATIENCE} with validation data and >= {AUTO_VAL_MIN_EXAMPLES:,} examples (training and validation), else 0")
-    divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop as diverged when an epoch's mean training loss exceeds this multiple of the larger of the initial loss and the loss of all-zero scores (log C for cross-entropy); 0 = stop only on non-finite values")
+    patience: int | None = _field(None, HOST, resumable=True, auto=True, help=f"early stopping: epochs without val-loss improvement; 0 = off; auto = {AUTO_PATIENCE} on large data, else 0")
+    divergence_factor: float = _field(1e4, HOST, resumable=True, help="stop at a mean loss > this x the larger of the initial loss and the loss of all-zero scores")
     min_delta: float = _field(0.0, HOST, resumable=True, help="early stopping: smallest decrease of the val loss that counts as improvement")
-    restore_best: bool | None = _field(None, HOST, auto=True, help="return (and export) the params of the best val-loss epoch instead of the last; needs validation data; auto = on wherever there is validation data")
+    restore_best: bool | None = _field(None, HOST, auto=True, help="return (and export) the best val-loss epoch's params; auto = on wherever there is validation data")
     checkpoint_every: int = _field(50, HOST, resumable=True, help="save a checkpoint every N epochs (and always after the last); 0 = only after the last")
     keep_checkpoints: int = _field(3, HOST, resumable=True, help="number of most recent checkpoints kept on disk")
     out_dir: str | None = _field(None, HOST, per_host=True, help="run directory; None = runs/<dataset>-<timestamp> under the current directory")
     # --- scale-out (parallel.py, precision.py) ---
-    devices: int = _field(1, PROGRAM, resumable=True, help="data-parallel devices: N (<= available) or all (= 0: every device of every process); batch_size must be divisible by devices * accumulate")
-    data_feed: str = _field("auto", HOST, resumable=True, help="resident (the whole training set on every device, batches gathered there: nothing crosses the host per epoch), per_process (each process gathers its rows of every batch of an epoch on the host and sends only those: a device holds ~2 * N / devices training rows plus its share of the evaluation sets), auto = resident in one process, per_process with several")
-    precision: str = _field("fp32", PROGRAM, help="fp32 (params dtype, JAX's default matmuls: TF32 on Ampere+ GPUs), highest (full-precision matmuls), bf16 (bf16 matmuls and activations; fp32 params, optimizer state and loss)")
+    devices: int = _field(1, PROGRAM, resumable=True, help="data-parallel devices: N (<= available) or all (= 0); batch_size divisible by devices * accumulate")
+    data_feed: str = _field("auto", HOST, resumable=True, help="resident (all rows on every device) or per_process (each process sends its rows); auto: by processes")
+    precision: str = _field("fp32", PROGRAM, help="fp32 (JAX's default matmuls), highest (full-precision matmuls), bf16 (bf16 matmuls, fp32 params)")
 
     def __post_init__(self) -> None:
         if self.devices == "all":  # the spelling of --devices all
@@ -158,7 +159,7 @@ class TrainConfig:
             opts["approximate"] = True
         return opts
 
-    def settled(self, n_train: int, n_val: int | None) -> TrainConfig:
+    def with_auto_resolved(self, n_train: int, n_val: int | None) -> TrainConfig:
         """This config with its auto settings decided for the data of a run: n_train training and
         n_val validation examples (None: no validation data). val_fraction: `auto_val_fraction`
         of all of them; patience: AUTO_PATIENCE with validation data and >= AUTO_VAL_MIN_EXAMPLES
@@ -200,7 +201,7 @@ HOST_ONLY_FIELDS: frozenset[str] = _fields_where("kind", HOST)
 # Fields that may differ between the processes of one run: where each host finds its data and the
 # path by which it reaches the shared run directory.
 PER_HOST_FIELDS: frozenset[str] = _fields_where("per_host", True)
-# Fields whose None means "auto", decided for the data when a run starts (TrainConfig.settled).
+# Fields whose None means "auto", decided for the data when a run starts (TrainConfig.with_auto_resolved).
 AUTO_FIELDS: frozenset[str] = _fields_where("auto", True)
 # Fields a resumed run may change: they steer the loop, not the numbers it computes (devices,
 # data_feed: only their summation order).

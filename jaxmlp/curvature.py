@@ -25,8 +25,7 @@ from jaxmlp.backprop import backward, forward, loss_precision
 from jaxmlp.gradstats import per_example_stats
 from jaxmlp.losses import check_targets, get_loss
 from jaxmlp.mlp import Params
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 def softmax_hessian_sqrt(scores: Array) -> Array:

@@ -28,8 +28,7 @@ from jaxmlp.backprop import loss_and_grad, objective
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import init_mlp
 from jaxmlp.names import ACTIVATIONS, LOSS_NAMES
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 # Default tolerances by dtype: (manual vs autodiff, autodiff vs numeric).
 TOLERANCES = {"float64": (1e-12, 1e-6), "float32": (1e-5, 5e-2)}

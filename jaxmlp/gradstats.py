@@ -43,8 +43,7 @@ from jaxmlp.activations import Activation, get_activation
 from jaxmlp.backprop import BackwardStep, LayerCache, backward, forward, loss_precision
 from jaxmlp.losses import Loss, check_targets, get_loss
 from jaxmlp.mlp import Layer, Params
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class GradStats(NamedTuple):

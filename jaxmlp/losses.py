@@ -20,8 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.names import LOSS_ALIASES as ALIASES
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class Loss(NamedTuple):

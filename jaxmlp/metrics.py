@@ -49,8 +49,7 @@ from jaxmlp.backprop import LayerCache, backward, forward, manual_loss_grad_and_
 from jaxmlp.batching import pad_rows
 from jaxmlp.losses import get_loss, l2_grad
 from jaxmlp.mlp import Params
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "gelu")
 SATURATION_THRESHOLDS = {"sigmoid": 3.0, "tanh": 2.0}

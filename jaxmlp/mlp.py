@@ -23,8 +23,7 @@ import jax.numpy as jnp
 
 from jaxmlp.activations import Activation, get_activation, resolve_options
 from jaxmlp.names import INITS
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class Layer(NamedTuple):

@@ -37,8 +37,7 @@ from jaxmlp.gradstats import gradient_stats, layer_sq_norms
 from jaxmlp.losses import Loss
 from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.mlp import Params
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class NoiseEstimate(NamedTuple):

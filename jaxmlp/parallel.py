@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-Array = jax.Array
+from jaxmlp.types import Array
 
 DATA_AXIS = "data"
 

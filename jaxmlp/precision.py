@@ -36,8 +36,6 @@ import jax.numpy as jnp
 
 from jaxmlp.names import PRECISIONS
 
-Array = jax.Array
-
 
 def ambient_settings() -> tuple[bool, str | None]:
     """(x64, the default matmul precision): the JAX settings in force that a program compiled

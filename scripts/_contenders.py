@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.training import Evaluator, build_run, check_data, run_spec
-from jaxmlp.training.feed import train_arrays
+from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.state import epoch_key, run_keys
 
 HIDDEN = (512, 512)
@@ -67,7 +67,7 @@ class JaxmlpContender:
         check_data(self.config, train, None, test)
         self.run = build_run(self.config, run_spec(self.config, train))  # fit's own program (cached)
         self.compile_s = self.run.compile_seconds
-        self.x, self.y = self.run.place(train_arrays(train, np.dtype(self.config.dtype)))
+        self.x, self.y = self.run.place(host_arrays(train, np.dtype(self.config.dtype)))
         self.evaluator = Evaluator(self.run)
         self.test_set = self.evaluator.eval_set(test)
         self.samples_per_epoch = self.run.spec.steps_per_epoch * self.config.batch_size  # remainder dropped

@@ -71,8 +71,8 @@ from _cpu_report import plot_sweep, record_of, write_report  # noqa: E402
 from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
-from jaxmlp.training import fit, program_config  # noqa: E402
-from jaxmlp.training.feed import train_arrays  # noqa: E402
+from jaxmlp.training import fit, program_key  # noqa: E402
+from jaxmlp.training.feed import host_arrays  # noqa: E402
 
 GOALS = {"vs_sklearn": 2.5, "vs_torch": 2.0, "acc_points_vs_torch": 0.3, "ceiling_fraction": 0.8}
 
@@ -259,7 +259,7 @@ def compare(b: Bench) -> dict[str, dict]:
 
 def check_fit(b: Bench) -> dict | None:
     """The reference trainer end to end through fit(): the same compiled epoch as the contender
-    (build_run caches programs by program_config), so its epochs should time alike."""
+    (build_run caches programs by program_key), so its epochs should time alike."""
     args = b.args
     if args.no_fit_check or not args.ref.startswith("jaxmlp-"):
         return None
@@ -272,7 +272,7 @@ def check_fit(b: Bench) -> dict | None:
              "compile_s": hist.compile_seconds, "epoch_s": hist.seconds,
              "median_epoch_s": statistics.median(hist.seconds[1:] or hist.seconds),
              "test_accuracy": hist.final["test"]["accuracy"], "foreign_cores": foreign_cores(snap, cpu_snapshot()),
-             "same_program_as_contender": program_config(cfg) == program_config(mnist_config(args.batch, method))}
+             "same_program_as_contender": program_key(cfg) == program_key(mnist_config(args.batch, method))}
     log(f"fit() cross-check: compile {hist.compile_seconds:.2f} s, epochs {[round(s, 3) for s in hist.seconds]}, "
         f"test accuracy {100 * check['test_accuracy']:.2f}%")
     return check
@@ -321,7 +321,7 @@ class BareScanContender:
     def setup(self, train, test) -> None:
         n, b = len(train), self.batch
         steps = n // b
-        self.x, self.y = jax.device_put(train_arrays(train, np.float32))
+        self.x, self.y = jax.device_put(host_arrays(train, np.float32))
         self.opt = optax.adam(LR) if self.update == "adam" else optax.sgd(LR)
         self.sizes = (train.x.shape[1], *HIDDEN, train.num_classes)
 

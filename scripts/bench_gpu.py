@@ -60,7 +60,7 @@ from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
 from jaxmlp.training import build_run, check_data, run_spec  # noqa: E402
 from jaxmlp.training.epoch import make_epoch_fn  # noqa: E402
-from jaxmlp.training.feed import train_arrays  # noqa: E402
+from jaxmlp.training.feed import host_arrays  # noqa: E402
 from jaxmlp.training.state import epoch_key, run_keys  # noqa: E402
 
 JAX_PRECISION = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "default"}
@@ -352,7 +352,7 @@ def vmapped_run(args, train):
     check_data(cfg, train)
     run = build_run(cfg, run_spec(cfg, train), compile=False)
     epoch_fn = make_epoch_fn(cfg, run.optimizer, run.schedule, loss=run.loss, n_train=run.spec.n_train)
-    x, y = run.place(train_arrays(train, np.float32))
+    x, y = run.place(host_arrays(train, np.float32))
 
     @jax.jit
     def init(seeds):

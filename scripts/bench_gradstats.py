@@ -180,13 +180,13 @@ def training_costs(repeats: int, n_train: int) -> dict:
 
     from jaxmlp.training import build_run, run_spec
     from jaxmlp.training.audit import GradientAudit
-    from jaxmlp.training.feed import train_arrays
+    from jaxmlp.training.feed import host_arrays
     from jaxmlp.training.state import epoch_key, run_keys
 
     train, variants = _variants(n_train)
     runs = {name: build_run(config, run_spec(config, train)) for name, config in variants.items()}
     states = {name: run.init(run_keys(0)[0]) for name, run in runs.items()}
-    x, y = (jax.device_put(a) for a in train_arrays(train, np.float32))
+    x, y = (jax.device_put(a) for a in host_arrays(train, np.float32))
     key = epoch_key(run_keys(0)[1], 0)
 
     def epoch(name):

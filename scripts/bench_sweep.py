@@ -198,7 +198,7 @@ def epoch_seconds(config, splits, data, models: int, timed_epochs: int) -> tuple
 
     from jaxmlp.sweeps.loop import chunk_inputs
     from jaxmlp.sweeps.plan import make_plan
-    from jaxmlp.sweeps.program import chunk_programs
+    from jaxmlp.sweeps.chunk_programs import chunk_programs
 
     plan = make_plan(config, {"seed": list(range(models))}, splits.train, models_per_program=models, width="all")
     (chunk,), group = plan.chunks, plan.groups[0]

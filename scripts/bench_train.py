@@ -37,7 +37,7 @@ from jaxmlp.config import TrainConfig  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
 from jaxmlp.training import Run, build_run, check_data, run_spec  # noqa: E402
 from jaxmlp.training.epoch import epoch_plan, gather_batch  # noqa: E402
-from jaxmlp.training.feed import train_arrays  # noqa: E402
+from jaxmlp.training.feed import host_arrays  # noqa: E402
 from jaxmlp.training.state import TrainState, epoch_key, run_keys  # noqa: E402
 from jaxmlp.training.step import make_step_fn, start_carry  # noqa: E402
 
@@ -113,7 +113,7 @@ def bench_batch(train: Dataset, batch: int, repeats: int, step_repeats: int) -> 
                       checkpoint_every=0)
     check_data(cfg, train)
     run = build_run(cfg, run_spec(cfg, train))
-    x, y = run.place(train_arrays(train, np.float32))
+    x, y = run.place(host_arrays(train, np.float32))
     init_key, train_key = run_keys(0)
     variants = {"scan": scan_epochs(run, x, y, train_key), "per_step": per_step_epochs(run, x, y, train_key)}
     states = {name: run.init(run.place(init_key)) for name in variants}

@@ -104,7 +104,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
     checkpoint.write_config(tmp_path, cfg)
     params, saved, meta = restore.restore_params(tmp_path)
     assert leaves_equal(params, resumed) and meta["epoch"] == 4
-    assert saved == cfg.settled(len(SPLITS.train), len(SPLITS.val))  # the auto settings as the run decided them
+    assert saved == cfg.with_auto_resolved(len(SPLITS.train), len(SPLITS.val))  # the auto settings as the run decided them
     last, _, _ = restore.restore_params(tmp_path, best=False)
     assert jax.tree.structure(last) == jax.tree.structure(resumed)
 

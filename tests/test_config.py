@@ -20,6 +20,13 @@ def test_defaults_are_valid_and_every_field_is_documented():
     assert all(FIELD_HELP.values())
 
 
+def test_field_help_is_one_short_line():
+    """Each field's --help fits one line of at most 110 characters; the README's "Settings in
+    full" table gives the longer explanations."""
+    too_long = {name: len(text) for name, text in FIELD_HELP.items() if len(text) > 110 or "\n" in text}
+    assert not too_long
+
+
 def test_every_field_declares_its_kind():
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata.get("kind") in (PROGRAM, HOST), f.name
@@ -74,13 +81,14 @@ def test_epochs_is_checked_before_the_fields_bounded_by_it():
 def test_auto_validation_split_and_early_stopping():
     assert (auto_val_fraction(4999), auto_val_fraction(5000), auto_val_fraction(60000)) == (0.0, 0.1, 0.1)
     settled = lambda cfg, n_train, n_val: (lambda c: (c.val_fraction, c.patience, c.restore_best))(  # noqa: E731
-        cfg.settled(n_train, n_val))
+        cfg.with_auto_resolved(n_train, n_val))
     assert settled(TrainConfig(), 54000, 6000) == (0.1, AUTO_PATIENCE, True) and AUTO_PATIENCE == 5  # MNIST
     assert settled(TrainConfig(), 300, None) == (0.0, 0, False)  # the spiral
     assert settled(TrainConfig(), 240, 60) == (0.0, 0, True)  # a small validation split: no early stopping
     assert settled(TrainConfig(), 9000, None) == (0.1, 0, False)  # nothing to stop on
     explicit = TrainConfig(val_fraction=0.2, patience=2, restore_best=False)
-    assert explicit.settled(54000, 6000) == explicit and TrainConfig(patience=0).settled(54000, 6000).patience == 0
+    assert explicit.with_auto_resolved(54000, 6000) == explicit
+    assert TrainConfig(patience=0).with_auto_resolved(54000, 6000).patience == 0
     spelled = TrainConfig.from_dict({"val_fraction": "auto", "patience": "AUTO", "restore_best": "auto"})  # TOML
     assert spelled == TrainConfig() and spelled.val_fraction is None and spelled.patience is None
     with pytest.raises(ValueError, match="hidden must be a sequence"):

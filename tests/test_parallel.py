@@ -191,7 +191,7 @@ def test_accumulation_makes_one_update_per_batch():
     schedule, optimizer = train.build_optimizer(cfg, (2, 32, 3), 4)
     state = train.init_state(jax.random.key(0), cfg, (2, 32, 3), optimizer)
     epoch = train.make_epoch_fn(cfg, optimizer, schedule, loss="softmax_cross_entropy", n_train=256)
-    x, y = train.train_arrays(SPIRAL, np.float32)
+    x, y = train.host_arrays(SPIRAL, np.float32)
     state, stats = epoch(jax.random.key(1), state, x[:256], y[:256])
     assert int(state.step) == 4 and bool(stats.finite)
 

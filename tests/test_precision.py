@@ -91,7 +91,7 @@ def test_the_bf16_training_step_keeps_params_and_optimizer_state_fp32(method):
     schedule, optimizer = train.build_optimizer(config, SIZES, 9)
     state = train.abstract_state(config, SIZES, optimizer)
     epoch = train.make_epoch_fn(config, optimizer, schedule, loss="softmax_cross_entropy", n_train=300)
-    x, y = train.train_arrays(SPIRAL, np.float32)
+    x, y = train.host_arrays(SPIRAL, np.float32)
     found, closed = dots(epoch, jax.random.key(0), state, x, y)
     assert found and all(d == ("bfloat16", "bfloat16") for d, _ in found), found  # every matmul in bf16
     new_state, _ = jax.tree.unflatten(jax.tree.structure(jax.eval_shape(epoch, jax.random.key(0), state, x, y)),

@@ -20,7 +20,7 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.sweeps import sweepdir
 from jaxmlp.sweeps.plan import make_plan
-from jaxmlp.sweeps.program import KEY_SHAPE, chunk_abstract_state
+from jaxmlp.sweeps.chunk_programs import KEY_SHAPE, chunk_abstract_state
 
 FLAGS = ["--dataset", "spiral", "--hidden", "16", "--batch-size", "32", "--val-fraction", "0.2"]
 GRID = ["--grid", "learning_rate=0.01,0.05", "--grid", "seed=0:2"]

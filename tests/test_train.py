@@ -1,7 +1,7 @@
 """The trainer: learning, manual == autodiff, schedules, weight-decay mask, divergence, early stopping.
 
 Most fits reuse one small spiral problem and one program config (SMALL), so XLA compiles are
-shared (train.fit caches compiled programs by `program_config`); `default_run` trains what
+shared (train.fit caches compiled programs by `program_key`); `default_run` trains what
 `jaxmlp train` trains with no flags.
 """
 from __future__ import annotations
@@ -324,7 +324,7 @@ def test_epoch_function_drops_the_remainder_and_counts_steps():
     schedule, optimizer = train.build_optimizer(cfg, sizes, 240 // 50)
     epoch = train.make_epoch_fn(cfg, optimizer, schedule, loss="softmax_cross_entropy", n_train=240)
     state = train.init_state(jax.random.key(0), cfg, sizes, optimizer)
-    x, y = train.place(train.train_arrays(SPLITS.train, np.float32))
+    x, y = train.place(train.host_arrays(SPLITS.train, np.float32))
     state, stats = epoch(jax.random.key(1), state, x, y)
     assert int(state.step) == 4 and bool(stats.finite) and int(stats.bad_step) == -1
 
@@ -401,7 +401,7 @@ def test_a_non_finite_last_update_is_caught_at_the_epoch_end():
     epoch = train.make_epoch_fn(cfg, optimizer, optax.constant_schedule(0.01), loss="softmax_cross_entropy",
                                 n_train=240)
     state = train.init_state(jax.random.key(0), cfg, sizes, optimizer)
-    x, y = train.place(train.train_arrays(SPLITS.train, np.float32))
+    x, y = train.place(train.host_arrays(SPLITS.train, np.float32))
     _, stats = epoch(jax.random.key(1), state, x, y)
     assert not bool(stats.finite) and int(stats.bad_step) == steps - 1
     assert np.isfinite(float(stats.loss))  # the losses themselves never went bad

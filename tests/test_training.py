@@ -13,7 +13,7 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.training import Evaluator, build_run, evaluate, fit, run_spec
 from jaxmlp.training.epoch import epoch_plan, gather_batch
-from jaxmlp.training.feed import Feeder, train_arrays
+from jaxmlp.training.feed import Feeder, host_arrays
 from jaxmlp.training.optim import OPTIMIZERS
 from jaxmlp.training.spec import spec_from_meta
 from jaxmlp.training.state import epoch_key, run_keys
@@ -52,7 +52,7 @@ def test_build_run_is_what_fit_runs_and_compiles_once():
     assert again.epoch is run.epoch and again.compile_seconds < 0.5 * max(run.compile_seconds, 1e-3) + 0.05
     init_key, train_key = run_keys(cfg.seed)
     state = run.init(run.place(init_key))
-    x, y = run.place(train_arrays(SPLITS.train, np.float32))
+    x, y = run.place(host_arrays(SPLITS.train, np.float32))
     for e in range(2):
         state, stats = run.epoch(epoch_key(train_key, e), state, x, y)
         assert bool(stats.finite)
@@ -74,7 +74,7 @@ def test_the_fed_epochs_are_the_resident_epochs_minibatches(accumulate):
     """per_process hands over exactly the minibatches the resident epoch gathers on the device,
     epoch after epoch, prefetching one ahead."""
     cfg = dataclasses.replace(SMALL, accumulate=accumulate)
-    host = train_arrays(SPLITS.train, np.float32)
+    host = host_arrays(SPLITS.train, np.float32)
     _, train_key = run_keys(cfg.seed)
     resident = Feeder("resident", host, cfg, train_key)
     fed = Feeder("per_process", host, cfg, train_key)
@@ -97,7 +97,7 @@ def test_evaluation_compiles_once_for_every_split():
     run = build_run(cfg, run_spec(cfg, SPLITS.train))
     evaluator = Evaluator(run)
     splits = (SPLITS.train, SPLITS.val, SPLITS.test)
-    sets = [evaluator.eval_set(SPLITS.train, run.place(train_arrays(SPLITS.train, np.float32))),
+    sets = [evaluator.eval_set(SPLITS.train, run.place(host_arrays(SPLITS.train, np.float32))),
             *(evaluator.eval_set(data) for data in splits[1:])]
     params = run.init(run.place(run_keys(cfg.seed)[0])).params
     compiles = []

@@ -89,7 +89,7 @@ def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
     from jaxmlp import noise_scale, restore, training
     from jaxmlp.activations import get_activation
     from jaxmlp.losses import get_loss
-    from jaxmlp.training.feed import train_arrays
+    from jaxmlp.training.feed import host_arrays
     from jaxmlp.training.state import init_params, run_keys
 
     spec = training.run_spec(config, train)
@@ -100,7 +100,7 @@ def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
     else:
         trained, _, meta = restore.restore_params(run_dir, best=False)
         epochs = int(meta["epoch"])
-    x, y = train_arrays(train, np.dtype(config.dtype))
+    x, y = host_arrays(train, np.dtype(config.dtype))
     act = get_activation(config.activation, **config.activation_options())
 
     def measure(params) -> dict[str, Any]:

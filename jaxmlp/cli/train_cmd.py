@@ -105,7 +105,8 @@ def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) ->
     from jaxmlp import distributed, summary
 
     splits, stats = load_data(config, ns.quiet)
-    config = config.settled(len(splits.train), None if splits.val is None else len(splits.val))  # config.json: what runs
+    n_val = None if splits.val is None else len(splits.val)
+    config = config.with_auto_resolved(len(splits.train), n_val)  # config.json: what runs
     if ns.resume and (done := nothing_to_resume(config, run_dir)):
         print(done)
         return 0

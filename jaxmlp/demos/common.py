@@ -18,7 +18,7 @@ from matplotlib import ticker
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-Array = jax.Array
+from jaxmlp.types import Array
 
 # One colour per class: fill (light) for regions, point (dark) for the data.
 REGION_COLORS = ("#f6c4c4", "#c4d9f6", "#c9ecc4", "#f1e3b3", "#e1c9f1")

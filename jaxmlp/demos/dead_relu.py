@@ -19,8 +19,7 @@ from jaxmlp.data.synthetic import spiral
 from jaxmlp.demos.common import integer_ticks, new_figure, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 from jaxmlp.metrics import dataset_activation_stats
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 NAME = "dead-relu"
 SIZES = (2, 100, 100, 3)

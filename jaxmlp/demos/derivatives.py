@@ -15,8 +15,7 @@ import numpy as np
 
 from jaxmlp.activations import get_activation
 from jaxmlp.demos.common import new_figure, save_figure
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 NAME = "activations"
 

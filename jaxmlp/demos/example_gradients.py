@@ -32,8 +32,7 @@ from jaxmlp.losses import get_loss
 from jaxmlp.noise_scale import NoiseEstimate, dataset_estimate, noise_scale
 from jaxmlp.training import fit, predict
 from jaxmlp.training.state import init_params, run_keys
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 NAME = "example-gradients"
 TOP = 24  # examples in the image grid

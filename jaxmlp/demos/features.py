@@ -15,8 +15,7 @@ from jaxmlp.data.preprocess import stratified_split
 from jaxmlp.data.synthetic import checkerboard
 from jaxmlp.demos.common import grid_over, new_figure, percent, plot_regions, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 NAME = "features"
 

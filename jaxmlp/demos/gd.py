@@ -26,8 +26,7 @@ from jaxmlp.backprop import loss_and_grad
 from jaxmlp.losses import predict_classes
 from jaxmlp.metrics import layer_grad_norms, loss_grad_and_stats, summarize
 from jaxmlp.mlp import Params, init_mlp, mlp_apply
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class GDResult(NamedTuple):

@@ -18,8 +18,7 @@ from jaxmlp.data.synthetic import spiral
 from jaxmlp.demos.common import grid_over, percent, plot_regions, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
 from jaxmlp.mlp import Params, init_mlp, mlp_apply
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 NAME = "linear-collapse"
 SIZES = (4, 8, 8, 8, 3)

@@ -22,8 +22,7 @@ from jaxmlp.data.synthetic import sin_1d
 from jaxmlp.demos.common import new_figure, save_figure
 from jaxmlp.demos.gd import outputs_sets, train_full_batch
 from jaxmlp.mlp import Params, init_mlp
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 NAME = "universal-approximation"
 LIMIT = 2 * math.pi

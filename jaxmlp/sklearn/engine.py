@@ -27,8 +27,7 @@ import optax
 from jaxmlp.activations import get_activation
 from jaxmlp.mlp import Layer, mlp_apply
 from jaxmlp.sklearn import extras
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class Spec(NamedTuple):

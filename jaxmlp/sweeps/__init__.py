@@ -10,14 +10,14 @@ one device or sharded over many, each model exactly its solo `fit`.
 
 Modules, one concept each, imports pointing down this list:
 
-    grid      the grid: overrides per model, how each field may vary, model configs
-    result    ModelResult, Snapshot, SweepResult: ranking and the table
-    program   a chunk's compiled programs: init, the epoch of P models (vmap / lax.map, shard_map), metrics
-    plan      groups (one program each), chunks sized to the device memory, SweepPlan
-    store     SweepProgress on the host, and its checkpoints (stacked state, best model, histories)
-    loop      sweep(): the phases, per chunk and per epoch
-    sweepdir  the sweep's run directory: sweep.json, results.jsonl, summary.md, best/, the results log
-    plots     sweep.png: every model's curve, and a heatmap for a 2-D grid
+    grid            the grid: overrides per model, how each field may vary, model configs
+    result          ModelResult, Snapshot, SweepResult: ranking and the table
+    chunk_programs  a chunk's compiled programs: init, the epoch of P models (vmap / lax.map, shard_map), metrics
+    plan            groups (one program each), chunks sized to the device memory, SweepPlan
+    store           SweepProgress on the host, and its checkpoints (stacked state, best model, histories)
+    loop            sweep(): the phases, per chunk and per epoch
+    sweepdir        the sweep's run directory: sweep.json, results.jsonl, summary.md, best/, the results log
+    plots           sweep.png: every model's curve, and a heatmap for a 2-D grid
 """
 from jaxmlp.sweeps.grid import expand_grid, field_kind, model_configs
 from jaxmlp.sweeps.loop import sweep

@@ -27,14 +27,13 @@ import numpy as np
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps import store
 from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
-from jaxmlp.sweeps.program import ChunkPrograms, chunk_programs, traced_dtype
+from jaxmlp.sweeps.chunk_programs import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
-from jaxmlp.training.feed import train_arrays
+from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.state import run_keys
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class SweepData(NamedTuple):
@@ -95,13 +94,13 @@ def place_data(plan: SweepPlan, train, val, test) -> SweepData:
     """The training set on every device of the plan, once; the evaluation sets beside it."""
     base = plan.base
     replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
-    host = train_arrays(train, base.dtype)
+    host = host_arrays(train, base.dtype)
     x, y = jax.device_put(host, replicated)
     rows = eval_batch_rows(base.eval_batch_size, len(train))  # the solo run's batches: one program for every split
     evals = {"train": (make_eval_set(*host, rows, resident=(x, y)), len(train))}
     for name, split in (("val", val), ("test", test)):
         if split is not None:
-            evals[name] = (make_eval_set(*train_arrays(split, base.dtype), rows), len(split))
+            evals[name] = (make_eval_set(*host_arrays(split, base.dtype), rows), len(split))
     evals = {name: (jax.device_put(eval_set, replicated), n) for name, (eval_set, n) in evals.items()}
     return SweepData(x, y, evals, train.num_classes is not None, host[1])
 
@@ -143,7 +142,7 @@ def run_chunk(plan: SweepPlan, data: SweepData, chunk: Chunk, progress: store.Sw
         cb.on_chunk_end(chunk, [progress.models[i] for i in chunk.members])
 
 
-def padded(chunk: Chunk) -> tuple[int, ...]:
+def padded_members(chunk: Chunk) -> tuple[int, ...]:
     """The chunk's models, then copies of its last one up to its size (padding: never recorded)."""
     return chunk.members + (chunk.members[-1],) * (chunk.size - len(chunk.members))
 
@@ -151,7 +150,7 @@ def padded(chunk: Chunk) -> tuple[int, ...]:
 def chunk_inputs(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms) -> ChunkInputs:
     """Each model's traced values, init scheme and keys (from its seed, as a solo run draws them)."""
     group = plan.groups[chunk.group]
-    configs = [plan.configs[i] for i in padded(chunk)]
+    configs = [plan.configs[i] for i in padded_members(chunk)]
     keys = [[np.asarray(jax.random.key_data(k)) for k in run_keys(c.seed)] for c in configs]
     traced = {name: np.array([getattr(c, name) for c in configs], traced_dtype(group.program, name))
               for name in group.traced}

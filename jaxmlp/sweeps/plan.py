@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps.grid import expand_grid, model_configs
-from jaxmlp.sweeps.program import models_mesh
+from jaxmlp.sweeps.chunk_programs import models_mesh
 from jaxmlp.training.hyper import TRACEABLE
 from jaxmlp.training.memory import (USABLE_FRACTION, MemoryEstimate, check_memory, device_memory_limit,
                                     estimate_memory, format_bytes)
@@ -147,7 +147,7 @@ def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_p
         raise ValueError("a sweep runs in one process (its --devices shard the models)")
     if models_per_program is not None and models_per_program < 1:
         raise ValueError(f"models_per_program must be >= 1, got {models_per_program}")
-    config = config.settled(len(train), None if val is None else len(val))  # fit's auto settings, for this data
+    config = config.with_auto_resolved(len(train), None if val is None else len(val))  # fit's auto settings
     overrides = expand_grid(grid)
     configs = model_configs(config, overrides)
     groups = plan_groups(configs)

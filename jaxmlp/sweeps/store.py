@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.sweeps.plan import Chunk, SweepPlan
-from jaxmlp.sweeps.program import KEY_SHAPE, chunk_abstract_state
+from jaxmlp.sweeps.chunk_programs import KEY_SHAPE, chunk_abstract_state
 from jaxmlp.sweeps.result import ModelResult, Snapshot
 from jaxmlp.training.run import build_run
 

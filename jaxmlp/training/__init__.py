@@ -29,12 +29,12 @@ from jaxmlp.training.audit import GradientAuditFailed
 from jaxmlp.training.evaluate import EvalSet, Evaluator, evaluate, predict
 from jaxmlp.training.fit import fit
 from jaxmlp.training.history import Callback, History
-from jaxmlp.training.run import Run, build_run, program_config
+from jaxmlp.training.run import Run, build_run, program_key
 from jaxmlp.training.spec import RunSpec, check_data, run_spec
 from jaxmlp.training.state import EpochStats, TrainingDiverged, TrainState
 
 __all__ = [
     "fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged", "GradientAuditFailed", "TrainState",
     "EpochStats",
-    "Run", "build_run", "program_config", "RunSpec", "run_spec", "check_data", "EvalSet", "Evaluator",
+    "Run", "build_run", "program_key", "RunSpec", "run_spec", "check_data", "EvalSet", "Evaluator",
 ]

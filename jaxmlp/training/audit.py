@@ -35,10 +35,10 @@ from jaxmlp.gradcheck import numeric_grad_at, relative_error
 from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.precision import matmul_precision
-from jaxmlp.training.feed import train_arrays
+from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.run import Run
+from jaxmlp.types import Array
 
-Array = jax.Array
 AUDIT_BATCH = 8  # examples in the audit batch
 AUDIT_CHECKS = 3  # finite-difference coordinates per leaf and audit
 AUDIT_STEP = 1e-5  # the float64 finite-difference step
@@ -68,7 +68,7 @@ class GradientAudit:
 
     def __init__(self, run: Run, train):
         config = run.config
-        self.x, self.y = train_arrays(train.subset(np.arange(min(AUDIT_BATCH, len(train)))), np.dtype(config.dtype))
+        self.x, self.y = host_arrays(train.subset(np.arange(min(AUDIT_BATCH, len(train)))), np.dtype(config.dtype))
         self.seed, self.tolerance = config.seed, TOLERANCES[config.dtype]
         loss, act = get_loss(run.loss), get_activation(config.activation, **config.activation_options())
         settings = dict(loss=loss, l2=config.l2, activation=act, key=jax.random.key(config.seed),

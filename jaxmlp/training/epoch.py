@@ -18,8 +18,8 @@ from jaxmlp.training.gradtrack import start_track, track_summary
 from jaxmlp.training.hyper import Hyper
 from jaxmlp.training.state import EpochStats, TrainState
 from jaxmlp.training.step import all_finite, make_step_fn, start_carry
+from jaxmlp.types import Array
 
-Array = jax.Array
 FEEDS = ("resident", "per_process")
 
 

@@ -28,11 +28,10 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
 from jaxmlp.precision import ambient_settings
-from jaxmlp.training.feed import feed_rows, place, replicate, train_arrays
+from jaxmlp.training.feed import feed_rows, host_arrays, place, replicate
 from jaxmlp.training.run import Run
 from jaxmlp.training.spec import resolve_loss
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 class EvalSet(NamedTuple):
     """A data set cut into nb batches of B rows, each with its count of real rows.
@@ -86,8 +85,8 @@ def _batch_jit(fn: Callable, dp: parallel.DataParallel | None, n_args: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _metrics_step(loss: str, activation: str, options: tuple, classification: bool,
-                  dp: parallel.DataParallel | None = None) -> Callable:
+def batch_metrics_step(loss: str, activation: str, options: tuple, classification: bool,
+                       dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (params, acc, x (B, D), y (B[, k]), valid) -> acc + (sum of per-example losses, sum
     of correct / squared errors) over the batch's first `valid` rows."""
     loss_fn, opts = get_loss(loss), dict(options)
@@ -106,7 +105,7 @@ def _metrics_step(loss: str, activation: str, options: tuple, classification: bo
 
 
 @functools.lru_cache(maxsize=16)
-def _gather_fn(dp: parallel.DataParallel | None = None) -> Callable:
+def gather_rows_fn(dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (x (N, D), y (N, ...), rows (B,)) -> (x[rows], y[rows]), split over the devices along B."""
     def gather_rows(x, y, rows):
         return x[rows], y[rows]
@@ -178,7 +177,8 @@ class Evaluator:
         self._zero = replicate(np.zeros((), self.dtype), dp)
         self.compile_seconds = 0.0
         self._gather = None
-        step = _metrics_step(run.loss, c.activation, tuple(sorted(self.options.items())), run.spec.classification, dp)
+        options = tuple(sorted(self.options.items()))
+        step = batch_metrics_step(run.loss, c.activation, options, run.spec.classification, dp)
         self._step = self._compile(step, run.abstract_state().params, (self._zero, self._zero), x, y, valid)
 
     def _compile(self, jitted: Callable, *args) -> Callable:
@@ -191,10 +191,10 @@ class Evaluator:
         """(EvalSet, n) of a Dataset, laid out for this run's devices; rows into `resident` (the
         training set on the devices, x (N, D), y (N, ...)) when given."""
         run = self.run
-        x, y = train_arrays(data, self.dtype)
+        x, y = host_arrays(data, self.dtype)
         if resident is not None and self._gather is None:
             rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
-            self._gather = self._compile(_gather_fn(run.data_parallel), *resident, rows)
+            self._gather = self._compile(gather_rows_fn(run.data_parallel), *resident, rows)
         return make_eval_set(x, y, self.batch_size, dp=run.data_parallel, resident=resident), len(data)
 
     def metrics(self, params, data: EvalSet, n: int) -> dict[str, float]:
@@ -226,8 +226,8 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     activation = activation or config.activation
     options = activation_options or (config.activation_options() if activation == config.activation else {})
     classification = data.num_classes is not None
-    step = _metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
-    eval_set = make_eval_set(*train_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
+    step = batch_metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
+    eval_set = make_eval_set(*host_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
     zero = place(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 

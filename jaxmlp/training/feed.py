@@ -17,8 +17,7 @@ from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.epoch import epoch_rows
 from jaxmlp.training.state import epoch_key
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 def place(tree):
@@ -31,8 +30,9 @@ def replicate(tree, dp: parallel.DataParallel | None):
     return place(tree) if dp is None else dp.replicate(tree)
 
 
-def train_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Host (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
+def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A split's arrays on the host, for training, validation or test alike:
+    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
     x = np.asarray(data.x, dtype=dtype)
     y = np.asarray(data.y)
     y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)

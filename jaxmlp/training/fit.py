@@ -22,7 +22,7 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.training.audit import GradientAudit, audit_columns, audit_failure
 from jaxmlp.training.evaluate import EvalSet, Evaluator
-from jaxmlp.training.feed import Feeder, train_arrays
+from jaxmlp.training.feed import Feeder, host_arrays
 from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
@@ -30,8 +30,7 @@ from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_du
 from jaxmlp.training.run import Run, build_run
 from jaxmlp.training.spec import check_data, run_spec
 from jaxmlp.training.state import TrainState, epoch_key, run_keys
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 @dataclasses.dataclass
@@ -56,8 +55,8 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         `checkpoint_every` epochs and after the last, and `resume=True` continues from its
         latest checkpoint (bit-identical to an uninterrupted run on the same machine).
     callbacks: `Callback`s for progress display and logging; fit itself never prints.
-    The config's auto settings are decided for this data (TrainConfig.settled). The first fit
-    of a process turns on the persistent compilation cache (compile_cache.py) unless the
+    The config's auto settings are decided for this data (TrainConfig.with_auto_resolved). The
+    first fit of a process turns on the persistent compilation cache (compile_cache.py) unless the
     process already chose one, e.g. through JAX's own settings.
 
     Raises ValueError for a batch size larger than the training set or settings that do not fit
@@ -65,13 +64,13 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
     GradientAuditFailed (nothing is saved for the epoch whose audit failed; its record is logged).
     """
     compile_cache.ensure_configured()
-    config = config.settled(len(train), None if val is None else len(val))  # the auto settings, for this data
+    config = config.with_auto_resolved(len(train), None if val is None else len(val))  # the auto settings
     check_data(config, train, val, test)
     restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
     config = resumed_config(config, restore_from)
     run = build_run(config, run_spec(config, train))
     progress = restore_or_init(run, restore_from)
-    host = train_arrays(train, config.dtype)
+    host = host_arrays(train, config.dtype)
     progress.zero_score = functools.cache(functools.partial(zero_score_loss, run.loss, host[1], run.sizes[-1]))
     feeder = Feeder(run.feed, host, config, progress.train_key, run.data_parallel)
     evaluator = Evaluator(run)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -40,8 +39,8 @@ from jaxmlp.mlp import Params
 from jaxmlp.noise_scale import NoiseEMA, NoiseEstimate, ema_estimate, ema_start, ema_update, noise_scale, \
     per_example_estimate
 from jaxmlp.precision import matmul_precision
+from jaxmlp.types import Array
 
-Array = jax.Array
 PERCENTILES = (50, 90, 99, 100)
 PERCENTILE_NAMES = ("p50", "p90", "p99", "max")
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class Hyper(NamedTuple):

@@ -5,7 +5,7 @@ compiled programs that `fit`, `restore.restore_params` and the benchmarks all sh
     state = run.init(run.place(run_keys(config.seed)[0]))
     state, stats = run.epoch(run.place(epoch_key(train_key, 0)), state, x, y)
 
-Compiles are cached across runs: `program_config` resets every field that does not change the
+Compiles are cached across runs: `program_key` resets every field that does not change the
 programs (config.HOST_ONLY_FIELDS), so fits that differ only in those (seed sweeps, a resume
 with more epochs) share one compile.
 """
@@ -67,9 +67,10 @@ class Run(NamedTuple):
         return replicate(tree, self.data_parallel)
 
 
-def program_config(config: TrainConfig) -> TrainConfig:
-    """`config` with every field that does not change the compiled programs set to its default,
-    so fits that differ only in those (seed sweeps, a resume with more epochs) share compiles.
+def program_key(config: TrainConfig) -> TrainConfig:
+    """The cache key of the compiled programs: `config` with every field that does not change
+    them set to its default, so fits that differ only in those (seed sweeps, a resume with more
+    epochs) share compiles.
     Only a cosine schedule's length reads `epochs`: it becomes `epochs` here, the rest resets."""
     fields = TrainConfig.__dataclass_fields__
     reset: dict[str, Any] = {name: fields[name].default for name in HOST_ONLY_FIELDS}
@@ -96,9 +97,9 @@ def build_run(config: TrainConfig, spec: RunSpec, *, compile: bool = True) -> Ru
     compile=False skips compiling the epoch (restoring params needs only the optimizer's
     state structure); `epoch` is then None.
     """
-    feed, program = resolve_feed(config), program_config(config)
+    feed, program = resolve_feed(config), program_key(config)
     t0 = time.perf_counter()
-    init, epoch = _programs(program, spec, feed, ambient_settings(), compile)
+    init, epoch = _run_programs(program, spec, feed, ambient_settings(), compile)
     seconds = time.perf_counter() - t0  # ~0 when an earlier run compiled the same programs
     schedule, optimizer = _optimizer(program, spec)
     return Run(config, spec, schedule, optimizer, init, epoch, seconds, parallel.data_parallel(config.devices), feed)
@@ -119,8 +120,8 @@ def _init_fn(config: TrainConfig, sizes: tuple[int, ...], x64: bool) -> Callable
 
 
 @functools.lru_cache(maxsize=16)
-def _programs(config: TrainConfig, spec: RunSpec, feed: str, ambient: tuple[bool, str | None],
-              compile: bool) -> tuple[Callable, Callable | None]:
+def _run_programs(config: TrainConfig, spec: RunSpec, feed: str, ambient: tuple[bool, str | None],
+                  compile: bool) -> tuple[Callable, Callable | None]:
     """(jitted init(key) -> TrainState, compiled epoch or None) of a program config under the
     `ambient` settings (precision.ambient_settings)."""
     schedule, optimizer = _optimizer(config, spec)

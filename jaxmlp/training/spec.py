@@ -91,17 +91,17 @@ def check_processes_agree(config: TrainConfig, **splits) -> None:
     distributed.assert_same_everywhere(**things)
 
 
-def check_data(config: TrainConfig, train, val=None, test=None) -> str:
+def check_data(config: TrainConfig, train, val=None, test=None) -> None:
     """The checks `fit` makes before training (the CLI runs them before writing a run dir).
 
-    Returns the resolved loss name; raises ValueError naming the setting that does not fit (the
+    Raises ValueError naming the setting that does not fit (the loss, by `resolve_loss`, and the
     device memory the run needs by `memory.estimate_memory` included), or,
     with several processes, what differs between them (the config and every data set given,
     compared by CRC-32, first, so that no process fails a check its peers pass and leaves them
     waiting).
     """
     check_processes_agree(config, train=train, val=val, test=test)
-    loss = resolve_loss(config, train)
+    resolve_loss(config, train)
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
                          f"got {config.batch_size}")
@@ -115,4 +115,3 @@ def check_data(config: TrainConfig, train, val=None, test=None) -> str:
     parallel.check_batch(config.batch_size, devices, config.accumulate)
     estimate = estimate_memory(config, run_spec(config, train), feed=resolve_feed(config), devices=devices)
     check_memory(estimate, device_memory_limit())
-    return loss

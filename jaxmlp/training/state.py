@@ -18,8 +18,7 @@ import optax
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params, init_mlp
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class TrainingDiverged(RuntimeError):

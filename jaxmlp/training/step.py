@@ -19,8 +19,7 @@ from jaxmlp.mlp import Params
 from jaxmlp.training.gradtrack import make_tracked_step
 from jaxmlp.training.hyper import Hyper, hyper_of
 from jaxmlp.training.state import TrainState
-
-Array = jax.Array
+from jaxmlp.types import Array
 
 
 class StepCarry(NamedTuple):

@@ -32,13 +32,13 @@ from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.precision import ambient_settings
 from jaxmlp.training.epoch import make_epoch_fn
-from jaxmlp.training.evaluate import EvalSet, _gather_fn, _metrics_step, fold_batches
+from jaxmlp.training.evaluate import EvalSet, batch_metrics_step, fold_batches, gather_rows_fn
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.spec import RunSpec
 from jaxmlp.training.state import epoch_key, init_state
+from jaxmlp.types import Array
 
-Array = jax.Array
 MODELS = "models"  # the mesh axis of the model dimension
 
 
@@ -97,15 +97,15 @@ def on_mesh(fn: Callable, mesh: Mesh | None, split: tuple[bool, ...], **jit_kwar
 def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], inits: tuple[str | None, ...], *,
                    size: int, width: int | None, mesh: Mesh | None) -> ChunkPrograms:
     """The programs of a chunk of `size` models of a group (`config`: the group's program config)."""
-    programs = _programs(config, spec, inits, width, mesh)
+    programs = _jitted_chunk_programs(config, spec, inits, width, mesh)
     t0 = time.perf_counter()
     epoch = _compiled_epoch(programs, config, spec, traced, size, ambient_settings())
     return programs._replace(epoch=epoch, compile_seconds=time.perf_counter() - t0)
 
 
 @functools.lru_cache(maxsize=8)
-def _programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], width: int | None,
-              mesh: Mesh | None) -> ChunkPrograms:
+def _jitted_chunk_programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], width: int | None,
+                           mesh: Mesh | None) -> ChunkPrograms:
     init = on_mesh(over_models(_model_init(config, spec, inits), width=1), mesh, (True, True))  # compiles as fast as one
     epoch = on_mesh(_chunk_epoch(config, spec, width), mesh, (True, True, False, True, True, False, False),
                     donate_argnums=(3,))
@@ -120,7 +120,7 @@ def _chunk_metrics(config: TrainConfig, spec: RunSpec, width: int | None, mesh: 
     """metrics(params (P, ...), EvalSet) -> (loss sums (P,), metric sums (P,)): the solo run's
     per-batch evaluation for every model, one program for every split, driven batch by batch."""
     options = tuple(sorted(config.activation_options().items()))
-    solo = _metrics_step(spec.loss, config.activation, options, spec.classification)
+    solo = batch_metrics_step(spec.loss, config.activation, options, spec.classification)
 
     def batch(params, acc, x, y, valid):  # acc: ((P,), (P,))
         return over_models(lambda p, a: solo(p, a, x, y, valid), width)(params, acc)
@@ -130,7 +130,7 @@ def _chunk_metrics(config: TrainConfig, spec: RunSpec, width: int | None, mesh: 
     def metrics(params, data: EvalSet):
         first = jax.tree.leaves(params)[0]
         zero = jax.device_put(np.zeros(first.shape[0], first.dtype), sharding)
-        return fold_batches(program, (zero, zero), params, data, gather=_gather_fn())
+        return fold_batches(program, (zero, zero), params, data, gather=gather_rows_fn())
 
     return metrics
 
@@ -185,7 +185,7 @@ def chunk_abstract_state(config: TrainConfig, spec: RunSpec, inits: tuple[str | 
                          mesh: Mesh | None):
     """ShapeDtypeStructs (sharded over the models on a mesh) of a chunk's stacked TrainState: a
     checkpoint's restore target. Nothing is compiled."""
-    programs = _programs(config, spec, inits, None, mesh)
+    programs = _jitted_chunk_programs(config, spec, inits, None, mesh)
     key_data = jax.ShapeDtypeStruct((size, *KEY_SHAPE), jnp.uint32)
     state = jax.eval_shape(programs.init, key_data, jax.ShapeDtypeStruct((size,), jnp.int32))
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=programs.sharding), state)
