@@ -6,6 +6,7 @@ kill, a full disk or an error never leaves a half-written file (or clobbers the 
     write_json(path, {"a": 1})
     with atomic_file(path) as f: np.savez(f, ...)
     read_regular(path)                   # a file jaxmlp wrote, read back: never through a link, never a FIFO
+    open_regular(path, os.O_RDWR)        # the same, as a descriptor (a lock file)
 """
 from __future__ import annotations
 
@@ -50,17 +51,21 @@ def remove_dirs(made: list[Path]) -> None:
             path.rmdir()
 
 
-def read_regular(path: str | os.PathLike) -> bytes:
-    """The bytes of the regular file at `path`. A link there is not followed (ELOOP), and a FIFO,
-    socket or device is refused (EINVAL) rather than read: opening one could block forever."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read()
-    finally:
+def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of the regular file at `path`. A link there is not followed (ELOOP), and a
+    FIFO, socket or device is refused (EINVAL) rather than kept open: opening one could block
+    forever, hence O_NONBLOCK."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file at `path` (opened as `open_regular` does)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        return f.read()
 
 
 @contextlib.contextmanager

@@ -28,15 +28,13 @@ per process. A cache JAX's own settings chose stays JAX's, unverified.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from jaxmlp.atomic import read_regular
+from jaxmlp.atomic import atomic_file, read_regular
 
 ENV = "JAXMLP_CACHE_DIR"
 OFF = "off"
@@ -89,19 +87,13 @@ class VerifiedCache:
         return payload
 
     def put(self, key: str, value: bytes) -> None:
-        tmp = None
         try:
             self._path.mkdir(parents=True, exist_ok=True)  # made with the first entry: a command that stops
-            fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key}.", suffix=".tmp")  # before compiling makes none
-            with os.fdopen(fd, "wb") as out:
-                out.write(MAGIC)
+            with atomic_file(self.entry(key)) as out:  # before compiling makes none; a replace heals a bad
+                out.write(MAGIC)                       # entry and never writes through a link there
                 out.write(_seal(key, value))
                 out.write(value)
-            os.replace(tmp, self.entry(key))  # replaces a bad entry; never follows a link there
         except OSError as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             _warn_once(self._path, f"cannot save compiled programs ({exc.strerror or exc}); "
                                    "this run compiles without saving them")
 

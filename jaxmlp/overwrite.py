@@ -19,8 +19,8 @@ import re
 import shutil
 from pathlib import Path
 
-from jaxmlp.runfiles import BEST_DIR, CHECKPOINT_DIR, KIND_FILES, MARKER_FILE, run_kind
-from jaxmlp.runlock import LOCK_FILE, RunDirError, is_own_lock
+from jaxmlp.runfiles import BEST_DIR, CHECKPOINT_DIR, KIND_FILES, MARKER_FILE, only_marker_left, run_kind
+from jaxmlp.runlock import LOCK_FILE, RunDirError
 
 _ORBAX_ENTRY = re.compile(r"\d+(\.orbax-checkpoint-tmp.*)?")  # a checkpoint orbax wrote (or began) in checkpoints/
 _ORBAX_ITEM = re.compile(r"(_CHECKPOINT_METADATA|commit_success\.txt|state|best|meta)(\.orbax-checkpoint-tmp.*)?")
@@ -76,22 +76,15 @@ def check_removable(run_dir: Path, paths: list[Path]) -> None:
 
 
 def remove(run_dir: Path, names, paths: list[Path]) -> None:
-    """Remove `paths` (from `removal`), then the folders among `names` left empty by it."""
+    """Remove `paths` (from `removal`), then best/ once only its marker (and lock) is left in it:
+    not while a file of the user's is."""
     for path in paths:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for name in names:
-        _tidy(run_dir / name)
-
-
-def _tidy(path: Path) -> None:
-    """Remove best/ once only its marker (and lock) is left in it: not while a file of the user's is."""
-    if path.name != BEST_DIR:
-        return
-    rest = {p.name for p in path.iterdir()} - {MARKER_FILE} - ({LOCK_FILE} if is_own_lock(path / LOCK_FILE) else set())
-    if not rest:
+    best = run_dir / BEST_DIR
+    if BEST_DIR in names and only_marker_left(best):
         for name in (MARKER_FILE, LOCK_FILE):
-            (path / name).unlink(missing_ok=True)
-        path.rmdir()
+            (best / name).unlink(missing_ok=True)
+        best.rmdir()
 
 
 def _pinned(path: Path) -> bool:

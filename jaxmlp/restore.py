@@ -37,6 +37,7 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
     holds them, rather than other params under N's name. meta["kept"] says whose params they
     are ("the params of epoch 12", "the best val-loss params, of epoch 9 (checkpoint of epoch
     12)"), meta["params_epoch"] the epoch they were trained to, meta["epoch"] the checkpoint's."""
+    check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read (once: not again on a retry)
     return _newest_on_removal(functools.partial(_restore_params, run_dir, best=best), epoch)
 
 
@@ -44,7 +45,6 @@ def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
     from jaxmlp.training.run import build_run  # the trainer never imports this module
     from jaxmlp.training.spec import spec_from_meta
 
-    check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read
     if epoch is not None:
         epoch, best = _holder_of_epoch(run_dir, epoch, best)
     saved, meta = _saved_config(run_dir, epoch)
@@ -113,6 +113,7 @@ def saved_config(run_dir: str | os.PathLike, epoch: int | None = None) -> tuple[
     the checkpoint was trained under: the source of every setting that shapes the model and the
     programs. config.json may differ only in what a resume may change (config.RESUMABLE) and in
     per-host paths; one that differs in another field is refused, naming it."""
+    check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read (once: not again on a retry)
     return _newest_on_removal(functools.partial(_saved_config, run_dir), epoch)
 
 
@@ -120,7 +121,6 @@ _META_KEYS = ("epoch", "sizes", "loss", "steps_per_epoch", "config", "history")
 
 
 def _saved_config(run_dir, epoch: int | None) -> tuple[TrainConfig, dict[str, Any]]:
-    check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read
     edited = read_config(run_dir)
     ckpt = checkpointer_for(run_dir, edited)
     try:

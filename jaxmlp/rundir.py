@@ -31,7 +31,7 @@ from jaxmlp.overwrite import check_removable, remove, removal
 from jaxmlp.runfiles import (BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, KIND_FILES, MARKER_FILE,  # noqa: F401
                              METRICS_FILE, PREPROCESSING_FILE, RESULTS_FILE, RUN_FILES, SUMMARY_FILE,
                              SWEEP_FILE, SWEEP_PLOT_FILE, SWEEP_SUMMARY_FILE, check_own_files, has_checkpoint,
-                             run_kind)
+                             only_marker_left, run_kind)
 from jaxmlp.runlock import LOCK_FILE, RunDirClaim, RunDirError, check_not_in_use, is_own_lock
 
 def run_dir_name(dataset: str) -> str:
@@ -153,7 +153,7 @@ def _write_marker(claim: RunDirClaim, kind: str) -> None:
 
 def _unmark(run_dir: Path) -> None:
     """Remove the marker while nothing but it (and a lock) is in `run_dir`: its run wrote nothing."""
-    if all(name == MARKER_FILE or is_own_lock(run_dir / name) for name in os.listdir(run_dir)):
+    if only_marker_left(run_dir):
         (run_dir / MARKER_FILE).unlink(missing_ok=True)
 
 

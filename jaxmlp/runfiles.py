@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jaxmlp.atomic import read_regular
 from jaxmlp.parsing import loads_json
-from jaxmlp.runlock import RunDirError, link_error
+from jaxmlp.runlock import RunDirError, is_own_lock, link_error
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
@@ -55,6 +55,12 @@ def run_kind(run_dir: Path) -> str | None:
     if not isinstance(kind, str) or kind not in KIND_FILES:
         raise RunDirError(f"{path}: names an unknown kind of run {str(kind)[:40]!r}")
     return kind
+
+
+def only_marker_left(run_dir: Path) -> bool:
+    """True when nothing but the marker (and a lock a run left) is in `run_dir`: no file of a run,
+    none of the user's."""
+    return all(name == MARKER_FILE or is_own_lock(run_dir / name) for name in os.listdir(run_dir))
 
 
 def has_checkpoint(run_dir: Path) -> bool:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import stat
 import time
 from pathlib import Path
+
+from jaxmlp.atomic import open_regular
 
 LOCK_FILE = ".lock"  # held (flock) by the run writing here
 
@@ -56,18 +57,16 @@ class RunDirClaim:
 def _open_lock(path: Path, flags: int) -> int:
     """The lock file opened without following a link, and without blocking on a FIFO."""
     try:
-        fd = os.open(path / LOCK_FILE, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return open_regular(path / LOCK_FILE, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise link_error(path / LOCK_FILE) from None
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             raise
+        if exc.errno == errno.EINVAL:
+            raise RunDirError(f"{path / LOCK_FILE} is not a regular file; it is not jaxmlp's lock: move it away or "
+                              "choose another --out-dir") from None
         raise RunDirError(f"{path / LOCK_FILE}: cannot open the run's lock ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise RunDirError(f"{path / LOCK_FILE} is not a regular file; it is not jaxmlp's lock: move it away or "
-                          "choose another --out-dir")
-    return fd
 
 
 def _try_lock(fd: int, patience: float = 0.0) -> bool:

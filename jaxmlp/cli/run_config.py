@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from pathlib import Path
 
 from jaxmlp.cli.flags import given_fields, load_config_file
@@ -12,7 +13,6 @@ from jaxmlp.cli.outcome import os_error
 from jaxmlp.cli.usage import PROG, UsageError
 from jaxmlp.config import RESUMABLE, TrainConfig
 from jaxmlp.rundir import check_new_run_dir
-from jaxmlp.runfiles import RUN_FILES, check_own_files
 
 
 def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> tuple[TrainConfig, Path | None]:
@@ -55,8 +55,7 @@ def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
         raise UsageError(f"{PROG} train: error: --{fixed[0].replace('_', '-')} cannot change when resuming "
                          f"(allowed: {', '.join(sorted(RESUMABLE))})")
     run_dir = Path(ns.resume)
-    check_own_files(run_dir, RUN_FILES)  # before anything in it is read
-    if run_dir.is_dir() and not (run_dir / CONFIG_FILE).exists():
+    if run_dir.is_dir() and not os.path.lexists(run_dir / CONFIG_FILE):  # (a link there: saved_config refuses it)
         raise UsageError(f"{PROG} train: error: {run_dir}: not a run directory (no {CONFIG_FILE}): a run stopped "
                          "before it wrote its config cannot be resumed; rerun the original command")
     saved, _ = saved_config(run_dir)
