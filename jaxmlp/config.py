@@ -140,13 +140,15 @@ class TrainConfig:
         """Epochs a cosine / warmup_cosine schedule spans: schedule_epochs, or epochs when None."""
         return self.epochs if self.schedule_epochs is None else self.schedule_epochs
 
-    def with_fixed_schedule(self) -> TrainConfig:
+    def with_fixed_schedule(self, resumed: TrainConfig | None = None) -> TrainConfig:
         """This config with a cosine schedule's length written down (schedule_epochs = epochs when
         None): what a run records when it starts, so that extending `epochs` later continues at
-        the final learning rate instead of stretching the decay."""
-        if self.schedule_epochs is not None or self.schedule not in ("cosine", "warmup_cosine"):
+        the final learning rate instead of stretching the decay. A run resumed from a checkpoint
+        trained under `resumed` keeps that checkpoint's length."""
+        source = self if resumed is None else resumed
+        if self.schedule_epochs is not None or source.schedule not in ("cosine", "warmup_cosine"):
             return self
-        return dataclasses.replace(self, schedule_epochs=self.epochs)
+        return dataclasses.replace(self, schedule_epochs=source.schedule_length())
 
     def activation_options(self) -> dict[str, Any]:
         """The keyword options for `get_activation`/`init_mlp` that this config sets."""

@@ -42,8 +42,7 @@ def restore_params(run_dir: str | os.PathLike, *, epoch: int | None = None,
 
 
 def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
-    from jaxmlp.training.run import build_run  # the trainer never imports this module
-    from jaxmlp.training.spec import spec_from_meta
+    from jaxmlp.training.plan import plan_of, spec_from_meta  # the trainer never imports this module
 
     if epoch is not None:
         epoch, best = _holder_of_epoch(run_dir, epoch, best)
@@ -52,7 +51,7 @@ def _restore_params(run_dir, epoch: int | None, *, best: bool | None):
         raise RunDirError(f"{run_dir}: a float64 run; enable 64-bit JAX first (jax.config.update('jax_enable_x64', True))")
     # onto this process's first device, whatever devices the saving run used
     one_device = dataclasses.replace(saved, devices=1)
-    abstract = build_run(one_device, spec_from_meta(meta, saved), compile=False).abstract_state()
+    abstract = plan_of(one_device, spec_from_meta(meta, saved)).abstract_state()
     ckpt = checkpointer_for(run_dir, saved)
     try:
         restored = ckpt.restore(abstract, epoch, abstract_best=abstract.params)  # latest: names intact older ones

@@ -49,12 +49,9 @@ class LayerRow(NamedTuple):
     flops: int
 
 
-def training_summary(config: TrainConfig, splits) -> str:
-    """The summary of training `config` on DataSplits (what `jaxmlp train` prints first)."""
-    from jaxmlp.training.spec import run_spec
-
-    spec = run_spec(config, splits.train)
-    return summary_table(config, spec.sizes, describe_splits(config.dataset, splits), spec.loss)
+def training_summary(plan, splits) -> str:
+    """The summary of a run's training.Plan on its DataSplits (what `jaxmlp train` prints first)."""
+    return summary_table(plan.config, plan.sizes, describe_splits(plan.config.dataset, splits), plan.loss)
 
 
 def describe_splits(name: str, splits) -> DataInfo:

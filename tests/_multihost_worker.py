@@ -33,14 +33,14 @@ def _tolist(tree):
 
 
 def run_fit(job):
-    from jaxmlp import train
+    import jaxmlp
     from jaxmlp.config import TrainConfig
     from jaxmlp.data import load_dataset
 
     config = TrainConfig.from_dict(job["config"])
     seed = job.get("load_seed", config.data_seed)  # a test may load other data than the config says
     splits = load_dataset(config.dataset, n_samples=config.n_samples, seed=seed)
-    params, history = train.fit(config, splits.train)
+    params, history = jaxmlp.fit(config, splits.train)
     return {"params": _tolist(params), "final": history.final, "train_loss": history.train_loss}
 
 

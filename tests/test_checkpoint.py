@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import jax
+import jaxmlp
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, export, restore, train
+from jaxmlp import checkpoint, export, restore, training as train
 from jaxmlp.checkpoint import Checkpointer, RunDirError
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
@@ -86,14 +87,14 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
     """4 epochs straight == 2 epochs, checkpoint, restore in a fresh fit, 2 more epochs."""
     cfg = TrainConfig(epochs=4, dropout=0.1, activation="prelu", optimizer="adamw", weight_decay=1e-3,
                       checkpoint_every=1, restore_best=True)
-    straight, h_straight = train.fit(cfg, SPLITS.train, SPLITS.val)
+    straight, h_straight = jaxmlp.fit(cfg, SPLITS.train, SPLITS.val)
 
     ckpt = Checkpointer(tmp_path / "checkpoints")
-    train.fit(dataclasses.replace(cfg, epochs=2), SPLITS.train, SPLITS.val, checkpointer=ckpt)
+    jaxmlp.fit(dataclasses.replace(cfg, epochs=2), SPLITS.train, SPLITS.val, checkpointer=ckpt)
     assert ckpt.latest_epoch() == 2
     ckpt.close()
     ckpt = Checkpointer(tmp_path / "checkpoints")
-    resumed, h_resumed = train.fit(cfg, SPLITS.train, SPLITS.val, checkpointer=ckpt, resume=True)
+    resumed, h_resumed = jaxmlp.fit(cfg, SPLITS.train, SPLITS.val, checkpointer=ckpt, resume=True)
     assert leaves_equal(resumed, straight)
     assert h_resumed.epoch == [1, 2, 3, 4]
     assert h_resumed.train_loss == h_straight.train_loss and h_resumed.val_loss == h_straight.val_loss
@@ -118,7 +119,7 @@ KILL_ARGS = ["--epochs", str(EPOCHS), "--checkpoint-every", "1", "--keep-checkpo
 def reference_params():
     """What an uninterrupted `jaxmlp train <KILL_ARGS>` ends with (fit is the CLI's numeric core)."""
     splits = load_dataset("spiral")
-    params, _ = train.fit(TrainConfig(epochs=EPOCHS), splits.train, splits.val, splits.test)
+    params, _ = jaxmlp.fit(TrainConfig(epochs=EPOCHS), splits.train, splits.val, splits.test)
     return params
 
 

@@ -8,10 +8,11 @@ import sys
 import types
 
 import jax
+import jaxmlp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, restore, train
+from jaxmlp import checkpoint, cli, restore, training as train
 from jaxmlp.cli import flags, run_config
 from jaxmlp.config import FIELD_NAMES, TrainConfig
 from jaxmlp.data import load_dataset
@@ -170,7 +171,7 @@ def test_resume_extends_a_run_bit_identically_and_exports(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(run_dir), "--epochs", "4", *QUIET]) == 0
     assert checkpoint.read_config(run_dir).epochs == 4  # a later --resume continues from here
     splits = load_dataset("spiral")
-    straight, _ = train.fit(TrainConfig(epochs=4), splits.train, splits.val, splits.test)
+    straight, _ = jaxmlp.fit(TrainConfig(epochs=4), splits.train, splits.val, splits.test)
     params, _, meta = restore.restore_params(run_dir)
     assert meta["epoch"] == 4 and leaves_equal(params, straight)
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, export, restore, training
+import jaxmlp
+from jaxmlp import checkpoint, cli, export, restore
 from jaxmlp.data import load_dataset
 from jaxmlp.losses import get_loss
 from jaxmlp.run_preprocessing import read_preprocessing
@@ -49,8 +50,8 @@ def test_predict_on_the_runs_test_split_equals_its_final_test_evaluation(std_run
     assert loss == pytest.approx(want["loss"], rel=1e-5)
     params, _, _ = restore.restore_params(std_run)
     stats = read_preprocessing(std_run, checkpoint.read_config(std_run))
-    np.testing.assert_array_equal(p["scores"], training.predict(params, stats.apply(test).x))
-    assert not np.allclose(p["scores"], training.predict(params, test.x), atol=1e-3)  # the stats matter
+    np.testing.assert_array_equal(p["scores"], jaxmlp.predict(params, stats.apply(test).x))
+    assert not np.allclose(p["scores"], jaxmlp.predict(params, test.x), atol=1e-3)  # the stats matter
 
 
 def test_evaluate_each_split_and_a_file_of_raw_data(std_run, tmp_path, capsys):
@@ -94,7 +95,7 @@ def test_export_carries_the_standardization_the_weights_expect(std_run, tmp_path
     assert accuracy == pytest.approx(final(std_run)["test"]["accuracy"])
     params, activation, options = export.load_npz(out)
     exported = export.load_preprocessing(out)
-    np.testing.assert_allclose(training.predict(params, exported.apply(load_dataset("spiral").test).x,
+    np.testing.assert_allclose(jaxmlp.predict(params, exported.apply(load_dataset("spiral").test).x,
                                                 activation=activation, **options), x, rtol=1e-5, atol=1e-5)
 
 
@@ -108,7 +109,7 @@ def test_unstandardized_regression_run(tmp_path, capsys):
     assert out.read_text().splitlines()[0] == "score_0"  # no class column
     params, _, _ = restore.restore_params(run_dir)
     test = load_dataset("sin").test
-    np.testing.assert_allclose(np.loadtxt(out, skiprows=1, ndmin=2), training.predict(params, test.x), rtol=1e-6)
+    np.testing.assert_allclose(np.loadtxt(out, skiprows=1, ndmin=2), jaxmlp.predict(params, test.x), rtol=1e-6)
     got = evaluate_line(capsys, [str(run_dir)])
     assert set(got) == {"loss", "mse"} and got["mse"] == pytest.approx(final(run_dir)["test"]["mse"], abs=6e-5)
     assert cli.main(["export", str(run_dir), "--npz", str(tmp_path / "m.npz")]) == 0

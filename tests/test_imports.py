@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import jaxmlp
-from jaxmlp import train
+from jaxmlp.training.fit import fit
 
 STEPS = """
 import contextlib, io, json, sys
@@ -44,7 +44,7 @@ def test_help_imports_neither_jax_nor_numpy(child_env):
 
 
 def test_public_names_resolve_lazily():
-    assert jaxmlp.fit is train.fit and jaxmlp.__version__ == "0.1.0" == importlib.metadata.version("jaxmlp")
+    assert jaxmlp.fit is fit and jaxmlp.__version__ == "0.1.0" == importlib.metadata.version("jaxmlp")
     from jaxmlp import TrainingDiverged, init_mlp  # noqa: F401  (from-imports go through __getattr__ too)
 
     for name in jaxmlp.__all__:

@@ -6,7 +6,7 @@ import pytest
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp.training import run_spec
+from jaxmlp.training import plan_of, run_spec
 from jaxmlp.training.memory import (USABLE_FRACTION, MemoryEstimate, check_memory, device_memory_limit,
                                     estimate_memory, format_bytes)
 from jaxmlp.training.optim import build_optimizer
@@ -25,25 +25,25 @@ def test_params_optimizer_and_data_are_counted_exactly(activation, optimizer):
     spec = run_spec(config, TRAIN)
     _, opt = build_optimizer(config, spec.sizes, spec.steps_per_epoch)
     state = init_state(jax.random.key(0), config, spec.sizes, opt)
-    estimate = estimate_memory(config, spec)
+    estimate = plan_of(config, spec).memory  # the run's own: resident, one device
     assert estimate.params == _bytes(state.params)
     assert estimate.optimizer == _bytes(state.opt_state)
     assert estimate.data == TRAIN.x.nbytes + 300 * 4  # x float32 and int32 labels
-    fed = estimate_memory(config, spec, feed="per_process", devices=2)
+    fed = estimate_memory(config, spec, opt, feed="per_process", devices=2)
     b = config.batch_size
     assert fed.data == 2 * (300 // b) * b * (2 + 1) * 4 // 2  # two epochs' batches, half per device
 
 
 def test_activations_grow_with_the_batch_and_shrink_with_accumulation():
     spec = run_spec(TrainConfig(), TRAIN)
-    small, big = (estimate_memory(TrainConfig(batch_size=b), spec).activations for b in (32, 256))
-    accumulated = estimate_memory(TrainConfig(batch_size=256, accumulate=8), spec).activations
+    small, big = (plan_of(TrainConfig(batch_size=b), spec).memory.activations for b in (32, 256))
+    accumulated = plan_of(TrainConfig(batch_size=256, accumulate=8), spec).memory.activations
     assert small < big and accumulated == small
 
 
 def test_a_run_too_large_is_refused_naming_what_to_lower():
     huge = TrainConfig(hidden=(10**10,))
-    estimate = estimate_memory(huge, run_spec(huge, TRAIN))  # shapes only: nothing is allocated
+    estimate = plan_of(huge, run_spec(huge, TRAIN)).memory  # shapes only: nothing is allocated
     assert estimate.params == (2 * 10**10 + 10**10 + 10**10 * 3 + 3) * 4
     with pytest.raises(ValueError, match=r"needs about .* TiB .* but the device has 20 GiB; lower hidden"):
         check_memory(estimate, 20 * 2**30)

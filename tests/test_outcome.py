@@ -15,7 +15,9 @@ import time
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, cli, restore, training
+import jaxmlp
+import jaxmlp.training.fit as fit_module
+from jaxmlp import checkpoint, cli, restore
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 
@@ -75,8 +77,8 @@ def test_extending_a_cosine_run_continues_at_its_final_learning_rate(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path / "fit_ckpt")
     cfg = TrainConfig(schedule="cosine", learning_rate=0.01, batch_size=32, final_lr_fraction=0.1, epochs=4,
                       checkpoint_every=0)
-    training.fit(cfg, splits.train, checkpointer=ckpt)
-    _, history = training.fit(dataclasses.replace(cfg, epochs=6), splits.train, checkpointer=ckpt, resume=True)
+    jaxmlp.fit(cfg, splits.train, checkpointer=ckpt)
+    _, history = jaxmlp.fit(dataclasses.replace(cfg, epochs=6), splits.train, checkpointer=ckpt, resume=True)
     assert history.lr == pytest.approx(lrs, rel=1e-6)
 
 
@@ -93,9 +95,9 @@ def test_a_finite_loss_explosion_stops_the_run_and_keeps_the_last_good_checkpoin
     splits = load_dataset("spiral")
     ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
     good = TrainConfig(epochs=2, checkpoint_every=1, optimizer="sgd", learning_rate=0.1)
-    training.fit(good, splits.train, checkpointer=ckpt)
-    with pytest.raises(training.TrainingDiverged, match="epoch 3: the mean training loss .* exceeds divergence_factor 0.001 x"):
-        training.fit(TrainConfig(epochs=5, checkpoint_every=1, optimizer="sgd", learning_rate=0.1,
+    jaxmlp.fit(good, splits.train, checkpointer=ckpt)
+    with pytest.raises(jaxmlp.TrainingDiverged, match="epoch 3: the mean training loss .* exceeds divergence_factor 0.001 x"):
+        jaxmlp.fit(TrainConfig(epochs=5, checkpoint_every=1, optimizer="sgd", learning_rate=0.1,
                                  divergence_factor=1e-3), splits.train, checkpointer=ckpt, resume=True)
     assert ckpt.latest_epoch() == 2
 
@@ -128,7 +130,7 @@ def test_out_of_memory_during_training_is_one_line_and_the_same_command_starts_o
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 123 bytes")
 
     with monkeypatch.context() as m:
-        m.setattr(training, "fit", oom)
+        m.setattr(fit_module, "fit", oom)
         assert train(*argv) == 1
     one_line_error(capsys, "out of device memory (RESOURCE_EXHAUSTED")
     assert train(*argv) == 0  # the run dir holds no checkpoint: the same command starts over

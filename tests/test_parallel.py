@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import jax
+import jaxmlp
 import numpy as np
 import pytest
 
-from jaxmlp import cli, distributed, init_mlp, loss_and_grad, parallel, train
+from jaxmlp import cli, distributed, init_mlp, loss_and_grad, parallel, training as train
 from jaxmlp.restore import restore_params
 from jaxmlp.cli import flags
 from jaxmlp.config import RESUMABLE, TrainConfig
@@ -48,7 +49,7 @@ def as_layers(params_json):
 
 
 def reference(config: dict, data=SPIRAL, with_final: bool = False):
-    params, history = train.fit(TrainConfig(**config), data)
+    params, history = jaxmlp.fit(TrainConfig(**config), data)
     layers = [tuple(np.asarray(v) for v in layer if v is not None) for layer in params]
     return (layers, history.final) if with_final else layers
 
@@ -103,7 +104,7 @@ def test_one_device_is_the_plain_program_and_more_than_available_is_an_error():
     mesh = parallel.make_mesh(1)
     assert mesh.axis_names == (parallel.DATA_AXIS,)
     with pytest.raises(ValueError, match="devices=4 but only 1"):
-        train.check_data(TrainConfig(devices=4), SPIRAL)
+        train.plan_run(TrainConfig(devices=4), SPIRAL)
 
 
 def test_batch_must_split_over_devices_and_microbatches():
@@ -188,9 +189,9 @@ def test_accumulation_equals_the_big_batch(method):
 def test_accumulation_makes_one_update_per_batch():
     """One step with batch 4B and K=4 vs one step with batch 4B: state.step counts batches."""
     cfg = TrainConfig(**dict(FIVE_STEPS, batch_size=64, accumulate=4))
-    schedule, optimizer = train.build_optimizer(cfg, (2, 32, 3), 4)
-    state = train.init_state(jax.random.key(0), cfg, (2, 32, 3), optimizer)
-    epoch = train.make_epoch_fn(cfg, optimizer, schedule, loss="softmax_cross_entropy", n_train=256)
+    plan = train.plan_of(cfg, train.RunSpec("softmax_cross_entropy", (2, 32, 3), 256, 4, (), True))
+    state = train.init_state(jax.random.key(0), cfg, (2, 32, 3), plan.optimizer)
+    epoch = jax.jit(train.make_epoch(plan))
     x, y = train.host_arrays(SPIRAL, np.float32)
     state, stats = epoch(jax.random.key(1), state, x[:256], y[:256])
     assert int(state.step) == 4 and bool(stats.finite)

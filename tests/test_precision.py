@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import jax
+import jaxmlp
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import init_mlp, l2_penalty, loss_and_grad, train
+from jaxmlp import init_mlp, l2_penalty, loss_and_grad, training as train
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.precision import PRECISIONS, cast_floating, get_policy
@@ -88,9 +89,9 @@ def test_bf16_gradients_are_fp32_and_near_the_fp32_ones(method):
 def test_the_bf16_training_step_keeps_params_and_optimizer_state_fp32(method):
     config = TrainConfig(precision="bf16", grad_method=method, hidden=(32,), batch_size=32, optimizer="adamw",
                          weight_decay=1e-4)
-    schedule, optimizer = train.build_optimizer(config, SIZES, 9)
-    state = train.abstract_state(config, SIZES, optimizer)
-    epoch = train.make_epoch_fn(config, optimizer, schedule, loss="softmax_cross_entropy", n_train=300)
+    plan = train.plan_of(config, train.RunSpec("softmax_cross_entropy", SIZES, 300, 300 // 32, (), True))
+    state = train.abstract_state(config, SIZES, plan.optimizer)
+    epoch = jax.jit(train.make_epoch(plan))
     x, y = train.host_arrays(SPIRAL, np.float32)
     found, closed = dots(epoch, jax.random.key(0), state, x, y)
     assert found and all(d == ("bfloat16", "bfloat16") for d, _ in found), found  # every matmul in bf16
@@ -104,6 +105,6 @@ def test_the_bf16_training_step_keeps_params_and_optimizer_state_fp32(method):
 
 @pytest.mark.parametrize("method", ["autodiff", "manual"])
 def test_bf16_training_reaches_95_percent_on_the_spiral(method):
-    params, history = train.fit(TrainConfig(precision="bf16", grad_method=method), SPIRAL)
+    params, history = jaxmlp.fit(TrainConfig(precision="bf16", grad_method=method), SPIRAL)
     assert history.final["train"]["accuracy"] >= 0.95
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))

@@ -7,7 +7,7 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.mlp import param_count
 from jaxmlp.summary import DataInfo, describe_run_spec, describe_splits, layer_rows, summary_table
-from jaxmlp.training.spec import RunSpec
+from jaxmlp.training.plan import RunSpec
 
 SPIRAL = DataInfo("spiral", {"train": 300, "test": 300}, features=2, classes=3)
 

@@ -24,7 +24,8 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
 from jaxmlp.sweeps import expand_grid, field_kind, model_configs
 from jaxmlp.sweeps.plan import make_plan, models_per_program_of, plan_chunks, plan_groups
-from jaxmlp.training import TrainingDiverged, fit, run_spec
+from jaxmlp import fit
+from jaxmlp.training import TrainingDiverged, plan_of, run_spec
 
 SPLITS = load_dataset("spiral", val_fraction=0.2)
 BASE = TrainConfig(hidden=(16,), batch_size=32, epochs=3, checkpoint_every=0)
@@ -216,15 +217,15 @@ def test_models_per_program_from_device_memory():
     config = TrainConfig(hidden=(64,), batch_size=32)
     spec = run_spec(config, SPLITS.train)
     for limit in (None, 10 ** 9):  # no limit known, or plenty
-        assert models_per_program_of(config, spec, models=63, devices=2, width=None, limit=limit) == 64
-        assert models_per_program_of(config, spec, models=63, devices=2, width=None, limit=limit, asked=5) == 4
-    some = models_per_program_of(config, spec, models=64, devices=1, width=None, limit=300_000)
-    one_at_a_time = models_per_program_of(config, spec, models=64, devices=1, width=1, limit=300_000)
+        assert models_per_program_of(plan_of(config, spec), models=63, devices=2, width=None, limit=limit) == 64
+        assert models_per_program_of(plan_of(config, spec), models=63, devices=2, width=None, limit=limit, asked=5) == 4
+    some = models_per_program_of(plan_of(config, spec), models=64, devices=1, width=None, limit=300_000)
+    one_at_a_time = models_per_program_of(plan_of(config, spec), models=64, devices=1, width=1, limit=300_000)
     assert 1 <= some < one_at_a_time <= 64  # stepping one model at a time keeps one's activations
     with pytest.raises(ValueError, match="lower models_per_program to"):
-        models_per_program_of(config, spec, models=64, devices=1, width=None, limit=300_000, asked=64)
+        models_per_program_of(plan_of(config, spec), models=64, devices=1, width=None, limit=300_000, asked=64)
     huge = TrainConfig(hidden=(10 ** 6,))
     with pytest.raises(ValueError, match="lower hidden"):
-        models_per_program_of(huge, run_spec(huge, SPLITS.train), models=2, devices=1, width=1, limit=10 ** 6)
+        models_per_program_of(plan_of(huge, run_spec(huge, SPLITS.train)), models=2, devices=1, width=1, limit=10 ** 6)
     plan = make_plan(BASE, {"seed": range(5)}, SPLITS.train, models_per_program=2)
     assert [len(c.members) for c in plan.chunks] == [2, 2, 1] and {c.size for c in plan.chunks} == {2}

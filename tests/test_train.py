@@ -11,12 +11,13 @@ import dataclasses
 import json
 
 import jax
+import jaxmlp
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxmlp import train
+from jaxmlp import training as train
 from jaxmlp.backprop import loss_and_grad
 from jaxmlp.checkpoint import Checkpointer
 from jaxmlp.config import AUTO_PATIENCE, TrainConfig
@@ -47,7 +48,7 @@ DEFAULT = load_dataset("spiral", val_fraction=None)  # what `jaxmlp train` train
 def default_run():
     """The default config (up to 300 epochs of 2-512-3 relu, dropout 0.2, Adam lr 1e-3, batch 128)
     on the default data: no validation split, so no early stopping."""
-    return train.fit(TrainConfig(), DEFAULT.train, DEFAULT.val, DEFAULT.test)
+    return jaxmlp.fit(TrainConfig(), DEFAULT.train, DEFAULT.val, DEFAULT.test)
 
 
 def test_the_defaults_learn_the_spiral(default_run):
@@ -74,9 +75,9 @@ def test_history_is_complete_and_json_serializable(default_run):
 
 def test_reproducible_from_seed_alone():
     cfg = dataclasses.replace(SMALL, dropout=0.1)
-    p1, _ = train.fit(cfg, SPLITS.train)
-    p2, _ = train.fit(cfg, SPLITS.train)
-    p3, _ = train.fit(dataclasses.replace(cfg, seed=1), SPLITS.train)
+    p1, _ = jaxmlp.fit(cfg, SPLITS.train)
+    p2, _ = jaxmlp.fit(cfg, SPLITS.train)
+    p3, _ = jaxmlp.fit(dataclasses.replace(cfg, seed=1), SPLITS.train)
     assert leaves_equal(p1, p2)
     assert not leaves_equal(p1, p3)
 
@@ -86,7 +87,7 @@ def _both_methods(**kwargs):
     out = {}
     for method in ("autodiff", "manual"):
         cfg = TrainConfig(epochs=3, checkpoint_every=0, grad_method=method, hidden=(16, 16), dropout=0.1, **kwargs)
-        out[method], _ = train.fit(cfg, SPLITS.train)
+        out[method], _ = jaxmlp.fit(cfg, SPLITS.train)
     return out["autodiff"], out["manual"]
 
 
@@ -107,7 +108,7 @@ def test_manual_matches_autodiff_float64():
 
 def test_float64_needs_x64():
     with pytest.raises(ValueError, match="float64"):
-        train.fit(TrainConfig(dtype="float64"), SPLITS.train)
+        jaxmlp.fit(TrainConfig(dtype="float64"), SPLITS.train)
 
 
 # --- learning-rate schedules ----------------------------------------------------------------------
@@ -138,7 +139,7 @@ def test_fit_applies_the_scheduled_learning_rate():
     n = len(SPLITS.train)
     cfg = TrainConfig(epochs=3, batch_size=n, optimizer="sgd", learning_rate=0.5, schedule="exponential",
                       decay_rate=0.5, decay_epochs=1, hidden=(8,), dropout=0.0, checkpoint_every=0)
-    params, history = train.fit(cfg, SPLITS.train)
+    params, history = jaxmlp.fit(cfg, SPLITS.train)
     sched = optax.exponential_decay(0.5, 1, 0.5)  # one step per epoch
     np.testing.assert_allclose(history.lr, [float(sched(e)) for e in range(3)], rtol=1e-6)
 
@@ -194,11 +195,11 @@ def poisoned(data: Dataset, row: int) -> Dataset:
 def test_nan_batch_stops_the_run_and_the_last_good_checkpoint_loads(tmp_path):
     ckpt = Checkpointer(tmp_path / "ckpt")
     cfg = dataclasses.replace(SMALL, epochs=2, checkpoint_every=1)
-    good_params, _ = train.fit(cfg, SPLITS.train, checkpointer=ckpt)
+    good_params, _ = jaxmlp.fit(cfg, SPLITS.train, checkpointer=ckpt)
     assert ckpt.latest_epoch() == 2
 
     with pytest.raises(train.TrainingDiverged, match="epoch 3") as info:
-        train.fit(dataclasses.replace(cfg, epochs=4), poisoned(SPLITS.train, 5), checkpointer=ckpt, resume=True)
+        jaxmlp.fit(dataclasses.replace(cfg, epochs=4), poisoned(SPLITS.train, 5), checkpointer=ckpt, resume=True)
     assert info.value.epoch == 3 and 0 <= info.value.step < 7
     assert isinstance(info.value, RuntimeError)
 
@@ -214,24 +215,24 @@ def test_nan_batch_stops_the_run_and_the_last_good_checkpoint_loads(tmp_path):
 def test_huge_learning_rate_diverges_in_the_first_epoch():
     cfg = dataclasses.replace(SMALL, optimizer="sgd", learning_rate=1e6, hidden=(16,))
     with pytest.raises(train.TrainingDiverged, match="epoch 1"):
-        train.fit(cfg, load_dataset("sin").train)  # MSE regression: the loss explodes
+        jaxmlp.fit(cfg, load_dataset("sin").train)  # MSE regression: the loss explodes
 
 
 # --- early stopping -----------------------------------------------------------------------------
 def test_early_stopping_restores_the_best_epoch():
     # min_delta so large that no epoch after the first counts as an improvement
     cfg = dataclasses.replace(SMALL, epochs=20, patience=2, min_delta=1e9, restore_best=True)
-    params, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+    params, history = jaxmlp.fit(cfg, SPLITS.train, SPLITS.val)
     assert history.stopped_early and history.epoch == [1, 2, 3]
     assert history.best_epoch == 1 and history.best_val_loss == history.val_loss[0]
     assert history.val_loss[-1] != history.val_loss[0]
-    assert train.evaluate(params, SPLITS.val, config=cfg)["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
+    assert jaxmlp.evaluate(params, SPLITS.val, config=cfg)["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
     assert history.final["val"]["loss"] == pytest.approx(history.val_loss[0], rel=1e-6)
 
 
 def test_patience_running_out_on_the_last_epoch_is_not_stopping_early():
     cfg = dataclasses.replace(SMALL, epochs=3, patience=2, min_delta=1e9)  # epoch 3 is the 2nd without improvement
-    _, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+    _, history = jaxmlp.fit(cfg, SPLITS.train, SPLITS.val)
     assert history.epoch == [1, 2, 3] and not history.stopped_early  # every epoch ran: none was skipped
 
 
@@ -239,7 +240,7 @@ def test_by_default_a_large_data_set_stops_early_and_keeps_the_best_epoch():
     large = load_dataset("spiral", n_samples=5001, val_fraction=None)  # >= 5,000 examples: auto split
     assert (len(large.train), len(large.val)) == (4501, 500)
     cfg = dataclasses.replace(SMALL, epochs=20, min_delta=1e9)  # patience and restore_best: auto
-    _, history = train.fit(cfg, large.train, large.val)
+    _, history = jaxmlp.fit(cfg, large.train, large.val)
     assert history.stopped_early and history.epoch == list(range(1, AUTO_PATIENCE + 2))
     assert history.restored_best and history.kept_epoch == history.best_epoch == 1
     assert all(v is not None and np.isfinite(v) for v in history.val_loss + history.val_accuracy)
@@ -248,20 +249,20 @@ def test_by_default_a_large_data_set_stops_early_and_keeps_the_best_epoch():
 
 def test_by_default_a_small_data_set_trains_every_epoch_and_keeps_the_best_epoch():
     cfg = dataclasses.replace(SMALL, epochs=8, min_delta=1e9)  # 300 examples: no auto early stopping
-    _, history = train.fit(cfg, SPLITS.train, SPLITS.val)
+    _, history = jaxmlp.fit(cfg, SPLITS.train, SPLITS.val)
     assert not history.stopped_early and history.epoch == list(range(1, 9))
     assert history.restored_best and history.kept_epoch == history.best_epoch == 1
 
 
 def test_patience_needs_validation_data():
     with pytest.raises(ValueError, match="patience"):
-        train.fit(dataclasses.replace(SMALL, patience=3), SPLITS.train)
+        jaxmlp.fit(dataclasses.replace(SMALL, patience=3), SPLITS.train)
 
 
 # --- checks, evaluation, prediction ----------------------------------------------------------------
 def test_batch_size_larger_than_the_data_names_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
-        train.fit(dataclasses.replace(SMALL, batch_size=1000), SPLITS.train)
+        jaxmlp.fit(dataclasses.replace(SMALL, batch_size=1000), SPLITS.train)
 
 
 @pytest.mark.parametrize("loss,data", [("mean_squared_error", "spiral"), ("softmax_cross_entropy", "sin"),
@@ -269,33 +270,33 @@ def test_batch_size_larger_than_the_data_names_batch_size():
 def test_loss_that_does_not_fit_the_data(loss, data):
     splits = SPLITS if data == "spiral" else load_dataset(data)
     with pytest.raises(ValueError, match=loss):
-        train.fit(dataclasses.replace(SMALL, loss=loss), splits.train)
+        jaxmlp.fit(dataclasses.replace(SMALL, loss=loss), splits.train)
 
 
 def test_evaluate_is_exact_over_all_examples_with_a_padded_last_batch():
     params = init_mlp(jax.random.key(3), (2, 100, 3))
     data = SPLITS.test  # 300 examples: batches of 7 leave a remainder of 6
-    got = train.evaluate(params, data, batch_size=7)
+    got = jaxmlp.evaluate(params, data, batch_size=7)
     scores = mlp_apply(params, jnp.asarray(data.x))
     want_loss = float(jnp.mean(get_loss("softmax_cross_entropy").per_example(scores, jnp.asarray(data.y))))
     want_acc = float(np.mean(np.argmax(np.asarray(scores), axis=1) == data.y))
     assert got["loss"] == pytest.approx(want_loss, rel=1e-5)
     assert got["accuracy"] == pytest.approx(want_acc, abs=1e-7)
-    np.testing.assert_allclose(train.predict(params, data.x, batch_size=7), scores, rtol=1e-5, atol=1e-6)
-    assert train.predict(params, data.x[:5]).shape == (5, 3)
+    np.testing.assert_allclose(jaxmlp.predict(params, data.x, batch_size=7), scores, rtol=1e-5, atol=1e-6)
+    assert jaxmlp.predict(params, data.x[:5]).shape == (5, 3)
 
 
 def test_predict_on_zero_rows_and_on_the_wrong_width():
     params = init_mlp(jax.random.key(3), (2, 100, 3))
-    empty = train.predict(params, np.zeros((0, 2), np.float32))
+    empty = jaxmlp.predict(params, np.zeros((0, 2), np.float32))
     assert empty.shape == (0, 3) and empty.dtype == jnp.float32
     with pytest.raises(ValueError, match=r"x must have shape \(N, 2\) for these params, got shape \(5, 3\)"):
-        train.predict(params, np.zeros((5, 3), np.float32), batch_size=2)  # the input's shape, not a batch's
+        jaxmlp.predict(params, np.zeros((5, 3), np.float32), batch_size=2)  # the input's shape, not a batch's
 
 
 def test_regression_reports_mse():
     sin = load_dataset("sin", val_fraction=0.25)
-    params, history = train.fit(TrainConfig(epochs=2, hidden=(16,), checkpoint_every=0), sin.train, sin.val)
+    params, history = jaxmlp.fit(TrainConfig(epochs=2, hidden=(16,), checkpoint_every=0), sin.train, sin.val)
     assert params[-1].W.shape == (16, 1)
     assert history.val_accuracy == [None, None] and all(v is not None for v in history.val_mse)
     assert history.final["val"]["mse"] == pytest.approx(history.final["val"]["loss"], rel=1e-5)
@@ -314,17 +315,17 @@ def test_callbacks_see_every_epoch_in_order():
         def on_train_end(self, history):
             events.append(("end", len(history.epoch)))
 
-    train.fit(SMALL, SPLITS.train, callbacks=[Recorder()])
+    jaxmlp.fit(SMALL, SPLITS.train, callbacks=[Recorder()])
     assert events == [("begin", 0, 240 // 32), ("epoch", 1), ("epoch", 2), ("epoch", 3), ("end", 3)]
 
 
 def test_epoch_function_drops_the_remainder_and_counts_steps():
     cfg = TrainConfig(batch_size=50, hidden=(4,))
     sizes = (2, 4, 3)
-    schedule, optimizer = train.build_optimizer(cfg, sizes, 240 // 50)
-    epoch = train.make_epoch_fn(cfg, optimizer, schedule, loss="softmax_cross_entropy", n_train=240)
-    state = train.init_state(jax.random.key(0), cfg, sizes, optimizer)
-    x, y = train.place(train.host_arrays(SPLITS.train, np.float32))
+    plan = train.plan_of(cfg, train.RunSpec("softmax_cross_entropy", sizes, 240, 240 // 50, (), True))
+    epoch = jax.jit(train.make_epoch(plan))
+    state = train.init_state(jax.random.key(0), cfg, sizes, plan.optimizer)
+    x, y = jax.device_put(train.host_arrays(SPLITS.train, np.float32))
     state, stats = epoch(jax.random.key(1), state, x, y)
     assert int(state.step) == 4 and bool(stats.finite) and int(stats.bad_step) == -1
 
@@ -334,9 +335,9 @@ def test_train_accuracy_is_recorded_each_eval_epoch(default_run):
     records = history.records()
     assert all(r["train_accuracy"] is not None for r in records)
     # the last epoch's record is the end-of-training accuracy on the whole training set
-    assert records[-1]["train_accuracy"] == pytest.approx(train.evaluate(params, DEFAULT.train, config=TrainConfig())
+    assert records[-1]["train_accuracy"] == pytest.approx(jaxmlp.evaluate(params, DEFAULT.train, config=TrainConfig())
                                                           ["accuracy"])
-    _, quiet = train.fit(dataclasses.replace(SMALL, eval_train=False), SPLITS.train)
+    _, quiet = jaxmlp.fit(dataclasses.replace(SMALL, eval_train=False), SPLITS.train)
     assert all(r["train_accuracy"] is None for r in quiet.records())
 
 
@@ -344,7 +345,7 @@ def test_track_activations_records_exact_dead_fractions_and_grad_norms():
     from jaxmlp import metrics
 
     config = dataclasses.replace(SMALL, track_activations=True, eval_every=2, hidden=(100, 100))
-    params, history = train.fit(config, SPLITS.train)
+    params, history = jaxmlp.fit(config, SPLITS.train)
     records = history.records()
     assert records[0].get("dead_fraction") is None and records[1]["dead_fraction"] is not None  # eval epochs 2, 3
     expected = metrics.dataset_activation_stats(params, jnp.asarray(SPLITS.train.x), activation="relu")
@@ -373,7 +374,7 @@ def test_per_process_feed_trains_the_same_run_and_the_training_set_is_placed_onc
                     a.shape for a in jax.live_arrays()
                     if id(a) not in before and a.shape[-1:] == (d,) and a.size >= n).items())
 
-        runs[feed] = train.fit(dataclasses.replace(config, data_feed=feed), SPLITS.train, SPLITS.val,
+        runs[feed] = jaxmlp.fit(dataclasses.replace(config, data_feed=feed), SPLITS.train, SPLITS.val,
                                callbacks=[Census()])
     (p_res, h_res), (p_fed, h_fed) = runs["resident"], runs["per_process"]
     for a, b in zip(jax.tree.leaves(p_res), jax.tree.leaves(p_fed)):
@@ -398,10 +399,10 @@ def test_a_non_finite_last_update_is_caught_at_the_epoch_end():
 
     optimizer = optax.chain(optax.sgd(0.01),
                             optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), poison_last_step))
-    epoch = train.make_epoch_fn(cfg, optimizer, optax.constant_schedule(0.01), loss="softmax_cross_entropy",
-                                n_train=240)
+    plan = train.plan_of(cfg, train.RunSpec("softmax_cross_entropy", sizes, 240, steps, (), True))
+    epoch = jax.jit(train.make_epoch(plan._replace(optimizer=optimizer, schedule=optax.constant_schedule(0.01))))
     state = train.init_state(jax.random.key(0), cfg, sizes, optimizer)
-    x, y = train.place(train.host_arrays(SPLITS.train, np.float32))
+    x, y = jax.device_put(train.host_arrays(SPLITS.train, np.float32))
     _, stats = epoch(jax.random.key(1), state, x, y)
     assert not bool(stats.finite) and int(stats.bad_step) == steps - 1
     assert np.isfinite(float(stats.loss))  # the losses themselves never went bad

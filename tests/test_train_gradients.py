@@ -13,7 +13,7 @@ from jaxmlp.data import load_dataset
 from jaxmlp.gradcheck import random_problem, relative_error
 from jaxmlp.gradstats import gradient_stats
 from jaxmlp.mlp import init_mlp
-from jaxmlp.training import fit
+from jaxmlp import fit
 from jaxmlp.training.gradtrack import PERCENTILES, make_tracked_step, start_track, track_summary
 
 QUIET = ["--quiet", "--no-plots"]

@@ -1,5 +1,6 @@
-"""The trainer package's seams: build_run (one way to build a run), its compile cache, the
-optimizer table, RunSpec from data and from a checkpoint, the Feeder's two feeds, one evaluation program."""
+"""The trainer package's seams: plan_run (a run planned once) and run_programs with the one
+program cache, the optimizer table, RunSpec from data and from a checkpoint, the Feeder's two
+feeds, one evaluation program."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,11 +12,12 @@ import pytest
 from jaxmlp import names
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp.training import Evaluator, build_run, evaluate, fit, run_spec
-from jaxmlp.training.epoch import epoch_plan, gather_batch
+from jaxmlp import evaluate, fit
+from jaxmlp.training import Evaluator, plan_of, plan_run, run_programs, run_spec
+from jaxmlp.training.epoch import epoch_order, gather_batch
 from jaxmlp.training.feed import Feeder, host_arrays
 from jaxmlp.training.optim import OPTIMIZERS
-from jaxmlp.training.spec import spec_from_meta
+from jaxmlp.training.plan import spec_from_meta
 from jaxmlp.training.state import epoch_key, run_keys
 
 SPLITS = load_dataset("spiral", val_fraction=0.2)  # train 240, 2 features, 3 classes
@@ -43,29 +45,44 @@ def test_a_checkpoint_meta_gives_back_the_spec():
     assert spec_from_meta(older, SMALL)._replace(n_train=spec.n_train) == spec
 
 
-def test_build_run_is_what_fit_runs_and_compiles_once():
-    """Two epochs driven by hand through build_run's programs give fit's params bit for bit; a
-    second build of a config that differs only in host-only fields reuses the compile."""
+def test_run_programs_are_what_fit_runs_and_compile_once():
+    """Two epochs driven by hand through run_programs give fit's params bit for bit; a second
+    plan of a config that differs only in host-only fields reuses the compile."""
     cfg = dataclasses.replace(SMALL, epochs=2, dropout=0.1, eval_train=False)
-    run = build_run(cfg, run_spec(cfg, SPLITS.train))
-    again = build_run(dataclasses.replace(cfg, seed=5, patience=0, eval_every=2), run_spec(cfg, SPLITS.train))
-    assert again.epoch is run.epoch and again.compile_seconds < 0.5 * max(run.compile_seconds, 1e-3) + 0.05
+    plan = plan_run(cfg, SPLITS.train)
+    programs = run_programs(plan)
+    again = run_programs(plan_run(dataclasses.replace(cfg, seed=5, patience=0, eval_every=2), SPLITS.train))
+    assert again.epoch is programs.epoch and again.compile_seconds < 0.5 * max(programs.compile_seconds, 1e-3) + 0.05
     init_key, train_key = run_keys(cfg.seed)
-    state = run.init(run.place(init_key))
-    x, y = run.place(host_arrays(SPLITS.train, np.float32))
+    state = programs.init(plan.place(init_key))
+    x, y = plan.place(host_arrays(SPLITS.train, np.float32))
     for e in range(2):
-        state, stats = run.epoch(epoch_key(train_key, e), state, x, y)
+        state, stats = programs.epoch(epoch_key(train_key, e), state, x, y)
         assert bool(stats.finite)
     params, _ = fit(cfg, SPLITS.train)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)))
+    planned, _ = fit(plan, SPLITS.train)  # a Plan made beforehand (as the CLI makes it) trains the same
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(planned), jax.tree.leaves(params)))
     with jax.default_matmul_precision("highest"):  # baked into the compiled epoch: not the same program
-        assert build_run(cfg, run_spec(cfg, SPLITS.train)).epoch is not run.epoch
+        assert run_programs(plan).epoch is not programs.epoch
 
 
-def test_build_run_without_compile_gives_the_restore_target():
-    run = build_run(SMALL, run_spec(SMALL, SPLITS.train), compile=False)
-    assert run.epoch is None
-    abstract = run.abstract_state()
+def test_a_plan_resolves_the_run_once():
+    """plan_run decides the auto settings, the fixed schedule length (a resume keeps its
+    checkpoint's), the loss, the sizes, the feed and the memory; plan_of needs no data."""
+    cfg = dataclasses.replace(SMALL, schedule="cosine", epochs=4)
+    plan = plan_run(cfg, SPLITS.train, SPLITS.val)
+    assert plan.config.restore_best and plan.config.schedule_epochs == 4 and plan.feed == "resident"
+    assert (plan.loss, plan.sizes, plan.devices) == ("softmax_cross_entropy", (2, 100, 3), 1)
+    assert plan.memory.params == 4 * (2 * 100 + 100 + 100 * 3 + 3)
+    longer = plan_run(dataclasses.replace(cfg, epochs=8), SPLITS.train, SPLITS.val, resumed=plan.config)
+    assert longer.config.schedule_epochs == 4  # extending a resumed run keeps the decay's length
+    with pytest.raises(ValueError, match="restore_best needs validation data"):
+        plan_run(dataclasses.replace(SMALL, restore_best=True), SPLITS.train)
+
+
+def test_a_plan_without_data_gives_the_restore_target():
+    abstract = plan_of(SMALL, run_spec(SMALL, SPLITS.train)).abstract_state()
     assert [layer.W.shape for layer in abstract.params] == [(2, 100), (100, 3)]
 
 
@@ -76,13 +93,14 @@ def test_the_fed_epochs_are_the_resident_epochs_minibatches(accumulate):
     cfg = dataclasses.replace(SMALL, accumulate=accumulate)
     host = host_arrays(SPLITS.train, np.float32)
     _, train_key = run_keys(cfg.seed)
-    resident = Feeder("resident", host, cfg, train_key)
-    fed = Feeder("per_process", host, cfg, train_key)
+    plan = plan_of(cfg, run_spec(cfg, SPLITS.train))
+    resident = Feeder(plan._replace(feed="resident"), host, train_key)
+    fed = Feeder(plan._replace(feed="per_process"), host, train_key)
     fed.start(0)
     for e in range(cfg.epochs):
         xb, yb = fed.take(e)
         fed.prefetch()
-        _, rows, _ = epoch_plan(epoch_key(train_key, e), len(host[0]), cfg.batch_size)  # (S, B)
+        _, rows, _ = epoch_order(epoch_key(train_key, e), len(host[0]), cfg.batch_size)  # (S, B)
         x, y = resident.take(e)
         want = jax.vmap(lambda r: gather_batch(x, y, r, accumulate))(rows)  # (S, K, B / K, ...)
         np.testing.assert_array_equal(xb, want[0])
@@ -94,12 +112,12 @@ def test_evaluation_compiles_once_for_every_split():
     """Train (rows gathered from the resident copy), val and test, of 240, 60 and 300 rows, share
     the Evaluator's programs: evaluating them compiles nothing more, and gives evaluate()'s numbers."""
     cfg = dataclasses.replace(SMALL, eval_batch_size=64)  # 4, 1 and 5 batches of 64
-    run = build_run(cfg, run_spec(cfg, SPLITS.train))
-    evaluator = Evaluator(run)
+    plan = plan_run(cfg, SPLITS.train)
+    evaluator = Evaluator(plan)
     splits = (SPLITS.train, SPLITS.val, SPLITS.test)
-    sets = [evaluator.eval_set(SPLITS.train, run.place(host_arrays(SPLITS.train, np.float32))),
+    sets = [evaluator.eval_set(SPLITS.train, plan.place(host_arrays(SPLITS.train, np.float32))),
             *(evaluator.eval_set(data) for data in splits[1:])]
-    params = run.init(run.place(run_keys(cfg.seed)[0])).params
+    params = run_programs(plan).init(plan.place(run_keys(cfg.seed)[0])).params
     compiles = []
 
     def listener(event, seconds, **kwargs):
@@ -112,9 +130,9 @@ def test_evaluation_compiles_once_for_every_split():
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert compiles == [] and evaluator.batch_size == 64
-    assert Evaluator(build_run(SMALL, run_spec(SMALL, SPLITS.train))).batch_size == 240  # no larger than train
-    assert Evaluator(run)._step is evaluator._step  # compiled once per process
+    assert Evaluator(plan_run(SMALL, SPLITS.train)).batch_size == 240  # no larger than train
+    assert Evaluator(plan)._step is evaluator._step  # compiled once per process
     with jax.default_matmul_precision("highest"):  # baked into the compiled program: another one
-        assert Evaluator(run)._step is not evaluator._step
+        assert Evaluator(plan)._step is not evaluator._step
     for data, metrics in zip(splits, got):
         assert metrics == pytest.approx(evaluate(params, data, config=cfg), rel=1e-6)

@@ -15,14 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
-    from jaxmlp import training
+    from jaxmlp.training.evaluate import evaluate
 
     config = saved_run.run_config(ns, "evaluate")
     with dtype_scope(config.dtype):
         params, config, meta = saved_run.restore(ns, "evaluate")
         data, split = saved_run.load_data(ns, "evaluate", config, meta)
         _check_targets(data, meta)
-        metrics = training.evaluate(params, data, config=config, loss=meta["loss"])
+        metrics = evaluate(params, data, config=config, loss=meta["loss"])
     print(f"{data.name} {split} split, {len(data)} examples, {meta['kept']}: "
           + " ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_info(ns: argparse.Namespace) -> int:
     from jaxmlp import checkpoint, restore, summary
-    from jaxmlp.training.spec import spec_from_meta
+    from jaxmlp.training.plan import spec_from_meta
 
     try:
         config, meta = restore.saved_config(ns.run_dir, ns.epoch)  # as saved with this checkpoint

@@ -17,7 +17,7 @@ from typing import Any
 from jaxmlp.cli.flags import add_config_flags, given_fields
 from jaxmlp.cli.outputs import add_overwrite_flag, output_path, writing
 from jaxmlp.cli.run_config import dtype_scope
-from jaxmlp.cli.train_cmd import load_data
+from jaxmlp.cli.train_cmd import load_data, plan_for
 from jaxmlp.cli.usage import PROG, UsageError
 
 FROM_RUN_FLAGS = {"data_dir"}  # the config flags that may go with RUN_DIR
@@ -68,8 +68,9 @@ def cmd_noise_scale(ns: argparse.Namespace) -> int:
     config, run_dir = _config(ns)
     with dtype_scope(config.dtype):
         splits, _ = load_data(config, quiet=False, command="noise-scale")  # standardized as the run was
+        spec = plan_for(config, splits, command="noise-scale").spec
         try:
-            numbers = _measure(config, splits.train, run_dir)
+            numbers = _measure(config, spec, splits.train, run_dir)
         except ValueError as exc:  # RunDirError, a checkpoint that does not fit
             raise UsageError(f"{PROG} noise-scale: error: {exc}") from None
     print(_report(numbers))
@@ -81,21 +82,22 @@ def cmd_noise_scale(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(config, train, run_dir: str | None) -> dict[str, Any]:
-    """B_simple at init and after training, per layer and in total, and the suggested range."""
+def _measure(config, spec, train, run_dir: str | None) -> dict[str, Any]:
+    """B_simple at init and after training `config` on `train` alone (no validation), per layer
+    and in total, and the suggested range; `spec`: the run's training.RunSpec."""
     import jax
     import numpy as np
 
-    from jaxmlp import noise_scale, restore, training
+    from jaxmlp import noise_scale, restore
     from jaxmlp.activations import get_activation
     from jaxmlp.losses import get_loss
     from jaxmlp.training.feed import host_arrays
+    from jaxmlp.training.fit import fit
     from jaxmlp.training.state import init_params, run_keys
 
-    spec = training.run_spec(config, train)
     loss = spec.loss
     if run_dir is None:
-        trained, _ = training.fit(config, train)
+        trained, _ = fit(config, train)
         epochs = config.epochs
     else:
         trained, _, meta = restore.restore_params(run_dir, best=False)

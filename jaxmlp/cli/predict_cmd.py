@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(ns: argparse.Namespace) -> int:
     import numpy as np  # here, not at the top: `jaxmlp --help` imports this module
 
-    from jaxmlp import atomic, training
+    from jaxmlp import atomic
+    from jaxmlp.training.evaluate import predict
     from jaxmlp.losses import predict_classes
 
     out = output_path(ns.out, "--out", "predict", overwrite=ns.overwrite, suffixes=FORMATS)  # before any work
@@ -42,7 +43,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     with dtype_scope(config.dtype):
         params, config, meta = saved_run.restore(ns, "predict")
         data, split = saved_run.load_data(ns, "predict", config, meta)
-        scores = np.asarray(training.predict(params, data.x, activation=config.activation,
+        scores = np.asarray(predict(params, data.x, activation=config.activation,
                                              batch_size=config.eval_batch_size, **config.activation_options()))
     classes = None if meta["loss"] == "mean_squared_error" else np.asarray(predict_classes(scores), np.int32)
     writer = prediction_npy if out.suffix.lower() == ".npy" else prediction_csv

@@ -23,7 +23,7 @@ from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import ended, os_error
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
-from jaxmlp.cli.train_cmd import claim_dir, load_data
+from jaxmlp.cli.train_cmd import claim_dir, load_data, plan_for
 from jaxmlp.cli.usage import PROG, UsageError, fail
 from jaxmlp.config import TrainConfig
 
@@ -112,7 +112,8 @@ def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | No
         print(f"nothing to resume: {run_dir} has finished its sweep, its summaries and best/ written; "
               "no file was changed")
         return 0
-    splits, stats = load_data(dataclasses.replace(config, devices=1), ns.quiet, command="sweep")  # one model's checks
+    splits, stats = load_data(config, ns.quiet, command="sweep")
+    plan_for(dataclasses.replace(config, devices=1), splits, command="sweep")  # one model's checks
     data = (splits.train, splits.val, splits.test)
     options = dict(models_per_program=settings["models_per_program"], width=settings["width"])
     try:

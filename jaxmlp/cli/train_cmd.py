@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
 from jaxmlp.cli.interrupts import InterruptGuard
-from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error
+from jaxmlp.cli.outcome import ended, latest_meta, nothing_to_resume, os_error
 from jaxmlp.cli.progress import ConsoleProgress, DownloadProgress, RunLog
 from jaxmlp.cli.run_config import dtype_scope, train_config
 from jaxmlp.cli.usage import PROG, UsageError, fail
@@ -81,9 +81,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
-    """(the config's data splits, checked against the config before anything is written, the
-    FeatureStats they were standardized with or None); errors as one line of `jaxmlp COMMAND`."""
-    from jaxmlp import training
+    """(the config's data splits, the FeatureStats they were standardized with or None); errors
+    as one line of `jaxmlp COMMAND`."""
     from jaxmlp.data import DataError, load_dataset
     from jaxmlp.run_preprocessing import fit_preprocessing
 
@@ -93,32 +92,48 @@ def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
                               n_samples=config.n_samples, label_column=config.label_column, task=config.task,
                               download_timeout=config.download_timeout,
                               download_progress=None if quiet else DownloadProgress())
-        splits, stats = fit_preprocessing(splits, config.standardize)
-        training.check_data(config, splits.train, splits.val, splits.test)
-    except (DataError, ValueError) as exc:  # the data layer names its keywords as Python spells them
-        message = re.sub(r"task='(\w+)'", r"--task \1", str(exc))
-        raise UsageError(f"{PROG} {command}: error: {message}") from None
-    return splits, stats
+        return fit_preprocessing(splits, config.standardize)
+    except (DataError, ValueError) as exc:
+        raise data_error(command, exc) from None
+
+
+def plan_for(config: TrainConfig, splits, command: str = "train", resumed: TrainConfig | None = None):
+    """The run's Plan (training.plan_run: every pre-flight check, before anything is written);
+    errors as one line of `jaxmlp COMMAND`."""
+    from jaxmlp.training.plan import plan_run
+
+    try:
+        return plan_run(config, splits.train, splits.val, splits.test, resumed=resumed)
+    except ValueError as exc:
+        raise data_error(command, exc) from None
+
+
+def data_error(command: str, exc: Exception) -> UsageError:
+    """The one line of a data set or plan that does not fit; the data layer names its keywords as
+    Python spells them."""
+    message = re.sub(r"task='(\w+)'", r"--task \1", str(exc))
+    return UsageError(f"{PROG} {command}: error: {message}")
 
 
 def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
     from jaxmlp import distributed, summary
 
+    saved = latest_meta(config, run_dir) if ns.resume else None  # the checkpoint resumed from (reads it only)
     splits, stats = load_data(config, ns.quiet)
-    n_val = None if splits.val is None else len(splits.val)
-    config = config.with_auto_resolved(len(splits.train), n_val)  # config.json: what runs
-    if ns.resume and (done := nothing_to_resume(config, run_dir)):
+    plan = plan_for(config, splits, resumed=saved and TrainConfig.from_dict(saved["config"]))
+    if saved and (done := nothing_to_resume(plan.config, run_dir, saved)):
         print(done)
         return 0
     claim = None
     if distributed.is_primary():  # only process 0 writes files and prints
-        claim = claim_dir(ns, config, run_dir)
-        run_dir, config = claim.path, dataclasses.replace(config, out_dir=str(claim.path))
+        claim = claim_dir(ns, plan.config, run_dir)
+        run_dir = claim.path
+        plan = plan._replace(config=dataclasses.replace(plan.config, out_dir=str(claim.path)))
         if not ns.quiet:
-            print(summary.training_summary(config, splits), flush=True)
+            print(summary.training_summary(plan, splits), flush=True)
     code = 2
     try:
-        code = _fit_and_finish(ns, config, run_dir, splits, stats, primary=claim is not None)
+        code = _fit_and_finish(ns, plan, run_dir, splits, stats, primary=claim is not None)
         return code
     finally:
         if claim is not None:
@@ -142,10 +157,13 @@ def claim_dir(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None,
         raise UsageError(f"{PROG} {command}: error: {os_error(exc, run_dir)}") from None
 
 
-def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, splits, stats, *,
-                    primary: bool) -> int:
-    """Train, then write summary.json and the plots; every way it can end, in one line."""
-    from jaxmlp import checkpoint, training
+def _fit_and_finish(ns: argparse.Namespace, plan, run_dir: Path, splits, stats, *, primary: bool) -> int:
+    """Train `plan` (training.plan_run's), then write summary.json and the plots; every way it
+    can end, in one line."""
+    from jaxmlp import checkpoint
+    from jaxmlp.training.fit import fit
+
+    config = plan.config
 
     console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
     ckpt = None
@@ -153,8 +171,8 @@ def _fit_and_finish(ns: argparse.Namespace, config: TrainConfig, run_dir: Path, 
         with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the run
             ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
             callbacks = [RunLog(run_dir, stats), console] if primary else []  # RunLog: config.json once fit restored
-            params, history = training.fit(config, splits.train, splits.val, splits.test,
-                                           callbacks=[*callbacks, guard], checkpointer=ckpt, resume=bool(ns.resume))
+            params, history = fit(plan, splits.train, splits.val, splits.test, callbacks=[*callbacks, guard],
+                                  checkpointer=ckpt, resume=bool(ns.resume))
         if primary:
             _finish(ns, run_dir, history, params, config, splits.train)
         return 0
@@ -193,14 +211,15 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
 
 
 def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[str]:
-    from jaxmlp import plots, training
+    from jaxmlp import plots
+    from jaxmlp.training.evaluate import predict
 
     plots.plot_loss_curve(history, run_dir / "loss_curve.png", test_epoch=history.kept_epoch)  # the evaluated params
     written = ["loss_curve.png"]
     if data.num_features == 2 and data.num_classes is not None:
         opts = config.activation_options()
         labels = tuple(f"feature {i}" + (" (standardized)" if config.standardize else "") for i in range(2))
-        plots.plot_decision_boundary(lambda g: training.predict(params, g, activation=config.activation, **opts),
+        plots.plot_decision_boundary(lambda g: predict(params, g, activation=config.activation, **opts),
                                      data.x, data.y, run_dir / "decision_boundary.png", axis_labels=labels)
         written.append("decision_boundary.png")
     if config.track_gradients:

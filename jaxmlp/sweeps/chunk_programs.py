@@ -5,7 +5,7 @@
     state, stats = programs.epoch(traced {name: (P,)}, train_key_data (P, 2), epoch (), state, active (P,), x, y)
     loss_sums, metric_sums = programs.metrics(params, eval_set)            # (P,), (P,)
 
-Each model's epoch IS the solo epoch (training.epoch.make_epoch_fn), built inside the trace from
+Each model's epoch IS the solo epoch (training.epoch.make_epoch), built inside the trace from
 the model's Hyper: the group's numbers with the traced ones replaced by the model's own (its
 optimizer and schedule included), its keys from its seed as in a solo run. A model whose epoch
 went non-finite, or that is no longer `active` (stopped early, diverged, padding), keeps its
@@ -19,7 +19,6 @@ each device trains its share on its own copy of the training set, with no commun
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Callable, NamedTuple
 
@@ -30,12 +29,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
-from jaxmlp.precision import ambient_settings
-from jaxmlp.training.epoch import make_epoch_fn
+from jaxmlp.training.epoch import make_epoch
 from jaxmlp.training.evaluate import EvalSet, batch_metrics_step, fold_batches, gather_rows_fn
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.optim import build_optimizer
-from jaxmlp.training.spec import RunSpec
+from jaxmlp.training.plan import Plan, RunSpec, plan_of
+from jaxmlp.training.programs import cached
 from jaxmlp.training.state import epoch_key, init_state
 from jaxmlp.types import Array
 
@@ -99,26 +98,33 @@ def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], 
     """The programs of a chunk of `size` models of a group (`config`: the group's program config)."""
     programs = _jitted_chunk_programs(config, spec, inits, width, mesh)
     t0 = time.perf_counter()
-    epoch = _compiled_epoch(programs, config, spec, traced, size, ambient_settings())
+    epoch = cached(("chunk_epoch", programs.epoch, config, spec, traced, size),
+                   lambda: _compile_epoch(programs, config, spec, traced, size))
     return programs._replace(epoch=epoch, compile_seconds=time.perf_counter() - t0)
 
 
-@functools.lru_cache(maxsize=8)
 def _jitted_chunk_programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], width: int | None,
                            mesh: Mesh | None) -> ChunkPrograms:
-    init = on_mesh(over_models(_model_init(config, spec, inits), width=1), mesh, (True, True))  # compiles as fast as one
-    epoch = on_mesh(_chunk_epoch(config, spec, width), mesh, (True, True, False, True, True, False, False),
+    """The chunk's jitted programs, built once per group program and layout (programs.cached)."""
+    return cached(("chunk_programs", config, spec, inits, width, mesh),
+                  lambda: _build_chunk_programs(plan_of(config, spec), inits, width, mesh))
+
+
+def _build_chunk_programs(plan: Plan, inits: tuple[str | None, ...], width: int | None,
+                          mesh: Mesh | None) -> ChunkPrograms:
+    init = on_mesh(over_models(_model_init(plan, inits), width=1), mesh, (True, True))  # compiles as fast as one
+    epoch = on_mesh(_chunk_epoch(plan, width), mesh, (True, True, False, True, True, False, False),
                     donate_argnums=(3,))
     select = jax.jit(lambda mask, new, old: jax.tree.map(lambda a, b: jnp.where(
         mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old))
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(MODELS))
-    return ChunkPrograms(init, epoch, _chunk_metrics(config, spec, width, mesh, sharding), select, 0.0, sharding)
+    return ChunkPrograms(init, epoch, _chunk_metrics(plan, width, mesh, sharding), select, 0.0, sharding)
 
 
-def _chunk_metrics(config: TrainConfig, spec: RunSpec, width: int | None, mesh: Mesh | None,
-                   sharding: NamedSharding | None) -> Callable:
+def _chunk_metrics(plan: Plan, width: int | None, mesh: Mesh | None, sharding: NamedSharding | None) -> Callable:
     """metrics(params (P, ...), EvalSet) -> (loss sums (P,), metric sums (P,)): the solo run's
     per-batch evaluation for every model, one program for every split, driven batch by batch."""
+    config, spec = plan.config, plan.spec
     options = tuple(sorted(config.activation_options().items()))
     solo = batch_metrics_step(spec.loss, config.activation, options, spec.classification)
 
@@ -135,26 +141,26 @@ def _chunk_metrics(config: TrainConfig, spec: RunSpec, width: int | None, mesh: 
     return metrics
 
 
-def _model_init(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...]) -> Callable:
+def _model_init(plan: Plan, inits: tuple[str | None, ...]) -> Callable:
     """init(key data, scheme ()) -> one model's fresh TrainState, with init scheme inits[scheme]."""
-    optimizer = build_optimizer(config, spec.sizes, spec.steps_per_epoch)[1]  # only its state's structure
+    config, sizes, optimizer = plan.config, plan.sizes, plan.optimizer  # only the optimizer state's structure
 
     def init(key_data: Array, scheme: Array):
         key = jax.random.wrap_key_data(key_data)
-        states = [init_state(key, dataclasses.replace(config, init=name), spec.sizes, optimizer) for name in inits]
+        states = [init_state(key, dataclasses.replace(config, init=name), sizes, optimizer) for name in inits]
         return states[0] if len(states) == 1 else jax.tree.map(lambda *s: jax.lax.select_n(scheme, *s), *states)
 
     return init
 
 
-def _chunk_epoch(config: TrainConfig, spec: RunSpec, width: int | None) -> Callable:
+def _chunk_epoch(plan: Plan, width: int | None) -> Callable:
     """epoch(traced, train key data, epoch, state, active, x, y) over the models it is given."""
-    base = hyper_of(config)
+    base = hyper_of(plan.config)
 
     def model_epoch(traced, train_key_data, epoch, state, active, x, y):  # one model
         hyper = base._replace(**traced)
-        schedule, optimizer = build_optimizer(config, spec.sizes, spec.steps_per_epoch, hyper)
-        epoch_fn = make_epoch_fn(config, optimizer, schedule, loss=spec.loss, n_train=spec.n_train, hyper=hyper)
+        schedule, optimizer = build_optimizer(plan.config, plan.sizes, plan.spec.steps_per_epoch, hyper)
+        epoch_fn = make_epoch(plan._replace(schedule=schedule, optimizer=optimizer), hyper)
         new, stats = epoch_fn(epoch_key(jax.random.wrap_key_data(train_key_data), epoch), state, x, y)
         keep = active & stats.finite
         return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), stats
@@ -166,11 +172,9 @@ def _chunk_epoch(config: TrainConfig, spec: RunSpec, width: int | None) -> Calla
     return chunk_epoch
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled_epoch(programs: ChunkPrograms, config: TrainConfig, spec: RunSpec, traced: tuple[str, ...],
-                    size: int, ambient: tuple) -> Callable:
-    """The chunk's epoch compiled for `size` models under the `ambient` settings
-    (precision.ambient_settings; jit's cache: ~0 s for a size compiled before)."""
+def _compile_epoch(programs: ChunkPrograms, config: TrainConfig, spec: RunSpec, traced: tuple[str, ...],
+                   size: int) -> Callable:
+    """The chunk's epoch compiled for `size` models (jit's cache: ~0 s for a size compiled before)."""
     key_data = jax.ShapeDtypeStruct((size, *KEY_SHAPE), jnp.uint32)
     state = jax.eval_shape(programs.init, key_data, jax.ShapeDtypeStruct((size,), jnp.int32))
     dtype = np.dtype(config.dtype)

@@ -2,7 +2,7 @@
 program holds at a time, sized from shapes to fit the device memory).
 
     groups = plan_groups(configs)       # models whose programs differ only in traced numbers, seed and init
-    size = models_per_program_of(group.program, spec, models=8, devices=2, width=None, limit=device_memory_limit())
+    size = models_per_program_of(group_plan, models=8, devices=2, width=None, limit=device_memory_limit())
     chunks = plan_chunks(groups, [size, ...], devices=2)
 
 A program of P models on D devices holds P / D models per device: their params, optimizer state
@@ -24,7 +24,7 @@ from jaxmlp.sweeps.chunk_programs import models_mesh
 from jaxmlp.training.hyper import TRACEABLE
 from jaxmlp.training.memory import (USABLE_FRACTION, MemoryEstimate, check_memory, device_memory_limit,
                                     estimate_memory, format_bytes)
-from jaxmlp.training.spec import RunSpec, check_data, run_spec
+from jaxmlp.training.plan import Plan, RunSpec, plan_run
 
 # Traced fields whose value decides whether a part of the program exists (the weight-decay term,
 # the l2 penalty, the dropout mask, the input noise, the warm-up): a group's program takes the
@@ -79,14 +79,16 @@ def program_bytes(estimate: MemoryEstimate, models: int, *, devices: int, width:
     return estimate.data + local * per_model + stepping * estimate.activations
 
 
-def models_per_program_of(config: TrainConfig, spec: RunSpec, *, models: int, devices: int, width: int | None,
-                       limit: int | None, asked: int | None = None) -> int:
-    """How many of a group's `models` one program holds, a multiple of `devices`: `asked` (rounded
-    down), or as many as fit `limit` bytes per device (all of them without a limit).
+def models_per_program_of(plan: Plan, *, models: int, devices: int, width: int | None, limit: int | None,
+                          asked: int | None = None) -> int:
+    """How many of a group's `models` (`plan`: the group program's training Plan) one program
+    holds, a multiple of `devices`: `asked` (rounded down), or as many as fit `limit` bytes per
+    device (all of them without a limit).
 
     ValueError naming what to lower when one model does not fit, or `asked` models do not.
     """
-    estimate = estimate_memory(config, spec, feed="resident")
+    config = plan.config
+    estimate = estimate_memory(config, plan.spec, plan.optimizer, feed="resident")  # every model holds the data
     check_memory(estimate, limit, what="one model of this sweep")
     # a multiple of the devices: all the models, or as many as asked (rounded down, one per device at least)
     want = -(-models // devices) * devices if asked is None else max(devices, asked // devices * devices)
@@ -151,16 +153,15 @@ def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_p
     overrides = expand_grid(grid)
     configs = model_configs(config, overrides)
     groups = plan_groups(configs)
-    for group in groups:
-        check_data(group.program, train, val, test)
-    specs = [run_spec(group.program, train) for group in groups]
+    plans = [plan_run(group.program, train, val, test) for group in groups]  # every check, per group
+    specs = [p.spec for p in plans]
     mesh = models_mesh(config.devices)
     devices = 1 if mesh is None else mesh.devices.size
     width = resolve_width(width)
     if layout is None:
         limit = device_memory_limit()
-        sizes = [models_per_program_of(g.program, spec, models=len(g.members), devices=devices, width=width,
-                                       limit=limit, asked=models_per_program) for g, spec in zip(groups, specs)]
+        sizes = [models_per_program_of(p, models=len(g.members), devices=devices, width=width, limit=limit,
+                                       asked=models_per_program) for g, p in zip(groups, plans)]
         chunks = plan_chunks(groups, sizes, devices=devices)
     else:
         chunks = [Chunk(i, g, tuple(members), size) for i, (g, members, size) in enumerate(layout)]

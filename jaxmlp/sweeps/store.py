@@ -24,7 +24,7 @@ import numpy as np
 from jaxmlp.sweeps.plan import Chunk, SweepPlan
 from jaxmlp.sweeps.chunk_programs import KEY_SHAPE, chunk_abstract_state
 from jaxmlp.sweeps.result import ModelResult, Snapshot
-from jaxmlp.training.run import build_run
+from jaxmlp.training.plan import plan_of
 
 
 class ChunkCarry(NamedTuple):
@@ -62,7 +62,7 @@ def update_leader(plan: SweepPlan, chunk: Chunk, carry: ChunkCarry, train_keys, 
     leader = progress.leader
     if score == math.inf or (leader is not None and (progress.models[leader.index].score, leader.index) <= (score, index)):
         return
-    solo = jax.tree.structure(build_run(plan.configs[index], plan.specs[chunk.group], compile=False).abstract_state())
+    solo = jax.tree.structure(plan_of(plan.configs[index], plan.specs[chunk.group]).abstract_state())
     state = jax.device_get(jax.tree.map(lambda a: a[j], carry.state))
     best = jax.device_get(jax.tree.map(lambda a: a[j], carry.best)) if use_best[j] else None
     # The group's optimizer may hold empty states (a weight-decay term for its other members) the
@@ -149,7 +149,7 @@ def restore(checkpointer, plan: SweepPlan) -> SweepProgress:
 def _snapshot_target(plan: SweepPlan, index: int, has_best: bool) -> dict[str, Any]:
     """The restore target of model `index`'s Snapshot: its solo run's structure."""
     group = next(g for g in plan.groups if index in g.members)
-    state = build_run(plan.configs[index], plan.specs[group.index], compile=False).abstract_state()
+    state = plan_of(plan.configs[index], plan.specs[group.index]).abstract_state()
     target = {"state": state, "key_data": jax.ShapeDtypeStruct(KEY_SHAPE, jnp.uint32)}
     if has_best:
         target["best"] = state.params

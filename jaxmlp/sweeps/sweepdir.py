@@ -123,8 +123,7 @@ def write_best(best_dir: Path, result, train, stats=None) -> None:
     from jaxmlp import rundir
     from jaxmlp.run_preprocessing import write_preprocessing
     from jaxmlp.training.fit import Progress, save
-    from jaxmlp.training.run import build_run
-    from jaxmlp.training.spec import run_spec
+    from jaxmlp.training.plan import plan_of, run_spec
 
     best, snapshot = result.best, result.best_snapshot
     config = dataclasses.replace(best.config, out_dir=str(best_dir))
@@ -133,12 +132,12 @@ def write_best(best_dir: Path, result, train, stats=None) -> None:
         checkpoint.write_config(best_dir, config)
         write_preprocessing(best_dir, stats)
         checkpoint.MetricsLog(best_dir / checkpoint.METRICS_FILE).reset(best.history.records())
-        run = build_run(config, run_spec(config, train), compile=False)
+        run_plan = plan_of(config, run_spec(config, train))
         progress = Progress(snapshot.state, jax.random.wrap_key_data(snapshot.key_data), best.history, 0,
                             snapshot.best)
         ckpt = checkpoint.checkpointer_for(best_dir, config)
         try:
-            save(run, progress, ckpt, len(best.history.epoch))
+            save(run_plan, progress, ckpt, len(best.history.epoch))
         finally:
             ckpt.close()
     finally:

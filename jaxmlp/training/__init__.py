@@ -1,24 +1,29 @@
-"""The trainer: data on the device once, one compiled call per epoch, divergence caught on device.
+"""The trainer's parts, for code that takes a run apart (benchmarks, tests, a loop of one's own).
+The public way in is the top-level package: `jaxmlp.fit`, `jaxmlp.evaluate`, `jaxmlp.predict`,
+`jaxmlp.plan_run`; what a run is made of is here, a module per concept:
 
-    params, history = fit(TrainConfig(hidden=(100,)), splits.train, splits.val, splits.test)
-    evaluate(params, splits.test, config=cfg)     # {"loss": ..., "accuracy": ...}
-    predict(params, x, activation="relu")         # (N, d_out) scores
+    plan = plan_run(config, splits.train, splits.val, splits.test)   # planned once
+    programs = run_programs(plan)                                   # jitted init, compiled epoch
+    state = programs.init(plan.place(run_keys(config.seed)[0]))
+    state, stats = programs.epoch(plan.place(epoch_key(train_key, 0)), state, *feeder.take(0))
 
-Modules, one concept each, imports pointing down this list:
+Modules, imports pointing down this list:
 
     history   History (per-epoch records, final evaluation) and Callback; no JAX
     state     TrainState, EpochStats, TrainingDiverged, fresh and abstract states, run keys
+    hyper     Hyper: the numbers a step reads (traced per model in a sweep)
     optim     weight-decay mask, LR scaling, schedules, the table of optax optimizers
+    memory    the device memory a run needs, from shapes, and what a device has
+    plan      plan_run -> Plan: auto settings, loss, sizes, devices, feed, optimizer, memory, checks
     gradtrack track_gradients: per-example statistics and the noise scale inside the step
-    step      one optimizer step: precision policy, gradient accumulation, the finite flag
-    epoch     the epoch plan and the scan-fused epoch (one jitted call, state donated)
+    step      make_step(plan): one optimizer step, precision policy, accumulation, finite flag
+    epoch     make_epoch(plan): the pure scan-fused epoch; the epoch's order of minibatches
+    programs  the one program cache; run_programs(plan): jitted init, compiled epoch
     feed      Feeder: the training set resident on the devices, or fed per process
-    spec      RunSpec (loss, sizes, epoch shape) and the pre-flight checks, processes included
-    run       build_run: optimizer, schedule and compiled programs, cached across runs
-    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes, one program per run
+    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
     audit     audit_every: manual vs jax.grad vs finite differences on a fixed batch
     policy    the loop policy fit and sweep share: evaluation cadence, epoch record, divergence, early stopping
-    fit       the loop as named phases: restore or init, epoch, evaluate, early stop, save, finish
+    fit       the loop as named phases: plan, restore or init, epoch, evaluate, early stop, save, finish
 
 Scale-out: with `devices` > 1 the training set, params and optimizer state are replicated on a
 1-D mesh and every minibatch is split over it (parallel.py), so XLA adds the gradient
@@ -26,15 +31,24 @@ all-reduce; the random keys do not depend on the device count. Each gradient fol
 `precision` policy (precision.py); `accumulate` K runs K microbatches per optimizer update.
 """
 from jaxmlp.training.audit import GradientAuditFailed
-from jaxmlp.training.evaluate import EvalSet, Evaluator, evaluate, predict
-from jaxmlp.training.fit import fit
+from jaxmlp.training.epoch import epoch_order, gather_batch, make_epoch
+from jaxmlp.training.evaluate import EvalSet, Evaluator, make_eval_set
+from jaxmlp.training.feed import Feeder, host_arrays
 from jaxmlp.training.history import Callback, History
-from jaxmlp.training.run import Run, build_run, program_key
-from jaxmlp.training.spec import RunSpec, check_data, run_spec
-from jaxmlp.training.state import EpochStats, TrainingDiverged, TrainState
+from jaxmlp.training.optim import (build_optimizer, decay_mask, make_optimizer, make_schedule,
+                                   scaled_learning_rate)
+from jaxmlp.training.plan import Plan, RunSpec, plan_of, plan_run, run_spec, spec_from_meta
+from jaxmlp.training.programs import Programs, cached, program_key, run_programs
+from jaxmlp.training.state import (EpochStats, TrainingDiverged, TrainState, abstract_state, epoch_key,
+                                   init_state, run_keys)
+from jaxmlp.training.step import StepCarry, make_step, start_carry
 
 __all__ = [
-    "fit", "evaluate", "predict", "History", "Callback", "TrainingDiverged", "GradientAuditFailed", "TrainState",
-    "EpochStats",
-    "Run", "build_run", "program_key", "RunSpec", "run_spec", "check_data", "EvalSet", "Evaluator",
+    "Plan", "RunSpec", "plan_run", "plan_of", "run_spec", "spec_from_meta",
+    "Programs", "run_programs", "program_key", "cached",
+    "make_epoch", "epoch_order", "gather_batch", "make_step", "StepCarry", "start_carry",
+    "Feeder", "host_arrays", "Evaluator", "EvalSet", "make_eval_set",
+    "build_optimizer", "decay_mask", "make_optimizer", "make_schedule", "scaled_learning_rate",
+    "TrainState", "EpochStats", "TrainingDiverged", "GradientAuditFailed", "History", "Callback",
+    "abstract_state", "init_state", "run_keys", "epoch_key",
 ]

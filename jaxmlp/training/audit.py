@@ -36,7 +36,7 @@ from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.precision import matmul_precision
 from jaxmlp.training.feed import host_arrays
-from jaxmlp.training.run import Run
+from jaxmlp.training.plan import Plan
 from jaxmlp.types import Array
 
 AUDIT_BATCH = 8  # examples in the audit batch
@@ -66,11 +66,11 @@ def leaf_names(params: Params) -> list[str]:
 class GradientAudit:
     """The audit of one run: its fixed batch, key and compiled comparisons."""
 
-    def __init__(self, run: Run, train):
-        config = run.config
+    def __init__(self, plan: Plan, train):
+        config = plan.config
         self.x, self.y = host_arrays(train.subset(np.arange(min(AUDIT_BATCH, len(train)))), np.dtype(config.dtype))
         self.seed, self.tolerance = config.seed, TOLERANCES[config.dtype]
-        loss, act = get_loss(run.loss), get_activation(config.activation, **config.activation_options())
+        loss, act = get_loss(plan.loss), get_activation(config.activation, **config.activation_options())
         settings = dict(loss=loss, l2=config.l2, activation=act, key=jax.random.key(config.seed),
                         dropout=config.dropout, input_noise=config.input_noise, train=True)
         self._objective = functools.partial(objective, **settings)

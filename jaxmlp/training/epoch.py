@@ -1,29 +1,26 @@
-"""One epoch as ONE compiled call: the epoch's plan (permutation, step keys), the minibatch
+"""One epoch as ONE compiled call: the epoch's order (permutation, step keys), the minibatch
 gather from a resident training set, and the `lax.scan` of the step over the minibatches.
 
     key --split--> permutation key, step key;  step key --fold_in(i)--> step i's dropout / noise key
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from jaxmlp import parallel
-from jaxmlp.config import TrainConfig
 from jaxmlp.training.gradtrack import start_track, track_summary
 from jaxmlp.training.hyper import Hyper
+from jaxmlp.training.plan import Plan
 from jaxmlp.training.state import EpochStats, TrainState
-from jaxmlp.training.step import all_finite, make_step_fn, start_carry
+from jaxmlp.training.step import all_finite, make_step, start_carry
 from jaxmlp.types import Array
 
 FEEDS = ("resident", "per_process")
 
 
-def epoch_plan(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array, Array]:
+def epoch_order(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array, Array]:
     """(step index (S,), minibatch rows (S, B), step keys (S,)) of one epoch, S = n_train // batch_size.
 
     The permutation drops the last n_train mod batch_size rows: the remainder batch.
@@ -43,29 +40,18 @@ def gather_batch(x: Array, y: Array, rows: Array, accumulate: int = 1) -> tuple[
     return x[rows], y[rows]
 
 
-@functools.lru_cache(maxsize=16)
-def _epoch_rows_fn(n_train: int, batch_size: int, accumulate: int) -> Callable:
-    return jax.jit(lambda key: epoch_plan(key, n_train, batch_size)[1].reshape(
-        n_train // batch_size, accumulate, batch_size // accumulate))
+def make_epoch(plan: Plan, hyper: Hyper | None = None) -> Callable:
+    """The pure `epoch(key, state, x, y) -> (state, EpochStats)` of `plan`; the caller jits it
+    (programs.run_programs: state donated, shardings on a mesh) or traces it inside its own
+    program (a sweep's, with each model's `hyper` and optimizer).
 
-
-def epoch_rows(key: Array, n_train: int, batch_size: int, accumulate: int = 1) -> Array:
-    """The training-set rows (S, K, B / K) of an epoch's minibatches, K = accumulate: the same
-    permutation the resident epoch draws on the device (`epoch_plan`), for a host that feeds."""
-    return _epoch_rows_fn(n_train, batch_size, accumulate)(key)
-
-
-def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, schedule: optax.Schedule, *,
-                  loss: str, n_train: int, feed: str = "resident", jit_kwargs: dict[str, Any] | None = None,
-                  data_parallel: parallel.DataParallel | None = None, hyper: Hyper | None = None) -> Callable:
-    """The jitted `epoch(key, state, x, y) -> (state, EpochStats)`; `state` is donated.
-
-    feed "resident": x (N, D) and y (N,) or (N, k) are the whole training set, already on the
-    device; the epoch draws a permutation from `key` and gathers every minibatch there.
-    feed "per_process": x (S, K, B / K, D), y (S, K, B / K[, k]) are this epoch's minibatches,
-    gathered on the host by `epoch_rows(key, ...)` and sent (feed.py sends each device only its
-    rows). Both see the same minibatches in the same order: the permutation drops the remainder
-    batch (N mod batch_size examples; every epoch reshuffles, so each example is still used).
+    plan.feed "resident": x (N, D) and y (N,) or (N, k) are the whole training set, already on
+    the device; the epoch draws a permutation from `key` and gathers every minibatch there.
+    "per_process": x (S, K, B / K, D), y (S, K, B / K[, k]) are this epoch's minibatches,
+    gathered on the host from `epoch_order(key, ...)`'s rows and sent (feed.py sends each device
+    only its rows). Both see the same minibatches in the same order: the permutation drops the
+    remainder batch (N mod batch_size examples; every epoch reshuffles, so each example is
+    still used).
 
     The epoch scans the step (step.py) over the S = N // batch_size minibatches. Divergence is
     found on the device: a non-finite loss trips a flag carried through the scan (a non-finite
@@ -73,28 +59,25 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
     optimizer state are checked once at the end. The host sees `finite == False` once, after
     the epoch; `fit` then raises TrainingDiverged and saves nothing from that epoch, so the
     last checkpoint stays the last good one.
-
-    `jit_kwargs` go to `jax.jit` (e.g. in_shardings / out_shardings for a data-parallel mesh);
-    `data_parallel` splits every minibatch over its mesh (parallel.py); `hyper`, the step's
-    numbers (step.make_step_fn), is traced in a sweep, which calls this inside its own jit.
     """
+    config, n_train, schedule = plan.config, plan.spec.n_train, plan.schedule
     batch, accumulate = config.batch_size, config.accumulate
     steps = n_train // batch
     if steps < 1:
         raise ValueError(f"batch_size={batch} is larger than the training set ({n_train} examples)")
-    if feed not in FEEDS:
-        raise ValueError(f"feed must be resident or per_process, got {feed!r}")
-    step = make_step_fn(config, optimizer, loss=loss, data_parallel=data_parallel, hyper=hyper)
+    if plan.feed not in FEEDS:
+        raise ValueError(f"feed must be resident or per_process, got {plan.feed!r}")
+    step = make_step(plan, hyper)
 
     def epoch(key: Array, state: TrainState, x: Array, y: Array) -> tuple[TrainState, EpochStats]:
-        index, rows, keys = epoch_plan(key, n_train, batch)  # (S,), (S, B), (S,)
+        index, rows, keys = epoch_order(key, n_train, batch)  # (S,), (S, B), (S,)
         track = start_track(config, steps) if config.track_gradients else None
 
         def resident_step(carry, inputs):  # gather the minibatch from the resident training set
             i, rows_i, key_i = inputs
             return step(carry, (i, gather_batch(x, y, rows_i, accumulate), key_i)), None
 
-        if feed == "resident":
+        if plan.feed == "resident":
             carry, _ = jax.lax.scan(resident_step, start_carry(state, track), (index, rows, keys))
         else:  # the host gathered the minibatches; `rows` is unused (and compiled away)
             carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state, track),
@@ -109,4 +92,4 @@ def make_epoch_fn(config: TrainConfig, optimizer: optax.GradientTransformation, 
                            None if track is None else track_summary(carry.track))
         return TrainState(carry.params, carry.opt_state, new_step), stats
 
-    return jax.jit(epoch, donate_argnums=(1,), **(jit_kwargs or {}))
+    return epoch

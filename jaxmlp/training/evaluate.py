@@ -12,7 +12,6 @@ data-parallel mesh every batch is split over the devices.
 """
 from __future__ import annotations
 
-import functools
 import time
 from typing import Callable, NamedTuple
 
@@ -27,10 +26,9 @@ from jaxmlp.batching import batch_rows, pad_rows
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import get_loss, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
-from jaxmlp.precision import ambient_settings
-from jaxmlp.training.feed import feed_rows, host_arrays, place, replicate
-from jaxmlp.training.run import Run
-from jaxmlp.training.spec import resolve_loss
+from jaxmlp.training.feed import feed_rows, host_arrays
+from jaxmlp.training.plan import Plan, resolve_loss
+from jaxmlp.training.programs import cached, compiled
 from jaxmlp.types import Array
 
 class EvalSet(NamedTuple):
@@ -60,9 +58,10 @@ def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel
     the devices (whatever n): batched and fed per process, or rows into `resident` (x, y
     already on the devices) when given."""
     rows, mask = pad_rows(x.shape[0], batch_size, dp.size if dp is not None else 1, shrink=False)  # (nb, B)
-    valid = [replicate(np.int32(v), dp) for v in mask.sum(axis=1)]
+    put = jax.device_put if dp is None else dp.replicate
+    valid = [put(np.int32(v)) for v in mask.sum(axis=1)]
     if resident is not None:
-        return EvalSet(tuple(zip(replicate(list(rows), dp), valid)), resident)
+        return EvalSet(tuple(zip(put(list(rows)), valid)), resident)
     return EvalSet(tuple((*feed_rows(dp, (x, y), r), v) for r, v in zip(rows, valid)))
 
 
@@ -84,11 +83,15 @@ def _batch_jit(fn: Callable, dp: parallel.DataParallel | None, n_args: int):
     return jax.jit(fn, in_shardings=(rep, rep, split, split) + (rep,) * (n_args - 4), out_shardings=rep)
 
 
-@functools.lru_cache(maxsize=64)
 def batch_metrics_step(loss: str, activation: str, options: tuple, classification: bool,
                        dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (params, acc, x (B, D), y (B[, k]), valid) -> acc + (sum of per-example losses, sum
-    of correct / squared errors) over the batch's first `valid` rows."""
+    of correct / squared errors) over the batch's first `valid` rows (one per key: cached)."""
+    return cached(("metrics_step", loss, activation, options, classification, dp),
+                  lambda: _batch_jit(_metrics_step(loss, activation, options, classification), dp, 5))
+
+
+def _metrics_step(loss: str, activation: str, options: tuple, classification: bool) -> Callable:
     loss_fn, opts = get_loss(loss), dict(options)
 
     def eval_batch(params, acc, x, y, valid):
@@ -101,36 +104,21 @@ def batch_metrics_step(loss: str, activation: str, options: tuple, classificatio
             metric = jnp.mean((scores - y.reshape(scores.shape)) ** 2, axis=1)
         return acc[0] + jnp.sum(jnp.where(real, per, 0)), acc[1] + jnp.sum(jnp.where(real, metric, 0))
 
-    return _batch_jit(eval_batch, dp, 5)
+    return eval_batch
 
 
-@functools.lru_cache(maxsize=16)
 def gather_rows_fn(dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (x (N, D), y (N, ...), rows (B,)) -> (x[rows], y[rows]), split over the devices along B."""
     def gather_rows(x, y, rows):
         return x[rows], y[rows]
 
     if dp is None:
-        return jax.jit(gather_rows)
+        return cached(("gather_rows", None), lambda: jax.jit(gather_rows))
     split = dp.batch_sharding()
-    return jax.jit(gather_rows, in_shardings=(dp.replicated,) * 3, out_shardings=(split, split))
+    return cached(("gather_rows", dp), lambda: jax.jit(gather_rows, in_shardings=(dp.replicated,) * 3,
+                                                       out_shardings=(split, split)))
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(jitted: Callable, ambient: tuple, *specs) -> Callable:
-    """`jitted` compiled ahead of time for the arguments `specs` (`_spec` of each) under the
-    `ambient` settings (precision.ambient_settings), once per process."""
-    return jitted.lower(*(jax.tree.unflatten(t, leaves) for t, leaves in specs)).compile()
-
-
-def _spec(tree) -> tuple:
-    """A hashable (treedef, ShapeDtypeStruct leaves) of a tree of arrays or ShapeDtypeStructs."""
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None))
-                          for a in leaves)
-
-
-@functools.lru_cache(maxsize=16)
 def _activation_stats_fns(loss: str, l2: float, activation: str, options: tuple,
                           dp: parallel.DataParallel | None = None) -> tuple[Callable, Callable, Callable]:
     """Jitted `track_activations` passes (start(params), step(params, acc, x, y, valid, n),
@@ -164,49 +152,51 @@ class Evaluator:
     compilation cache already holds them). track_activations' programs compile on first use.
     """
 
-    def __init__(self, run: Run):
-        self.run, self.options = run, run.config.activation_options()
-        c, dp = run.config, run.data_parallel
-        self.batch_size = eval_batch_rows(c.eval_batch_size, run.spec.n_train, dp.size if dp else 1)
+    def __init__(self, plan: Plan):
+        self.plan, self.options = plan, tuple(sorted(plan.config.activation_options().items()))
+        c, dp, spec = plan.config, plan.data_parallel, plan.spec
+        self.batch_size = eval_batch_rows(c.eval_batch_size, spec.n_train, plan.devices)
         self.dtype = np.dtype(c.dtype)
         split, self._replicated = (dp.batch_sharding(), dp.replicated) if dp else (None, None)
-        y_dtype = np.dtype(np.int32) if run.spec.classification else self.dtype
-        x = jax.ShapeDtypeStruct((self.batch_size, run.sizes[0]), self.dtype, sharding=split)
-        y = jax.ShapeDtypeStruct((self.batch_size, *run.spec.target_shape), y_dtype, sharding=split)
+        y_dtype = np.dtype(np.int32) if spec.classification else self.dtype
+        x = jax.ShapeDtypeStruct((self.batch_size, spec.sizes[0]), self.dtype, sharding=split)
+        y = jax.ShapeDtypeStruct((self.batch_size, *spec.target_shape), y_dtype, sharding=split)
         valid = jax.ShapeDtypeStruct((), np.int32, sharding=self._replicated)
-        self._zero = replicate(np.zeros((), self.dtype), dp)
+        self._zero = plan.place(np.zeros((), self.dtype))
         self.compile_seconds = 0.0
         self._gather = None
-        options = tuple(sorted(self.options.items()))
-        step = batch_metrics_step(run.loss, c.activation, options, run.spec.classification, dp)
-        self._step = self._compile(step, run.abstract_state().params, (self._zero, self._zero), x, y, valid)
+        step = batch_metrics_step(spec.loss, c.activation, self.options, spec.classification, dp)
+        self._step = self._compile("eval_metrics", step, plan.abstract_state().params, (self._zero, self._zero),
+                                   x, y, valid)
 
-    def _compile(self, jitted: Callable, *args) -> Callable:
+    def _compile(self, name: str, jitted: Callable, *args) -> Callable:
         t0 = time.perf_counter()
-        compiled = _compiled(jitted, ambient_settings(), *map(_spec, args))
+        program = compiled(name, jitted, *args)
         self.compile_seconds += time.perf_counter() - t0
-        return compiled
+        return program
 
     def eval_set(self, data, resident: tuple[Array, Array] | None = None) -> tuple[EvalSet, int]:
         """(EvalSet, n) of a Dataset, laid out for this run's devices; rows into `resident` (the
         training set on the devices, x (N, D), y (N, ...)) when given."""
-        run = self.run
+        dp = self.plan.data_parallel
         x, y = host_arrays(data, self.dtype)
         if resident is not None and self._gather is None:
             rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
-            self._gather = self._compile(gather_rows_fn(run.data_parallel), *resident, rows)
-        return make_eval_set(x, y, self.batch_size, dp=run.data_parallel, resident=resident), len(data)
+            self._gather = self._compile("eval_gather", gather_rows_fn(dp), *resident, rows)
+        return make_eval_set(x, y, self.batch_size, dp=dp, resident=resident), len(data)
 
     def metrics(self, params, data: EvalSet, n: int) -> dict[str, float]:
         sums = fold_batches(self._step, (self._zero, self._zero), params, data, gather=self._gather)
-        return _metrics(sums, n, self.run.spec.classification)
+        return _metrics(sums, n, self.plan.spec.classification)
 
     def activation_stats(self, params, data: EvalSet, n: int) -> dict[str, list[float]]:
-        run, c = self.run, self.run.config
-        start, step, result = _activation_stats_fns(run.loss, c.l2, c.activation, tuple(sorted(self.options.items())),
-                                                    run.data_parallel)
-        count = replicate(np.asarray(n, self.dtype), run.data_parallel)
-        acc = fold_batches(step, start(params), params, data, count, gather=self._gather)
+        plan, c = self.plan, self.plan.config
+        start, step, result = cached(("activation_stats", plan.loss, c.l2, c.activation, self.options,
+                                      plan.data_parallel),
+                                     lambda: _activation_stats_fns(plan.loss, c.l2, c.activation, self.options,
+                                                                   plan.data_parallel))
+        acc = fold_batches(step, start(params), params, data, plan.place(np.asarray(n, self.dtype)),
+                           gather=self._gather)
         stats = jax.device_get(parallel.to_local(result(params, acc)))
         return {k: np.asarray(v).tolist() for k, v in stats.items()}
 
@@ -228,19 +218,17 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     classification = data.num_classes is not None
     step = batch_metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
     eval_set = make_eval_set(*host_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
-    zero = place(np.zeros((), params[0].W.dtype))
+    zero = jax.device_put(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 
 
-@functools.lru_cache(maxsize=64)
 def _predict_fn(activation: str, options: tuple) -> Callable:
     opts = dict(options)
 
-    @jax.jit
     def scores(params, xb):  # (nb, B, D) -> (nb, B, d_out)
         return jax.lax.map(lambda x: mlp_apply(params, x, activation=activation, **opts), xb)
 
-    return scores
+    return jax.jit(scores)
 
 
 def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 1024,
@@ -256,5 +244,7 @@ def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 10
     if n == 0:
         return jnp.zeros((0, d_out), x.dtype)
     rows, _ = pad_rows(n, batch_size)  # (nb, B)
-    out = _predict_fn(activation, tuple(sorted(activation_options.items())))(params, place(x[rows]))
+    options = tuple(sorted(activation_options.items()))
+    scores = cached(("predict", activation, options), lambda: _predict_fn(activation, options))
+    out = scores(params, jax.device_put(x[rows]))
     return out.reshape(-1, out.shape[-1])[:n]  # (N, d_out)

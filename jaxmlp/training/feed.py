@@ -3,10 +3,10 @@
 - resident: the whole training set is placed on every device once; each epoch gathers its
   minibatches there, so nothing crosses the host per epoch.
 - per_process: each process gathers on the host only its own rows of every minibatch of the
-  next epoch (the same permutation the device would draw, `epoch.epoch_rows`) and sends them
+  next epoch (the same permutation the device would draw, `epoch.epoch_order`) and sends them
   while the current epoch runs, so a device holds about 2 * N / devices training rows.
 
-`auto` (`resolve_feed`) is resident in one process and per_process with several.
+`auto` (plan.resolve_feed) is resident in one process and per_process with several.
 """
 from __future__ import annotations
 
@@ -14,20 +14,11 @@ import jax
 import numpy as np
 
 from jaxmlp import parallel
-from jaxmlp.config import TrainConfig
-from jaxmlp.training.epoch import epoch_rows
+from jaxmlp.training.epoch import epoch_order
+from jaxmlp.training.plan import Plan
+from jaxmlp.training.programs import cached
 from jaxmlp.training.state import epoch_key
 from jaxmlp.types import Array
-
-
-def place(tree):
-    """Put host arrays on the (single) default device once."""
-    return jax.device_put(tree)
-
-
-def replicate(tree, dp: parallel.DataParallel | None):
-    """Put host arrays (or keys) on every device of `dp`, or on the default device without one."""
-    return place(tree) if dp is None else dp.replicate(tree)
 
 
 def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -39,18 +30,11 @@ def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def resolve_feed(config: TrainConfig) -> str:
-    """`config.data_feed` with auto resolved: resident in one process, per_process with several."""
-    if config.data_feed != "auto":
-        return config.data_feed
-    return "per_process" if jax.process_count() > 1 else "resident"
-
-
 def feed_rows(dp: parallel.DataParallel | None, arrays, rows: np.ndarray):
     """Device arrays `a[rows]` (*rows.shape, ...) for host arrays `a`; on a data-parallel mesh
     split along rows' last axis, each process sending only its own rows (`DataParallel.feed`)."""
     if dp is None:
-        return place(jax.tree.map(lambda a: np.asarray(a)[rows], arrays))
+        return jax.device_put(jax.tree.map(lambda a: np.asarray(a)[rows], arrays))
     return dp.feed(arrays, rows)
 
 
@@ -65,10 +49,9 @@ class Feeder:
     epochs' batches are on the devices.
     """
 
-    def __init__(self, feed: str, host: tuple[np.ndarray, np.ndarray], config: TrainConfig, train_key: Array,
-                 dp: parallel.DataParallel | None = None):
-        self.feed, self.host, self.config, self.train_key, self.dp = feed, host, config, train_key, dp
-        self.resident = replicate(host, dp) if feed == "resident" else None
+    def __init__(self, plan: Plan, host: tuple[np.ndarray, np.ndarray], train_key: Array):
+        self.feed, self.host, self.config, self.train_key, self.dp = plan.feed, host, plan.config, train_key, plan.data_parallel
+        self.resident = plan.place(host) if self.feed == "resident" else None
         self._next: tuple[Array, Array] | None = None  # per_process: the prefetched epoch
         self._rows_after: Array | None = None  # per_process: rows drawn, not yet gathered
 
@@ -92,8 +75,12 @@ class Feeder:
             self._next, self._rows_after = self._send(self._rows_after), None
 
     def _rows(self, epoch: int) -> Array:
-        c = self.config
-        return epoch_rows(epoch_key(self.train_key, epoch), len(self.host[0]), c.batch_size, c.accumulate)
+        """The training-set rows (S, K, B / K) of `epoch`'s minibatches, K = accumulate: the
+        permutation the resident epoch draws on the device (`epoch_order`)."""
+        n, batch, k = len(self.host[0]), self.config.batch_size, self.config.accumulate
+        rows = cached(("epoch_rows", n, batch, k), lambda: jax.jit(
+            lambda key: epoch_order(key, n, batch)[1].reshape(n // batch, k, batch // k)))
+        return rows(epoch_key(self.train_key, epoch))
 
     def _send(self, rows: Array) -> tuple[Array, Array]:
         """Host: this process's rows of an epoch's minibatches -> the devices."""

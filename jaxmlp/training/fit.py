@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +26,9 @@ from jaxmlp.training.feed import Feeder, host_arrays
 from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
+from jaxmlp.training.plan import Plan, plan_run
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
-from jaxmlp.training.run import Run, build_run
-from jaxmlp.training.spec import check_data, run_spec
+from jaxmlp.training.programs import Programs, run_programs
 from jaxmlp.training.state import TrainState, epoch_key, run_keys
 from jaxmlp.types import Array
 
@@ -45,47 +45,73 @@ class Progress:
     zero_score: Callable[[], float] = lambda: 0.0  # the loss of all-zero scores (zero_score_loss): a divergence reference
 
 
-def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
+class Loop(NamedTuple):
+    """What every epoch of a fit reads: the plan and what was built from it once."""
+
+    plan: Plan
+    programs: Programs
+    feeder: Feeder
+    evaluator: Evaluator
+    evals: dict[str, tuple[EvalSet, int] | None]  # train (eval_train / track_activations) and val, laid out once
+    audit: GradientAudit | None
+    checkpointer: Any
+    callbacks: Sequence[Callback]
+
+
+def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
         checkpointer=None, resume: bool = False) -> tuple[Params, History]:
     """Train an MLP on `train` (a jaxmlp.data.Dataset); returns (params, history).
 
+    config: a TrainConfig, planned here for this data (plan_run: the auto settings, the loss,
+        the devices, the memory), or the Plan that `plan_run` already made of it and this data
+        (the CLI plans before it claims a run directory; a resume plans with `resumed`).
     val: evaluated every `eval_every` epochs (and after the last); drives early stopping.
     test: evaluated once at the end (history.final["test"]).
     checkpointer: a `jaxmlp.checkpoint.Checkpointer`; when given, a checkpoint is saved every
         `checkpoint_every` epochs and after the last, and `resume=True` continues from its
         latest checkpoint (bit-identical to an uninterrupted run on the same machine).
     callbacks: `Callback`s for progress display and logging; fit itself never prints.
-    The config's auto settings are decided for this data (TrainConfig.with_auto_resolved). The
-    first fit of a process turns on the persistent compilation cache (compile_cache.py) unless the
-    process already chose one, e.g. through JAX's own settings.
+    The first fit of a process turns on the persistent compilation cache (compile_cache.py)
+    unless the process already chose one, e.g. through JAX's own settings.
 
-    Raises ValueError for a batch size larger than the training set or settings that do not fit
-    the data, TrainingDiverged (nothing is saved for the diverged epoch), and with audit_strict
-    GradientAuditFailed (nothing is saved for the epoch whose audit failed; its record is logged).
+    Raises ValueError for settings that do not fit the data or the devices, TrainingDiverged
+    (nothing is saved for the diverged epoch), and with audit_strict GradientAuditFailed (nothing
+    is saved for the epoch whose audit failed; its record is logged).
     """
     compile_cache.ensure_configured()
-    config = config.with_auto_resolved(len(train), None if val is None else len(val))  # the auto settings
-    check_data(config, train, val, test)
     restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
-    config = resumed_config(config, restore_from)
-    run = build_run(config, run_spec(config, train))
-    progress = restore_or_init(run, restore_from)
-    host = host_arrays(train, config.dtype)
-    progress.zero_score = functools.cache(functools.partial(zero_score_loss, run.loss, host[1], run.sizes[-1]))
-    feeder = Feeder(run.feed, host, config, progress.train_key, run.data_parallel)
-    evaluator = Evaluator(run)
-    wants_train_eval = config.eval_train or config.track_activations
-    train_eval = evaluator.eval_set(train, feeder.resident) if wants_train_eval else None
-    val_eval = None if val is None else evaluator.eval_set(val)
+    plan = config if isinstance(config, Plan) else plan_run(config, train, val, test,
+                                                            resumed=checkpoint_config(restore_from))
+    programs = run_programs(plan)
+    progress = restore_or_init(plan, programs, restore_from)
+    host = host_arrays(train, plan.config.dtype)
+    progress.zero_score = functools.cache(functools.partial(zero_score_loss, plan.loss, host[1], plan.sizes[-1]))
+    feeder = Feeder(plan, host, progress.train_key)
+    evaluator = Evaluator(plan)
+    wants_train_eval = plan.config.eval_train or plan.config.track_activations
+    evals = {"train": evaluator.eval_set(train, feeder.resident) if wants_train_eval else None,
+             "val": None if val is None else evaluator.eval_set(val)}
     progress.history.eval_compile_seconds = evaluator.compile_seconds
-    audit = GradientAudit(run, train) if config.audit_every else None
+    audit = GradientAudit(plan, train) if plan.config.audit_every else None
+    loop = Loop(plan, programs, feeder, evaluator, evals, audit, checkpointer, callbacks)
     for cb in callbacks:
-        cb.on_train_begin(train_begin_info(run, progress))
-    feeder.start(progress.start_epoch)
+        cb.on_train_begin(train_begin_info(loop, progress))
+    train_epochs(loop, progress)
+    params = finish(loop, progress, {"train": (train, evals["train"]), "val": (val, evals["val"]),
+                                     "test": (test, None)})
+    for cb in callbacks:
+        cb.on_train_end(progress.history)
+    return params, progress.history
+
+
+def train_epochs(loop: Loop, progress: Progress) -> None:
+    """The epochs from `progress.start_epoch`: train, evaluate, audit, decide, save, report."""
+    config = loop.plan.config
+    loop.feeder.start(progress.start_epoch)
     for epoch in range(progress.start_epoch, config.epochs):
-        record = run_epoch(run, feeder, progress, epoch)
-        record.update(evaluate_epoch(evaluator, progress.state.params, train_eval, val_eval, epoch))
-        record.update(audit_columns(audit, config, progress.state.params, epoch))
+        record = run_epoch(loop, progress, epoch)
+        record.update(evaluate_epoch(loop, progress.state.params, epoch))
+        record.update(audit_columns(loop.audit, config, progress.state.params, epoch))
         stop, improved, progress.history.watch = early_stop(config, progress.history.watch, record)
         if improved and config.restore_best:
             progress.best_params = jax.tree.map(jnp.copy, progress.state.params)  # survives donation
@@ -93,30 +119,20 @@ def fit(config: TrainConfig, train, val=None, test=None, *, callbacks: Sequence[
         failed = audit_failure(config, record)
         last = epoch + 1 == config.epochs
         if not failed and (stop or last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0)):
-            save(run, progress, checkpointer, epoch + 1)  # first: an epoch whose save fails is reported nowhere
-        for cb in callbacks:
+            save(loop.plan, progress, loop.checkpointer, epoch + 1)  # first: an epoch whose save fails is reported nowhere
+        for cb in loop.callbacks:
             cb.on_epoch_end(row)
         if failed:
             raise failed  # its record is logged; nothing is saved for it
         if stop:
             break
-    params = finish(run, evaluator, progress, {"train": (train, train_eval), "val": (val, val_eval),
-                                               "test": (test, None)})
-    for cb in callbacks:
-        cb.on_train_end(progress.history)
-    return params, progress.history
 
 
-def resumed_config(config: TrainConfig, checkpointer=None) -> TrainConfig:
-    """The config a run trains under: a cosine schedule's length is fixed when the run starts
-    (TrainConfig.with_fixed_schedule), and a resumed run keeps the length its checkpoint has,
-    so extending `epochs` continues at the final learning rate."""
+def checkpoint_config(checkpointer=None) -> TrainConfig | None:
+    """The config of `checkpointer`'s latest checkpoint (None without one): what a resumed run plans with."""
     if checkpointer is None or checkpointer.latest_epoch() is None:
-        return config.with_fixed_schedule()
-    saved = TrainConfig.from_dict(checkpointer.read_meta()["config"]).with_fixed_schedule()
-    if config.schedule_epochs is None and saved.schedule_epochs is not None:
-        return dataclasses.replace(config, schedule_epochs=saved.schedule_epochs)
-    return config
+        return None
+    return TrainConfig.from_dict(checkpointer.read_meta()["config"])
 
 
 def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int:
@@ -131,84 +147,86 @@ def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int
     return saved_epoch
 
 
-def restore_or_init(run: Run, checkpointer=None) -> Progress:
+def restore_or_init(plan: Plan, programs: Programs, checkpointer=None) -> Progress:
     """Fresh params from the seed, or the latest checkpoint of `checkpointer` when it has one."""
-    init_key, train_key = run_keys(run.config.seed)
+    init_key, train_key = run_keys(plan.config.seed)
     if checkpointer is None or checkpointer.latest_epoch() is None:
-        state = run.init(run.place(init_key))
-        return Progress(state, train_key, History(compile_seconds=run.compile_seconds), 0)
+        state = programs.init(plan.place(init_key))
+        return Progress(state, train_key, History(compile_seconds=programs.compile_seconds), 0)
     saved_sizes = tuple(checkpointer.read_meta()["sizes"])
-    if saved_sizes != run.sizes:
-        raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {run.sizes}")
-    abstract = run.abstract_state()
+    if saved_sizes != plan.sizes:
+        raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {plan.sizes}")
+    abstract = plan.abstract_state()
     restored = checkpointer.restore(abstract, abstract_best=abstract.params)
     history = History.from_dict(restored.meta["history"])
-    history.compile_seconds = run.compile_seconds
-    start = resume_start(run.config, history, int(restored.meta["epoch"]))
+    history.compile_seconds = programs.compile_seconds
+    start = resume_start(plan.config, history, int(restored.meta["epoch"]))
     return Progress(restored.state, jax.random.wrap_key_data(restored.key_data), history, start, restored.best)
 
 
-def train_begin_info(run: Run, progress: Progress) -> dict[str, Any]:
+def train_begin_info(loop: Loop, progress: Progress) -> dict[str, Any]:
     """What `Callback.on_train_begin` receives."""
-    dp = run.data_parallel
-    return dict(config=run.config, sizes=run.sizes, loss=run.loss, n_train=run.spec.n_train,
-                steps_per_epoch=run.spec.steps_per_epoch, start_epoch=progress.start_epoch,
-                compile_seconds=run.compile_seconds, eval_compile_seconds=progress.history.eval_compile_seconds,
-                history=progress.history, devices=dp.size if dp else 1, peak_lr=scaled_learning_rate(run.config),
-                processes=jax.process_count(), data_feed=run.feed)
+    plan = loop.plan
+    return dict(config=plan.config, sizes=plan.sizes, loss=plan.loss, n_train=plan.spec.n_train,
+                steps_per_epoch=plan.spec.steps_per_epoch, start_epoch=progress.start_epoch,
+                compile_seconds=loop.programs.compile_seconds,
+                eval_compile_seconds=progress.history.eval_compile_seconds, history=progress.history,
+                devices=plan.devices, peak_lr=scaled_learning_rate(plan.config), processes=jax.process_count(),
+                data_feed=plan.feed)
 
 
-def run_epoch(run: Run, feeder: Feeder, progress: Progress, epoch: int) -> dict[str, Any]:
+def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
     """Run 0-based `epoch` (one compiled call), update `progress.state`; its record's training
     columns. Raises TrainingDiverged when the epoch diverged (policy.divergence; the state is then lost)."""
+    plan = loop.plan
     t = time.perf_counter()
-    data = feeder.take(epoch)
-    progress.state, stats = run.epoch(run.place(epoch_key(progress.train_key, epoch)), progress.state, *data)
+    data = loop.feeder.take(epoch)
+    progress.state, stats = loop.programs.epoch(plan.place(epoch_key(progress.train_key, epoch)), progress.state, *data)
     del data
-    feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
+    loop.feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
     stats = jax.device_get(stats)
     seconds = time.perf_counter() - t
     history = progress.history
-    diverged, history.watch = divergence(run.config, history.watch, epoch, bool(stats.finite), int(stats.bad_step),
+    diverged, history.watch = divergence(plan.config, history.watch, epoch, bool(stats.finite), int(stats.bad_step),
                                          stats.loss, stats.first_loss, progress.zero_score)
     if diverged is not None:
         raise diverged  # fit's answer to a diverged run: the caller's error; nothing is saved for the epoch
-    samples = run.spec.steps_per_epoch * run.config.batch_size
+    samples = plan.spec.steps_per_epoch * plan.config.batch_size
     return epoch_record(epoch, stats.loss, stats.lr, seconds, samples, {"gradients": gradient_record(stats.gradients)})
 
 
-def evaluate_epoch(evaluator: Evaluator, params: Params, train_eval: tuple[EvalSet, int] | None,
-                   val_eval: tuple[EvalSet, int] | None, epoch: int) -> dict[str, Any]:
+def evaluate_epoch(loop: Loop, params: Params, epoch: int) -> dict[str, Any]:
     """The evaluation columns of 0-based `epoch`'s record ({} when no evaluation is due)."""
-    config = evaluator.run.config
+    config, evaluator, evals = loop.plan.config, loop.evaluator, loop.evals
     if not eval_due(epoch, config.eval_every, config.epochs):
         return {}
     columns: dict[str, Any] = {}
     if config.eval_train:  # end-of-epoch params on the whole training set
-        columns.update({"train_" + k: v for k, v in evaluator.metrics(params, *train_eval).items() if k != "loss"})
+        columns.update({"train_" + k: v for k, v in evaluator.metrics(params, *evals["train"]).items() if k != "loss"})
     if config.track_activations:
-        columns.update(evaluator.activation_stats(params, *train_eval))
-    if val_eval is not None:
-        columns.update({"val_" + k: v for k, v in evaluator.metrics(params, *val_eval).items()})
+        columns.update(evaluator.activation_stats(params, *evals["train"]))
+    if evals["val"] is not None:
+        columns.update({"val_" + k: v for k, v in evaluator.metrics(params, *evals["val"]).items()})
     return columns
 
 
-def save(run: Run, progress: Progress, checkpointer, epoch: int) -> None:
+def save(plan: Plan, progress: Progress, checkpointer, epoch: int) -> None:
     """Checkpoint 1-based `epoch` (nothing without a checkpointer)."""
     if checkpointer is None:
         return
-    spec = run.spec
+    spec = plan.spec
     meta = {"epoch": epoch, "sizes": list(spec.sizes), "loss": spec.loss, "steps_per_epoch": spec.steps_per_epoch,
-            "n_train": spec.n_train, "target_shape": list(spec.target_shape), "config": run.config.to_dict(), "history": progress.history.to_dict()}
+            "n_train": spec.n_train, "target_shape": list(spec.target_shape), "config": plan.config.to_dict(),
+            "history": progress.history.to_dict()}
     checkpointer.save(epoch, progress.state, jax.random.key_data(progress.train_key), meta,
                       best=progress.best_params)
 
 
-def finish(run: Run, evaluator: Evaluator, progress: Progress, splits: dict) -> Params:
+def finish(loop: Loop, progress: Progress, splits: dict) -> Params:
     """Evaluate the kept params (the best ones with restore_best, `history.restored_best`) on
     every split given into `history.final`; return them as this process's local arrays."""
-    history = progress.history
-    history.restored_best = run.config.restore_best and progress.best_params is not None
+    history, evaluator = progress.history, loop.evaluator
+    history.restored_best = loop.plan.config.restore_best and progress.best_params is not None
     params = progress.best_params if history.restored_best else progress.state.params
     history.final = {}
     for name, (data, prepared) in splits.items():

@@ -2,7 +2,7 @@
 how much a device has: so that a run too large for its device is refused in one line instead
 of dying in an allocator traceback.
 
-    estimate = estimate_memory(config, spec, feed="resident")
+    estimate = estimate_memory(config, spec, optimizer, feed="resident")   # plan.memory holds the run's
     check_memory(estimate, device_memory_limit())     # ValueError naming what to lower
 
 The estimate is exact for params, optimizer state and the resident data (their shapes are
@@ -14,16 +14,15 @@ mask for the backward pass, plus the gradients (the size of the params). XLA may
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
+import optax
+
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.state import init_state
-
-if TYPE_CHECKING:  # spec.check_data calls this module: no import back at run time
-    from jaxmlp.training.spec import RunSpec
 
 # A run may use up to this fraction of a device's memory by the estimate (the rest: XLA scratch,
 # fragmentation, and the estimate's error).
@@ -47,16 +46,10 @@ def _nbytes(tree) -> int:
     return sum(int(np.prod(a.shape, dtype=object)) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
 
 
-def estimate_memory(config: TrainConfig, spec: RunSpec, *, feed: str = "resident", devices: int = 1,
-                    optimizer=None) -> MemoryEstimate:
-    """The MemoryEstimate of training `config` on data of `spec` (per device of `devices`).
-
-    `optimizer` defaults to the run's own (optim.build_optimizer); only its state's shapes are read.
-    """
-    if optimizer is None:
-        from jaxmlp.training.optim import build_optimizer
-
-        optimizer = build_optimizer(config, spec.sizes, max(spec.steps_per_epoch, 1))[1]
+def estimate_memory(config: TrainConfig, spec, optimizer: optax.GradientTransformation, *,
+                    feed: str = "resident", devices: int = 1) -> MemoryEstimate:
+    """The MemoryEstimate of training `config` with `optimizer` (only its state's shapes are read)
+    on data of `spec` (a plan.RunSpec), per device of `devices`."""
     state = jax.eval_shape(lambda k: init_state(k, config, spec.sizes, optimizer), jax.random.key(0))
     params, opt_state = _nbytes(state.params), _nbytes(state.opt_state)
     item = np.dtype(config.dtype).itemsize

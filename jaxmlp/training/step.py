@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmlp import parallel
 from jaxmlp.activations import get_activation
 from jaxmlp.backprop import loss_and_grad
 from jaxmlp.config import TrainConfig
@@ -18,6 +17,7 @@ from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.training.gradtrack import make_tracked_step
 from jaxmlp.training.hyper import Hyper, hyper_of
+from jaxmlp.training.plan import Plan
 from jaxmlp.training.state import TrainState
 from jaxmlp.types import Array
 
@@ -44,8 +44,7 @@ def all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *, loss: str,
-                 data_parallel: parallel.DataParallel | None = None, hyper: Hyper | None = None) -> Callable:
+def make_step(plan: Plan, hyper: Hyper | None = None) -> Callable:
     """The pure minibatch update `step(carry, (i, (xb, yb), key)) -> carry`, the scan body.
 
     xb (K, B / K, D), yb (K, B / K) or (K, B / K, k): one minibatch of B rows as K = `accumulate`
@@ -56,11 +55,13 @@ def make_step_fn(config: TrainConfig, optimizer: optax.GradientTransformation, *
     The gradient is computed under the `config.precision` policy (precision.py). With K > 1
     the microbatches run in an inner scan that sums their gradients into one buffer; their
     mean makes ONE optimizer update, the same update as the whole minibatch at once
-    (microbatch j draws dropout / noise from fold_in(key, j)). With `data_parallel` every
-    microbatch is split over its devices. l2, dropout and input_noise come from `hyper` (default:
-    the config's; traced in a sweep). With `track_gradients` the step's gradient comes from
-    gradtrack's manual pass, which also updates `carry.track`.
+    (microbatch j draws dropout / noise from fold_in(key, j)). On the plan's data-parallel mesh
+    every microbatch is split over its devices. l2, dropout and input_noise come from `hyper`
+    (default: the config's; traced in a sweep, whose plan then holds the model's optimizer).
+    With `track_gradients` the step's gradient comes from gradtrack's manual pass, which also
+    updates `carry.track`.
     """
+    config, optimizer, loss, data_parallel = plan.config, plan.optimizer, plan.loss, plan.data_parallel
     tracked = make_tracked_step(config, loss=loss, data_parallel=data_parallel) if config.track_gradients else None
     grads_of = make_grads_fn(config, loss=loss, hyper=hyper)
     constrain = (lambda a: a) if data_parallel is None else data_parallel.constrain_batch

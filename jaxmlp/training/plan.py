@@ -1,0 +1,178 @@
+"""A run, planned once: `plan_run(config, train, val, test)` resolves the auto settings, the loss,
+the layer sizes, the device layout, the data feed, the optimizer and the memory estimate, and
+makes every pre-flight check. Every later step (the programs, the loop, the evaluator, the
+checkpoint) reads the Plan; none of them rebuilds a part of it.
+
+    plan = plan_run(TrainConfig(hidden=(100,)), splits.train, splits.val, splits.test)
+    plan.sizes, plan.loss, plan.spec.steps_per_epoch, plan.memory.total
+    plan_of(config, spec_from_meta(meta, config)).abstract_state()   # a checkpoint's restore target
+
+The CLI plans before it claims a run directory and hands the plan to `fit`, so a run that does
+not fit its data or its devices is refused before a file is written.
+"""
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jaxmlp import distributed, parallel
+from jaxmlp.config import PER_HOST_FIELDS, TrainConfig
+from jaxmlp.losses import get_loss
+from jaxmlp.training.memory import MemoryEstimate, check_memory, device_memory_limit, estimate_memory
+from jaxmlp.training.optim import build_optimizer
+from jaxmlp.training.state import TrainState, abstract_state
+
+
+class RunSpec(NamedTuple):
+    """The data-dependent facts a run's programs are built from (hashable: a program-cache key).
+
+    loss: canonical loss name; sizes: (d_in, *hidden, d_out); n_train: training examples;
+    steps_per_epoch: n_train // batch_size (the remainder batch is dropped); target_shape: ()
+    for labels or one target per example, (k,) for (N, k) targets; classification: integer labels.
+    """
+
+    loss: str
+    sizes: tuple[int, ...]
+    n_train: int
+    steps_per_epoch: int
+    target_shape: tuple[int, ...]
+    classification: bool
+
+
+class Plan(NamedTuple):
+    """Everything a run decides before it trains (`plan_run`)."""
+
+    config: TrainConfig  # auto settings resolved, a cosine schedule's length fixed
+    spec: RunSpec
+    feed: str  # resident | per_process (feed.py)
+    data_parallel: parallel.DataParallel | None  # the 1-D mesh of `config.devices`; None: one device
+    schedule: optax.Schedule
+    optimizer: optax.GradientTransformation
+    memory: MemoryEstimate  # bytes per device
+
+    @property
+    def loss(self) -> str:
+        return self.spec.loss
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.spec.sizes
+
+    @property
+    def devices(self) -> int:
+        return 1 if self.data_parallel is None else self.data_parallel.size
+
+    def abstract_state(self) -> TrainState:
+        """ShapeDtypeStructs of the TrainState (replicated on a mesh): a checkpoint restore target."""
+        abstract = abstract_state(self.config, self.sizes, self.optimizer)
+        return abstract if self.data_parallel is None else self.data_parallel.abstract(abstract)
+
+    def place(self, tree):
+        """Host arrays or keys on every device of the run (the default device without a mesh)."""
+        return jax.device_put(tree) if self.data_parallel is None else self.data_parallel.replicate(tree)
+
+
+def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainConfig | None = None) -> Plan:
+    """The Plan of training `config` on the Datasets `train` (val, test: checked against it).
+
+    resumed: the config of the checkpoint a run resumes from; it keeps that checkpoint's
+    schedule length (TrainConfig.with_fixed_schedule). Raises ValueError naming the setting that
+    does not fit: the loss, the batch size, validation data for patience, 64-bit JAX, the devices,
+    the device memory; with several processes first what differs between them (the config and
+    every data set, by CRC-32), so that no process fails a check its peers pass and leaves them
+    waiting.
+    """
+    config = config.with_auto_resolved(len(train), None if val is None else len(val)).with_fixed_schedule(resumed)
+    check_processes_agree(config, train=train, val=val, test=test)
+    spec = run_spec(config, train)
+    if config.batch_size > len(train):
+        raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
+                         f"got {config.batch_size}")
+    if (config.patience or config.restore_best) and val is None:
+        what = "patience (early stopping)" if config.patience else "restore_best"
+        raise ValueError(f"{what} needs validation data: set val_fraction > 0")
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
+    plan = plan_of(config, spec)  # ValueError: more devices than there are
+    parallel.check_batch(config.batch_size, plan.devices, config.accumulate)
+    check_memory(plan.memory, device_memory_limit())
+    return plan
+
+
+def plan_of(config: TrainConfig, spec: RunSpec) -> Plan:
+    """The Plan of `config` (resolved as plan_run resolves it) on data described by `spec`,
+    unchecked: what restoring a checkpoint (`spec_from_meta`) or a sweep's model needs."""
+    dp = parallel.data_parallel(config.devices)
+    feed = resolve_feed(config)
+    schedule, optimizer = build_optimizer(config, spec.sizes, max(spec.steps_per_epoch, 1))
+    memory = estimate_memory(config, spec, optimizer, feed=feed, devices=1 if dp is None else dp.size)
+    return Plan(config, spec, feed, dp, schedule, optimizer, memory)
+
+
+def resolve_feed(config: TrainConfig) -> str:
+    """`config.data_feed` with auto resolved: resident in one process, per_process with several."""
+    if config.data_feed != "auto":
+        return config.data_feed
+    return "per_process" if jax.process_count() > 1 else "resident"
+
+
+def resolve_loss(config: TrainConfig, data) -> str:
+    """The canonical loss name for this config and data set; ValueError when they do not fit."""
+    classification = data.num_classes is not None
+    name = config.loss
+    if name == "auto":
+        name = "softmax_cross_entropy" if classification else "mean_squared_error"
+    loss = get_loss(name)
+    if classification and loss.name == "mean_squared_error":
+        raise ValueError(f"loss mean_squared_error needs regression targets, but {data.name} is a "
+                         "classification set; use softmax_cross_entropy, multiclass_hinge or binary_logistic")
+    if not classification and loss.name != "mean_squared_error":
+        raise ValueError(f"loss {loss.name} needs class labels, but {data.name} is a regression set; "
+                         "use mean_squared_error")
+    if loss.name == "binary_logistic" and data.num_classes != 2:
+        raise ValueError(f"loss binary_logistic needs 2 classes, {data.name} has {data.num_classes}")
+    return loss.name
+
+
+def model_sizes(config: TrainConfig, data, loss: str) -> tuple[int, ...]:
+    """(d_in, *hidden, d_out): d_out is the class count, 1 for binary_logistic, k for (N, k) targets."""
+    if data.num_classes is None:
+        d_out = int(data.y.shape[1]) if data.y.ndim == 2 else 1
+    else:
+        d_out = 1 if loss == "binary_logistic" else int(data.num_classes)
+    return (int(data.x.shape[1]), *config.hidden, d_out)
+
+
+def run_spec(config: TrainConfig, train) -> RunSpec:
+    """The RunSpec of training `config` on the Dataset `train`."""
+    loss = resolve_loss(config, train)
+    n = len(train)
+    return RunSpec(loss, model_sizes(config, train, loss), n, n // config.batch_size,
+                   tuple(int(s) for s in np.shape(train.y)[1:]), train.num_classes is not None)
+
+
+def spec_from_meta(meta: dict, config: TrainConfig) -> RunSpec:
+    """The RunSpec a checkpoint was saved with, from its meta (checkpoints written before meta
+    held n_train and target_shape get n_train = steps * batch_size and a target shape inferred
+    from the loss: enough to rebuild the optimizer and the state's structure)."""
+    loss, sizes, steps = meta["loss"], tuple(meta["sizes"]), int(meta["steps_per_epoch"])
+    classification = loss != "mean_squared_error"
+    inferred = () if classification or sizes[-1] == 1 else (sizes[-1],)
+    return RunSpec(loss, sizes, int(meta.get("n_train", steps * config.batch_size)), steps,
+                   tuple(meta.get("target_shape", inferred)), classification)
+
+
+def check_processes_agree(config: TrainConfig, **splits) -> None:
+    """With several processes: ValueError unless all hold the same config and data sets."""
+    if jax.process_count() == 1:
+        return
+    shared = {k: v for k, v in config.to_dict().items() if k not in PER_HOST_FIELDS}
+    things = {"config": json.dumps(shared, sort_keys=True).encode()}
+    for name, data in splits.items():
+        if data is not None:
+            things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
+    distributed.assert_same_everywhere(**things)

@@ -1,0 +1,124 @@
+"""The one cache of built and compiled programs, and a run's own: `run_programs(plan)` ->
+`Programs`, the jitted init and the compiled epoch that `fit` and the benchmarks share.
+
+    programs = run_programs(plan)
+    state = programs.init(plan.place(run_keys(config.seed)[0]))
+    state, stats = programs.epoch(plan.place(epoch_key(train_key, 0)), state, x, y)
+
+`cached(key, build)` is the only place a program is kept for later: every key is explicit about
+what decides the program (the program config, the data's shapes and layout) and gets the JAX
+settings a trace reads (precision.ambient_settings) appended, so a program built under one
+setting is never handed out under another. `program_key` resets every config field that does
+not change the programs (config.HOST_ONLY_FIELDS), so fits that differ only in those (seed
+sweeps, a resume with more epochs) share one compile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Hashable, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxmlp.config import HOST_ONLY_FIELDS, TrainConfig
+from jaxmlp.precision import ambient_settings
+from jaxmlp.training.epoch import make_epoch
+from jaxmlp.training.plan import Plan
+from jaxmlp.training.state import init_state
+
+_PROGRAMS: dict[Hashable, Any] = {}
+MAX_PROGRAMS = 256  # the oldest go first beyond this (a long-lived process sweeping many shapes)
+
+
+def cached(key: tuple, build: Callable[[], Any]) -> Any:
+    """`build()`'s program, built once per `key` and the JAX settings in force."""
+    program = lookup(key)
+    return keep(key, build()) if program is None else program
+
+
+def lookup(key: tuple) -> Any | None:
+    """The program kept under `key` and the JAX settings in force, or None."""
+    return _PROGRAMS.get((*key, ambient_settings()))
+
+
+def keep(key: tuple, program: Any) -> Any:
+    """Keep `program` under `key` and the JAX settings in force; returns it."""
+    if len(_PROGRAMS) >= MAX_PROGRAMS:
+        del _PROGRAMS[next(iter(_PROGRAMS))]
+    _PROGRAMS[(*key, ambient_settings())] = program
+    return program
+
+
+def compiled(name: str, jitted: Callable, *args) -> Callable:
+    """`jitted` compiled ahead of time for arguments shaped like `args` (arrays or
+    ShapeDtypeStructs, their shardings included), once per process."""
+    specs = tuple(_shape_spec(a) for a in args)
+    return cached((name, jitted, specs), lambda: jitted.lower(*(jax.tree.unflatten(t, leaves)
+                                                                 for t, leaves in specs)).compile())
+
+
+def _shape_spec(tree) -> tuple:
+    """A hashable (treedef, ShapeDtypeStruct leaves) of a tree of arrays or ShapeDtypeStructs."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None))
+                          for a in leaves)
+
+
+class Programs(NamedTuple):
+    """A run's programs: init(key) -> TrainState (jitted); epoch(key, state, x, y) -> (state,
+    EpochStats), compiled for the feed's data shapes; compile_seconds: the epoch's compile time
+    (~0 when an earlier run compiled the same program). On several devices both take and return
+    replicated global arrays."""
+
+    init: Callable
+    epoch: Callable
+    compile_seconds: float
+
+
+def program_key(config: TrainConfig) -> TrainConfig:
+    """The part of a cache key that is the config: `config` with every field that does not change
+    the programs set to its default. Only a cosine schedule's length reads `epochs`: it becomes
+    `epochs` here, the rest resets."""
+    fields = TrainConfig.__dataclass_fields__
+    reset: dict[str, Any] = {name: fields[name].default for name in HOST_ONLY_FIELDS}
+    cosine = config.schedule in ("cosine", "warmup_cosine")
+    reset["epochs"] = config.schedule_length() if cosine else max(1, config.warmup_epochs)
+    reset["schedule_epochs"] = None
+    return dataclasses.replace(config, **reset)
+
+
+def run_programs(plan: Plan) -> Programs:
+    """The jitted init and the compiled epoch of `plan` (built by the first plan of their key)."""
+    key = (program_key(plan.config), plan.spec, plan.feed, plan.data_parallel)
+    dp = plan.data_parallel
+    init = cached(("init", key[0], plan.sizes, dp), lambda: jax.jit(lambda k: init_state(k, plan.config, plan.sizes, plan.optimizer),
+                                                 **(dp.jit_kwargs(1) if dp else {})))
+    t0 = time.perf_counter()
+    epoch = lookup(("epoch", *key))
+    if epoch is None:  # jitted with the state donated, on a mesh with its shardings; compiled for the data
+        jitted = jax.jit(make_epoch(plan), donate_argnums=(1,), **epoch_shardings(plan))
+        key_spec = jax.eval_shape(lambda: jax.random.key(0))
+        epoch = keep(("epoch", *key), jitted.lower(key_spec, plan.abstract_state(), *data_specs(plan)).compile())
+    return Programs(init, epoch, time.perf_counter() - t0)
+
+
+def epoch_shardings(plan: Plan) -> dict[str, Any]:
+    """jax.jit's in_shardings and out_shardings of the epoch on the plan's mesh ({} without one)."""
+    dp = plan.data_parallel
+    if dp is None:
+        return {}
+    data = dp.replicated if plan.feed == "resident" else dp.batch_sharding(axis=2)  # (S, K, B / K, ...)
+    return dict(in_shardings=(dp.replicated, dp.replicated, data, data), out_shardings=dp.replicated)
+
+
+def data_specs(plan: Plan) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+    """The epoch's (x, y) shapes: the training set (N, D) resident, or an epoch's minibatches
+    (S, K, B / K, D) fed per process; y int32 labels or targets in the config's dtype."""
+    config, spec = plan.config, plan.spec
+    lead = (spec.n_train,) if plan.feed == "resident" else (
+        spec.steps_per_epoch, config.accumulate, config.batch_size // config.accumulate)
+    dtype = np.dtype(config.dtype)
+    y_dtype = np.dtype(np.int32) if spec.classification else dtype
+    return (jax.ShapeDtypeStruct(lead + (spec.sizes[0],), dtype),
+            jax.ShapeDtypeStruct(lead + spec.target_shape, y_dtype))
