@@ -11,8 +11,9 @@ Workload: 784-512-512-10 relu, softmax cross-entropy, Adam lr 1e-3, fp32. One in
     c.accuracy()               test accuracy of the current params (untimed)
     c.close()                  drop the big references
 
-- JaxmlpContender: the trainer itself. `build_run` gives the very compiled epoch `fit` runs
-  (the same program, from the same cache), its Evaluator the test accuracy.
+- JaxmlpContender: the trainer itself. `plan_run` plans the run as `fit` does and
+  `run_programs` gives the very compiled epoch `fit` runs (the same program, from the same
+  cache); the plan's Evaluator gives the test accuracy.
 - TorchContender: PyTorch eager (or a torch.compile mode), the loop a PyTorch user writes.
 - SklearnContender: MLPClassifier with warm_start and max_iter=1: one fit() call is one epoch.
 
@@ -28,7 +29,7 @@ import jax
 import numpy as np
 
 from jaxmlp.config import TrainConfig
-from jaxmlp.training import Evaluator, build_run, check_data, run_spec
+from jaxmlp.training import Evaluator, plan_run, run_programs
 from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.state import epoch_key, run_keys
 
@@ -64,21 +65,21 @@ class JaxmlpContender:
         self.compile_s = None
 
     def setup(self, train, test) -> None:
-        check_data(self.config, train, None, test)
-        self.run = build_run(self.config, run_spec(self.config, train))  # fit's own program (cached)
-        self.compile_s = self.run.compile_seconds
-        self.x, self.y = self.run.place(host_arrays(train, np.dtype(self.config.dtype)))
-        self.evaluator = Evaluator(self.run)
+        self.plan = plan_run(self.config, train, None, test)  # fit's plan, its checks included
+        self.programs = run_programs(self.plan)  # fit's own programs (cached)
+        self.compile_s = self.programs.compile_seconds
+        self.x, self.y = self.plan.place(host_arrays(train, np.dtype(self.config.dtype)))
+        self.evaluator = Evaluator(self.plan)
         self.test_set = self.evaluator.eval_set(test)
-        self.samples_per_epoch = self.run.spec.steps_per_epoch * self.config.batch_size  # remainder dropped
+        self.samples_per_epoch = self.plan.spec.steps_per_epoch * self.config.batch_size  # remainder dropped
 
     def start(self, seed: int) -> None:
         init_key, self.train_key = run_keys(seed)
-        self.state = jax.block_until_ready(self.run.init(self.run.place(init_key)))
+        self.state = jax.block_until_ready(self.programs.init(self.plan.place(init_key)))
 
     def epoch(self, e: int) -> None:
-        run = self.run
-        self.state, stats = run.epoch(run.place(epoch_key(self.train_key, e)), self.state, self.x, self.y)
+        plan, programs = self.plan, self.programs
+        self.state, stats = programs.epoch(plan.place(epoch_key(self.train_key, e)), self.state, self.x, self.y)
         if not jax.device_get(stats).finite:  # waits for the epoch
             raise RuntimeError(f"{self.name} diverged in epoch {e + 1}")
 
@@ -86,7 +87,7 @@ class JaxmlpContender:
         return self.evaluator.metrics(self.state.params, *self.test_set)["accuracy"]
 
     def close(self) -> None:
-        del self.run, self.state, self.x, self.y, self.test_set, self.evaluator
+        del self.plan, self.programs, self.state, self.x, self.y, self.test_set, self.evaluator
 
 
 class TorchContender:

@@ -7,7 +7,7 @@
 Workload: real MNIST (60000 train / 10000 test), 784-512-512-10 relu, softmax cross-entropy,
 Adam lr 1e-3, fp32, batch 128. Contenders (scripts/_contenders.py):
 
-- jaxmlp-autodiff / jaxmlp-manual: the real trainer's scan-fused epoch as `build_run` gives it
+- jaxmlp-autodiff / jaxmlp-manual: the real trainer's scan-fused epoch as `run_programs` gives it
   (the same compiled program `fit` runs: one jitted lax.scan over the minibatches, params and
   optimizer state donated), with grad_method "autodiff" and "manual". Compile time is measured
   separately (AOT lower+compile). A final `fit()` run cross-checks that the end-to-end trainer
@@ -68,10 +68,10 @@ from _bench import (RESULTS, cpu_snapshot, foreign_cores, load_averages, log, me
 from _contenders import (HIDDEN, LR, JaxmlpContender, SklearnContender, TorchContender, mnist_config,  # noqa: E402
                          peers_of)
 from _cpu_report import plot_sweep, record_of, write_report  # noqa: E402
-from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
+from jaxmlp import fit, init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
-from jaxmlp.training import fit, program_key  # noqa: E402
+from jaxmlp.training import program_key  # noqa: E402
 from jaxmlp.training.feed import host_arrays  # noqa: E402
 
 GOALS = {"vs_sklearn": 2.5, "vs_torch": 2.0, "acc_points_vs_torch": 0.3, "ceiling_fraction": 0.8}
@@ -259,7 +259,7 @@ def compare(b: Bench) -> dict[str, dict]:
 
 def check_fit(b: Bench) -> dict | None:
     """The reference trainer end to end through fit(): the same compiled epoch as the contender
-    (build_run caches programs by program_key), so its epochs should time alike."""
+    (run_programs caches programs by program_key), so its epochs should time alike."""
     args = b.args
     if args.no_fit_check or not args.ref.startswith("jaxmlp-"):
         return None
@@ -311,7 +311,7 @@ def sweep_batches(b: Bench, main_runs: dict) -> dict[str, dict[int, dict]]:
 
 
 class BareScanContender:
-    """Diagnostic, deliberately NOT the trainer (so not build_run): the trainer's epoch without its
+    """Diagnostic, deliberately NOT the trainer (so not run_programs): the trainer's epoch without its
     divergence guard -- a plain jitted lax.scan of jaxmlp.loss_and_grad + an optax update over a
     fresh permutation (params donated). No accuracy."""
 

@@ -8,11 +8,11 @@ Parts:
   1. MNIST time-to-accuracy: data on the GPU, 784-512-512-10 relu, Adam 1e-3, batch 128, fp32,
      `--seeds` seeds: seconds of training until test accuracy >= `--target` (evaluated after every
      epoch, untimed), steady-state and with the one-time cost added. jaxmlp is the trainer's
-     scan-fused epoch as `build_run` compiles it for `fit` (scripts/_contenders.py); PyTorch eager
+     scan-fused epoch as `run_programs` compiles it for `fit` (scripts/_contenders.py); PyTorch eager
      (data on the GPU, the standard per-step loop) and `torch.compile` (each of
      `--torch-compile-modes` is tried and the faster steady-state epoch is kept for all seeds). The
      remainder batch is dropped by all. The one-time cost is measured on a throwaway run (seed
-     1000) and broken down: init (first init call - a later one), epoch compile (build_run's AOT
+     1000) and broken down: init (first init call - a later one), epoch compile (run_programs' AOT
      compile; torch.compile compiles inside the first epoch instead), evaluation compile (first
      evaluation - a later one) and first-epoch warm-up (epoch 1 - epoch 2).
   2. Wide-MLP throughput: sizes (W, W, W, W) (three W x W layers), softmax cross-entropy, Adam, one
@@ -58,10 +58,9 @@ from _bench import (RESULTS, environment, interleaved_medians, log, median_time,
 from _contenders import LR, JaxmlpContender, TorchContender, mnist_config  # noqa: E402
 from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
-from jaxmlp.training import build_run, check_data, run_spec  # noqa: E402
-from jaxmlp.training.epoch import make_epoch_fn  # noqa: E402
+from jaxmlp.training import make_epoch, plan_run  # noqa: E402
 from jaxmlp.training.feed import host_arrays  # noqa: E402
-from jaxmlp.training.state import epoch_key, run_keys  # noqa: E402
+from jaxmlp.training.state import epoch_key, init_state, run_keys  # noqa: E402
 
 JAX_PRECISION = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "default"}
 TORCH_PRECISION = {"fp32": "highest", "tf32": "high"}
@@ -344,20 +343,19 @@ def part_grad(args) -> dict:
 def vmapped_run(args, train):
     """(init(seeds) -> states, epoch(epoch keys, states, x, y), x, y): the trainer's run vmapped over seeds.
 
-    build_run gives the optimizer, schedule and jitted init (vmapped as they are); its compiled
-    epoch is fixed to one state and cannot be vmapped, so the epoch is the same make_epoch_fn that
-    build_run compiles, from the run's own optimizer and schedule (compile=False: the single-seed
-    epoch is not needed)."""
+    plan_run gives the optimizer, schedule and checks of `fit`; the init is the one run_programs
+    jits (init_state from the plan's optimizer), vmapped; run_programs' compiled epoch is fixed to
+    one state and cannot be vmapped, so the epoch is the same pure make_epoch(plan) that
+    run_programs jits and compiles (no run_programs here: the single-seed epoch is not needed)."""
     cfg = mnist_config(args.batch)
-    check_data(cfg, train)
-    run = build_run(cfg, run_spec(cfg, train), compile=False)
-    epoch_fn = make_epoch_fn(cfg, run.optimizer, run.schedule, loss=run.loss, n_train=run.spec.n_train)
-    x, y = run.place(host_arrays(train, np.float32))
+    plan = plan_run(cfg, train)
+    epoch_fn = make_epoch(plan)
+    x, y = plan.place(host_arrays(train, np.float32))
 
     @jax.jit
     def init(seeds):
         init_keys, train_keys = jax.vmap(run_keys)(seeds)
-        return jax.vmap(run.init)(init_keys), train_keys
+        return jax.vmap(lambda k: init_state(k, plan.config, plan.sizes, plan.optimizer))(init_keys), train_keys
 
     return init, jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, None, None)), donate_argnums=(1,)), x, y
 
@@ -441,7 +439,7 @@ def write(args, record: dict) -> None:
                  "torch.set_float32_matmul_precision). Time to accuracy: training seconds only (test evaluation "
                  "after each epoch is untimed), median over seeds; 'with compile' adds the one-time cost, measured on "
                  "a throwaway run and shown in its parts: init (first init call minus a later one), epoch compile "
-                 "(jaxmlp: build_run's AOT compile; torch.compile compiles in its first epoch), eval compile (first "
+                 "(jaxmlp: run_programs' AOT compile; torch.compile compiles in its first epoch), eval compile (first "
                  "evaluation minus a later one) and first epoch (epoch 1 minus epoch 2). Goal of part 4: 64 seeds in "
                  "<= 2.6x the epoch time of 1 seed. Raw timings in the JSON."
                  + (" SMOKE RUN (tiny sizes, not a benchmark)." if args.smoke else ""))

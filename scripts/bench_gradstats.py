@@ -152,20 +152,20 @@ def _variants(n_train: int):
                    "track_gradients": TrainConfig(track_gradients=True, **base)}
 
 
-def _step_calls(runs: dict, states: dict, x, y, key) -> dict:
+def _step_calls(plans: dict, states: dict, x, y, key) -> dict:
     """{name: a call of the trainer's step on one minibatch, jitted alone}: short calls that
     interleave finely, so another process's load hits every variant alike."""
     import jax
     import jax.numpy as jnp
 
     from jaxmlp.training.gradtrack import start_track
-    from jaxmlp.training.step import make_step_fn, start_carry
+    from jaxmlp.training.step import make_step, start_carry
 
     xb, yb = x[None, :TRAIN_BATCH], y[None, :TRAIN_BATCH]  # (1, B, D), (1, B)
     calls = {}
-    for name, run in runs.items():
-        step = jax.jit(make_step_fn(run.config, run.optimizer, loss=run.loss))
-        track = start_track(run.config, 1) if run.config.track_gradients else None
+    for name, plan in plans.items():
+        step = jax.jit(make_step(plan))
+        track = start_track(plan.config, 1) if plan.config.track_gradients else None
         carry = start_carry(states[name], track)
         calls[name] = (lambda s=step, c=carry: s(c, (jnp.int32(0), (xb, yb), key)))
         for _ in range(3):  # compile and warm up
@@ -178,33 +178,34 @@ def training_costs(repeats: int, n_train: int) -> dict:
     import jax
     import numpy as np
 
-    from jaxmlp.training import build_run, run_spec
+    from jaxmlp.training import plan_run, run_programs
     from jaxmlp.training.audit import GradientAudit
     from jaxmlp.training.feed import host_arrays
     from jaxmlp.training.state import epoch_key, run_keys
 
     train, variants = _variants(n_train)
-    runs = {name: build_run(config, run_spec(config, train)) for name, config in variants.items()}
-    states = {name: run.init(run_keys(0)[0]) for name, run in runs.items()}
+    plans = {name: plan_run(config, train) for name, config in variants.items()}
+    programs = {name: run_programs(plan) for name, plan in plans.items()}
+    states = {name: p.init(run_keys(0)[0]) for name, p in programs.items()}
     x, y = (jax.device_put(a) for a in host_arrays(train, np.float32))
     key = epoch_key(run_keys(0)[1], 0)
 
     def epoch(name):
         def call():
-            states[name], stats = runs[name].epoch(key, states[name], x, y)
+            states[name], stats = programs[name].epoch(key, states[name], x, y)
             return stats
         return call
 
     for name in variants:  # warm-up
         time_call(epoch(name))
     epochs = interleaved_medians({name: epoch(name) for name in variants}, repeats)
-    steps = interleaved_medians(_step_calls(runs, states, x, y, key), 20 * repeats)
-    audit = GradientAudit(runs["plain (jax.grad)"], train)
+    steps = interleaved_medians(_step_calls(plans, states, x, y, key), 20 * repeats)
+    audit = GradientAudit(plans["plain (jax.grad)"], train)
     params = states["plain (jax.grad)"].params
     audit_first = time_call(lambda: audit.check(params, 0))
     audit_median, audit_raw = median_time(lambda: audit.check(params, 1), repeats)
     return {"sizes": TRAIN_SIZES, "batch": TRAIN_BATCH, "n_train": n_train,
-            "compile_s": {name: run.compile_seconds for name, run in runs.items()},
+            "compile_s": {name: p.compile_seconds for name, p in programs.items()},
             "epochs": epochs, "epoch_ratios": _ratios(epochs), "steps": steps, "step_ratios": _ratios(steps),
             "audit_first_call_s": audit_first, "audit_median_s": audit_median, "audit_raw_s": audit_raw,
             "audit_fraction_of_epoch": audit_median / epochs["plain (jax.grad)"]["median_s"]}

@@ -6,8 +6,8 @@
     python scripts/bench_scale.py --parts accuracy --epochs 10 --name scale_cpu_large_batch    # MNIST on CPU
     python scripts/bench_scale.py --parts feed --name scale_cpu_feed                           # the feeds, on CPU
 
-Part "step": the trainer's own training step (`training.step.make_step_fn` with the optimizer,
-init and device mesh of a `build_run`: gather the batch, loss_and_grad under the precision
+Part "step": the trainer's own training step (`training.step.make_step` of a run's Plan, with its
+optimizer, init and device mesh: gather the batch, loss_and_grad under the precision
 policy, Adam update, finiteness check) on an MLP of `--layers`
 square `--width` x `--width` layers (default 4 x 8192; softmax cross-entropy over `--width`
 classes), batch `--batch` (default 16384), `--steps` per jitted call, for:
@@ -54,12 +54,13 @@ import jax.numpy as jnp  # noqa: E402
 
 from _bench import (REPO, environment, interleaved_medians, load_averages, log, markdown_table,  # noqa: E402
                     time_call, wait_for_quiet, write_results)
-from jaxmlp import parallel  # noqa: E402
+from jaxmlp import fit, parallel  # noqa: E402
 from jaxmlp.config import TrainConfig  # noqa: E402
-from jaxmlp.training import RunSpec, build_run, fit  # noqa: E402
+from jaxmlp.training import RunSpec, plan_of  # noqa: E402
 from jaxmlp.training.epoch import gather_batch  # noqa: E402
 from jaxmlp.training.optim import scaled_learning_rate  # noqa: E402
-from jaxmlp.training.step import make_step_fn, start_carry  # noqa: E402
+from jaxmlp.training.state import init_state  # noqa: E402
+from jaxmlp.training.step import make_step, start_carry  # noqa: E402
 
 ROWS = {  # name -> (trainer precision policy, matmul precision context around it or None)
     "fp32": ("highest", None),
@@ -85,9 +86,11 @@ def in_context(fn, matmul_precision):
 def make_train_steps(args, precision: str):
     """(run(carry) -> carry after `steps` trainer steps on one batch, carry0).
 
-    The optimizer, init and device mesh come from build_run; its compiled epoch does not serve
-    here (it gathers every step's batch from a resident training set, and a set of `steps` wide
-    batches would not fit), so the step is jitted in a fori_loop over one fixed batch.
+    The optimizer and device mesh come from the run's Plan (plan_of), the init is the one
+    run_programs jits (init_state from the plan's optimizer, replicated on the mesh); the compiled
+    epoch of run_programs does not serve here (it gathers every step's batch from a resident
+    training set, and a set of `steps` wide batches would not fit), so the step is jitted in a
+    fori_loop over one fixed batch.
     """
     width, batch = args.width, args.batch
     sizes = (width,) * (args.layers + 1)
@@ -95,20 +98,21 @@ def make_train_steps(args, precision: str):
                          precision=precision, devices=args.devices, grad_method=args.grad_method)
     # one random batch stands for the data set: n_train = batch, one step per epoch
     spec = RunSpec("softmax_cross_entropy", sizes, batch, 1, (), True)
-    run = build_run(config, spec, compile=False)
-    step = make_step_fn(config, run.optimizer, loss=run.loss, data_parallel=run.data_parallel)
+    plan = plan_of(config, spec)
+    dp = plan.data_parallel
+    step = make_step(plan)
+    init = jax.jit(lambda k: init_state(k, plan.config, plan.sizes, plan.optimizer), **(dp.jit_kwargs(1) if dp else {}))
     kx, ky, kp = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (batch, width), jnp.float32)
     y = jax.random.randint(ky, (batch,), 0, width, jnp.int32)
     idx = jnp.arange(batch, dtype=jnp.int32)
-    x, y, idx, carry = run.place((x, y, idx, start_carry(run.init(run.place(kp)))))
+    x, y, idx, carry = plan.place((x, y, idx, start_carry(init(plan.place(kp)))))
 
     def steps(carry, x, y, idx):
         key = jax.random.key(1)
         return jax.lax.fori_loop(0, args.steps, lambda i, c: step(c, (i, gather_batch(x, y, idx),
                                                                        jax.random.fold_in(key, i))), carry)
 
-    dp = run.data_parallel
     jitted = jax.jit(steps, **(dp.jit_kwargs(4) if dp else {}))
     return (lambda c: jitted(c, x, y, idx)), carry
 

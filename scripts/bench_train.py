@@ -6,8 +6,8 @@
     python scripts/bench_train.py --n-train 4096 --batch-sizes 256 --repeats 1 --out /tmp/train_smoke.json  # smoke
 
 Model 784-512-512-10 relu, softmax cross-entropy, Adam; 60,000 training examples on the device.
-Both variants run the trainer's step (`training.step.make_step_fn`, divergence flag included) with
-the optimizer of one `build_run`: the fused one is the run's compiled epoch (`lax.scan` of the step
+Both variants run the trainer's step (`training.step.make_step`, divergence flag included) of one
+`plan_run` Plan: the fused one is the run's compiled epoch from `run_programs` (`lax.scan` of the step
 inside ONE jitted call: the program `fit` runs), the baseline one jitted call per minibatch from a
 Python loop (params and optimizer state donated in both). Each variant is compiled first (compile
 time reported separately), warmed up for one epoch, then timed over `--repeats` epochs with
@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 from _bench import REPO, environment, synthetic_mnist, time_call  # noqa: E402
 from jaxmlp.config import TrainConfig  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
-from jaxmlp.training import Run, build_run, check_data, run_spec  # noqa: E402
-from jaxmlp.training.epoch import epoch_plan, gather_batch  # noqa: E402
+from jaxmlp.training import Plan, Programs, plan_run, run_programs  # noqa: E402
+from jaxmlp.training.epoch import epoch_order, gather_batch  # noqa: E402
 from jaxmlp.training.feed import host_arrays  # noqa: E402
 from jaxmlp.training.state import TrainState, epoch_key, run_keys  # noqa: E402
-from jaxmlp.training.step import make_step_fn, start_carry  # noqa: E402
+from jaxmlp.training.step import make_step, start_carry  # noqa: E402
 
 
 def load_data(args) -> tuple[Dataset, str]:
@@ -57,35 +57,35 @@ def load_data(args) -> tuple[Dataset, str]:
     return train, what
 
 
-def scan_epochs(run: Run, x, y, train_key):
+def scan_epochs(plan: Plan, programs: Programs, x, y, train_key):
     """(epoch(state, e) -> state, compile s): the run's compiled epoch, one call per epoch."""
     def epoch(state, e):
-        return run.epoch(run.place(epoch_key(train_key, e)), state, x, y)[0]
+        return programs.epoch(plan.place(epoch_key(train_key, e)), state, x, y)[0]
 
-    return epoch, run.compile_seconds
+    return epoch, programs.compile_seconds
 
 
-def per_step_epochs(run: Run, x, y, train_key):
+def per_step_epochs(plan: Plan, x, y, train_key):
     """(epoch(state, e) -> state, compile s): the baseline, deliberately not the compiled epoch --
-    the same step (make_step_fn with the run's optimizer) as one jitted call per minibatch from a
-    Python loop. The step indexes this epoch's plan (rows, keys) on the device, so each minibatch
-    is one dispatch."""
-    n, batch = run.spec.n_train, run.config.batch_size
-    steps = run.spec.steps_per_epoch
+    the same step (make_step of the run's plan, its optimizer included) as one jitted call per
+    minibatch from a Python loop. The step indexes this epoch's order (rows, keys) on the device,
+    so each minibatch is one dispatch."""
+    n, batch = plan.spec.n_train, plan.config.batch_size
+    steps = plan.spec.steps_per_epoch
     t0 = time.perf_counter()
-    step = make_step_fn(run.config, run.optimizer, loss=run.loss)
-    step_jit = jax.jit(lambda carry, x, y, plan, i: step(carry, (i, gather_batch(x, y, plan[1][i]), plan[2][i])),
+    step = make_step(plan)
+    step_jit = jax.jit(lambda carry, x, y, order, i: step(carry, (i, gather_batch(x, y, order[1][i]), order[2][i])),
                        donate_argnums=(0,))
-    plan_compiled = jax.jit(lambda key: epoch_plan(key, n, batch)).lower(epoch_key(train_key, 0)).compile()
-    carry_spec = jax.eval_shape(start_carry, run.abstract_state())
-    step_compiled = step_jit.lower(carry_spec, x, y, plan_compiled(epoch_key(train_key, 0)), np.int32(0)).compile()
+    order_compiled = jax.jit(lambda key: epoch_order(key, n, batch)).lower(epoch_key(train_key, 0)).compile()
+    carry_spec = jax.eval_shape(start_carry, plan.abstract_state())
+    step_compiled = step_jit.lower(carry_spec, x, y, order_compiled(epoch_key(train_key, 0)), np.int32(0)).compile()
     compile_s = time.perf_counter() - t0
 
     def epoch(state, e):
-        plan = plan_compiled(epoch_key(train_key, e))
+        order = order_compiled(epoch_key(train_key, e))
         carry = start_carry(state)
         for i in range(steps):  # the Python loop: one dispatch per minibatch
-            carry = step_compiled(carry, x, y, plan, np.int32(i))
+            carry = step_compiled(carry, x, y, order, np.int32(i))
         return TrainState(carry.params, carry.opt_state, state.step + steps)
 
     return epoch, compile_s
@@ -111,12 +111,13 @@ def time_variants(epochs: dict, states: dict, repeats: dict[str, int]) -> tuple[
 def bench_batch(train: Dataset, batch: int, repeats: int, step_repeats: int) -> dict:
     cfg = TrainConfig(hidden=(512, 512), batch_size=batch, optimizer="adam", learning_rate=1e-3, dropout=0.0,
                       checkpoint_every=0)
-    check_data(cfg, train)
-    run = build_run(cfg, run_spec(cfg, train))
-    x, y = run.place(host_arrays(train, np.float32))
+    plan = plan_run(cfg, train)
+    programs = run_programs(plan)
+    x, y = plan.place(host_arrays(train, np.float32))
     init_key, train_key = run_keys(0)
-    variants = {"scan": scan_epochs(run, x, y, train_key), "per_step": per_step_epochs(run, x, y, train_key)}
-    states = {name: run.init(run.place(init_key)) for name in variants}
+    variants = {"scan": scan_epochs(plan, programs, x, y, train_key),
+                "per_step": per_step_epochs(plan, x, y, train_key)}
+    states = {name: programs.init(plan.place(init_key)) for name in variants}
     load_before = os.getloadavg()
     warm, times = time_variants({name: v[0] for name, v in variants.items()}, states,
                                 {"scan": repeats, "per_step": step_repeats})
@@ -126,7 +127,7 @@ def bench_batch(train: Dataset, batch: int, repeats: int, step_repeats: int) -> 
     if step_repeats == repeats:
         same = all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in
                    zip(jax.tree.leaves(states["scan"].params), jax.tree.leaves(states["per_step"].params)))
-    steps = run.spec.steps_per_epoch
+    steps = plan.spec.steps_per_epoch
     med = {name: statistics.median(t) for name, t in times.items()}
     return {
         "batch_size": batch, "steps_per_epoch": steps, "examples_per_epoch": steps * batch,
