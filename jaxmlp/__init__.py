@@ -4,6 +4,10 @@
     params = jaxmlp.init_mlp(jax.random.key(0), (784, 512, 10))   # [Layer(W, b), Layer(W, b)]
     scores = jaxmlp.mlp_apply(params, x)                          # (B, 784) -> (B, 10)
     loss, grads = jaxmlp.loss_and_grad(params, x, y, method="manual")
+    params, history = jaxmlp.fit(jaxmlp.TrainConfig(hidden=(100,)), splits.train, splits.val)
+
+The trainer's one public way in is here (fit, plan_run, evaluate, predict, sweep); the parts a
+run is made of are in `jaxmlp.training`, documented module by module.
 
 The public names below are imported from their modules on first use (PEP 562), so `import
 jaxmlp` (and the `jaxmlp` command's --help) does not import JAX.
@@ -21,14 +25,15 @@ _PUBLIC = {  # module -> the names it exports here
     "jaxmlp.data": ("DataError", "Dataset", "DataSplits", "load_dataset", "from_arrays", "read_idx",
                     "load_idx_dataset", "load_cifar10", "load_npz", "load_csv", "spiral", "checkerboard", "circles",
                     "moons", "blobs", "teacher", "sin_1d", "standardize", "stratified_split"),
-    "jaxmlp.metrics": ("activation_stats", "dataset_activation_stats", "dead_fraction", "saturation_fraction",
-                       "layer_grad_norms", "loss_grad_and_stats"),
+    "jaxmlp.metrics": ("activation_stats", "dead_fraction", "saturation_fraction", "layer_grad_norms",
+                       "loss_grad_and_stats"),
+    "jaxmlp.dataset_metrics": ("dataset_activation_stats",),
     "jaxmlp.config": ("TrainConfig",),
     "jaxmlp.training.fit": ("fit",),
     "jaxmlp.training.evaluate": ("evaluate", "predict"),
     "jaxmlp.training.plan": ("Plan", "plan_run"),
     "jaxmlp.training.history": ("History", "Callback"),
-    "jaxmlp.training.state": ("TrainingDiverged",),
+    "jaxmlp.training.policy": ("TrainingDiverged",),
     "jaxmlp.training.audit": ("GradientAuditFailed",),
     "jaxmlp.sweeps": ("sweep", "SweepResult", "ModelResult"),
     "jaxmlp.parallel": ("DataParallel", "data_parallel", "make_mesh"),

@@ -13,6 +13,7 @@ them all. On CPU, collectives use gloo.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 import threading
@@ -21,7 +22,7 @@ import zlib
 import jax
 import numpy as np
 
-from jaxmlp.config import DISTRIBUTED_TIMEOUT
+from jaxmlp.config import DISTRIBUTED_TIMEOUT, PER_HOST_FIELDS
 
 EXIT_TIMEOUT = 1  # exit status of a process whose peers did not join in time
 ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -79,18 +80,11 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     if settings is None or settings[1] == 1:
         return False
     coordinator, num_processes, process_id = settings
-    is_initialized = getattr(jax.distributed, "is_initialized", None)
-    if is_initialized is not None and is_initialized():  # started before (e.g. by the caller)
-        if (jax.process_count(), jax.process_index()) != (num_processes, process_id):
-            raise DistributedError(f"jax.distributed is already running as process {jax.process_index()} of "
-                                   f"{jax.process_count()}, not {process_id} of {num_processes}")
+    if _already_running_as(num_processes, process_id):
         return True
     if timeout <= 0:
         raise ValueError(f"distributed timeout must be > 0 seconds, got {timeout}")
-    try:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    except (AttributeError, ValueError):  # a JAX without the option: its default
-        pass
+    _use_gloo_on_cpu()
     seconds = max(1, int(round(timeout)))
     backstop = seconds + 5 if exit_on_timeout else seconds
     wanted = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
@@ -112,6 +106,26 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     finally:
         watchdog.cancel()
     return True
+
+
+def _already_running_as(num_processes: int, process_id: int) -> bool:
+    """True when jax.distributed was started before (e.g. by the caller) as this very process of
+    this many; DistributedError when it runs as another one; False when it is not running."""
+    is_initialized = getattr(jax.distributed, "is_initialized", None)
+    if is_initialized is None or not is_initialized():
+        return False
+    if (jax.process_count(), jax.process_index()) != (num_processes, process_id):
+        raise DistributedError(f"jax.distributed is already running as process {jax.process_index()} of "
+                               f"{jax.process_count()}, not {process_id} of {num_processes}")
+    return True
+
+
+def _use_gloo_on_cpu() -> None:
+    """Collectives between processes on CPU go through gloo, whatever this JAX's default is."""
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):  # a JAX without the option: its default
+        pass
 
 
 def _exit_now(message: str) -> None:
@@ -169,3 +183,14 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def check_same_run(config, **splits) -> None:
+    """With several processes: ValueError unless all hold the same TrainConfig (but for its
+    PER_HOST_FIELDS) and the same data sets `splits` (name -> Dataset or None), by CRC-32."""
+    if jax.process_count() == 1:
+        return
+    shared = {k: v for k, v in config.to_dict().items() if k not in PER_HOST_FIELDS}
+    things = {"config": json.dumps(shared, sort_keys=True).encode()}
+    for name, data in splits.items():
+        if data is not None:
+            things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
+    assert_same_everywhere(**things)

@@ -113,6 +113,25 @@ def get_loss(name: str | Loss) -> Loss:
     return LOSSES[key]
 
 
+def loss_for(name: str, num_classes: int | None, data_name: str) -> Loss:
+    """The loss `name` (auto: softmax_cross_entropy for class labels, mean_squared_error for
+    targets) for a data set with `num_classes` classes (None: regression targets); ValueError
+    naming the data set when they do not fit."""
+    classification = num_classes is not None
+    if name == "auto":
+        name = "softmax_cross_entropy" if classification else "mean_squared_error"
+    loss = get_loss(name)
+    if classification and loss.name == "mean_squared_error":
+        raise ValueError(f"loss mean_squared_error needs regression targets, but {data_name} is a "
+                         "classification set; use softmax_cross_entropy, multiclass_hinge or binary_logistic")
+    if not classification and loss.name != "mean_squared_error":
+        raise ValueError(f"loss {loss.name} needs class labels, but {data_name} is a regression set; "
+                         "use mean_squared_error")
+    if loss.name == "binary_logistic" and num_classes != 2:
+        raise ValueError(f"loss binary_logistic needs 2 classes, {data_name} has {num_classes}")
+    return loss
+
+
 def predict_classes(scores):
     """Class indices (N,) from scores (N, C): argmax, or score > 0 for one binary score (C == 1).
 

@@ -32,7 +32,7 @@ def leaves_equal(a, b) -> bool:
 
 
 def _state(config: TrainConfig, sizes, seed=0):
-    _, optimizer = train.build_optimizer(config, sizes, 7)
+    _, optimizer = train.build_optimizer(config, 7)
     state = train.init_state(jax.random.key(seed), config, sizes, optimizer)
     return state, train.abstract_state(config, sizes, optimizer)
 

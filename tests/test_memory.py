@@ -23,13 +23,13 @@ def _bytes(tree) -> int:
 def test_params_optimizer_and_data_are_counted_exactly(activation, optimizer):
     config = TrainConfig(hidden=(16, 8), activation=activation, optimizer=optimizer)
     spec = run_spec(config, TRAIN)
-    _, opt = build_optimizer(config, spec.sizes, spec.steps_per_epoch)
+    _, opt = build_optimizer(config, spec.steps_per_epoch)
     state = init_state(jax.random.key(0), config, spec.sizes, opt)
     estimate = plan_of(config, spec).memory  # the run's own: resident, one device
     assert estimate.params == _bytes(state.params)
     assert estimate.optimizer == _bytes(state.opt_state)
     assert estimate.data == TRAIN.x.nbytes + 300 * 4  # x float32 and int32 labels
-    fed = estimate_memory(config, spec, opt, feed="per_process", devices=2)
+    fed = estimate_memory(config, spec, jax.eval_shape(lambda: state), feed="per_process", devices=2)
     b = config.batch_size
     assert fed.data == 2 * (300 // b) * b * (2 + 1) * 4 // 2  # two epochs' batches, half per device
 

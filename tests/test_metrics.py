@@ -1,4 +1,4 @@
-"""metrics.py: dead units, saturation, gradient norms, batching, and the one-pass convenience.
+"""metrics.py and dataset_metrics.py: dead units, saturation, gradient norms, batching, and the one-pass convenience.
 
 Forward passes and references run under jax.jit: eager JAX compiles every op separately,
 which would dominate the run time of these small tests.
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jaxmlp.backprop import forward, loss_and_grad
-from jaxmlp.metrics import (activation_stats, dataset_activation_stats, dead_fraction, empty_tally,
-                            layer_grad_norms, loss_grad_and_stats, merge_tallies, saturation_fraction,
-                            summarize, tally_activations)
+from jaxmlp.dataset_metrics import dataset_activation_stats
+from jaxmlp.metrics import (activation_stats, dead_fraction, empty_tally, layer_grad_norms, loss_grad_and_stats,
+                            merge_tallies, saturation_fraction, summarize, tally_activations)
 from jaxmlp.mlp import Layer
 
 
@@ -188,7 +188,8 @@ def test_dataset_stats_equals_full_batch_gradient_and_tally(x64):
     import numpy as np
 
     from jaxmlp import init_mlp, loss_and_grad, spiral
-    from jaxmlp.metrics import dataset_activation_stats, dataset_stats, layer_grad_norms
+    from jaxmlp.dataset_metrics import dataset_activation_stats, dataset_stats
+    from jaxmlp.metrics import layer_grad_norms
     from jaxmlp.batching import pad_rows
 
     params = init_mlp(jax.random.key(0), (2, 16, 16, 3), activation="leaky_relu", dtype=jnp.float64)

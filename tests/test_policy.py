@@ -4,7 +4,7 @@ from __future__ import annotations
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.history import History, Watch
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due
-from jaxmlp.training.state import TrainingDiverged
+from jaxmlp.training.policy import TrainingDiverged
 
 
 def test_eval_due_every_n_epochs_and_the_last():

@@ -164,7 +164,7 @@ def test_weight_decay_touches_weights_only(optimizer):
     params = init_mlp(jax.random.key(0), (3, 4, 2), activation="prelu")
     params = [Layer(p.W, p.b + 1.0, None if p.alpha is None else p.alpha + 1.0) for p in params]  # nonzero b, alpha
     cfg = TrainConfig(optimizer=optimizer, weight_decay=0.1, activation="prelu", learning_rate=0.1)
-    opt = train.make_optimizer(cfg, optax.constant_schedule(0.1), params)
+    opt = train.make_optimizer(cfg, optax.constant_schedule(0.1))
     zero_grads = jax.tree.map(jnp.zeros_like, params)
     updates, _ = opt.update(zero_grads, opt.init(params), params)
     for layer in updates:
@@ -176,7 +176,7 @@ def test_weight_decay_touches_weights_only(optimizer):
 def test_gradient_clipping_is_first_in_the_chain():
     params = init_mlp(jax.random.key(0), (3, 4, 2))
     cfg = TrainConfig(optimizer="sgd", learning_rate=1.0, clip_norm=0.5)
-    opt = train.make_optimizer(cfg, optax.constant_schedule(1.0), params)
+    opt = train.make_optimizer(cfg, optax.constant_schedule(1.0))
     big = jax.tree.map(lambda p: jnp.full_like(p, 100.0), params)
     updates, _ = opt.update(big, opt.init(params), params)
     assert float(optax.tree.norm(updates)) == pytest.approx(0.5, rel=1e-5)
@@ -205,7 +205,7 @@ def test_nan_batch_stops_the_run_and_the_last_good_checkpoint_loads(tmp_path):
 
     assert ckpt.latest_epoch() == 2  # nothing was written for the diverged epoch
     sizes = (2, 100, 3)
-    _, optimizer = train.build_optimizer(cfg, sizes, 7)
+    _, optimizer = train.build_optimizer(cfg, 7)
     restored = ckpt.restore(train.abstract_state(cfg, sizes, optimizer))
     assert leaves_equal(restored.state.params, good_params)
     assert restored.meta["epoch"] == 2
@@ -348,7 +348,7 @@ def test_track_activations_records_exact_dead_fractions_and_grad_norms():
     params, history = jaxmlp.fit(config, SPLITS.train)
     records = history.records()
     assert records[0].get("dead_fraction") is None and records[1]["dead_fraction"] is not None  # eval epochs 2, 3
-    expected = metrics.dataset_activation_stats(params, jnp.asarray(SPLITS.train.x), activation="relu")
+    expected = jaxmlp.dataset_activation_stats(params, jnp.asarray(SPLITS.train.x), activation="relu")
     np.testing.assert_allclose(records[-1]["dead_fraction"], expected["dead_fraction"])
     _, grads = loss_and_grad(params, jnp.asarray(SPLITS.train.x), jnp.asarray(SPLITS.train.y))
     np.testing.assert_allclose(records[-1]["grad_norm"], metrics.layer_grad_norms(grads), rtol=1e-4)

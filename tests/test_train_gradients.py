@@ -15,6 +15,7 @@ from jaxmlp.gradstats import gradient_stats
 from jaxmlp.mlp import init_mlp
 from jaxmlp import fit
 from jaxmlp.training.gradtrack import PERCENTILES, make_tracked_step, start_track, track_summary
+from jaxmlp.training.plan import RunSpec, plan_of
 
 QUIET = ["--quiet", "--no-plots"]
 SPIRAL = load_dataset("spiral")
@@ -32,7 +33,8 @@ def test_tracked_step_is_the_manual_step_plus_statistics():
     params = init_mlp(jax.random.key(0), sizes, activation="prelu")
     x, y = random_problem(jax.random.key(1), sizes, "softmax_cross_entropy", 16, jnp.float32)
     key = jax.random.key(2)
-    tracked = jax.jit(make_tracked_step(config, loss="softmax_cross_entropy"))
+    plan = plan_of(config, RunSpec("softmax_cross_entropy", sizes, 16, 1, (), True))
+    tracked = jax.jit(make_tracked_step(plan))
     value, grads, track = tracked(start_track(config, steps=3), 1, params, x[None], y[None], key)
     want_value, want_grads = loss_and_grad(params, x, y, activation="prelu", l2=0.01, dropout=0.3, key=key,
                                            method="manual")

@@ -15,7 +15,8 @@ from jaxmlp.data import load_dataset
 from jaxmlp import evaluate, fit
 from jaxmlp.training import Evaluator, plan_of, plan_run, run_programs, run_spec
 from jaxmlp.training.epoch import epoch_order, gather_batch
-from jaxmlp.training.feed import Feeder, host_arrays
+from jaxmlp.training.evaluate import host_arrays
+from jaxmlp.training.feed import Feeder
 from jaxmlp.training.optim import OPTIMIZERS
 from jaxmlp.training.plan import spec_from_meta
 from jaxmlp.training.state import epoch_key, run_keys

@@ -122,6 +122,21 @@ def load_csv(
     """
     check_task(task)
     path = Path(path)
+    rows = _read_rows(path)
+    names, body = _header_and_body(path, rows, header)
+    first_line, first = rows[0]
+    width = len(first)
+    if width < 2:
+        raise DataError(f"{path}: line {first_line} has {width} column(s); need features and a label")
+    label_idx = _label_index(label_column, names, width, path)
+
+    values = _parse_cells(path, body, width, first_line, names)
+    y, num_classes = _targets(path, values[:, label_idx], body, label_idx, task)
+    return from_arrays(np.delete(values, label_idx, axis=1), y, name=str(path), num_classes=num_classes)
+
+
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The file's non-blank rows as (1-based line number, cells); DataError when there are none."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = [(i, row) for i, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
@@ -131,27 +146,36 @@ def load_csv(
         raise DataError(f"{path}: cannot read as CSV text ({exc})") from None
     if not rows:
         raise DataError(f"{path}: empty data set (no rows)")
+    return rows
 
-    first_line, first = rows[0]
+
+def _header_and_body(
+    path: Path, rows: list[tuple[int, list[str]]], header: bool | None
+) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """(column names, or None without a header row; the data rows) of `_read_rows`' rows.
+
+    header None: the first row is a header when any of its cells is not a number.
+    """
+    first = rows[0][1]
     if header is None:
         header = any(_parse_number(c) is None for c in first)
     names = [c.strip() for c in first] if header else None
     body = rows[1:] if header else rows
     if not body:
         raise DataError(f"{path}: empty data set (a header but no data rows)")
-    width = len(first)
-    if width < 2:
-        raise DataError(f"{path}: line {first_line} has {width} column(s); need features and a label")
-    label_idx = _label_index(label_column, names, width, path)
+    return names, body
 
-    values = _parse_cells(path, body, width, first_line, names)
-    labels = values[:, label_idx]
+
+def _targets(
+    path: Path, labels: np.ndarray, body: list[tuple[int, list[str]]], label_idx: int, task: str
+) -> tuple[np.ndarray, int | None]:
+    """(y, num_classes) from the label column `labels` (rows,) float64, by `interpret_targets`'
+    rules; an error names the offending row by its line in the file."""
     if whole_numbers(labels).all():  # a csv has no dtypes: a column of whole numbers is integer
         labels = labels.astype(np.int64)
-    y, num_classes = interpret_targets(
+    return interpret_targets(
         labels, name=str(path), task=task, row=lambda r: f"line {body[r][0]}, column {label_idx + 1}"
     )
-    return from_arrays(np.delete(values, label_idx, axis=1), y, name=str(path), num_classes=num_classes)
 
 
 def _parse_cells(

@@ -36,21 +36,10 @@ VALID_SPECS = (*SYNTHETIC_DATASETS, *NAMED_DATASETS, *(f"{p}:PATH" for p in FILE
 _TRAIN, _TEST, _SUBSAMPLE, _VAL = 0, 1, 2, 3
 
 
-def load_dataset(
-    spec: str,
-    *,
-    data_dir: str | None = None,
-    download: bool = False,
-    cache_dir: str | None = None,
-    seed: int = 0,
-    val_fraction: float | None = 0.0,
-    standardize: bool = False,
-    n_samples: int | None = None,
-    label_column: str | int | None = None,
-    task: str = "auto",
-    download_timeout: float = DOWNLOAD_TIMEOUT,
-    download_progress: Progress | None = None,
-) -> DataSplits:
+def load_dataset(spec: str, *, data_dir: str | None = None, download: bool = False, cache_dir: str | None = None,
+                 seed: int = 0, val_fraction: float | None = 0.0, standardize: bool = False,
+                 n_samples: int | None = None, label_column: str | int | None = None, task: str = "auto",
+                 download_timeout: float = DOWNLOAD_TIMEOUT, download_progress: Progress | None = None) -> DataSplits:
     """Loads a data set by spec and returns ``DataSplits(train, val, test)``.
 
     Args:
@@ -84,6 +73,20 @@ def load_dataset(
 
     Features are (N, D) float32; images are scaled to [0, 1] and flattened.
     """
+    _check_arguments(spec, val_fraction, n_samples, label_column, task, download_timeout)
+    root = jax.random.key(seed)
+    if spec in SYNTHETIC_DATASETS:
+        train, test = _synthetic_splits(spec, root, seed, n_samples)
+    else:
+        train, test = _stored_splits(spec, root, n_samples, label_column, task, data_dir=data_dir, download=download,
+                                     cache_dir=cache_dir, timeout=download_timeout, progress=download_progress)
+    _check_fixed_task(spec, train, task)
+    return _val_and_standardized(root, train, test, val_fraction, standardize)
+
+
+def _check_arguments(spec: str, val_fraction: float | None, n_samples: int | None, label_column: str | int | None,
+                     task: str, download_timeout: float) -> None:
+    """DataError for an argument of `load_dataset` that is out of range or does not apply to `spec`."""
     if not isinstance(spec, str):
         raise DataError(f"data set spec must be a string, got {type(spec).__name__}")
     if val_fraction is not None and not 0.0 <= val_fraction < 1.0:
@@ -92,28 +95,43 @@ def load_dataset(
         raise DataError(f"n_samples must be a positive int or None, got {n_samples!r}")
     check_task(task)
     check_timeout(download_timeout)
-    prefix, _, rest = spec.partition(":")
-    if label_column is not None and prefix != "csv":
+    if label_column is not None and spec.partition(":")[0] != "csv":
         raise DataError(f"label_column applies only to csv:FILE data, not {spec!r}")
-    root = jax.random.key(seed)
 
-    if spec in SYNTHETIC_DATASETS:
-        default_n, make = SYNTHETIC_DATASETS[spec]
-        n = n_samples or default_n
-        train = make(jax.random.fold_in(root, _TRAIN), n, seed)
-        test = make(jax.random.fold_in(root, _TEST), n, seed)
+
+def _synthetic_splits(spec: str, root: jax.Array, seed: int, n_samples: int | None) -> tuple[Dataset, Dataset]:
+    """(train, test) of a synthetic set, n_samples (else the set's default) examples each."""
+    default_n, make = SYNTHETIC_DATASETS[spec]
+    n = n_samples or default_n
+    train = make(jax.random.fold_in(root, _TRAIN), n, seed)
+    test = make(jax.random.fold_in(root, _TEST), n, seed)
+    return train, test
+
+
+def _stored_splits(
+    spec: str, root: jax.Array, n_samples: int | None, label_column: str | int | None, task: str, **fetch
+) -> tuple[Dataset, Dataset | None]:
+    """(train, test) of a named set or a path spec, train cut to a stratified n_samples subset.
+
+    fetch: `load_named`'s keyword arguments (data_dir, download, cache_dir, timeout, progress).
+    """
+    prefix, _, rest = spec.partition(":")
+    if spec in NAMED_DATASETS:
+        train, test = load_named(spec, **fetch)
+    elif prefix in FILE_PREFIXES and rest:
+        train, test = _load_file_spec(prefix, Path(rest).expanduser(), label_column, task)
     else:
-        if spec in NAMED_DATASETS:
-            train, test = load_named(spec, data_dir=data_dir, download=download, cache_dir=cache_dir,
-                                     timeout=download_timeout, progress=download_progress)
-        elif prefix in FILE_PREFIXES and rest:
-            train, test = _load_file_spec(prefix, Path(rest).expanduser(), label_column, task)
-        else:
-            raise DataError(f"unknown data set {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
-        if n_samples is not None:
-            train = subsample(jax.random.fold_in(root, _SUBSAMPLE), train, n_samples)
-    _check_fixed_task(spec, train, task)
+        raise DataError(f"unknown data set {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
+    if n_samples is not None:
+        train = subsample(jax.random.fold_in(root, _SUBSAMPLE), train, n_samples)
+    return train, test
 
+
+def _val_and_standardized(
+    root: jax.Array, train: Dataset, test: Dataset | None, val_fraction: float | None, standardize: bool
+) -> DataSplits:
+    """The splits, a val split carved out of train (val_fraction None: auto, by train's size)
+    and, with `standardize`, all of them scaled by train's per-feature mean and std."""
     val = None
     if val_fraction is None:
         val_fraction = auto_val_fraction(len(train))

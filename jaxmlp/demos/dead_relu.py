@@ -18,7 +18,7 @@ import numpy as np
 from jaxmlp.data.synthetic import spiral
 from jaxmlp.demos.common import integer_ticks, new_figure, save_figure
 from jaxmlp.demos.gd import accuracy_of, predict_sets, train_full_batch
-from jaxmlp.metrics import dataset_activation_stats
+from jaxmlp.dataset_metrics import dataset_activation_stats
 from jaxmlp.types import Array
 
 NAME = "dead-relu"
@@ -55,7 +55,7 @@ def run(key: Array, out_dir: Path, *, quick: bool = False) -> dict:
             "verdict": verdict, "dead_fraction_initial": dead[0], "dead_fraction_final": dead[-1],
             "dead_fraction_max": dead.max(axis=0), "train_accuracy": accuracy_of(pred, y),
             "final_loss": float(losses[-1]),
-            # the trained params, checked in batches of 64 (metrics.dataset_activation_stats)
+            # the trained params, checked in batches of 64 (dataset_metrics.dataset_activation_stats)
             "dead_fraction_after_training":
                 dataset_activation_stats(fit.params, x, batch_size=64)["dead_fraction"],
         }

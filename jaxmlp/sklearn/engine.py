@@ -27,6 +27,7 @@ import optax
 from jaxmlp.activations import get_activation
 from jaxmlp.mlp import Layer, mlp_apply
 from jaxmlp.sklearn import extras
+from jaxmlp.training.programs import program
 from jaxmlp.types import Array
 
 
@@ -113,7 +114,7 @@ def objective(spec: Spec, params: list, x: Array, y: Array, w: Array, alpha, key
 def init_state(spec: Spec, params: list, hyper: Hyper):
     """A fresh optimizer state: the optax chain's, else adam's (t, m, v) or sgd's velocities."""
     if spec.chain is not None:  # the state's structure, not its values, depends on the numbers
-        return extras.transformation(spec.chain, params, hyper, 1).init(params)
+        return extras.transformation(spec.chain, hyper, 1).init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
     return AdamState(jnp.zeros((), jnp.int32), zeros, zeros) if spec.solver == "adam" else zeros
 
@@ -142,7 +143,7 @@ def update(solver: str, state, params: list, grads: list, h: Hyper):
     return jax.tree.map(jnp.add, params, step), velocity
 
 
-@functools.lru_cache(maxsize=64)
+@program("sklearn_epoch")
 def epoch_program(spec: Spec):
     """The jitted `epoch(params, state, x, y, w, order, n, batch, hyper, key, *, bp)` ->
     (params, state, loss_sum).
@@ -160,7 +161,7 @@ def epoch_program(spec: Spec):
         steps = (n + batch - 1) // batch  # traced: one program for every n and batch that fit the buckets
         step_fn = functools.partial(update, spec.solver, h=hyper)
         if spec.chain is not None:
-            step_fn = chain_update(extras.transformation(spec.chain, params, hyper, steps))
+            step_fn = chain_update(extras.transformation(spec.chain, hyper, steps))
 
         def body(s, carry):
             params, state, loss_sum = carry
@@ -178,7 +179,7 @@ def epoch_program(spec: Spec):
     return jax.jit(epoch, static_argnames=("bp",))
 
 
-@functools.lru_cache(maxsize=64)
+@program("sklearn_outputs")
 def outputs_program(spec: Spec):
     """The jitted `outputs(params, x (Np, D)) -> (Np, k)`."""
     return jax.jit(functools.partial(outputs, spec))

@@ -57,13 +57,13 @@ def config_of(chain: Chain) -> TrainConfig:
                        dropout=0.0)
 
 
-def transformation(chain: Chain, params: list, h, steps_per_epoch) -> optax.GradientTransformation:
-    """The optax chain for params, its numbers from engine.Hyper `h` (traced or not);
+def transformation(chain: Chain, h, steps_per_epoch) -> optax.GradientTransformation:
+    """The optax chain, its numbers from engine.Hyper `h` (traced or not);
     steps_per_epoch (may be traced) converts the schedule's epochs to steps."""
     config = config_of(chain)
     hyper = hyper_of(config)._replace(learning_rate=h.lr, weight_decay=h.weight_decay, momentum=h.momentum,
                                       b1=h.beta_1, b2=h.beta_2, eps=h.epsilon, warmup_epochs=h.warmup_epochs)
-    return make_optimizer(config, make_schedule(config, steps_per_epoch, hyper), params, hyper)
+    return make_optimizer(config, make_schedule(config, steps_per_epoch, hyper), hyper)
 
 
 def check(est) -> None:

@@ -8,7 +8,6 @@ The iterates differ from scipy's (another line search and initial step), the opt
 """
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,11 +15,12 @@ import optax
 import optax.tree_utils as otu
 
 from jaxmlp.sklearn.engine import Spec, objective
+from jaxmlp.training.programs import program
 
 FTOL = 2.220446049250313e-09  # scipy's L-BFGS-B default: factr 1e7 times float64 eps
 
 
-@functools.lru_cache(maxsize=16)
+@program("sklearn_lbfgs")
 def lbfgs_program(spec: Spec):
     """The jitted `run(params, x (Np, D), y (Np, k), w (Np,), alpha, max_iter, max_fun, gtol)`
     -> (params, iterations). Padding rows have w = 0."""

@@ -30,11 +30,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.epoch import make_epoch
-from jaxmlp.training.evaluate import EvalSet, batch_metrics_step, fold_batches, gather_rows_fn
+from jaxmlp.training.evaluate import EvalSet, fold_batches, gather_rows_fn, metrics_step
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.plan import Plan, RunSpec, plan_of
-from jaxmlp.training.programs import cached
+from jaxmlp.training.programs import cached, program
 from jaxmlp.training.state import epoch_key, init_state
 from jaxmlp.types import Array
 
@@ -103,15 +103,11 @@ def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], 
     return programs._replace(epoch=epoch, compile_seconds=time.perf_counter() - t0)
 
 
+@program("chunk_programs")
 def _jitted_chunk_programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], width: int | None,
                            mesh: Mesh | None) -> ChunkPrograms:
-    """The chunk's jitted programs, built once per group program and layout (programs.cached)."""
-    return cached(("chunk_programs", config, spec, inits, width, mesh),
-                  lambda: _build_chunk_programs(plan_of(config, spec), inits, width, mesh))
-
-
-def _build_chunk_programs(plan: Plan, inits: tuple[str | None, ...], width: int | None,
-                          mesh: Mesh | None) -> ChunkPrograms:
+    """The chunk's jitted programs, built once per group program and layout."""
+    plan = plan_of(config, spec)
     init = on_mesh(over_models(_model_init(plan, inits), width=1), mesh, (True, True))  # compiles as fast as one
     epoch = on_mesh(_chunk_epoch(plan, width), mesh, (True, True, False, True, True, False, False),
                     donate_argnums=(3,))
@@ -124,9 +120,7 @@ def _build_chunk_programs(plan: Plan, inits: tuple[str | None, ...], width: int 
 def _chunk_metrics(plan: Plan, width: int | None, mesh: Mesh | None, sharding: NamedSharding | None) -> Callable:
     """metrics(params (P, ...), EvalSet) -> (loss sums (P,), metric sums (P,)): the solo run's
     per-batch evaluation for every model, one program for every split, driven batch by batch."""
-    config, spec = plan.config, plan.spec
-    options = tuple(sorted(config.activation_options().items()))
-    solo = batch_metrics_step(spec.loss, config.activation, options, spec.classification)
+    solo, gather = metrics_step(plan.loss_fn, plan.activation, plan.spec.classification), gather_rows_fn()
 
     def batch(params, acc, x, y, valid):  # acc: ((P,), (P,))
         return over_models(lambda p, a: solo(p, a, x, y, valid), width)(params, acc)
@@ -136,7 +130,7 @@ def _chunk_metrics(plan: Plan, width: int | None, mesh: Mesh | None, sharding: N
     def metrics(params, data: EvalSet):
         first = jax.tree.leaves(params)[0]
         zero = jax.device_put(np.zeros(first.shape[0], first.dtype), sharding)
-        return fold_batches(program, (zero, zero), params, data, gather=gather_rows_fn())
+        return fold_batches(program, (zero, zero), params, data, gather=gather)
 
     return metrics
 
@@ -159,7 +153,7 @@ def _chunk_epoch(plan: Plan, width: int | None) -> Callable:
 
     def model_epoch(traced, train_key_data, epoch, state, active, x, y):  # one model
         hyper = base._replace(**traced)
-        schedule, optimizer = build_optimizer(plan.config, plan.sizes, plan.spec.steps_per_epoch, hyper)
+        schedule, optimizer = build_optimizer(plan.config, plan.spec.steps_per_epoch, hyper)
         epoch_fn = make_epoch(plan._replace(schedule=schedule, optimizer=optimizer), hyper)
         new, stats = epoch_fn(epoch_key(jax.random.wrap_key_data(train_key_data), epoch), state, x, y)
         keep = active & stats.finite

@@ -88,7 +88,7 @@ def models_per_program_of(plan: Plan, *, models: int, devices: int, width: int |
     ValueError naming what to lower when one model does not fit, or `asked` models do not.
     """
     config = plan.config
-    estimate = estimate_memory(config, plan.spec, plan.optimizer, feed="resident")  # every model holds the data
+    estimate = estimate_memory(config, plan.spec, plan.shapes, feed="resident")  # every model holds the data
     check_memory(estimate, limit, what="one model of this sweep")
     # a multiple of the devices: all the models, or as many as asked (rounded down, one per device at least)
     want = -(-models // devices) * devices if asked is None else max(devices, asked // devices * devices)

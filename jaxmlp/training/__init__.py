@@ -7,22 +7,24 @@ The public way in is the top-level package: `jaxmlp.fit`, `jaxmlp.evaluate`, `ja
     state = programs.init(plan.place(run_keys(config.seed)[0]))
     state, stats = programs.epoch(plan.place(epoch_key(train_key, 0)), state, *feeder.take(0))
 
-Modules, imports pointing down this list:
+Modules, each importing only those above it:
 
     history   History (per-epoch records, final evaluation) and Callback; no JAX
-    state     TrainState, EpochStats, TrainingDiverged, fresh and abstract states, run keys
+    state     TrainState, EpochStats, fresh and abstract states, run keys
     hyper     Hyper: the numbers a step reads (traced per model in a sweep)
     optim     weight-decay mask, LR scaling, schedules, the table of optax optimizers
     memory    the device memory a run needs, from shapes, and what a device has
-    plan      plan_run -> Plan: auto settings, loss, sizes, devices, feed, optimizer, memory, checks
+    plan      plan_run -> Plan: auto settings, loss and activation, sizes, devices, feed, optimizer,
+              the state's shapes, memory, every check
     gradtrack track_gradients: per-example statistics and the noise scale inside the step
     step      make_step(plan): one optimizer step, precision policy, accumulation, finite flag
     epoch     make_epoch(plan): the pure scan-fused epoch; the epoch's order of minibatches
-    programs  the one program cache; run_programs(plan): jitted init, compiled epoch
+    programs  the one program cache (cached, program); run_programs(plan): jitted init, compiled epoch
     feed      Feeder: the training set resident on the devices, or fed per process
-    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
+    evaluate  host_arrays, EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
     audit     audit_every: manual vs jax.grad vs finite differences on a fixed batch
-    policy    the loop policy fit and sweep share: evaluation cadence, epoch record, divergence, early stopping
+    policy    the loop policy fit and sweep share: evaluation cadence, epoch record, divergence
+              (TrainingDiverged), early stopping
     fit       the loop as named phases: plan, restore or init, epoch, evaluate, early stop, save, finish
 
 Scale-out: with `devices` > 1 the training set, params and optimizer state are replicated on a
@@ -32,15 +34,15 @@ all-reduce; the random keys do not depend on the device count. Each gradient fol
 """
 from jaxmlp.training.audit import GradientAuditFailed
 from jaxmlp.training.epoch import epoch_order, gather_batch, make_epoch
-from jaxmlp.training.evaluate import EvalSet, Evaluator, make_eval_set
-from jaxmlp.training.feed import Feeder, host_arrays
+from jaxmlp.training.evaluate import EvalSet, Evaluator, host_arrays, make_eval_set
+from jaxmlp.training.feed import Feeder
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import (build_optimizer, decay_mask, make_optimizer, make_schedule,
                                    scaled_learning_rate)
 from jaxmlp.training.plan import Plan, RunSpec, plan_of, plan_run, run_spec, spec_from_meta
 from jaxmlp.training.programs import Programs, cached, program_key, run_programs
-from jaxmlp.training.state import (EpochStats, TrainingDiverged, TrainState, abstract_state, epoch_key,
-                                   init_state, run_keys)
+from jaxmlp.training.policy import TrainingDiverged
+from jaxmlp.training.state import EpochStats, TrainState, abstract_state, epoch_key, init_state, run_keys
 from jaxmlp.training.step import StepCarry, make_step, start_carry
 
 __all__ = [

@@ -28,14 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import parallel
-from jaxmlp.activations import get_activation
 from jaxmlp.backprop import loss_and_grad, objective
 from jaxmlp.config import TrainConfig
 from jaxmlp.gradcheck import numeric_grad_at, relative_error
-from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.precision import matmul_precision
-from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.plan import Plan
 from jaxmlp.types import Array
 
@@ -66,11 +63,12 @@ def leaf_names(params: Params) -> list[str]:
 class GradientAudit:
     """The audit of one run: its fixed batch, key and compiled comparisons."""
 
-    def __init__(self, plan: Plan, train):
+    def __init__(self, plan: Plan, host: tuple[np.ndarray, np.ndarray]):
+        """host: the training set's (x (N, D), y (N, ...)) in the run's dtype (evaluate.host_arrays)."""
         config = plan.config
-        self.x, self.y = host_arrays(train.subset(np.arange(min(AUDIT_BATCH, len(train)))), np.dtype(config.dtype))
+        self.x, self.y = host[0][:AUDIT_BATCH], host[1][:AUDIT_BATCH]
         self.seed, self.tolerance = config.seed, TOLERANCES[config.dtype]
-        loss, act = get_loss(plan.loss), get_activation(config.activation, **config.activation_options())
+        loss, act = plan.loss_fn, plan.activation
         settings = dict(loss=loss, l2=config.l2, activation=act, key=jax.random.key(config.seed),
                         dropout=config.dropout, input_noise=config.input_noise, train=True)
         self._objective = functools.partial(objective, **settings)
@@ -93,8 +91,8 @@ class GradientAudit:
 
     def check(self, params: Params, epoch: int) -> dict[str, Any]:
         """The "audit" column after 0-based `epoch`: errors per "layer.field", worst, ok, summary."""
-        params = parallel.to_local(params)
         names = leaf_names(params)
+        params = parallel.to_local(params)
         manual, auto = jax.device_get(self._both(params, self.x, self.y))
         vs_autodiff = dict(zip(names, map(relative_error, jax.tree.leaves(manual), jax.tree.leaves(auto))))
         key = jax.random.fold_in(jax.random.key(self.seed), epoch)  # new coordinates every audit

@@ -2,6 +2,13 @@
 gather from a resident training set, and the `lax.scan` of the step over the minibatches.
 
     key --split--> permutation key, step key;  step key --fold_in(i)--> step i's dropout / noise key
+
+The epoch scans the step (step.py) over the S = N // batch_size minibatches. Divergence is found
+on the device: a non-finite loss trips a flag carried through the scan (a non-finite gradient
+makes the params, and so the next loss, non-finite), and the final params and optimizer state
+are checked once at the end. The host sees `finite == False` once, after the epoch; `fit` then
+raises TrainingDiverged and saves nothing from that epoch, so the last checkpoint stays the last
+good one.
 """
 from __future__ import annotations
 
@@ -48,17 +55,10 @@ def make_epoch(plan: Plan, hyper: Hyper | None = None) -> Callable:
     plan.feed "resident": x (N, D) and y (N,) or (N, k) are the whole training set, already on
     the device; the epoch draws a permutation from `key` and gathers every minibatch there.
     "per_process": x (S, K, B / K, D), y (S, K, B / K[, k]) are this epoch's minibatches,
-    gathered on the host from `epoch_order(key, ...)`'s rows and sent (feed.py sends each device
-    only its rows). Both see the same minibatches in the same order: the permutation drops the
-    remainder batch (N mod batch_size examples; every epoch reshuffles, so each example is
-    still used).
-
-    The epoch scans the step (step.py) over the S = N // batch_size minibatches. Divergence is
-    found on the device: a non-finite loss trips a flag carried through the scan (a non-finite
-    gradient makes the params, and so the next loss, non-finite), and the final params and
-    optimizer state are checked once at the end. The host sees `finite == False` once, after
-    the epoch; `fit` then raises TrainingDiverged and saves nothing from that epoch, so the
-    last checkpoint stays the last good one.
+    gathered on the host from `epoch_order(key, ...)`'s rows (feed.py). Both see the same
+    minibatches in the same order; the permutation drops the remainder batch (N mod
+    batch_size examples; every epoch reshuffles, so each example is still used). Divergence is
+    found on the device (the module docstring says how).
     """
     config, n_train, schedule = plan.config, plan.spec.n_train, plan.schedule
     batch, accumulate = config.batch_size, config.accumulate

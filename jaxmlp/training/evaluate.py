@@ -1,6 +1,6 @@
-"""Exact evaluation over whole data sets: `EvalSet` (a data set cut into batches of one fixed
-shape), `Evaluator` (a run's metrics and activation statistics over EvalSets), and the public
-`evaluate` and `predict`.
+"""Exact evaluation over whole data sets: `host_arrays` (a split as the run's arrays), `EvalSet`
+(a data set cut into batches of one fixed shape), `Evaluator` (a run's metrics and activation
+statistics over EvalSets), and the public `evaluate` and `predict`.
 
 Every split of a run (train, val, test) is cut into batches of the same B rows (eval_batch_size,
 or the training set's size when smaller, rounded up to the devices); the last batch is padded
@@ -19,16 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import metrics as metrics_lib
+from jaxmlp import dataset_metrics
 from jaxmlp import parallel
-from jaxmlp.activations import get_activation
+from jaxmlp.activations import Activation, get_activation
 from jaxmlp.batching import batch_rows, pad_rows
 from jaxmlp.config import TrainConfig
-from jaxmlp.losses import get_loss, predict_classes
+from jaxmlp.losses import Loss, get_loss, loss_for, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
-from jaxmlp.training.feed import feed_rows, host_arrays
-from jaxmlp.training.plan import Plan, resolve_loss
-from jaxmlp.training.programs import cached, compiled
+from jaxmlp.training.feed import feed_rows
+from jaxmlp.training.plan import Plan
+from jaxmlp.training.programs import cached, compiled, program
 from jaxmlp.types import Array
 
 class EvalSet(NamedTuple):
@@ -44,6 +44,15 @@ class EvalSet(NamedTuple):
 
     batches: tuple[tuple[Array, ...], ...]
     source: tuple[Array, Array] | None = None
+
+
+def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A split's arrays on the host, for training, validation or test alike:
+    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
+    x = np.asarray(data.x, dtype=dtype)
+    y = np.asarray(data.y)
+    y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)
+    return x, y
 
 
 def eval_batch_rows(eval_batch_size: int, n_train: int, devices: int = 1) -> int:
@@ -83,20 +92,20 @@ def _batch_jit(fn: Callable, dp: parallel.DataParallel | None, n_args: int):
     return jax.jit(fn, in_shardings=(rep, rep, split, split) + (rep,) * (n_args - 4), out_shardings=rep)
 
 
-def batch_metrics_step(loss: str, activation: str, options: tuple, classification: bool,
+def batch_metrics_step(loss_fn: Loss, act: Activation, options: tuple, classification: bool,
                        dp: parallel.DataParallel | None = None) -> Callable:
     """Jitted (params, acc, x (B, D), y (B[, k]), valid) -> acc + (sum of per-example losses, sum
-    of correct / squared errors) over the batch's first `valid` rows (one per key: cached)."""
-    return cached(("metrics_step", loss, activation, options, classification, dp),
-                  lambda: _batch_jit(_metrics_step(loss, activation, options, classification), dp, 5))
+    of correct / squared errors) over the batch's first `valid` rows; `options`: the activation's
+    (they name the program, whose key `act` cannot be). Built once per key (programs.cached)."""
+    return cached(("metrics_step", loss_fn.name, act.name, options, classification, dp),
+                  lambda: _batch_jit(metrics_step(loss_fn, act, classification), dp, 5))
 
 
-def _metrics_step(loss: str, activation: str, options: tuple, classification: bool) -> Callable:
-    loss_fn, opts = get_loss(loss), dict(options)
-
+def metrics_step(loss_fn: Loss, act: Activation, classification: bool) -> Callable:
+    """The pure per-batch step of `batch_metrics_step` (a sweep vmaps it over its models)."""
     def eval_batch(params, acc, x, y, valid):
         real = jnp.arange(x.shape[0]) < valid  # (B,)
-        scores = mlp_apply(params, x, activation=activation, **opts)  # (B, d_out)
+        scores = mlp_apply(params, x, activation=act)  # (B, d_out)
         per = loss_fn.per_example(scores, y)  # (B,)
         if classification:
             metric = (predict_classes(scores).astype(y.dtype) == y).astype(jnp.float32)
@@ -113,28 +122,28 @@ def gather_rows_fn(dp: parallel.DataParallel | None = None) -> Callable:
         return x[rows], y[rows]
 
     if dp is None:
-        return cached(("gather_rows", None), lambda: jax.jit(gather_rows))
+        return jax.jit(gather_rows)
     split = dp.batch_sharding()
-    return cached(("gather_rows", dp), lambda: jax.jit(gather_rows, in_shardings=(dp.replicated,) * 3,
-                                                       out_shardings=(split, split)))
+    return jax.jit(gather_rows, in_shardings=(dp.replicated,) * 3, out_shardings=(split, split))
 
 
+@program("activation_stats")
 def _activation_stats_fns(loss: str, l2: float, activation: str, options: tuple,
                           dp: parallel.DataParallel | None = None) -> tuple[Callable, Callable, Callable]:
     """Jitted `track_activations` passes (start(params), step(params, acc, x, y, valid, n),
     result(params, acc)): dead / saturation fractions (L,) and grad norms (L + 1,) from one
-    manual forward and backward pass per batch (metrics.py)."""
+    manual forward and backward pass per batch (dataset_metrics.py)."""
     opts = dict(options)
 
     def step(params, acc, x, y, valid, n):
         real = jnp.arange(x.shape[0]) < valid
-        return metrics_lib.dataset_stats_update(acc, params, x, y, real, n, loss=loss, activation=activation, **opts)
+        return dataset_metrics.dataset_stats_update(acc, params, x, y, real, n, loss=loss, activation=activation, **opts)
 
     def result(params, acc):
-        return metrics_lib.dataset_stats_result(acc, params, l2=l2, activation=activation)
+        return dataset_metrics.dataset_stats_result(acc, params, l2=l2, activation=activation)
 
     replicated = dp.jit_kwargs(1) if dp else {}
-    return (jax.jit(metrics_lib.dataset_stats_start, **replicated), _batch_jit(step, dp, 6),
+    return (jax.jit(dataset_metrics.dataset_stats_start, **replicated), _batch_jit(step, dp, 6),
             jax.jit(result, **(dp.jit_kwargs(2) if dp else {})))
 
 
@@ -165,13 +174,13 @@ class Evaluator:
         self._zero = plan.place(np.zeros((), self.dtype))
         self.compile_seconds = 0.0
         self._gather = None
-        step = batch_metrics_step(spec.loss, c.activation, self.options, spec.classification, dp)
-        self._step = self._compile("eval_metrics", step, plan.abstract_state().params, (self._zero, self._zero),
-                                   x, y, valid)
+        step = _batch_jit(metrics_step(plan.loss_fn, plan.activation, spec.classification), dp, 5)
+        self._step = self._compile(("eval_metrics", spec.loss, c.activation, self.options, spec.classification, dp),
+                                   step, plan.abstract_state().params, (self._zero, self._zero), x, y, valid)
 
-    def _compile(self, name: str, jitted: Callable, *args) -> Callable:
+    def _compile(self, key: tuple, jitted: Callable, *args) -> Callable:
         t0 = time.perf_counter()
-        program = compiled(name, jitted, *args)
+        program = compiled(key, jitted, *args)
         self.compile_seconds += time.perf_counter() - t0
         return program
 
@@ -182,7 +191,7 @@ class Evaluator:
         x, y = host_arrays(data, self.dtype)
         if resident is not None and self._gather is None:
             rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
-            self._gather = self._compile("eval_gather", gather_rows_fn(dp), *resident, rows)
+            self._gather = self._compile(("eval_gather", dp), gather_rows_fn(dp), *resident, rows)
         return make_eval_set(x, y, self.batch_size, dp=dp, resident=resident), len(data)
 
     def metrics(self, params, data: EvalSet, n: int) -> dict[str, float]:
@@ -191,10 +200,7 @@ class Evaluator:
 
     def activation_stats(self, params, data: EvalSet, n: int) -> dict[str, list[float]]:
         plan, c = self.plan, self.plan.config
-        start, step, result = cached(("activation_stats", plan.loss, c.l2, c.activation, self.options,
-                                      plan.data_parallel),
-                                     lambda: _activation_stats_fns(plan.loss, c.l2, c.activation, self.options,
-                                                                   plan.data_parallel))
+        start, step, result = _activation_stats_fns(plan.loss, c.l2, c.activation, self.options, plan.data_parallel)
         acc = fold_batches(step, start(params), params, data, plan.place(np.asarray(n, self.dtype)),
                            gather=self._gather)
         stats = jax.device_get(parallel.to_local(result(params, acc)))
@@ -212,16 +218,18 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     Settings come from `config` unless given explicitly (loss defaults to auto from the data).
     """
     config = config or TrainConfig()
-    loss = loss or resolve_loss(config, data)
+    loss_fn = get_loss(loss) if loss else loss_for(config.loss, data.num_classes, data.name)
     activation = activation or config.activation
     options = activation_options or (config.activation_options() if activation == config.activation else {})
     classification = data.num_classes is not None
-    step = batch_metrics_step(get_loss(loss).name, activation, tuple(sorted(options.items())), classification)
+    step = batch_metrics_step(loss_fn, get_activation(activation, **options), tuple(sorted(options.items())),
+                              classification)
     eval_set = make_eval_set(*host_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
     zero = jax.device_put(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 
 
+@program("predict")
 def _predict_fn(activation: str, options: tuple) -> Callable:
     opts = dict(options)
 
@@ -244,7 +252,5 @@ def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 10
     if n == 0:
         return jnp.zeros((0, d_out), x.dtype)
     rows, _ = pad_rows(n, batch_size)  # (nb, B)
-    options = tuple(sorted(activation_options.items()))
-    scores = cached(("predict", activation, options), lambda: _predict_fn(activation, options))
-    out = scores(params, jax.device_put(x[rows]))
+    out = _predict_fn(activation, tuple(sorted(activation_options.items())))(params, jax.device_put(x[rows]))
     return out.reshape(-1, out.shape[-1])[:n]  # (N, d_out)

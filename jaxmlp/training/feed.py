@@ -6,7 +6,7 @@
   next epoch (the same permutation the device would draw, `epoch.epoch_order`) and sends them
   while the current epoch runs, so a device holds about 2 * N / devices training rows.
 
-`auto` (plan.resolve_feed) is resident in one process and per_process with several.
+`auto` (plan.plan_of) is resident in one process and per_process with several.
 """
 from __future__ import annotations
 
@@ -19,15 +19,6 @@ from jaxmlp.training.plan import Plan
 from jaxmlp.training.programs import cached
 from jaxmlp.training.state import epoch_key
 from jaxmlp.types import Array
-
-
-def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """A split's arrays on the host, for training, validation or test alike:
-    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
-    x = np.asarray(data.x, dtype=dtype)
-    y = np.asarray(data.y)
-    y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)
-    return x, y
 
 
 def feed_rows(dp: parallel.DataParallel | None, arrays, rows: np.ndarray):

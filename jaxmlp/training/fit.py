@@ -21,8 +21,8 @@ from jaxmlp import compile_cache, parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.training.audit import GradientAudit, audit_columns, audit_failure
-from jaxmlp.training.evaluate import EvalSet, Evaluator
-from jaxmlp.training.feed import Feeder, host_arrays
+from jaxmlp.training.evaluate import EvalSet, Evaluator, host_arrays
+from jaxmlp.training.feed import Feeder
 from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
@@ -92,7 +92,7 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
     evals = {"train": evaluator.eval_set(train, feeder.resident) if wants_train_eval else None,
              "val": None if val is None else evaluator.eval_set(val)}
     progress.history.eval_compile_seconds = evaluator.compile_seconds
-    audit = GradientAudit(plan, train) if plan.config.audit_every else None
+    audit = GradientAudit(plan, host) if plan.config.audit_every else None
     loop = Loop(plan, programs, feeder, evaluator, evals, audit, checkpointer, callbacks)
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(loop, progress))

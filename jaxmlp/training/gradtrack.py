@@ -29,11 +29,9 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import parallel
-from jaxmlp.activations import get_activation
 from jaxmlp.config import TrainConfig
 from jaxmlp.gradstats import GradStats, gradient_stats, layer_sq_norms
-from jaxmlp.losses import get_loss, l2_grad, l2_penalty
+from jaxmlp.losses import l2_grad, l2_penalty
 from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.mlp import Params
 from jaxmlp.noise_scale import NoiseEMA, NoiseEstimate, ema_estimate, ema_start, ema_update, noise_scale, \
@@ -79,16 +77,14 @@ def track_summary(track: GradTrack) -> dict[str, Array]:
             "example_grad_norm": jnp.percentile(track.example_norms, jnp.asarray(PERCENTILES, jnp.float32))}
 
 
-def make_tracked_step(config: TrainConfig, *, loss: str,
-                      data_parallel: parallel.DataParallel | None = None) -> Callable:
+def make_tracked_step(plan) -> Callable:
     """`tracked(track, i, params, xb (1, B, D), yb (1, B[, k]), key) -> (objective, grads, track)`.
 
-    The objective and grads are the training step's (mean loss + the L2 term, with dropout and
-    input noise from `key`); with `data_parallel` the batch is split over its devices.
+    The objective and grads are the training step's under the training.Plan `plan` (mean loss +
+    the L2 term, with dropout and input noise from `key`); on its data-parallel mesh the batch is
+    split over the devices.
     """
-    loss_fn = get_loss(loss)
-    act = get_activation(config.activation, **config.activation_options())
-    dp = data_parallel
+    config, loss_fn, act, dp = plan.config, plan.loss_fn, plan.activation, plan.data_parallel
 
     def tracked(track: GradTrack, i: Array, params: Params, xb: Array, yb: Array, key: Array):
         xb, yb = xb[0], yb[0]  # track_gradients runs without accumulation: one (B, D) batch

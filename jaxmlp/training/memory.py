@@ -2,7 +2,7 @@
 how much a device has: so that a run too large for its device is refused in one line instead
 of dying in an allocator traceback.
 
-    estimate = estimate_memory(config, spec, optimizer, feed="resident")   # plan.memory holds the run's
+    estimate = estimate_memory(config, spec, state_shapes, feed="resident")   # plan.memory holds the run's
     check_memory(estimate, device_memory_limit())     # ValueError naming what to lower
 
 The estimate is exact for params, optimizer state and the resident data (their shapes are
@@ -19,10 +19,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-import optax
-
 from jaxmlp.config import TrainConfig
-from jaxmlp.training.state import init_state
+from jaxmlp.training.state import TrainState
 
 # A run may use up to this fraction of a device's memory by the estimate (the rest: XLA scratch,
 # fragmentation, and the estimate's error).
@@ -46,12 +44,11 @@ def _nbytes(tree) -> int:
     return sum(int(np.prod(a.shape, dtype=object)) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
 
 
-def estimate_memory(config: TrainConfig, spec, optimizer: optax.GradientTransformation, *,
-                    feed: str = "resident", devices: int = 1) -> MemoryEstimate:
-    """The MemoryEstimate of training `config` with `optimizer` (only its state's shapes are read)
-    on data of `spec` (a plan.RunSpec), per device of `devices`."""
-    state = jax.eval_shape(lambda k: init_state(k, config, spec.sizes, optimizer), jax.random.key(0))
-    params, opt_state = _nbytes(state.params), _nbytes(state.opt_state)
+def estimate_memory(config: TrainConfig, spec, state_shapes: TrainState, *, feed: str = "resident",
+                    devices: int = 1) -> MemoryEstimate:
+    """The MemoryEstimate of training `config` on data of `spec` (a plan.RunSpec), per device of
+    `devices`; `state_shapes`: the TrainState's ShapeDtypeStructs (state.abstract_state)."""
+    params, opt_state = _nbytes(state_shapes.params), _nbytes(state_shapes.opt_state)
     item = np.dtype(config.dtype).itemsize
     row = (spec.sizes[0] + max(1, int(np.prod(spec.target_shape, dtype=object)))) * item  # one example, x and y
     if feed == "resident":

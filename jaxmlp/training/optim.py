@@ -1,7 +1,7 @@
 """The optimizer of a run: weight-decay mask, learning-rate scaling, schedules, and a table of
 optax factories (in the style of optax's `alias.py`).
 
-    schedule, optimizer = build_optimizer(config, sizes, steps_per_epoch)
+    schedule, optimizer = build_optimizer(config, steps_per_epoch)
 
 The chain is clip_by_global_norm (optional) -> [masked weight decay] -> the optimizer. Every
 piece is optax's own, but for two schedule pieces written here op for op as optax writes them
@@ -11,7 +11,7 @@ TrainConfig, and its numbers (training.hyper.Hyper, traced in a sweep), onto the
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,6 @@ import optax
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Layer, Params
 from jaxmlp.training.hyper import Hyper, hyper_of
-from jaxmlp.training.state import init_params
 
 
 def decay_mask(params: Params) -> Params:
@@ -111,17 +110,18 @@ OPTIMIZERS: dict[str, Factory] = {
 DECOUPLED_DECAY = frozenset({"adamw", "lars", "lamb"})
 
 
-def make_optimizer(config: TrainConfig, schedule: optax.Schedule, params: Params,
+def make_optimizer(config: TrainConfig, schedule: optax.Schedule,
                    hyper: Hyper | None = None) -> optax.GradientTransformation:
     """clip_by_global_norm (optional) -> [masked weight decay] -> the optax optimizer.
 
     adamw, lamb and lars decay decoupled inside the optimizer; the others get
     `add_decayed_weights` before them (decay added to the gradient, like torch's
-    weight_decay). Either way the mask skips biases and PReLU slopes. The numbers come from
+    weight_decay). Either way the mask (`decay_mask`, applied to the params the optimizer
+    meets) skips biases and PReLU slopes. The numbers come from
     `hyper` (default: the config's); which parts the chain has, from the config.
     """
     hyper = hyper_of(config) if hyper is None else hyper
-    mask = decay_mask(params)
+    mask = decay_mask
     parts: list[optax.GradientTransformation] = []
     if config.clip_norm is not None:
         parts.append(optax.clip_by_global_norm(config.clip_norm))
@@ -131,10 +131,9 @@ def make_optimizer(config: TrainConfig, schedule: optax.Schedule, params: Params
     return optax.chain(*parts)
 
 
-def build_optimizer(config: TrainConfig, sizes: Sequence[int], steps_per_epoch: int,
+def build_optimizer(config: TrainConfig, steps_per_epoch: int,
                     hyper: Hyper | None = None) -> tuple[optax.Schedule, optax.GradientTransformation]:
-    """(schedule, optimizer) of a run; the weight-decay mask is built from the params' shapes;
-    `hyper` (default: the config's numbers) as in make_schedule / make_optimizer."""
+    """(schedule, optimizer) of a run; `hyper` (default: the config's numbers) as in
+    make_schedule / make_optimizer."""
     schedule = make_schedule(config, steps_per_epoch, hyper)
-    template = jax.eval_shape(lambda k: init_params(k, config, sizes), jax.random.key(0))
-    return schedule, make_optimizer(config, schedule, template, hyper)
+    return schedule, make_optimizer(config, schedule, hyper)

@@ -4,7 +4,7 @@ makes every pre-flight check. Every later step (the programs, the loop, the eval
 checkpoint) reads the Plan; none of them rebuilds a part of it.
 
     plan = plan_run(TrainConfig(hidden=(100,)), splits.train, splits.val, splits.test)
-    plan.sizes, plan.loss, plan.spec.steps_per_epoch, plan.memory.total
+    plan.sizes, plan.loss, plan.spec.steps_per_epoch, plan.memory.total, plan.shapes.params
     plan_of(config, spec_from_meta(meta, config)).abstract_state()   # a checkpoint's restore target
 
 The CLI plans before it claims a run directory and hands the plan to `fit`, so a run that does
@@ -12,7 +12,6 @@ not fit its data or its devices is refused before a file is written.
 """
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 import jax
@@ -20,8 +19,9 @@ import numpy as np
 import optax
 
 from jaxmlp import distributed, parallel
-from jaxmlp.config import PER_HOST_FIELDS, TrainConfig
-from jaxmlp.losses import get_loss
+from jaxmlp.activations import Activation, get_activation
+from jaxmlp.config import TrainConfig
+from jaxmlp.losses import Loss, get_loss, loss_for
 from jaxmlp.training.memory import MemoryEstimate, check_memory, device_memory_limit, estimate_memory
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.state import TrainState, abstract_state
@@ -48,10 +48,13 @@ class Plan(NamedTuple):
 
     config: TrainConfig  # auto settings resolved, a cosine schedule's length fixed
     spec: RunSpec
+    loss_fn: Loss  # spec.loss, looked up once
+    activation: Activation  # config.activation with its options, looked up once
     feed: str  # resident | per_process (feed.py)
     data_parallel: parallel.DataParallel | None  # the 1-D mesh of `config.devices`; None: one device
     schedule: optax.Schedule
     optimizer: optax.GradientTransformation
+    shapes: TrainState  # the state's ShapeDtypeStructs (one device's; abstract_state places them)
     memory: MemoryEstimate  # bytes per device
 
     @property
@@ -68,8 +71,18 @@ class Plan(NamedTuple):
 
     def abstract_state(self) -> TrainState:
         """ShapeDtypeStructs of the TrainState (replicated on a mesh): a checkpoint restore target."""
-        abstract = abstract_state(self.config, self.sizes, self.optimizer)
-        return abstract if self.data_parallel is None else self.data_parallel.abstract(abstract)
+        return self.shapes if self.data_parallel is None else self.data_parallel.abstract(self.shapes)
+
+    def data_specs(self) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+        """The epoch's (x, y) shapes: the training set (N, D) resident, or an epoch's minibatches
+        (S, K, B / K, D) fed per process; y int32 labels or targets in the config's dtype."""
+        config, spec = self.config, self.spec
+        lead = (spec.n_train,) if self.feed == "resident" else (
+            spec.steps_per_epoch, config.accumulate, config.batch_size // config.accumulate)
+        dtype = np.dtype(config.dtype)
+        y_dtype = np.dtype(np.int32) if spec.classification else dtype
+        return (jax.ShapeDtypeStruct(lead + (spec.sizes[0],), dtype),
+                jax.ShapeDtypeStruct(lead + spec.target_shape, y_dtype))
 
     def place(self, tree):
         """Host arrays or keys on every device of the run (the default device without a mesh)."""
@@ -86,9 +99,9 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
     every data set, by CRC-32), so that no process fails a check its peers pass and leaves them
     waiting.
     """
+    distributed.check_same_run(config, train=train, val=val, test=test)
     config = config.with_auto_resolved(len(train), None if val is None else len(val)).with_fixed_schedule(resumed)
-    check_processes_agree(config, train=train, val=val, test=test)
-    spec = run_spec(config, train)
+    spec = run_spec(config, train)  # ValueError: a loss that does not fit the data
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
                          f"got {config.batch_size}")
@@ -97,61 +110,36 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
         raise ValueError(f"{what} needs validation data: set val_fraction > 0")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
-    plan = plan_of(config, spec)  # ValueError: more devices than there are
-    parallel.check_batch(config.batch_size, plan.devices, config.accumulate)
+    plan = plan_of(config, spec)  # ValueError: more devices than there are, a batch they do not split
     check_memory(plan.memory, device_memory_limit())
     return plan
 
 
 def plan_of(config: TrainConfig, spec: RunSpec) -> Plan:
     """The Plan of `config` (resolved as plan_run resolves it) on data described by `spec`,
-    unchecked: what restoring a checkpoint (`spec_from_meta`) or a sweep's model needs."""
+    checking only the device layout: what restoring a checkpoint (`spec_from_meta`) or a sweep's
+    model needs. The feed: `config.data_feed`, auto resident in one process and per_process
+    with several."""
+    schedule, optimizer = build_optimizer(config, max(spec.steps_per_epoch, 1))
+    shapes = abstract_state(config, spec.sizes, optimizer)
+    activation, loss_fn = get_activation(config.activation, **config.activation_options()), get_loss(spec.loss)
     dp = parallel.data_parallel(config.devices)
-    feed = resolve_feed(config)
-    schedule, optimizer = build_optimizer(config, spec.sizes, max(spec.steps_per_epoch, 1))
-    memory = estimate_memory(config, spec, optimizer, feed=feed, devices=1 if dp is None else dp.size)
-    return Plan(config, spec, feed, dp, schedule, optimizer, memory)
-
-
-def resolve_feed(config: TrainConfig) -> str:
-    """`config.data_feed` with auto resolved: resident in one process, per_process with several."""
-    if config.data_feed != "auto":
-        return config.data_feed
-    return "per_process" if jax.process_count() > 1 else "resident"
-
-
-def resolve_loss(config: TrainConfig, data) -> str:
-    """The canonical loss name for this config and data set; ValueError when they do not fit."""
-    classification = data.num_classes is not None
-    name = config.loss
-    if name == "auto":
-        name = "softmax_cross_entropy" if classification else "mean_squared_error"
-    loss = get_loss(name)
-    if classification and loss.name == "mean_squared_error":
-        raise ValueError(f"loss mean_squared_error needs regression targets, but {data.name} is a "
-                         "classification set; use softmax_cross_entropy, multiclass_hinge or binary_logistic")
-    if not classification and loss.name != "mean_squared_error":
-        raise ValueError(f"loss {loss.name} needs class labels, but {data.name} is a regression set; "
-                         "use mean_squared_error")
-    if loss.name == "binary_logistic" and data.num_classes != 2:
-        raise ValueError(f"loss binary_logistic needs 2 classes, {data.name} has {data.num_classes}")
-    return loss.name
-
-
-def model_sizes(config: TrainConfig, data, loss: str) -> tuple[int, ...]:
-    """(d_in, *hidden, d_out): d_out is the class count, 1 for binary_logistic, k for (N, k) targets."""
-    if data.num_classes is None:
-        d_out = int(data.y.shape[1]) if data.y.ndim == 2 else 1
-    else:
-        d_out = 1 if loss == "binary_logistic" else int(data.num_classes)
-    return (int(data.x.shape[1]), *config.hidden, d_out)
+    parallel.check_batch(config.batch_size, 1 if dp is None else dp.size, config.accumulate)
+    feed = config.data_feed if config.data_feed != "auto" else "per_process" if jax.process_count() > 1 else "resident"
+    memory = estimate_memory(config, spec, shapes, feed=feed, devices=1 if dp is None else dp.size)
+    return Plan(config, spec, loss_fn, activation, feed, dp, schedule, optimizer, shapes, memory)
 
 
 def run_spec(config: TrainConfig, train) -> RunSpec:
-    """The RunSpec of training `config` on the Dataset `train`."""
-    loss = resolve_loss(config, train)
+    """The RunSpec of training `config` on the Dataset `train`: d_out is the class count, 1 for
+    binary_logistic, k for (N, k) targets. ValueError when the loss does not fit the data."""
+    loss = loss_for(config.loss, train.num_classes, train.name).name
+    if train.num_classes is None:
+        d_out = int(train.y.shape[1]) if train.y.ndim == 2 else 1
+    else:
+        d_out = 1 if loss == "binary_logistic" else int(train.num_classes)
     n = len(train)
-    return RunSpec(loss, model_sizes(config, train, loss), n, n // config.batch_size,
+    return RunSpec(loss, (int(train.x.shape[1]), *config.hidden, d_out), n, n // config.batch_size,
                    tuple(int(s) for s in np.shape(train.y)[1:]), train.num_classes is not None)
 
 
@@ -164,15 +152,3 @@ def spec_from_meta(meta: dict, config: TrainConfig) -> RunSpec:
     inferred = () if classification or sizes[-1] == 1 else (sizes[-1],)
     return RunSpec(loss, sizes, int(meta.get("n_train", steps * config.batch_size)), steps,
                    tuple(meta.get("target_shape", inferred)), classification)
-
-
-def check_processes_agree(config: TrainConfig, **splits) -> None:
-    """With several processes: ValueError unless all hold the same config and data sets."""
-    if jax.process_count() == 1:
-        return
-    shared = {k: v for k, v in config.to_dict().items() if k not in PER_HOST_FIELDS}
-    things = {"config": json.dumps(shared, sort_keys=True).encode()}
-    for name, data in splits.items():
-        if data is not None:
-            things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
-    distributed.assert_same_everywhere(**things)

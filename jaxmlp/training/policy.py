@@ -19,7 +19,17 @@ import numpy as np
 
 from jaxmlp.losses import get_loss
 from jaxmlp.training.history import Watch
-from jaxmlp.training.state import TrainingDiverged
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient or parameter appeared, or the loss exploded (`reason`);
+    `epoch` (1-based) names where."""
+
+    def __init__(self, epoch: int, step: int | None = None, reason: str = "non-finite loss, gradient or parameter"):
+        self.epoch, self.step = epoch, step
+        where = f"epoch {epoch}" + (f" (step {step} of the epoch)" if step is not None else "")
+        super().__init__(f"training diverged in {where}: {reason}; lower the learning rate or clip gradients "
+                         "(clip_norm)")
 
 
 def eval_due(epoch: int, eval_every: int, epochs: int) -> bool:
@@ -83,4 +93,4 @@ def early_stop(config, watch: Watch, record: dict[str, Any]) -> tuple[bool, bool
     return False, False, watch
 
 
-__all__ = ["eval_due", "epoch_record", "zero_score_loss", "divergence", "early_stop"]
+__all__ = ["TrainingDiverged", "eval_due", "epoch_record", "zero_score_loss", "divergence", "early_stop"]

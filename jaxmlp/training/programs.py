@@ -15,11 +15,11 @@ sweeps, a resume with more epochs) share one compile.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Hashable, NamedTuple
 
 import jax
-import numpy as np
 
 from jaxmlp.config import HOST_ONLY_FIELDS, TrainConfig
 from jaxmlp.precision import ambient_settings
@@ -37,6 +37,19 @@ def cached(key: tuple, build: Callable[[], Any]) -> Any:
     return keep(key, build()) if program is None else program
 
 
+def program(name: str) -> Callable:
+    """Decorator: the builder `build(*args) -> program` keeps its programs in the cache under
+    (name, *args); its arguments must be hashable and decide the program."""
+    def decorate(build: Callable) -> Callable:
+        @functools.wraps(build)
+        def built(*args):
+            return cached((name, *args), lambda: build(*args))
+
+        return built
+
+    return decorate
+
+
 def lookup(key: tuple) -> Any | None:
     """The program kept under `key` and the JAX settings in force, or None."""
     return _PROGRAMS.get((*key, ambient_settings()))
@@ -50,12 +63,13 @@ def keep(key: tuple, program: Any) -> Any:
     return program
 
 
-def compiled(name: str, jitted: Callable, *args) -> Callable:
+def compiled(key: tuple, jitted: Callable, *args) -> Callable:
     """`jitted` compiled ahead of time for arguments shaped like `args` (arrays or
-    ShapeDtypeStructs, their shardings included), once per process."""
+    ShapeDtypeStructs, their shardings included), once per process: `key` names what decides
+    the program besides those shapes (a fresh `jitted` of the same key is not compiled again)."""
     specs = tuple(_shape_spec(a) for a in args)
-    return cached((name, jitted, specs), lambda: jitted.lower(*(jax.tree.unflatten(t, leaves)
-                                                                 for t, leaves in specs)).compile())
+    return cached((*key, specs), lambda: jitted.lower(*(jax.tree.unflatten(t, leaves)
+                                                         for t, leaves in specs)).compile())
 
 
 def _shape_spec(tree) -> tuple:
@@ -91,16 +105,18 @@ def program_key(config: TrainConfig) -> TrainConfig:
 def run_programs(plan: Plan) -> Programs:
     """The jitted init and the compiled epoch of `plan` (built by the first plan of their key)."""
     key = (program_key(plan.config), plan.spec, plan.feed, plan.data_parallel)
-    dp = plan.data_parallel
-    init = cached(("init", key[0], plan.sizes, dp), lambda: jax.jit(lambda k: init_state(k, plan.config, plan.sizes, plan.optimizer),
-                                                 **(dp.jit_kwargs(1) if dp else {})))
     t0 = time.perf_counter()
     epoch = lookup(("epoch", *key))
     if epoch is None:  # jitted with the state donated, on a mesh with its shardings; compiled for the data
-        jitted = jax.jit(make_epoch(plan), donate_argnums=(1,), **epoch_shardings(plan))
-        key_spec = jax.eval_shape(lambda: jax.random.key(0))
-        epoch = keep(("epoch", *key), jitted.lower(key_spec, plan.abstract_state(), *data_specs(plan)).compile())
-    return Programs(init, epoch, time.perf_counter() - t0)
+        shardings, key_spec = epoch_shardings(plan), jax.eval_shape(lambda: jax.random.key(0))
+        shapes = (key_spec, plan.abstract_state(), *plan.data_specs())
+        jitted = jax.jit(make_epoch(plan), donate_argnums=(1,), **shardings)
+        epoch = keep(("epoch", *key), jitted.lower(*shapes).compile())
+    seconds = time.perf_counter() - t0
+    dp = plan.data_parallel
+    init = cached(("init", key[0], plan.sizes, dp), lambda: jax.jit(
+        lambda k: init_state(k, plan.config, plan.sizes, plan.optimizer), **(dp.jit_kwargs(1) if dp else {})))
+    return Programs(init, epoch, seconds)
 
 
 def epoch_shardings(plan: Plan) -> dict[str, Any]:
@@ -111,14 +127,3 @@ def epoch_shardings(plan: Plan) -> dict[str, Any]:
     data = dp.replicated if plan.feed == "resident" else dp.batch_sharding(axis=2)  # (S, K, B / K, ...)
     return dict(in_shardings=(dp.replicated, dp.replicated, data, data), out_shardings=dp.replicated)
 
-
-def data_specs(plan: Plan) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
-    """The epoch's (x, y) shapes: the training set (N, D) resident, or an epoch's minibatches
-    (S, K, B / K, D) fed per process; y int32 labels or targets in the config's dtype."""
-    config, spec = plan.config, plan.spec
-    lead = (spec.n_train,) if plan.feed == "resident" else (
-        spec.steps_per_epoch, config.accumulate, config.batch_size // config.accumulate)
-    dtype = np.dtype(config.dtype)
-    y_dtype = np.dtype(np.int32) if spec.classification else dtype
-    return (jax.ShapeDtypeStruct(lead + (spec.sizes[0],), dtype),
-            jax.ShapeDtypeStruct(lead + spec.target_shape, y_dtype))

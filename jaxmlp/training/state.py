@@ -1,4 +1,4 @@
-"""What an epoch carries and returns: TrainState, EpochStats, TrainingDiverged; fresh and
+"""What an epoch carries and returns: TrainState, EpochStats; fresh and
 abstract states; the run's keys.
 
 Randomness is threaded explicitly from `config.seed`:
@@ -19,17 +19,6 @@ import optax
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params, init_mlp
 from jaxmlp.types import Array
-
-
-class TrainingDiverged(RuntimeError):
-    """A non-finite loss, gradient or parameter appeared, or the loss exploded (`reason`);
-    `epoch` (1-based) names where."""
-
-    def __init__(self, epoch: int, step: int | None = None, reason: str = "non-finite loss, gradient or parameter"):
-        self.epoch, self.step = epoch, step
-        where = f"epoch {epoch}" + (f" (step {step} of the epoch)" if step is not None else "")
-        super().__init__(f"training diverged in {where}: {reason}; lower the learning rate or clip gradients "
-                         "(clip_norm)")
 
 
 class TrainState(NamedTuple):

@@ -10,10 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmlp.activations import get_activation
 from jaxmlp.backprop import loss_and_grad
-from jaxmlp.config import TrainConfig
-from jaxmlp.losses import get_loss
 from jaxmlp.mlp import Params
 from jaxmlp.training.gradtrack import make_tracked_step
 from jaxmlp.training.hyper import Hyper, hyper_of
@@ -61,9 +58,14 @@ def make_step(plan: Plan, hyper: Hyper | None = None) -> Callable:
     With `track_gradients` the step's gradient comes from gradtrack's manual pass, which also
     updates `carry.track`.
     """
-    config, optimizer, loss, data_parallel = plan.config, plan.optimizer, plan.loss, plan.data_parallel
-    tracked = make_tracked_step(config, loss=loss, data_parallel=data_parallel) if config.track_gradients else None
-    grads_of = make_grads_fn(config, loss=loss, hyper=hyper)
+    config, optimizer, data_parallel = plan.config, plan.optimizer, plan.data_parallel
+    tracked = make_tracked_step(plan) if config.track_gradients else None
+    hyper = hyper_of(config) if hyper is None else hyper
+    # loss_and_grad with the plan's loss and activation and the config's settings bound, so
+    # tracing a step looks nothing up; l2, dropout and input_noise may be traced (a sweep)
+    grads_of = functools.partial(loss_and_grad, loss=plan.loss_fn, l2=hyper.l2, activation=plan.activation,
+                                 dropout=hyper.dropout, input_noise=hyper.input_noise, train=True,
+                                 method=config.grad_method, precision=config.precision)
     constrain = (lambda a: a) if data_parallel is None else data_parallel.constrain_batch
 
     def step(carry: StepCarry, inputs) -> StepCarry:
@@ -87,17 +89,6 @@ def make_step(plan: Plan, hyper: Hyper | None = None) -> Callable:
                          jnp.where(i == 0, value.astype(jnp.float32), carry.first_loss), track)
 
     return step
-
-
-def make_grads_fn(config: TrainConfig, *, loss: str, hyper: Hyper | None = None) -> Callable:
-    """`grads_of(params, x (b, D), y (b[, k]), key=key) -> (objective, grads)`: `loss_and_grad`
-    with the activation and loss looked up once and the config's settings bound, so tracing a
-    step resolves nothing. l2, dropout and input_noise come from `hyper` (traced in a sweep)."""
-    hyper = hyper_of(config) if hyper is None else hyper
-    return functools.partial(loss_and_grad, loss=get_loss(loss), l2=hyper.l2,
-                             activation=get_activation(config.activation, **config.activation_options()),
-                             dropout=hyper.dropout, input_noise=hyper.input_noise, train=True,
-                             method=config.grad_method, precision=config.precision)
 
 
 def accumulated_grads(grads_of: Callable, constrain: Callable, params: Params, xb: Array, yb: Array,
