@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxmlp.config import TrainConfig
 from jaxmlp.training import Evaluator, plan_run, run_programs
-from jaxmlp.training.feed import host_arrays
+from jaxmlp.training.evaluate import host_arrays
 from jaxmlp.training.state import epoch_key, run_keys
 
 HIDDEN = (512, 512)

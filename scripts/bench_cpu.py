@@ -72,7 +72,7 @@ from jaxmlp import fit, init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
 from jaxmlp.training import program_key  # noqa: E402
-from jaxmlp.training.feed import host_arrays  # noqa: E402
+from jaxmlp.training.evaluate import host_arrays  # noqa: E402
 
 GOALS = {"vs_sklearn": 2.5, "vs_torch": 2.0, "acc_points_vs_torch": 0.3, "ceiling_fraction": 0.8}
 

@@ -59,7 +59,7 @@ from _contenders import LR, JaxmlpContender, TorchContender, mnist_config  # noq
 from jaxmlp import init_mlp, loss_and_grad  # noqa: E402
 from jaxmlp.data import load_dataset  # noqa: E402
 from jaxmlp.training import make_epoch, plan_run  # noqa: E402
-from jaxmlp.training.feed import host_arrays  # noqa: E402
+from jaxmlp.training.evaluate import host_arrays  # noqa: E402
 from jaxmlp.training.state import epoch_key, init_state, run_keys  # noqa: E402
 
 JAX_PRECISION = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "default"}

@@ -180,7 +180,7 @@ def training_costs(repeats: int, n_train: int) -> dict:
 
     from jaxmlp.training import plan_run, run_programs
     from jaxmlp.training.audit import GradientAudit
-    from jaxmlp.training.feed import host_arrays
+    from jaxmlp.training.evaluate import host_arrays
     from jaxmlp.training.state import epoch_key, run_keys
 
     train, variants = _variants(n_train)
@@ -200,7 +200,7 @@ def training_costs(repeats: int, n_train: int) -> dict:
         time_call(epoch(name))
     epochs = interleaved_medians({name: epoch(name) for name in variants}, repeats)
     steps = interleaved_medians(_step_calls(plans, states, x, y, key), 20 * repeats)
-    audit = GradientAudit(plans["plain (jax.grad)"], train)
+    audit = GradientAudit(plans["plain (jax.grad)"], host_arrays(train, np.float32))
     params = states["plain (jax.grad)"].params
     audit_first = time_call(lambda: audit.check(params, 0))
     audit_median, audit_raw = median_time(lambda: audit.check(params, 1), repeats)

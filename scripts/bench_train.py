@@ -37,7 +37,7 @@ from jaxmlp.config import TrainConfig  # noqa: E402
 from jaxmlp.data.dataset import Dataset  # noqa: E402
 from jaxmlp.training import Plan, Programs, plan_run, run_programs  # noqa: E402
 from jaxmlp.training.epoch import epoch_order, gather_batch  # noqa: E402
-from jaxmlp.training.feed import host_arrays  # noqa: E402
+from jaxmlp.training.evaluate import host_arrays  # noqa: E402
 from jaxmlp.training.state import TrainState, epoch_key, run_keys  # noqa: E402
 from jaxmlp.training.step import make_step, start_carry  # noqa: E402
 
