@@ -148,7 +148,8 @@ def _activation_stats_fns(loss: str, l2: float, activation: str, options: tuple,
 
 
 def _metrics(sums, n: int, classification: bool) -> dict[str, float]:
-    loss_sum, metric_sum = jax.device_get(parallel.to_local(sums))
+    """The metrics of (loss sum, metric sum) on the host over n examples."""
+    loss_sum, metric_sum = sums
     return {"loss": float(loss_sum) / n, ("accuracy" if classification else "mse"): float(metric_sum) / n}
 
 
@@ -156,6 +157,7 @@ class Evaluator:
     """A run's exact evaluations: `metrics` (loss and accuracy or mse) and `activation_stats`
     (track_activations) of params over an EvalSet of n examples laid out by `eval_set`.
 
+    `epoch_columns` gives an epoch record's evaluation columns with one transfer to the host.
     The metrics program is compiled when the Evaluator is made, the gather of a resident set
     when its EvalSet is: `compile_seconds` sums both (~0 when this process or the persistent
     compilation cache already holds them). track_activations' programs compile on first use.
@@ -177,6 +179,8 @@ class Evaluator:
         step = _batch_jit(metrics_step(plan.loss_fn, plan.activation, spec.classification), dp, 5)
         self._step = self._compile(("eval_metrics", spec.loss, c.activation, self.options, spec.classification, dp),
                                    step, plan.abstract_state().params, (self._zero, self._zero), x, y, valid)
+        self._activation_fns = _activation_stats_fns(spec.loss, c.l2, c.activation, self.options, dp) \
+            if c.track_activations else None
 
     def _compile(self, key: tuple, jitted: Callable, *args) -> Callable:
         t0 = time.perf_counter()
@@ -195,16 +199,37 @@ class Evaluator:
         return make_eval_set(x, y, self.batch_size, dp=dp, resident=resident), len(data)
 
     def metrics(self, params, data: EvalSet, n: int) -> dict[str, float]:
-        sums = fold_batches(self._step, (self._zero, self._zero), params, data, gather=self._gather)
-        return _metrics(sums, n, self.plan.spec.classification)
+        """Loss and accuracy (or mse) of params over the n examples of `data`."""
+        return _metrics(jax.device_get(parallel.to_local(self._sums(params, data))), n, self.plan.spec.classification)
 
-    def activation_stats(self, params, data: EvalSet, n: int) -> dict[str, list[float]]:
-        plan, c = self.plan, self.plan.config
-        start, step, result = _activation_stats_fns(plan.loss, c.l2, c.activation, self.options, plan.data_parallel)
-        acc = fold_batches(step, start(params), params, data, plan.place(np.asarray(n, self.dtype)),
-                           gather=self._gather)
-        stats = jax.device_get(parallel.to_local(result(params, acc)))
-        return {k: np.asarray(v).tolist() for k, v in stats.items()}
+    def epoch_columns(self, params, train: tuple[EvalSet, int] | None, val: tuple[EvalSet, int] | None
+                      ) -> dict[str, float | list[float]]:
+        """An epoch record's evaluation columns: train_ metrics but the loss (eval_train) and the
+        activation statistics (track_activations) over `train`, val_ metrics over `val`; every
+        number crosses to the host in one transfer."""
+        c, on_device = self.plan.config, {}
+        if c.eval_train:  # end-of-epoch params on the whole training set
+            on_device["train"] = self._sums(params, train[0])
+        if c.track_activations:
+            start, step, result = self._activation_fns
+            count = self.plan.place(np.asarray(train[1], self.dtype))
+            on_device["activations"] = result(params, fold_batches(step, start(params), params, train[0], count,
+                                                                   gather=self._gather))
+        if val is not None:
+            on_device["val"] = self._sums(params, val[0])
+        host, classification = jax.device_get(parallel.to_local(on_device)), self.plan.spec.classification
+        columns: dict[str, float | list[float]] = {}
+        if "train" in host:
+            columns.update({"train_" + k: v for k, v in _metrics(host["train"], train[1], classification).items()
+                            if k != "loss"})
+        columns.update({k: np.asarray(v).tolist() for k, v in host.get("activations", {}).items()})
+        if "val" in host:
+            columns.update({"val_" + k: v for k, v in _metrics(host["val"], val[1], classification).items()})
+        return columns
+
+    def _sums(self, params, data: EvalSet):
+        """(loss sum, metric sum) of params over `data`, on the devices."""
+        return fold_batches(self._step, (self._zero, self._zero), params, data, gather=self._gather)
 
 
 def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: str | None = None,

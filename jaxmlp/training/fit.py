@@ -197,17 +197,10 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
 
 def evaluate_epoch(loop: Loop, params: Params, epoch: int) -> dict[str, Any]:
     """The evaluation columns of 0-based `epoch`'s record ({} when no evaluation is due)."""
-    config, evaluator, evals = loop.plan.config, loop.evaluator, loop.evals
+    config = loop.plan.config
     if not eval_due(epoch, config.eval_every, config.epochs):
         return {}
-    columns: dict[str, Any] = {}
-    if config.eval_train:  # end-of-epoch params on the whole training set
-        columns.update({"train_" + k: v for k, v in evaluator.metrics(params, *evals["train"]).items() if k != "loss"})
-    if config.track_activations:
-        columns.update(evaluator.activation_stats(params, *evals["train"]))
-    if evals["val"] is not None:
-        columns.update({"val_" + k: v for k, v in evaluator.metrics(params, *evals["val"]).items()})
-    return columns
+    return loop.evaluator.epoch_columns(params, loop.evals["train"], loop.evals["val"])
 
 
 def save(plan: Plan, progress: Progress, checkpointer, epoch: int) -> None:
