@@ -179,8 +179,6 @@ class Evaluator:
         step = _batch_jit(metrics_step(plan.loss_fn, plan.activation, spec.classification), dp, 5)
         self._step = self._compile(("eval_metrics", spec.loss, c.activation, self.options, spec.classification, dp),
                                    step, plan.abstract_state().params, (self._zero, self._zero), x, y, valid)
-        self._activation_fns = _activation_stats_fns(spec.loss, c.l2, c.activation, self.options, dp) \
-            if c.track_activations else None
 
     def _compile(self, key: tuple, jitted: Callable, *args) -> Callable:
         t0 = time.perf_counter()
@@ -210,8 +208,9 @@ class Evaluator:
         c, on_device = self.plan.config, {}
         if c.eval_train:  # end-of-epoch params on the whole training set
             on_device["train"] = self._sums(params, train[0])
-        if c.track_activations:
-            start, step, result = self._activation_fns
+        if c.track_activations:  # its programs compile on first use
+            start, step, result = _activation_stats_fns(self.plan.loss, c.l2, c.activation, self.options,
+                                                        self.plan.data_parallel)
             count = self.plan.place(np.asarray(train[1], self.dtype))
             on_device["activations"] = result(params, fold_batches(step, start(params), params, train[0], count,
                                                                    gather=self._gather))

@@ -86,8 +86,8 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
     progress = restore_or_init(plan, programs, restore_from)
     host = host_arrays(train, plan.config.dtype)
     progress.zero_score = functools.cache(functools.partial(zero_score_loss, plan.loss, host[1], plan.sizes[-1]))
-    feeder = Feeder(plan, host, progress.train_key)
     evaluator = Evaluator(plan)
+    feeder = Feeder(plan, host, progress.train_key)
     wants_train_eval = plan.config.eval_train or plan.config.track_activations
     evals = {"train": evaluator.eval_set(train, feeder.resident) if wants_train_eval else None,
              "val": None if val is None else evaluator.eval_set(val)}
