@@ -9,14 +9,14 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmlp import names
+from jaxmlp import checkpoint, evaluate, fit, names
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
-from jaxmlp import evaluate, fit
 from jaxmlp.training import Evaluator, plan_of, plan_run, run_programs, run_spec
 from jaxmlp.training.epoch import epoch_order, gather_batch
 from jaxmlp.training.evaluate import host_arrays
 from jaxmlp.training.feed import Feeder
+from jaxmlp.training.fit import checkpoint_config
 from jaxmlp.training.optim import OPTIMIZERS
 from jaxmlp.training.plan import spec_from_meta
 from jaxmlp.training.state import epoch_key, run_keys
@@ -80,6 +80,23 @@ def test_a_plan_resolves_the_run_once():
     assert longer.config.schedule_epochs == 4  # extending a resumed run keeps the decay's length
     with pytest.raises(ValueError, match="restore_best needs validation data"):
         plan_run(dataclasses.replace(SMALL, restore_best=True), SPLITS.train)
+
+
+def test_fit_refuses_a_plan_made_for_other_data_or_another_resume(tmp_path):
+    """A plan made beforehand must be plan_run's for the data and the checkpoint fit is given."""
+    cfg = dataclasses.replace(SMALL, epochs=2, schedule="cosine")
+    plan = plan_run(cfg, SPLITS.train)
+    with pytest.raises(ValueError, match="made for other training data"):
+        fit(plan, SPLITS.test)
+    with pytest.raises(ValueError, match="does not match the training set"):
+        plan_run(cfg, SPLITS.train, load_dataset("sin").test)  # 1 feature and regression targets
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+    fit(plan, SPLITS.train, checkpointer=ckpt)  # a cosine over 2 epochs
+    longer = dataclasses.replace(cfg, epochs=4)
+    with pytest.raises(ValueError, match="schedule spans 4 epochs, the checkpoint it resumes 2"):
+        fit(plan_run(longer, SPLITS.train), SPLITS.train, checkpointer=ckpt, resume=True)
+    resumed = plan_run(longer, SPLITS.train, resumed=checkpoint_config(ckpt))
+    assert resumed.config.schedule_epochs == 2
 
 
 def test_a_plan_without_data_gives_the_restore_target():

@@ -26,7 +26,7 @@ from jaxmlp.training.feed import Feeder
 from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
-from jaxmlp.training.plan import Plan, plan_run
+from jaxmlp.training.plan import Plan, check_plan, plan_run
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.programs import Programs, run_programs
 from jaxmlp.training.state import TrainState, epoch_key, run_keys
@@ -80,8 +80,10 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
     """
     compile_cache.ensure_configured()
     restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
-    plan = config if isinstance(config, Plan) else plan_run(config, train, val, test,
-                                                            resumed=checkpoint_config(restore_from))
+    resumed = checkpoint_config(restore_from)
+    if isinstance(config, Plan):
+        check_plan(config, train, val, resumed)  # a plan made beforehand: for these data and this resume
+    plan = config if isinstance(config, Plan) else plan_run(config, train, val, test, resumed=resumed)
     programs = run_programs(plan)
     progress = restore_or_init(plan, programs, restore_from)
     host = host_arrays(train, plan.config.dtype)

@@ -102,6 +102,13 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
     distributed.check_same_run(config, train=train, val=val, test=test)
     config = config.with_auto_resolved(len(train), None if val is None else len(val)).with_fixed_schedule(resumed)
     spec = run_spec(config, train)  # ValueError: a loss that does not fit the data
+    for name, data in (("val", val), ("test", test)):
+        if data is not None and (data.x.shape[1:], data.num_classes is None) != (train.x.shape[1:],
+                                                                                train.num_classes is None):
+            raise ValueError(f"the {name} set ({data.name}: {data.x.shape[1]} features, "
+                             f"{'targets' if data.num_classes is None else 'class labels'}) does not match the "
+                             f"training set ({train.x.shape[1]} features, "
+                             f"{'targets' if train.num_classes is None else 'class labels'})")
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
                          f"got {config.batch_size}")
@@ -113,6 +120,19 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
     plan = plan_of(config, spec)  # ValueError: more devices than there are, a batch they do not split
     check_memory(plan.memory, device_memory_limit())
     return plan
+
+
+def check_plan(plan: Plan, train, val=None, resumed: TrainConfig | None = None) -> None:
+    """ValueError unless `plan` fits the Dataset `train` (and `val`) and the checkpoint config
+    `resumed` as plan_run would have made it: fit's check of a plan made beforehand."""
+    if run_spec(plan.config, train) != plan.spec:
+        raise ValueError(f"the plan was made for other training data ({plan.spec.n_train} examples, sizes "
+                         f"{plan.sizes}); plan_run with this data ({len(train)} examples)")
+    if (plan.config.patience or plan.config.restore_best) and val is None:
+        raise ValueError("the plan uses validation data (patience or restore_best) but none is given")
+    if resumed is not None and plan.config.schedule_epochs != resumed.with_fixed_schedule().schedule_epochs:
+        raise ValueError(f"the plan's schedule spans {plan.config.schedule_epochs} epochs, the checkpoint it resumes "
+                         f"{resumed.with_fixed_schedule().schedule_epochs}: plan_run(..., resumed=its config)")
 
 
 def plan_of(config: TrainConfig, spec: RunSpec) -> Plan:
