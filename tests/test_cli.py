@@ -95,7 +95,7 @@ def test_every_field_has_a_flag():
 
 def _config(argv):
     ns = cli.build_parser().parse_args(flags.normalize_flags(["train", *argv]))
-    return run_config.train_config(ns)
+    return run_config.train_config(ns)[:2]  # (config, run dir)
 
 
 def test_auto_flags(tmp_path):

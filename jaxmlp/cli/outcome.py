@@ -67,22 +67,6 @@ def _out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc))
 
 
-def latest_meta(config: TrainConfig, run_dir: Path | None) -> dict | None:
-    """The meta of `run_dir`'s latest checkpoint (None without one): what a resume continues.
-    Reads the checkpoint only: a resume with nothing to do writes nothing."""
-    from jaxmlp import checkpoint
-    from jaxmlp.runfiles import has_checkpoint
-
-    if run_dir is None or not has_checkpoint(run_dir):  # (a Checkpointer would make the missing directory)
-        return None
-    ckpt = checkpoint.checkpointer_for(run_dir, config)
-    try:
-        epoch = ckpt.latest_epoch()
-        return None if epoch is None else ckpt.read_meta(epoch)
-    finally:
-        ckpt.close()
-
-
 def nothing_to_resume(config: TrainConfig, run_dir: Path, meta: dict) -> str | None:
     """The line to print when resuming `run_dir` (its latest checkpoint's `meta`) under `config`
     has nothing to train (a finished run without new epochs; an early-stopped run whose patience

@@ -15,34 +15,37 @@ from jaxmlp.config import RESUMABLE, TrainConfig
 from jaxmlp.rundir import check_new_run_dir
 
 
-def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)) -> tuple[TrainConfig, Path | None]:
-    """(config, run dir) of `jaxmlp train`; `process` (process_id, num_processes) of a multi-host
-    run. The run dir is None for a new run without --out-dir: it is made when the run starts
-    (rundir.claim_new_run_dir). Checks only: nothing is written here."""
+def train_config(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)
+                 ) -> tuple[TrainConfig, Path | None, tuple[TrainConfig, dict] | None]:
+    """(config, run dir, resumed) of `jaxmlp train`; `process` (process_id, num_processes) of a
+    multi-host run. The run dir is None for a new run without --out-dir: it is made when the run
+    starts (rundir.claim_new_run_dir). resumed: with --resume, (the config, the meta) of the
+    checkpoint it continues (restore.saved_config), else None. Checks only: nothing is written here."""
     try:
         if ns.resume:
-            return _resumed_config(ns), Path(ns.resume)
+            config, resumed = _resumed_config(ns)
+            return config, Path(ns.resume), resumed
         base = load_config_file(ns.config) if ns.config else {}
         config = TrainConfig.from_dict({**base, **given_fields(ns)}).with_fixed_schedule()
         if process[1] > 1 and not config.out_dir:
             raise UsageError(f"{PROG} train: error: a multi-host run needs --out-dir, a directory every process "
                              "sees (orbax writes the checkpoints there together)")
         if not config.out_dir:
-            return config, None
+            return config, None, None
         run_dir = Path(config.out_dir)
         if not (ns.overwrite and process[0] > 0):  # with --overwrite, only process 0 removes the old run
             check_new_run_dir(run_dir, config, overwrite=ns.overwrite)
-        return config, run_dir
+        return config, run_dir, None
     except ValueError as exc:  # config validation, RunDirError
         raise UsageError(f"{PROG} train: error: {exc}") from None
     except OSError as exc:  # a path the system refuses (too long, ...)
         raise UsageError(f"{PROG} train: error: {os_error(exc)}") from None
 
 
-def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
-    """The config of the run in --resume RUN_DIR: its latest checkpoint's (restore.saved_config,
-    which refuses a config.json that disagrees with it), with the resumable settings of
-    config.json and then of the flags given applied."""
+def _resumed_config(ns: argparse.Namespace) -> tuple[TrainConfig, tuple[TrainConfig, dict]]:
+    """(the config of the run in --resume RUN_DIR, (its latest checkpoint's config, meta)): the
+    checkpoint's (restore.saved_config, which refuses a config.json that disagrees with it), with
+    the resumable settings of config.json and then of the flags given applied."""
     from jaxmlp.checkpoint import CONFIG_FILE, read_config
     from jaxmlp.restore import saved_config
 
@@ -58,10 +61,10 @@ def _resumed_config(ns: argparse.Namespace) -> TrainConfig:
     if run_dir.is_dir() and not os.path.lexists(run_dir / CONFIG_FILE):  # (a link there: saved_config refuses it)
         raise UsageError(f"{PROG} train: error: {run_dir}: not a run directory (no {CONFIG_FILE}): a run stopped "
                          "before it wrote its config cannot be resumed; rerun the original command")
-    saved, _ = saved_config(run_dir)
+    saved, meta = saved_config(run_dir)
     edited = read_config(run_dir).to_dict()
     resumable = {name: edited[name] for name in RESUMABLE}
-    return TrainConfig.from_dict({**saved.to_dict(), **resumable, **given, "out_dir": str(run_dir)})
+    return TrainConfig.from_dict({**saved.to_dict(), **resumable, **given, "out_dir": str(run_dir)}), (saved, meta)
 
 
 def dtype_scope(dtype: str):

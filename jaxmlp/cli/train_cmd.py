@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
 from jaxmlp.cli.interrupts import InterruptGuard
-from jaxmlp.cli.outcome import ended, latest_meta, nothing_to_resume, os_error
+from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error
 from jaxmlp.cli.progress import ConsoleProgress, DownloadProgress, RunLog
 from jaxmlp.cli.run_config import dtype_scope, train_config
 from jaxmlp.cli.usage import PROG, UsageError, fail
@@ -66,7 +66,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         cache = compile_cache.configure(ns.compile_cache)
     except ValueError as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
-    config, run_dir = train_config(ns, (hosts[2], hosts[1]) if hosts else (0, 1))
+    config, run_dir, resumed = train_config(ns, (hosts[2], hosts[1]) if hosts else (0, 1))
     if cache is not None and run_dir is not None and Path(os.path.abspath(run_dir)) in (
             Path(os.path.abspath(cache)), *Path(os.path.abspath(cache)).parents):
         raise UsageError(f"{PROG} train: error: the compile cache {cache} is inside the run directory {run_dir}: "
@@ -77,7 +77,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         except distributed.DistributedError as exc:
             return fail(f"{PROG} train: error: {exc}", 1)
     with dtype_scope(config.dtype):
-        return _train(ns, config, run_dir)
+        return _train(ns, config, run_dir, resumed)
 
 
 def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
@@ -115,13 +115,14 @@ def data_error(command: str, exc: Exception) -> UsageError:
     return UsageError(f"{PROG} {command}: error: {message}")
 
 
-def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None) -> int:
+def _train(ns: argparse.Namespace, config: TrainConfig, run_dir: Path | None,
+           resumed: tuple[TrainConfig, dict] | None) -> int:
+    """Train `config` into `run_dir`; resumed: (config, meta) of the checkpoint --resume continues."""
     from jaxmlp import distributed, summary
 
-    saved = latest_meta(config, run_dir) if ns.resume else None  # the checkpoint resumed from (reads it only)
     splits, stats = load_data(config, ns.quiet)
-    plan = plan_for(config, splits, resumed=saved and TrainConfig.from_dict(saved["config"]))
-    if saved and (done := nothing_to_resume(plan.config, run_dir, saved)):
+    plan = plan_for(config, splits, resumed=resumed and resumed[0])
+    if resumed and (done := nothing_to_resume(plan.config, run_dir, resumed[1])):
         print(done)
         return 0
     claim = None

@@ -80,12 +80,13 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
     """
     compile_cache.ensure_configured()
     restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
-    resumed = checkpoint_config(restore_from)
+    meta = checkpoint_meta(restore_from)  # the latest checkpoint's, read once: for the plan and the restore
+    resumed = None if meta is None else TrainConfig.from_dict(meta["config"])
     if isinstance(config, Plan):
         check_plan(config, train, val, resumed)  # a plan made beforehand: for these data and this resume
     plan = config if isinstance(config, Plan) else plan_run(config, train, val, test, resumed=resumed)
     programs = run_programs(plan)
-    progress = restore_or_init(plan, programs, restore_from)
+    progress = restore_or_init(plan, programs, restore_from, meta)
     host = host_arrays(train, plan.config.dtype)
     progress.zero_score = functools.cache(functools.partial(zero_score_loss, plan.loss, host[1], plan.sizes[-1]))
     evaluator = Evaluator(plan)
@@ -130,11 +131,12 @@ def train_epochs(loop: Loop, progress: Progress) -> None:
             break
 
 
-def checkpoint_config(checkpointer=None) -> TrainConfig | None:
-    """The config of `checkpointer`'s latest checkpoint (None without one): what a resumed run plans with."""
+def checkpoint_meta(checkpointer=None) -> dict[str, Any] | None:
+    """The meta of `checkpointer`'s latest checkpoint (None without one): its config is what a
+    resumed run plans with."""
     if checkpointer is None or checkpointer.latest_epoch() is None:
         return None
-    return TrainConfig.from_dict(checkpointer.read_meta()["config"])
+    return checkpointer.read_meta()
 
 
 def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int:
@@ -149,13 +151,15 @@ def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int
     return saved_epoch
 
 
-def restore_or_init(plan: Plan, programs: Programs, checkpointer=None) -> Progress:
-    """Fresh params from the seed, or the latest checkpoint of `checkpointer` when it has one."""
+def restore_or_init(plan: Plan, programs: Programs, checkpointer=None, meta: dict[str, Any] | None = None
+                    ) -> Progress:
+    """Fresh params from the seed, or the latest checkpoint of `checkpointer`, whose `meta`
+    (checkpoint_meta) is given; None starts fresh."""
     init_key, train_key = run_keys(plan.config.seed)
-    if checkpointer is None or checkpointer.latest_epoch() is None:
+    if meta is None:
         state = programs.init(plan.place(init_key))
         return Progress(state, train_key, History(compile_seconds=programs.compile_seconds), 0)
-    saved_sizes = tuple(checkpointer.read_meta()["sizes"])
+    saved_sizes = tuple(meta["sizes"])
     if saved_sizes != plan.sizes:
         raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {plan.sizes}")
     abstract = plan.abstract_state()

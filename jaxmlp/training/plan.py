@@ -130,9 +130,10 @@ def check_plan(plan: Plan, train, val=None, resumed: TrainConfig | None = None) 
                          f"{plan.sizes}); plan_run with this data ({len(train)} examples)")
     if (plan.config.patience or plan.config.restore_best) and val is None:
         raise ValueError("the plan uses validation data (patience or restore_best) but none is given")
-    if resumed is not None and plan.config.schedule_epochs != resumed.with_fixed_schedule().schedule_epochs:
+    saved_length = None if resumed is None else resumed.with_fixed_schedule().schedule_epochs
+    if resumed is not None and plan.config.schedule_epochs != saved_length:
         raise ValueError(f"the plan's schedule spans {plan.config.schedule_epochs} epochs, the checkpoint it resumes "
-                         f"{resumed.with_fixed_schedule().schedule_epochs}: plan_run(..., resumed=its config)")
+                         f"{saved_length}: plan_run(..., resumed=its config)")
 
 
 def plan_of(config: TrainConfig, spec: RunSpec) -> Plan:
@@ -144,9 +145,10 @@ def plan_of(config: TrainConfig, spec: RunSpec) -> Plan:
     shapes = abstract_state(config, spec.sizes, optimizer)
     activation, loss_fn = get_activation(config.activation, **config.activation_options()), get_loss(spec.loss)
     dp = parallel.data_parallel(config.devices)
-    parallel.check_batch(config.batch_size, 1 if dp is None else dp.size, config.accumulate)
+    devices = 1 if dp is None else dp.size
+    parallel.check_batch(config.batch_size, devices, config.accumulate)
     feed = config.data_feed if config.data_feed != "auto" else "per_process" if jax.process_count() > 1 else "resident"
-    memory = estimate_memory(config, spec, shapes, feed=feed, devices=1 if dp is None else dp.size)
+    memory = estimate_memory(config, spec, shapes, feed=feed, devices=devices)
     return Plan(config, spec, loss_fn, activation, feed, dp, schedule, optimizer, shapes, memory)
 
 
