@@ -6,7 +6,7 @@
     loss, grads = jaxmlp.loss_and_grad(params, x, y, method="manual")
     params, history = jaxmlp.fit(jaxmlp.TrainConfig(hidden=(100,)), splits.train, splits.val)
 
-The trainer's one public way in is here (fit, plan_run, evaluate, predict, sweep); the parts a
+The trainer's one public way in is here (fit, plan_run, evaluate, predict, sweep, batch_study); the parts a
 run is made of are in `jaxmlp.training`, documented module by module.
 
 The public names below are imported from their modules on first use (PEP 562), so `import
@@ -36,6 +36,8 @@ _PUBLIC = {  # module -> the names it exports here
     "jaxmlp.training.policy": ("TrainingDiverged",),
     "jaxmlp.training.audit": ("GradientAuditFailed",),
     "jaxmlp.sweeps": ("sweep", "SweepResult", "ModelResult"),
+    "jaxmlp.batchsize.study": ("batch_study",),
+    "jaxmlp.batchsize.result": ("StudyResult",),
     "jaxmlp.parallel": ("DataParallel", "data_parallel", "make_mesh"),
     "jaxmlp.precision": ("get_policy",),
 }

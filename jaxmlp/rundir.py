@@ -89,7 +89,7 @@ def check_new_run_dir(run_dir: Path, config: TrainConfig, *, overwrite: bool = F
     check_own_files(run_dir, taken)
     same = previous == kind == "train" and _same_run_without_checkpoint(run_dir, config)
     if taken and not overwrite and not same:
-        what = (f"already holds a {'run' if previous == 'train' else 'sweep'}" if previous == kind else
+        what = (f"already holds a {'run' if previous == 'train' else previous}" if previous == kind else
                 f"holds a jaxmlp {previous}, not a {kind}")
         resume = f"pass --resume {run_dir} to continue it or " if previous == kind else ""
         raise RunDirError(f"run dir {run_dir} {what}; {resume}--overwrite to start over")

@@ -3,7 +3,7 @@ a directory is jaxmlp's (`.jaxmlp-run`, naming the kind), and the checks that ev
 names is what jaxmlp writes there: a regular file or a directory, never a symbolic link, a FIFO,
 a socket or a device, anywhere inside either.
 
-    run_kind(run_dir)                          # "train", "sweep", or None without a marker
+    run_kind(run_dir)                          # "train", "sweep", "batch-study", or None without a marker
     check_own_files(run_dir, RUN_FILES)        # RunDirError naming the first entry that is not
 """
 from __future__ import annotations
@@ -26,12 +26,15 @@ RESULTS_FILE = "results.jsonl"
 SWEEP_SUMMARY_FILE = "summary.md"
 SWEEP_PLOT_FILE = "sweep.png"
 BEST_DIR = "best"  # a sweep's best model: a train run directory of its own
-MARKER_FILE = ".jaxmlp-run"  # {"kind": "train" | "sweep"}: written by the claim of a new run
+STUDY_FILE = "study.json"
+STUDY_PLOT_FILE = "batch_study.png"
+MARKER_FILE = ".jaxmlp-run"  # {"kind": "train" | "sweep" | "batch-study"}: written by the claim of a new run
 # Everything each kind of run writes into its directory: --overwrite removes these, and nothing else.
 KIND_FILES = {
     "train": (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
               "gradient_stats.png", "params.npz", PREPROCESSING_FILE),
     "sweep": (SWEEP_FILE, RESULTS_FILE, SWEEP_SUMMARY_FILE, SUMMARY_FILE, SWEEP_PLOT_FILE, CHECKPOINT_DIR, BEST_DIR),
+    "batch-study": (STUDY_FILE, RESULTS_FILE, SWEEP_SUMMARY_FILE, SUMMARY_FILE, STUDY_PLOT_FILE),
 }
 RUN_FILES = KIND_FILES["train"]
 DIRS = (CHECKPOINT_DIR, BEST_DIR)  # the names above that are directories

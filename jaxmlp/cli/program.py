@@ -14,7 +14,8 @@ import typing
 from typing import Sequence
 
 from jaxmlp import __version__
-from jaxmlp.cli import evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, sweep_cmd, train_cmd
+from jaxmlp.cli import (batch_study_cmd, evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, sweep_cmd,
+                        train_cmd)
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, CommandError, Parser, fail
 
@@ -22,7 +23,8 @@ FORWARDED = {"gradcheck": ("jaxmlp.gradcheck", "check manual gradients against j
              "demo": ("jaxmlp.demos", "run a teaching demo (figures + JSON numbers)")}
 COMMANDS = {"train": train_cmd.cmd_train, "export": export_cmd.cmd_export, "info": info_cmd.cmd_info,
             "predict": predict_cmd.cmd_predict, "evaluate": evaluate_cmd.cmd_evaluate,
-            "noise-scale": noise_scale_cmd.cmd_noise_scale, "sweep": sweep_cmd.cmd_sweep}
+            "noise-scale": noise_scale_cmd.cmd_noise_scale, "sweep": sweep_cmd.cmd_sweep,
+            "batch-study": batch_study_cmd.cmd_batch_study}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     noise_scale_cmd.add_arguments(sub.add_parser(
         "noise-scale", help="the gradient noise scale at init and after training, and a batch range", allow_abbrev=False,
         description="B_simple = tr(Sigma) / |G|^2 over the training set, of RUN_DIR or of a run the flags describe."))
+    batch_study_cmd.add_arguments(sub.add_parser(
+        "batch-study", help="steps to a target at each batch size (lr tuned per size): the critical batch size",
+        allow_abbrev=False, description="Train a learning-rate x seed grid at each batch size until the target; "
+        "fit S = S_min (1 + B_crit / B) and eps_opt(B); B_simple at the target."))
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser

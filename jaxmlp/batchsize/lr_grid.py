@@ -109,3 +109,26 @@ def widen(grid: Sequence[float], at_low_edge: bool, *, factor: float = 4.0) -> n
     if at_low_edge:
         return np.min(grid) * r ** -k[::-1]
     return np.max(grid) * r ** k
+
+
+def lr_steps(steps: np.ndarray) -> np.ndarray:
+    """(L,) each learning rate's steps to the target: the median over its seeds of steps
+    (L, K), inf for a seed that never reached it (so one unreached seed of two makes it inf)."""
+    return np.median(np.where(np.isnan(steps), np.inf, steps), axis=1)
+
+
+def race_decided(steps: np.ndarray, at: int, incumbent: float = math.inf) -> bool:
+    """Whether a race of L learning rates × K seeds can stop at step `at`: the best learning
+    rate is known, since no rate still running can beat it.
+
+    steps: (L, K) steps to the target, NaN for a seed still running, inf for one that ended
+    without it (diverged, or out of budget); incumbent: the best median of an earlier race
+    (a widened grid's). A running seed will take more than `at` steps, so a rate's median is
+    at least the median with `at` in place of its running seeds (the median grows with each
+    entry). The race is decided when a finished rate's median, or the incumbent, is at most
+    every running rate's bound; with nothing finished, never.
+    """
+    running = np.isnan(steps).any(axis=1)  # (L,)
+    best = min([incumbent, *lr_steps(steps[~running])])
+    return bool(np.isfinite(best) and np.all(np.median(np.where(np.isnan(steps[running]), at, steps[running]),
+                                                       axis=1) >= best))

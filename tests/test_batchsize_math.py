@@ -1,4 +1,4 @@
-"""The arithmetic of a batch-size study (jaxmlp.batch_study): the frontier S(B) = S_min (1 + B_crit / B)
+"""The arithmetic of a batch-size study (jaxmlp.batchsize): the frontier S(B) = S_min (1 + B_crit / B)
 and eps_opt(B) = eps_max / (1 + B_noise / B) are recovered from noisy synthetic measurements, the
 bootstrap interval covers the truth and narrows with more seeds, steps to a target are counted from
 a curve, and the learning-rate grid finds its best value and widens past an edge.
@@ -10,8 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from jaxmlp.batch_study import (Frontier, best_lr, bootstrap_frontier, check_interval, fit_eps_opt, fit_frontier,
-                                grid_ratio, lr_grid, resolution_ok, scaled_center, steps_to_target, widen)
+from jaxmlp.batchsize import (Frontier, best_lr, bootstrap_frontier, fit_eps_opt, fit_frontier, grid_ratio, lr_grid,
+                                lr_steps, race_decided, scaled_center, widen)
+from jaxmlp.batchsize.target import Target, check_target, next_check, parse_target
 
 S_MIN, E_MIN = 1000.0, 64000.0
 TRUTH = Frontier(S_MIN, E_MIN, E_MIN / S_MIN)
@@ -182,49 +183,47 @@ def test_fit_eps_opt_boundaries_and_bad_input():
         fit_eps_opt([64], [0.01])
 
 
-# ---------------------------------------------------------------- steps_to_target, check intervals
+# ---------------------------------------------------------------- the target and its checks
 
-def test_steps_to_target_on_a_closed_form_curve():
-    # loss_t = 2 · 0.99^t, t = 1, 2, ...: first t with loss <= 0.5 is ceil(log(1/4) / log(0.99)) = 138
-    t = np.arange(1, 1001)
-    loss = 2 * 0.99 ** t
-    want = math.ceil(math.log(0.25) / math.log(0.99))
-    assert want == 138 and loss[want - 1] <= 0.5 < loss[want - 2]
-    assert steps_to_target(loss, 0.5) == want
-    assert steps_to_target(loss, loss[0]) == 1                # reached at the first entry: index 1
-    accuracy = 1 - 0.5 * 0.99 ** t                              # rises; first >= 0.875 at the same t
-    assert steps_to_target(accuracy, 0.875, higher_is_better=True) == want
-    assert steps_to_target(accuracy, 0.875) == 1               # without the flag, "<=" is met at once
-
-
-def test_steps_to_target_never_reached_is_none():
-    assert steps_to_target([3.0, 2.0, 1.5], 1.0) is None
-    assert steps_to_target([0.1, 0.5, 0.7], 0.9, higher_is_better=True) is None
-    assert steps_to_target([], 1.0) is None
-    assert steps_to_target([math.nan, 0.5], 1.0) == 2          # NaN never reaches
-    with pytest.raises(ValueError, match="values must be a 1-D sequence"):
-        steps_to_target([[1.0, 2.0]], 1.0)
-    with pytest.raises(ValueError, match="target must be a finite number"):
-        steps_to_target([1.0], math.nan)
+def test_checks_resolve_steps_within_5_percent_at_every_count():
+    checks, t = [], 0
+    while t < 100_000:
+        t = next_check(t)
+        checks.append(t)
+    assert checks[:40] == list(range(1, 41))                      # every step up to 40: exact
+    for first in range(1, 100_000, 7):                            # the target first holds at step `first`
+        s = next(c for c in checks if c >= first)                 # the step the race reports
+        assert s - first < max(1, 0.05 * s) and s >= first
+    assert len(checks) < 40 + 21 * math.log(100_000 / 40) + 5     # about 40 + 21 ln(S / 40) checks
 
 
-def test_check_interval_is_the_largest_that_resolves_within_5_percent():
-    assert check_interval(1000) == 50 and check_interval(1019) == 50 and check_interval(1020) == 51
-    assert check_interval(10) == 1 and check_interval(0.5) == 1
-    for steps in (20, 99, 100, 1000, 12345, 250.5):
-        every = check_interval(steps)
-        assert resolution_ok(every, steps) and every <= 0.05 * steps
-        assert not resolution_ok(every + 1, steps)
-    assert resolution_ok(50, 1000) and not resolution_ok(51, 1000)
-    assert resolution_ok(1, 5)                                  # every step: exact, whatever S
-    assert not resolution_ok(2, 39) and resolution_ok(2, 40)
-    with pytest.raises(ValueError, match="expected_steps must be a positive finite"):
-        check_interval(0)
-    with pytest.raises(ValueError, match="check_every must be >= 1"):
-        resolution_ok(0, 100)
+@pytest.mark.parametrize("text, want", [("val_accuracy=0.975", Target("val", "accuracy", 0.975)),
+                                        ("train_loss=0.05", Target("train", "loss", 0.05)),
+                                        ("val_mse = 1e-2", Target("val", "mse", 0.01))])
+def test_parse_target(text, want):
+    assert parse_target(text) == want
+    assert want.reached(want.value) and not want.reached(math.nan)
+    assert want.reached(want.value + 0.01) == want.higher_is_better
 
 
-# ---------------------------------------------------------------- the learning-rate grid
+@pytest.mark.parametrize("text, message", [
+    ("val_accuracy=1.5", "unreachable"), ("val_accuracy=0", "unreachable"), ("train_loss=-1", "unreachable"),
+    ("val_acc=0.9", "SPLIT_METRIC=VALUE"), ("test_loss=0.1", "SPLIT_METRIC=VALUE"), ("val_loss", "SPLIT_METRIC"),
+    ("val_loss=abc", "must be a number"), ("val_loss=nan", "finite")])
+def test_parse_target_bad_input(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_target(text)
+
+
+def test_check_target_against_the_data():
+    check_target(Target("val", "accuracy", 0.9), classification=True, has_val=True)
+    with pytest.raises(ValueError, match="needs a validation set"):
+        check_target(Target("val", "loss", 0.1), classification=True, has_val=False)
+    with pytest.raises(ValueError, match="regression"):
+        check_target(Target("train", "accuracy", 0.9), classification=False, has_val=False)
+    with pytest.raises(ValueError, match="for regression"):
+        check_target(Target("train", "mse", 0.1), classification=True, has_val=False)
+
 
 def test_scaled_center_rules():
     assert scaled_center(0.1, 256, 1024, "linear") == pytest.approx(0.4)
@@ -293,3 +292,21 @@ def test_widen_rejects_grids_it_cannot_continue():
         widen([0.1], False)
     with pytest.raises(ValueError, match="factor must be a finite number > 1"):
         widen([0.1, 0.2], False, factor=1.0)
+
+
+def test_a_race_is_decided_once_no_running_rate_can_beat_the_best_finished_one():
+    nan, inf = math.nan, math.inf
+    steps = np.array([[100.0, 120.0],      # finished: median 110
+                      [nan, 90.0],         # one seed running: median >= (at + 90) / 2
+                      [nan, nan]])         # both running: median >= at
+    assert not race_decided(steps, at=100)     # (100 + 90) / 2 = 95 < 110: it might still win
+    assert not race_decided(steps, at=129)     # 109.5 < 110
+    assert race_decided(steps, at=130)         # 110 >= 110: the finished rate wins (or ties)
+    assert not race_decided(np.full((2, 2), nan), at=10 ** 6)              # nothing finished: never
+    assert race_decided(np.array([[nan, nan]]), at=50, incumbent=50.0)      # a widened grid behind the incumbent
+    assert not race_decided(np.array([[inf, 80.0], [nan, nan]]), at=10 ** 6)  # half reached is no finish (inf)
+    assert race_decided(np.array([[inf, inf], [80.0, 90.0]]), at=0)
+
+
+def test_lr_steps_is_the_median_over_seeds_with_unreached_as_inf():
+    assert lr_steps(np.array([[100.0, 120.0], [math.inf, 80.0], [50.0, 60.0]])).tolist() == [110.0, math.inf, 55.0]

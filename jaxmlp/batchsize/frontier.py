@@ -22,9 +22,6 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-CHECKS_PER_TARGET = 20  # a check interval resolves S within 5% = 1/20 when it is at most S / 20
-
-
 class Frontier(NamedTuple):
     """s_min: steps at an infinite batch; e_min: examples at batch → 0; b_crit = e_min / s_min (examples).
 
@@ -164,34 +161,3 @@ def fit_eps_opt(batch_sizes: Sequence[float], best_lrs: Sequence[float]) -> EpsF
     if c <= 0:
         return EpsFit(math.inf, math.inf)
     return EpsFit(float(1.0 / c), float(d / c))
-
-
-def steps_to_target(values: Sequence[float], target: float, *, higher_is_better: bool = False) -> int | None:
-    """The 1-based index of the first entry of `values` that reaches `target`, None if none does.
-
-    values: (T,) the monitored value at each step, or at each check (then multiply the index by
-    the check interval for steps). Reaching means <= target (a loss), or >= target with
-    higher_is_better (an accuracy); NaN never reaches.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"values must be a 1-D sequence, got shape {v.shape}")
-    if not math.isfinite(target):
-        raise ValueError(f"target must be a finite number, got {target}")
-    hit = v >= target if higher_is_better else v <= target
-    return int(np.argmax(hit)) + 1 if hit.any() else None
-
-
-def resolution_ok(check_every: int, steps: float) -> bool:
-    """Whether checking every `check_every` steps measures S = `steps` within 5%
-    (check_every <= 0.05 · steps); checking every step (check_every = 1) is always exact."""
-    if check_every < 1 or not steps > 0:
-        raise ValueError(f"check_every must be >= 1 and steps > 0, got {check_every} and {steps}")
-    return check_every == 1 or check_every * CHECKS_PER_TARGET <= steps
-
-
-def check_interval(expected_steps: float) -> int:
-    """The largest check interval (steps) that resolves `expected_steps` within 5%; at least 1."""
-    if not (math.isfinite(expected_steps) and expected_steps > 0):
-        raise ValueError(f"expected_steps must be a positive finite number, got {expected_steps}")
-    return max(1, int(expected_steps // CHECKS_PER_TARGET))

@@ -1,0 +1,148 @@
+"""The MNIST batch-size study: steps to a validation-accuracy target at each batch size, the
+learning rate tuned per batch size, for SGD with momentum and for Adam (jaxmlp.batch_study),
+timed against its floor.
+
+    python scripts/bench_batch_study.py --data-dir ../shared/data/mnist                  # both optimizers, CPU
+    python scripts/bench_batch_study.py --data-dir ../shared/data/mnist --optimizer adam
+    python scripts/bench_batch_study.py --data-dir DIR --gpu                              # the GPU run
+
+Writes results/batch_study_<optimizer>[_gpu].{json,md} and
+results/figures/batch_study_<optimizer>[_gpu].png. The floor is the study's arithmetic at the
+matmul rate measured in the same run (a float32 jnp matmul of 2048 x 2048, median of 10, at the
+start and at the end): 6 FLOPs per weight per training example, 2 per weight per evaluated
+example (every check of every model on the validation split), plus the B_simple passes
+(6 per weight per training example, one pass per batch size).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import RESULTS, environment, load_averages, log, repo_path, wait_for_idle_cpu, write_results  # noqa: E402
+
+SETTINGS = {  # optimizer -> (learning rate tuned at batch 128, the grid's scaling rule)
+    "momentum": (0.05, "linear"),
+    "adam": (1e-3, "sqrt"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default="../shared/data/mnist", help="MNIST IDX files")
+    p.add_argument("--optimizer", choices=[*SETTINGS, "both"], default="both")
+    p.add_argument("--hidden", default="128", help="hidden widths [128]")
+    p.add_argument("--target", default="val_accuracy=0.96")
+    p.add_argument("--batch-sizes", default="16:4096")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--lr-points", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=60, help="each batch size's budget")
+    p.add_argument("--val-size", type=int, default=5000, help="validation examples held out of the 60000")
+    p.add_argument("--n-train", type=int, default=None, help="use the first N training examples (smoke tests)")
+    p.add_argument("--gpu", action="store_true", help="the GPU run: results named *_gpu, width all")
+    p.add_argument("--tag", default="", help="a suffix of the result names")
+    return p.parse_args(argv)
+
+
+def matmul_rate() -> float:
+    """FLOP/s of a float32 2048 x 2048 jnp matmul on the default device, median of 10."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        jax.block_until_ready(f(a))
+        times.append(time.perf_counter() - t)
+    return 2 * 2048 ** 3 / statistics.median(times)
+
+
+def study_flops(result, sizes, n_train: int, n_val: int) -> float:
+    """The arithmetic the study did (the module docstring's count)."""
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(6.0 * weights * r.model_steps * r.batch_size + 2.0 * weights * r.model_checks * n_val
+               + (6.0 * weights * n_train if r.b_simple is not None else 0.0) for r in result.rows)
+
+
+def load(args):
+    from jaxmlp import load_dataset
+    from jaxmlp.data.dataset import Dataset
+    from jaxmlp.run_preprocessing import fit_preprocessing
+
+    splits = load_dataset("mnist", data_dir=str(repo_path(args.data_dir)), seed=0, val_fraction=args.val_size / 60000)
+    if args.n_train:
+        t = splits.train
+        splits = splits._replace(train=Dataset(t.x[:args.n_train], t.y[:args.n_train], name=t.name,
+                                               num_classes=t.num_classes))
+    return fit_preprocessing(splits, True)[0]
+
+
+def run_one(args, optimizer: str, splits) -> dict:
+    from jaxmlp import TrainConfig, batch_study
+    from jaxmlp.cli.batch_study_cmd import batch_range
+
+    lr, rule = SETTINGS[optimizer]
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    config = TrainConfig(dataset="mnist", hidden=hidden, optimizer=optimizer, learning_rate=lr, batch_size=128,
+                         epochs=args.epochs)
+    rate_start = matmul_rate()
+    load_start, idle = load_averages(), wait_for_idle_cpu() if not args.gpu else None
+    log(f"{optimizer}: matmul {rate_start / 1e9:.0f} GFLOP/s; study starts")
+    t0 = time.perf_counter()
+    result = batch_study(config, batch_range(args.batch_sizes), args.target, splits.train, splits.val,
+                         seeds=[int(s) for s in args.seeds.split(",")], lr_points=args.lr_points, rule=rule,
+                         width="all" if args.gpu else "auto",
+                         on_row=lambda r: log(f"  batch {r.batch_size}: best lr {r.best_lr}, steps "
+                                              f"{r.best_steps.tolist()}, {r.seconds:.1f}s"))
+    wall = time.perf_counter() - t0
+    rate = max(rate_start, matmul_rate())
+    sizes = (784, *hidden, 10)
+    flops = study_flops(result, sizes, len(splits.train), len(splits.val))
+    return {"optimizer": optimizer, "learning_rate_at_128": lr, "rule": rule, "hidden": list(hidden),
+            "wall_s": wall, "races_s": sum(r.seconds for r in result.rows),
+            "compile_s": sum(r.compile_seconds for r in result.rows), "flops": flops,
+            "matmul_flops_per_s": rate, "floor_s": flops / rate, "load_start": load_start, "idle_wait": idle,
+            "load_end": load_averages(), "result": result.to_json(), "table": result.table(), "_result": result}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from jaxmlp.batchsize.plots import plot_study
+
+    splits = load(args)
+    suffix = ("_gpu" if args.gpu else "") + (f"_{args.tag}" if args.tag else "")
+    for optimizer in SETTINGS if args.optimizer == "both" else [args.optimizer]:
+        run = run_one(args, optimizer, splits)
+        result = run.pop("_result")
+        name = f"batch_study_{optimizer}{suffix}"
+        figure = RESULTS / "figures" / f"{name}.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        plot_study(result, figure)
+        record = {"title": f"Batch-size study, MNIST {'-'.join(map(str, (784, *run['hidden'], 10)))} relu, "
+                           f"{optimizer}, target {args.target}", "environment": environment(), "settings": vars(args),
+                  **run}
+        rows = [[r.batch_size, "-" if r.best_lr is None else f"{r.best_lr:.4g}" + (" (edge)" if r.at_edge else ""),
+                 "-" if r.best_lr is None else f"{r.median_steps:,.0f}", ", ".join(f"{s:.0f}" for s in r.best_steps),
+                 "-" if r.best_lr is None else f"{r.median_steps * r.batch_size:,.0f}", r.widened,
+                 f"{r.seconds:.1f}", "-" if r.b_simple is None else f"{r.b_simple:.0f}"] for r in result.rows]
+        notes = "\n".join([*result.fit_lines(), "",
+                           f"Wall time {run['wall_s']:.0f} s ({run['races_s']:.0f} s of races, {run['compile_s']:.0f} s "
+                           f"compile); floor {run['floor_s']:.0f} s = {run['flops'] / 1e12:.1f} TFLOP at the "
+                           f"measured matmul rate {run['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s "
+                           f"(wall / floor = {run['wall_s'] / run['floor_s']:.1f}). Load average at the start "
+                           f"{run['load_start']['1min']}, at the end {run['load_end']['1min']}.",
+                           f"Figure: `figures/{figure.name}`."])
+        write_results(name, record, ["batch", "best lr", "steps (median)", "steps per seed", "examples", "widened",
+                                     "wall s", "B_simple"], rows, notes)
+        log(f"{optimizer}: {run['wall_s']:.0f} s, floor {run['floor_s']:.0f} s -> results/{name}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
