@@ -158,8 +158,8 @@ def multihost_part(args, work: Path) -> dict:
     hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--out-dir", str(two)]
     runs = {"one": quiet_then("1 process, 1 core", lambda: timed(
         ["taskset", "-c", "0", *sweep, "--out-dir", str(one)], work))}
-    runs["two"] = quiet_then("2 processes, 1 core each", lambda: timed(
-        *[["taskset", "-c", str(i), *sweep, *hosts, "--process-id", str(i)] for i in range(2)], cwd=work))
+    first, second = [["taskset", "-c", str(i), *sweep, *hosts, "--process-id", str(i)] for i in range(2)]
+    runs["two"] = quiet_then("2 processes, 1 core each", lambda: timed(first, work, second))
     for name, out in (("one", one), ("two", two)):
         summary = json.loads((out / "summary.json").read_text())
         runs[name].update(compile_s=summary["compile_seconds"], train_s=summary["train_seconds"],
