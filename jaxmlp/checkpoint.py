@@ -55,15 +55,21 @@ class Checkpointer:
     killed run (the trainer asks for it; readers leave the directory untouched, and never make
     it: the first save does). An old checkpoint is pruned by renaming it to such a name first,
     then deleting it: a reader sees a checkpoint whole or not at all, and a kill mid-delete
-    leaves no half checkpoint behind.
+    leaves no half checkpoint behind. In a multi-host run every process saves together (each its
+    devices' shards), unless `alone`: then only this process, process 0, saves (its host values:
+    a sweep's best/), and waits on no other.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, cleanup_tmp: bool = False):
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, cleanup_tmp: bool = False,
+                 alone: bool = False):
         quiet_orbax_reports()
         self.directory = Path(directory).absolute()
         self.max_to_keep = max_to_keep
+        processes = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                                       active_processes={jax.process_index()}) if alone else \
+            ocp.options.MultiprocessingOptions()
         options = ocp.CheckpointManagerOptions(max_to_keep=None, create=False, enable_async_checkpointing=False,
-                                               cleanup_tmp_directories=cleanup_tmp)
+                                               cleanup_tmp_directories=cleanup_tmp, multiprocessing_options=processes)
         self.manager = self._listing(lambda: ocp.CheckpointManager(self.directory, options=options,
                                                                    item_names=("state", "best", "meta")))
 
@@ -193,9 +199,11 @@ def _abstract(tree):
     return jax.tree.map(spec, tree)
 
 
-def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup_tmp: bool = False) -> Checkpointer:
-    """The Checkpointer of a run directory (run_dir/checkpoints)."""
-    return Checkpointer(Path(run_dir) / CHECKPOINT_DIR, max_to_keep=config.keep_checkpoints, cleanup_tmp=cleanup_tmp)
+def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup_tmp: bool = False,
+                     alone: bool = False) -> Checkpointer:
+    """The Checkpointer of a run directory (run_dir/checkpoints); alone: see Checkpointer."""
+    return Checkpointer(Path(run_dir) / CHECKPOINT_DIR, max_to_keep=config.keep_checkpoints, cleanup_tmp=cleanup_tmp,
+                        alone=alone)
 
 
 # --- the run's own files ----------------------------------------------------------------------

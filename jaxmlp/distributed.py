@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import threading
+import typing
 import zlib
 
 import jax
@@ -94,14 +95,14 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     problem = (f"process {process_id} of {num_processes} could not join the run at {coordinator} within "
                f"{seconds}s: are all {num_processes} processes started, with the same coordinator and "
                f"num_processes, and is the coordinator's port reachable?")
-    watchdog = threading.Timer(seconds, _exit_now, (f"jaxmlp: error: {problem} (distributed timeout)",))
+    watchdog = threading.Timer(seconds, exit_now, (f"jaxmlp: error: {problem} (distributed timeout)",))
     watchdog.daemon = True
     if exit_on_timeout:
         watchdog.start()
     try:
         jax.distributed.initialize(**{k: v for k, v in wanted.items() if k in accepted})
     except Exception as exc:  # XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE, ...), RuntimeError
-        _abandon()
+        abandon()
         raise DistributedError(f"{problem} ({' '.join(str(exc).split())[:300]})") from None
     finally:
         watchdog.cancel()
@@ -128,14 +129,17 @@ def _use_gloo_on_cpu() -> None:
         pass
 
 
-def _exit_now(message: str) -> None:
+def exit_now(message: str) -> typing.NoReturn:
+    """Print `message` and end the process with EXIT_TIMEOUT (1) at once: no atexit handlers, no
+    shutdown barrier (files are complete or absent, and a run's lock goes with the process)."""
+    sys.stdout.flush()
     print(message, file=sys.stderr, flush=True)
     os._exit(EXIT_TIMEOUT)  # no atexit: JAX's shutdown would wait for the peers that never came
 
 
-def _abandon() -> None:
-    """After a failed initialize: drop the half-started client and service, so the process can
-    exit without waiting for a shutdown barrier that the missing peers never reach."""
+def abandon() -> None:
+    """After a failed initialize, or once a peer is gone: drop the client and service, so the
+    process can exit without waiting for a shutdown barrier that the missing peers never reach."""
     try:
         from jax._src import distributed as _distributed
 
@@ -143,6 +147,18 @@ def _abandon() -> None:
         state.client = state.service = state.preemption_sync_manager = None
     except Exception:  # a JAX without these internals: nothing to drop
         pass
+
+
+def peer_lost(exc: BaseException) -> str | None:
+    """What `exc` says when it ended a multi-process run because another process is gone (killed,
+    its host down: gloo's collectives see the connection closed), else None."""
+    if jax.process_count() == 1:
+        return None
+    for cause in (exc, exc.__cause__):
+        text = " ".join(str(cause).split())
+        if isinstance(cause, jax.errors.JaxRuntimeError) and ("Gloo" in text or "heartbeat" in text):
+            return f"another process of this multi-host run is gone ({text[:200]})"
+    return None
 
 
 def assert_same_everywhere(**things) -> None:

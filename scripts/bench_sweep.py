@@ -2,6 +2,7 @@
 
     python scripts/bench_sweep.py                 # CPU part -> results/sweep.{json,md}
     python scripts/bench_sweep.py --gpu           # GPU part -> results/sweep_gpu.{json,md}, one command, < 5 min
+    python scripts/bench_sweep.py --multihost     # 2 pinned processes vs 1 -> results/sweep_multihost.{json,md}
     python scripts/bench_sweep.py --smoke         # both parts' code at tiny sizes -> /tmp/jaxmlp_sweep_smoke.*
 
 CPU part: 16 MNIST 784-512-512-10 relu models (4 seeds x 4 learning rates, Adam), 2 epochs, batch
@@ -14,6 +15,12 @@ the cores other processes used meanwhile recorded (this VM is shared):
   3. 16 `jaxmlp train` processes, one after another;
 and, for the record, `jaxmlp sweep --width all` (all 16 vmapped, batched matmuls). Goal: the
 sweep >= 1.5x faster than the 16 processes.
+
+Multi-host part (--multihost): the same 16-model sweep (`jaxmlp sweep --devices all`) as one process
+pinned to one core (`taskset -c 0`) and as 2 jax.distributed processes (gloo on 127.0.0.1) pinned to a
+core each (`taskset -c 0`, `taskset -c 1`), the model axis over their 2 devices; whole processes, spawn
+to the last exit, after waiting for idle CPUs. Goal: 2 processes <= 0.6x the wall time of 1; both
+rank the models the same.
 
 GPU part: 1, 8, 64 and 256 MNIST models at batch 128, all vmapped in one program: the median
 epoch of the sweep's compiled epoch (after a warm-up epoch), against the floor of one epoch. Per
@@ -59,6 +66,7 @@ for lr in lrs:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="the GPU part (needs a GPU)")
+    parser.add_argument("--multihost", action="store_true", help="2 processes pinned to a core each vs 1 (CPU)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on any device; writes only under /tmp")
     parser.add_argument("--data-dir", default="../shared/data/mnist")
     parser.add_argument("--models", default=GPU_MODELS, help=f"GPU part: model counts [{GPU_MODELS}]")
@@ -80,14 +88,18 @@ def config_flags(args) -> list[str]:
     return flags + (["--n-samples", str(args.n_samples)] if args.n_samples else [])
 
 
-def timed(argv: list[str], cwd: Path) -> dict:
-    """One process, spawn to exit (it must succeed): wall s, its CPU s (user + sys), and the
-    cores other processes on the machine kept busy meanwhile."""
+def timed(argv: list[str], cwd: Path, *more: list[str]) -> dict:
+    """One process, or several started together (`more`), spawn to the last exit (each must
+    succeed): wall s, their CPU s (user + sys), and the cores other processes on the machine kept
+    busy meanwhile."""
     before, children = cpu_snapshot(children=True), _children_cpu()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    procs = [subprocess.Popen(a, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for a in (argv, *more)]
+    outs = [p.communicate() for p in procs]
     after, cpu = cpu_snapshot(children=True), _children_cpu() - children
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    for a, p, (_, stderr) in zip((argv, *more), procs, outs):
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(a[:4])} ... failed ({p.returncode}): {stderr.strip()[-500:]}")
     wall = after[0] - before[0] if before and after else None
     return {"wall_s": wall, "cpu_s": cpu, "other_cores": foreign_cores(before, after)}
 
@@ -131,6 +143,47 @@ def cpu_part(args, work: Path) -> dict:
     return {"models": len(lrs) * args.seeds, "epochs": args.epochs, "hidden": args.hidden, "runs": runs,
             "goal": "sweep >= 1.5x faster than 16 processes",
             "goal_met": runs["sweep"]["speedup_vs_processes"] >= 1.5}
+
+
+def multihost_part(args, work: Path) -> dict:
+    """The sweep in 1 process on core 0, then in 2 processes on cores 0 and 1."""
+    import socket
+
+    sweep = cli("sweep", *config_flags(args), "--grid", f"learning_rate={args.lrs}", "--grid", f"seed=0:{args.seeds}",
+                "--devices", "all")
+    one, two = work / "one", work / "two"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--out-dir", str(two)]
+    runs = {"one": quiet_then("1 process, 1 core", lambda: timed(
+        ["taskset", "-c", "0", *sweep, "--out-dir", str(one)], work))}
+    first, second = [["taskset", "-c", str(i), *sweep, *hosts, "--process-id", str(i)] for i in range(2)]
+    runs["two"] = quiet_then("2 processes, 1 core each", lambda: timed(first, work, second))
+    for name, out in (("one", one), ("two", two)):
+        summary = json.loads((out / "summary.json").read_text())
+        runs[name].update(compile_s=summary["compile_seconds"], train_s=summary["train_seconds"],
+                          ranking=[row["model"] for row in summary["table"]])
+    ratio = runs["two"]["wall_s"] / runs["one"]["wall_s"]
+    return {"models": args.seeds * len(args.lrs.split(",")), "epochs": args.epochs, "hidden": args.hidden,
+            "runs": runs, "ratio": ratio, "same_ranking": runs["one"]["ranking"] == runs["two"]["ranking"],
+            "goal": "2 processes <= 0.6x the wall time of 1", "goal_met": ratio <= 0.6}
+
+
+def multihost_rows(part: dict) -> list[list]:
+    what = {"one": "1 process pinned to 1 core (`taskset -c 0`)",
+            "two": "2 processes (jax.distributed, gloo), each pinned to its own core"}
+    return [[what[name], f"{run['wall_s']:.1f} s", f"{run['wall_s'] / part['runs']['one']['wall_s']:.2f}x",
+             f"{run['cpu_s']:.1f} s", f"{run['other_cores']:.2f}", f"{run['train_s']:.1f} s + {run['compile_s']:.1f} s"]
+            for name, run in part["runs"].items()]
+
+
+def multihost_notes(part: dict) -> str:
+    return (f"{part['models']} models, {part['epochs']} epochs, hidden {part['hidden']}, `jaxmlp sweep --devices all`. "
+            "Whole processes, spawn to the last exit, each way after waiting up to 2 minutes for idle CPUs. The "
+            "sweep's epochs + compile are process 0's. Same ranking in both: "
+            f"{'yes' if part['same_ranking'] else 'NO'}. Goal: 2 processes <= 0.6x the wall time of 1: "
+            f"{'met' if part['goal_met'] else 'not met'} ({part['ratio']:.2f}x).")
 
 
 def _processes(args, lrs: list[float], work: Path) -> dict:
@@ -265,6 +318,13 @@ def main(argv=None) -> None:
         record.update(title="jaxmlp sweep on a GPU: vmapped epochs against the HBM floor", gpu=gpu_part(args))
         header, rows = ["models", "epoch", "floor", "epoch / floor", "compile"], gpu_rows(record["gpu"])
         name, notes = args.name + "_gpu", gpu_notes(record["gpu"])
+    elif args.multihost:
+        with tempfile.TemporaryDirectory() as work:
+            record.update(title="16 MNIST models: one sweep over 2 processes on a core each, against 1 process (CPU)",
+                          multihost=multihost_part(args, Path(work)))
+        header, rows = ["how", "wall (whole processes)", "wall / 1 process", "CPU time",
+                        "other processes' cores meanwhile", "sweep: epochs + compile"], multihost_rows(record["multihost"])
+        name, notes = args.name + "_multihost", multihost_notes(record["multihost"])
     else:
         with tempfile.TemporaryDirectory() as work:
             record.update(title="16 MNIST models: one sweep, sequential fits, separate processes (CPU)",

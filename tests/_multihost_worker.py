@@ -1,4 +1,4 @@
-"""Subprocess helper of tests/test_parallel.py (not a test module): runs jobs in a fresh JAX.
+"""Subprocess helper of tests/test_parallel.py and tests/test_sweep_hosts.py (not a test module): runs jobs in a fresh JAX.
 
     python tests/_multihost_worker.py '{"jobs": [...], "distributed": {...}}'
 
@@ -9,6 +9,7 @@ result per job, each {"ok": ...} or {"error": "<type>: <message>"}.
 
 Jobs:
   {"kind": "fit", "config": {...TrainConfig fields}[, "load_seed": s]}  -> {"params": [[W, b], ...], "final": ...}
+  {"kind": "sweep", "config": {...}, "grid": {...}}  -> {"params": per model, "ranking": model indices, "scores"}
   {"kind": "feed", "batch": B, "sizes": [...], "method": m}  -> grads of one step whose global batch
       is built from the rows each process feeds (parallel.DataParallel.shard_batch)
   {"kind": "cli", "argv": [...]}  -> {"code": exit status, "writes": [files this process wrote],
@@ -42,6 +43,19 @@ def run_fit(job):
     splits = load_dataset(config.dataset, n_samples=config.n_samples, seed=seed)
     params, history = jaxmlp.fit(config, splits.train)
     return {"params": _tolist(params), "final": history.final, "train_loss": history.train_loss}
+
+
+def run_sweep(job):
+    """jaxmlp.sweep of `grid` over `config` on the spiral, every model's params kept."""
+    import jaxmlp
+    from jaxmlp.config import TrainConfig
+    from jaxmlp.data import load_dataset
+
+    config = TrainConfig.from_dict(job["config"])
+    splits = load_dataset(config.dataset, seed=config.data_seed, val_fraction=config.val_fraction)
+    result = jaxmlp.sweep(config, job["grid"], splits.train, splits.val, splits.test, keep_params=True)
+    return {"params": [_tolist(m.params) for m in result.models], "ranking": [row["model"] for row in result.table()],
+            "scores": [m.score for m in result.models]}
 
 
 def run_feed(job):
@@ -114,7 +128,7 @@ def main() -> None:
     results = []
     for job in spec["jobs"]:
         try:
-            out = {"fit": run_fit, "feed": run_feed, "cli": run_cli}[job["kind"]](job)
+            out = {"fit": run_fit, "sweep": run_sweep, "feed": run_feed, "cli": run_cli}[job["kind"]](job)
             results.append({"ok": out})
         except Exception as exc:  # report, keep going: the test decides
             results.append({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]})

@@ -133,13 +133,13 @@ def _plan(epochs=(10, 10), models=(2, 2)):
         chunks.append(types.SimpleNamespace(index=i, group=i, size=n, members=tuple(range(first, first + n))))
         first += n
     groups = [types.SimpleNamespace(program=types.SimpleNamespace(epochs=e)) for e in epochs]
-    return types.SimpleNamespace(chunks=chunks, groups=groups, mesh=None, width=1,
+    return types.SimpleNamespace(chunks=chunks, groups=groups, mesh=None, devices=1, width=1, idle_line=lambda: None,
                                  base=types.SimpleNamespace(dataset="spiral"))
 
 
 def _sweep_info(plan, done_epochs=0, records=()):
     return dict(plan=plan, models=sum(c.size for c in plan.chunks), groups=len(plan.groups), chunks=len(plan.chunks),
-                total_epochs=sum(g.program.epochs for g in plan.groups), done_epochs=done_epochs, records=list(records))
+                processes=1, total_epochs=sum(g.program.epochs for g in plan.groups), done_epochs=done_epochs, records=list(records))
 
 
 def _models(chunk, score):

@@ -2,7 +2,7 @@
 happened and what the run directory still holds, and the exit status.
 
     exit 1    the run failed: diverged, a gradient audit failed (audit_strict), out of memory, a file
-              system error while training
+              system error while training, a process of a multi-host run gone
     exit 2    bad input: a flag, a config, a data set or a run directory that cannot be used
     exit 130  interrupted (Ctrl-C)
 
@@ -39,6 +39,7 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     """Report `exc`, which ended the run (of `jaxmlp <command>`) in `run_dir`, in one line; its
     exit status. Re-raises what is not one of the ways a run is known to end (a bug deserves its
     traceback)."""
+    from jaxmlp import distributed
     from jaxmlp.training import GradientAuditFailed, TrainingDiverged
 
     prefix = f"{PROG} {command}: error:"
@@ -46,6 +47,8 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     kept = _kept(run_dir, last)
     if isinstance(exc, (TrainingDiverged, GradientAuditFailed)):
         return fail(f"{prefix} {exc} ({kept})", 1)
+    if (lost := distributed.peer_lost(exc)) is not None:  # exits now: JAX's shutdown would wait for the lost peer
+        distributed.exit_now(f"{prefix} {lost} ({kept}; continue with --resume {run_dir} on every host)")
     if isinstance(exc, KeyboardInterrupt):
         resume = f"; continue with --resume {run_dir}" if last is not None else ""
         return fail(f"{PROG} {command}: interrupted; {kept}{resume}", EXIT_INTERRUPTED)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file, value_parser
 from jaxmlp.cli.grid_flags import GRID_HELP, MAX_MODELS, check_grid_size, load_grid_file, parse_grid
+from jaxmlp.cli.hosts import add_host_arguments, host_settings, join
 from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import ended, os_error
 from jaxmlp.cli.run_config import dtype_scope
@@ -57,18 +58,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"train a grid of up to N models; a larger one is refused with its count [{MAX_MODELS}]")
     run.add_argument("--top", type=int_at_least(0), default=20, metavar="N", help="rows of the printed table [20]")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip sweep.png")
+    add_host_arguments(parser)
     add_config_flags(parser)
 
 
 def cmd_sweep(ns: argparse.Namespace) -> int:
-    config, grid, run_dir, settings = sweep_setup(ns)
+    hosts = host_settings(ns, "sweep")
+    config, grid, run_dir, settings = sweep_setup(ns, (hosts[2], hosts[1]) if hosts else (0, 1))
+    if (code := join(ns, hosts, "sweep")) is not None:  # every process has checked the run dir by now
+        return code
     with dtype_scope(config.dtype):
         return _sweep(ns, config, grid, run_dir, settings)
 
 
-def sweep_setup(ns: argparse.Namespace):
+def sweep_setup(ns: argparse.Namespace, process: tuple[int, int] = (0, 1)):
     """(config, grid, run dir or None for a fresh runs/sweep-<dataset>-<time>, settings) from the
-    flags, or from the sweep being resumed. Reads only."""
+    flags, or from the sweep being resumed; `process` (process_id, num_processes) of a multi-host
+    sweep, which needs an --out-dir. Reads only."""
     from jaxmlp.rundir import RunDirError, check_new_run_dir
     from jaxmlp.runfiles import KIND_FILES, check_own_files
     from jaxmlp.sweeps.sweepdir import read_sweep_json
@@ -95,8 +101,11 @@ def sweep_setup(ns: argparse.Namespace):
             raise UsageError(f"{COMMAND}: error: empty grid: give --grid FIELD=VALUES (repeatable) or --grid-file FILE")
         check_grid_size(grid, ns.max_models, COMMAND)
         config = TrainConfig.from_dict({**(load_config_file(ns.config) if ns.config else {}), **given})
+        if process[1] > 1 and not config.out_dir:
+            raise UsageError(f"{COMMAND}: error: a multi-host sweep needs --out-dir, a directory every process sees "
+                             "(orbax writes the checkpoints there together)")
         run_dir = Path(config.out_dir) if config.out_dir else None
-        if run_dir is not None:
+        if run_dir is not None and not (ns.overwrite and process[0] > 0):  # only process 0 removes an old sweep
             check_new_run_dir(run_dir, config, overwrite=ns.overwrite, kind="sweep")
         return config, grid, run_dir, {"models_per_program": ns.models_per_program, "width": ns.width}
     except (ValueError, RunDirError) as exc:  # config validation, the run directory
@@ -106,27 +115,32 @@ def sweep_setup(ns: argparse.Namespace):
 
 
 def _sweep(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path | None, settings: dict) -> int:
+    from jaxmlp import distributed
     from jaxmlp.sweeps.plan import make_plan
 
+    primary = distributed.is_primary()  # process 0 writes the run's files and prints; every process trains
     if ns.resume and _finished(config, run_dir):
-        print(f"nothing to resume: {run_dir} has finished its sweep, its summaries and best/ written; "
-              "no file was changed")
+        if primary:
+            print(f"nothing to resume: {run_dir} has finished its sweep, its summaries and best/ written; "
+                  "no file was changed")
         return 0
-    splits, stats = load_data(config, ns.quiet, command="sweep")
-    plan_for(dataclasses.replace(config, devices=1), splits, command="sweep")  # one model's checks
+    splits, stats = load_data(config, ns.quiet or not primary, command="sweep")
+    plan_for(dataclasses.replace(config, devices=1), splits, command="sweep", local=True)  # one model's checks
     data = (splits.train, splits.val, splits.test)
     options = dict(models_per_program=settings["models_per_program"], width=settings["width"])
     try:
         plan = None if ns.resume else make_plan(config, grid, *data, **options)  # all checked before any write
     except ValueError as exc:  # the grid, a model against the data, the device memory
         raise UsageError(f"{COMMAND}: error: {exc}") from None
-    claim, code = claim_dir(ns, config, run_dir, command="sweep"), 2
+    claim, code = claim_dir(ns, config, run_dir, command="sweep") if primary else None, 2
+    run_dir = claim.path if claim is not None else run_dir
     try:
-        code = _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), grid, claim.path, plan, splits,
-                    stats, options)
+        code = _run(ns, dataclasses.replace(config, out_dir=str(run_dir)), grid, run_dir, plan, splits, stats,
+                    options, primary=primary)
         return code
     finally:
-        claim.release(undo=code == 2)  # bad input changes no file: not even the claim's own
+        if claim is not None:
+            claim.release(undo=code == 2)  # bad input changes no file: not even the claim's own
 
 
 def _finished(config: TrainConfig, run_dir: Path) -> bool:
@@ -155,20 +169,24 @@ def _finished(config: TrainConfig, run_dir: Path) -> bool:
             and rundir.has_checkpoint(run_dir / rundir.BEST_DIR))
 
 
-def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options) -> int:
-    """The sweep in its claimed directory, then its files; every way it can end, in one line."""
+def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan, splits, stats, options, *,
+         primary: bool) -> int:
+    """The sweep in its claimed directory, then its files (process 0's); every way it can end, in
+    one line."""
     from jaxmlp import checkpoint
     from jaxmlp.sweeps import sweep, sweepdir
 
     console, ckpt = SweepConsole(quiet=ns.quiet), None
     try:
         with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the sweep
-            if plan is not None:
+            if plan is not None and primary:
                 sweepdir.write_sweep_json(run_dir, config, grid, plan, {**options})
-            ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)
-            callbacks = [sweepdir.ResultsLog(run_dir / sweepdir.RESULTS_FILE), console, guard]
-            result = sweep(config, grid, splits.train, splits.val, splits.test, callbacks=callbacks, checkpointer=ckpt,
-                           resume=bool(ns.resume), **options)
+            ckpt = checkpoint.checkpointer_for(run_dir, config, cleanup_tmp=True)  # every process: orbax saves together
+            writers = [sweepdir.ResultsLog(run_dir / sweepdir.RESULTS_FILE), console] if primary else []
+            result = sweep(config, grid, splits.train, splits.val, splits.test, callbacks=[*writers, guard],
+                           checkpointer=ckpt, resume=bool(ns.resume), **options)
+        if not primary:
+            return 0 if result.best is not None else 1  # process 0 says why
         return _finish(ns, run_dir, result, grid, config, splits.train, stats)
     except BaseException as exc:
         console.close()

@@ -37,12 +37,14 @@ class SweepConsole(ConsoleProgress):
         self.cadence.start(self.done)
         if self.quiet:
             return
-        devices = 1 if plan.mesh is None else plan.mesh.devices.size
         width = "all vmapped" if plan.width is None else f"{plan.width} at a time"
         what = "resuming" if info["done_epochs"] else "sweeping"
+        processes = f" of {info['processes']} processes" if info["processes"] > 1 else ""
         self._line(f"{what}: {info['models']} models of {plan.base.dataset} in {info['groups']} group(s), "
                    f"{info['chunks']} program(s) of up to {max(c.size for c in plan.chunks)} models ({width}) "
-                   f"on {devices} device(s)")
+                   f"on {plan.devices} device(s){processes}")
+        if plan.idle_line():
+            self._line(plan.idle_line())
         if sys.stderr.isatty() and info["done_epochs"] < info["total_epochs"]:
             from tqdm import tqdm
 

@@ -16,12 +16,13 @@ import re
 from pathlib import Path
 
 from jaxmlp.cli.flags import add_config_flags, value_parser
+from jaxmlp.cli.hosts import add_host_arguments, host_settings, join
 from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error
 from jaxmlp.cli.progress import ConsoleProgress, DownloadProgress, RunLog
 from jaxmlp.cli.run_config import dtype_scope, train_config
 from jaxmlp.cli.usage import PROG, UsageError, fail
-from jaxmlp.config import DISTRIBUTED_TIMEOUT, RESUMABLE, TrainConfig
+from jaxmlp.config import RESUMABLE, TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,26 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "$XDG_CACHE_HOME/jaxmlp/xla or ~/.cache/jaxmlp/xla]")
     cache.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const="off",
                        help="compile everything afresh and cache nothing (also: JAXMLP_CACHE_DIR=off)")
-    hosts = parser.add_argument_group("multi-host (jax.distributed; every process runs the same command with its "
-                                     "own --process-id, --devices all and an --out-dir all of them see; "
-                                     "or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
-    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which listens on PORT")
-    hosts.add_argument("--num-processes", type=value_parser(int), metavar="N", help="number of processes")
-    hosts.add_argument("--process-id", type=value_parser(int), metavar="I", help="this process, 0 .. N-1")
-    hosts.add_argument("--distributed-timeout", type=value_parser(float), default=DISTRIBUTED_TIMEOUT,
-                       metavar="SECONDS", help="fail when a peer has not joined (or stops answering) within "
-                       f"SECONDS [{DISTRIBUTED_TIMEOUT:g}]")
+    add_host_arguments(parser)
     add_config_flags(parser)
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from jaxmlp import compile_cache, distributed
+    from jaxmlp import compile_cache
 
     if ns.log_every < 0:
         raise UsageError(f"{PROG} train: error: --log-every must be >= 0 (0 = every tenth of the epochs or 30 s), "
                          f"got {ns.log_every}")
+    hosts = host_settings(ns, "train")
     try:
-        hosts = distributed.distributed_settings(ns.coordinator, ns.num_processes, ns.process_id)
         cache = compile_cache.configure(ns.compile_cache)
     except ValueError as exc:
         raise UsageError(f"{PROG} train: error: {exc}") from None
@@ -71,11 +64,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
             Path(os.path.abspath(cache)), *Path(os.path.abspath(cache)).parents):
         raise UsageError(f"{PROG} train: error: the compile cache {cache} is inside the run directory {run_dir}: "
                          "keep it elsewhere (--compile-cache DIR)")
-    if hosts is not None:  # before anything touches a backend; returns once every process has joined,
-        try:               # so every process has checked the run dir before process 0 writes to it
-            distributed.initialize(*hosts, timeout=ns.distributed_timeout)
-        except distributed.DistributedError as exc:
-            return fail(f"{PROG} train: error: {exc}", 1)
+    # before anything touches a backend; returns once every process has joined, so every process
+    # has checked the run dir before process 0 writes to it
+    if (code := join(ns, hosts, "train")) is not None:
+        return code
     with dtype_scope(config.dtype):
         return _train(ns, config, run_dir, resumed)
 
@@ -97,13 +89,15 @@ def load_data(config: TrainConfig, quiet: bool, command: str = "train"):
         raise data_error(command, exc) from None
 
 
-def plan_for(config: TrainConfig, splits, command: str = "train", resumed: TrainConfig | None = None):
-    """The run's Plan (training.plan_run: every pre-flight check, before anything is written);
-    errors as one line of `jaxmlp COMMAND`."""
+def plan_for(config: TrainConfig, splits, command: str = "train", resumed: TrainConfig | None = None,
+             local: bool = False):
+    """The run's Plan (training.plan_run: every pre-flight check, before anything is written;
+    local: one model on one device of this process, as a sweep's); errors as one line of
+    `jaxmlp COMMAND`."""
     from jaxmlp.training.plan import plan_run
 
     try:
-        return plan_run(config, splits.train, splits.val, splits.test, resumed=resumed)
+        return plan_run(config, splits.train, splits.val, splits.test, resumed=resumed, local=local)
     except ValueError as exc:
         raise data_error(command, exc) from None
 

@@ -12,6 +12,7 @@ Modules, one concept each, imports pointing down this list:
 
     grid            the grid: overrides per model, how each field may vary, model configs
     result          ModelResult, Snapshot, SweepResult: ranking and the table
+    hosts           the model axis between the hosts and the devices of every process: put, fetch
     chunk_programs  a chunk's compiled programs: init, the epoch of P models (vmap / lax.map, shard_map), metrics
     plan            groups (one program each), chunks sized to the device memory, SweepPlan
     store           SweepProgress on the host, and its checkpoints (stacked state, best model, histories)

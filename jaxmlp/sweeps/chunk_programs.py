@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
+from jaxmlp.sweeps import hosts
 from jaxmlp.training.epoch import make_epoch
 from jaxmlp.training.evaluate import EvalSet, fold_batches, gather_rows_fn, metrics_step
 from jaxmlp.training.hyper import hyper_of
@@ -107,7 +108,7 @@ def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], 
 def _jitted_chunk_programs(config: TrainConfig, spec: RunSpec, inits: tuple[str | None, ...], width: int | None,
                            mesh: Mesh | None) -> ChunkPrograms:
     """The chunk's jitted programs, built once per group program and layout."""
-    plan = plan_of(config, spec)
+    plan = plan_of(config, spec, local=True)
     init = on_mesh(over_models(_model_init(plan, inits), width=1), mesh, (True, True))  # compiles as fast as one
     epoch = on_mesh(_chunk_epoch(plan, width), mesh, (True, True, False, True, True, False, False),
                     donate_argnums=(3,))
@@ -129,7 +130,7 @@ def _chunk_metrics(plan: Plan, width: int | None, mesh: Mesh | None, sharding: N
 
     def metrics(params, data: EvalSet):
         first = jax.tree.leaves(params)[0]
-        zero = jax.device_put(np.zeros(first.shape[0], first.dtype), sharding)
+        zero = hosts.put(np.zeros(first.shape[0], first.dtype), sharding)
         return fold_batches(program, (zero, zero), params, data, gather=gather)
 
     return metrics

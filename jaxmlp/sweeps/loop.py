@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from jaxmlp.config import TrainConfig
-from jaxmlp.sweeps import store
+from jaxmlp.sweeps import hosts, store
 from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
 from jaxmlp.sweeps.chunk_programs import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
@@ -94,13 +94,13 @@ def place_data(plan: SweepPlan, train, val, test) -> SweepData:
     base = plan.base
     replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
     host = host_arrays(train, base.dtype)
-    x, y = jax.device_put(host, replicated)
+    x, y = hosts.put(host, replicated)  # each process places its own devices' copies
     rows = eval_batch_rows(base.eval_batch_size, len(train))  # the solo run's batches: one program for every split
     evals = {"train": (make_eval_set(*host, rows, resident=(x, y)), len(train))}
     for name, split in (("val", val), ("test", test)):
         if split is not None:
             evals[name] = (make_eval_set(*host_arrays(split, base.dtype), rows), len(split))
-    evals = {name: (jax.device_put(eval_set, replicated), n) for name, (eval_set, n) in evals.items()}
+    evals = {name: (hosts.put(eval_set, replicated), n) for name, (eval_set, n) in evals.items()}
     return SweepData(x, y, evals, train.num_classes is not None, host[1])
 
 
@@ -108,6 +108,7 @@ def begin_info(plan: SweepPlan, progress: store.SweepProgress) -> dict[str, Any]
     """What a callback's on_sweep_begin receives."""
     epochs = [plan.groups[c.group].program.epochs for c in plan.chunks]
     return dict(plan=plan, models=len(plan.configs), groups=len(plan.groups), chunks=len(plan.chunks),
+                processes=jax.process_count(),
                 total_epochs=sum(epochs), done_epochs=sum(epochs[:progress.chunk]) + progress.epoch,
                 records=[{"model": m.index, **r} for m in progress.models.values() for r in m.history.records()])
 
@@ -155,7 +156,7 @@ def chunk_inputs(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms) -> Chun
               for name in group.traced}
     schemes = np.array([group.inits.index(c.init) for c in configs], np.int32)
     host = ChunkInputs(traced, np.stack([k[0] for k in keys]), schemes, np.stack([k[1] for k in keys]))
-    return jax.device_put(host, programs.sharding)
+    return hosts.put(host, programs.sharding)
 
 
 def start_chunk(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms, inputs: ChunkInputs,
@@ -176,8 +177,8 @@ def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPro
     returns the new carry and the records of the models that ran it."""
     t = time.perf_counter()
     state, stats = programs.epoch(inputs.traced, inputs.train_keys, np.int32(epoch), carry.state,
-                                  jax.device_put(carry.active, programs.sharding), data.x, data.y)
-    stats = jax.device_get(stats)
+                                  hosts.put(carry.active, programs.sharding), data.x, data.y)
+    stats = hosts.fetch(stats, plan.mesh)  # every model's numbers, on every host
     seconds = time.perf_counter() - t
     progress.train_seconds += seconds
     columns = evaluate_epoch(plan, data, chunk, programs, state.params, epoch)
@@ -202,7 +203,7 @@ def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPro
         records.append({"model": index, **history.append(record)})
     best = carry.best
     if plan.base.restore_best and improved.any():
-        mask = jax.device_put(improved, programs.sharding)
+        mask = hosts.put(improved, programs.sharding)
         best = programs.select(mask, state.params, state.params if best is None else best)
     return store.ChunkCarry(state, best, active), records
 
@@ -215,17 +216,17 @@ def evaluate_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: Chu
         return {}
     columns = {}
     if base.eval_train:
-        columns.update({"train_" + k: v for k, v in split_metrics(data, programs, params, "train").items()
+        columns.update({"train_" + k: v for k, v in split_metrics(plan, data, programs, params, "train").items()
                         if k != "loss"})
     if "val" in data.evals:
-        columns.update({"val_" + k: v for k, v in split_metrics(data, programs, params, "val").items()})
+        columns.update({"val_" + k: v for k, v in split_metrics(plan, data, programs, params, "val").items()})
     return columns
 
 
-def split_metrics(data: SweepData, programs: ChunkPrograms, params, split: str) -> dict[str, Any]:
+def split_metrics(plan: SweepPlan, data: SweepData, programs: ChunkPrograms, params, split: str) -> dict[str, Any]:
     """{"loss": f, "accuracy" | "mse": f} with f(j) model j's exact mean over `split`."""
     eval_set, n = data.evals[split]
-    loss_sums, metric_sums = jax.device_get(programs.metrics(params, eval_set))  # (P,), (P,)
+    loss_sums, metric_sums = hosts.fetch(programs.metrics(params, eval_set), plan.mesh)  # (P,), (P,)
     metric = "accuracy" if data.classification else "mse"
     return {"loss": lambda j: float(loss_sums[j]) / n, metric: lambda j: float(metric_sums[j]) / n}
 
@@ -238,11 +239,11 @@ def finish_chunk(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: Chunk
                          and progress.models[chunk.members[j]].history.best_epoch is not None
                          for j in range(chunk.size)])
     kept = carry.state.params if not use_best.any() else programs.select(
-        jax.device_put(use_best, programs.sharding), carry.best, carry.state.params)
-    finals = {split: split_metrics(data, programs, kept, split) for split in data.evals}
+        hosts.put(use_best, programs.sharding), carry.best, carry.state.params)
+    finals = {split: split_metrics(plan, data, programs, kept, split) for split in data.evals}
     for j, index in enumerate(chunk.members):
         model = progress.models[index]
         model.history.final = {split: {k: f(j) for k, f in metrics.items()} for split, metrics in finals.items()}
         if keep_params:
-            model.params = jax.device_get(jax.tree.map(lambda a: a[j], kept))
+            model.params = hosts.fetch(kept, plan.mesh, model=j)
     store.update_leader(plan, chunk, carry, inputs.train_keys, use_best, progress)

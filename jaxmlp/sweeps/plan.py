@@ -13,11 +13,13 @@ training set once (training.memory gives each part's bytes).
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, NamedTuple, Sequence
 
 import jax
 from jax.sharding import Mesh
 
+from jaxmlp import distributed
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps.grid import expand_grid, model_configs
 from jaxmlp.sweeps.chunk_programs import models_mesh
@@ -137,26 +139,43 @@ class SweepPlan(NamedTuple):
     specs: list[RunSpec]  # per group
     chunks: list[Chunk]
     width: int | None  # models vmapped together (None: all of a program's)
-    mesh: Mesh | None  # the "models" axis over the devices; None on one device
+    mesh: Mesh | None  # the "models" axis over the devices (of every process); None on one device
+
+    @property
+    def devices(self) -> int:
+        """The devices of the model axis, over every process."""
+        return 1 if self.mesh is None else int(self.mesh.devices.size)
+
+    def idle_line(self) -> str | None:
+        """One line when the grid leaves devices idle (no program has a model for each), else None."""
+        busiest = max(len(c.members) for c in self.chunks)
+        if busiest >= self.devices:
+            return None
+        return (f"{self.devices - busiest} of {self.devices} devices idle: the largest program has {busiest} "
+                f"model(s), one per device, and the idle devices run masked copies (a grid of {self.devices} "
+                "models or more uses them all)")
 
 
 def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_per_program: int | None = None,
               width: int | str | None = "auto", layout: list | None = None) -> SweepPlan:
     """The plan of sweeping `grid` over `config` on this data; ValueError naming what is wrong
     (the grid, a model's config against the data, the device memory). `layout`: the chunks of a
-    checkpointed plan ([group, members, size] each), which a resumed sweep repeats."""
-    if jax.process_count() > 1:
-        raise ValueError("a sweep runs in one process (its --devices shard the models)")
+    checkpointed plan ([group, members, size] each), which a resumed sweep repeats.
+
+    With several processes (jax.distributed) the model axis spans every device of every process;
+    first of all the processes compare their grids and settings (one CRC-32 each), so that hosts
+    started with different grids all stop here, before any other collective step."""
+    distributed.assert_same_everywhere(grid=json.dumps([grid, models_per_program, width, layout], default=list).encode())
     if models_per_program is not None and models_per_program < 1:
         raise ValueError(f"models_per_program must be >= 1, got {models_per_program}")
     config = config.with_auto_resolved(len(train), None if val is None else len(val))  # fit's auto settings
     overrides = expand_grid(grid)
     configs = model_configs(config, overrides)
     groups = plan_groups(configs)
-    plans = [plan_run(group.program, train, val, test) for group in groups]  # every check, per group
+    plans = [plan_run(group.program, train, val, test, local=True) for group in groups]  # every check, per group
     specs = [p.spec for p in plans]
     mesh = models_mesh(config.devices)
-    devices = 1 if mesh is None else mesh.devices.size
+    devices = 1 if mesh is None else int(mesh.devices.size)
     width = resolve_width(width)
     if layout is None:
         limit = device_memory_limit()

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp.sweeps import hosts
 from jaxmlp.sweeps.plan import Chunk, SweepPlan
 from jaxmlp.sweeps.chunk_programs import KEY_SHAPE, chunk_abstract_state
 from jaxmlp.sweeps.result import ModelResult, Snapshot
@@ -62,19 +63,18 @@ def update_leader(plan: SweepPlan, chunk: Chunk, carry: ChunkCarry, train_keys, 
     leader = progress.leader
     if score == math.inf or (leader is not None and (progress.models[leader.index].score, leader.index) <= (score, index)):
         return
-    solo = jax.tree.structure(plan_of(plan.configs[index], plan.specs[chunk.group]).abstract_state())
-    state = jax.device_get(jax.tree.map(lambda a: a[j], carry.state))
-    best = jax.device_get(jax.tree.map(lambda a: a[j], carry.best)) if use_best[j] else None
+    solo = jax.tree.structure(plan_of(plan.configs[index], plan.specs[chunk.group], local=True).abstract_state())
+    state = hosts.fetch(carry.state, plan.mesh, model=j)  # from the devices (and process) that trained it
+    best = hosts.fetch(carry.best, plan.mesh, model=j) if use_best[j] else None
     # The group's optimizer may hold empty states (a weight-decay term for its other members) the
     # model's own run lacks: the same leaves, in the same order, in the solo structure.
     progress.leader = Leader(index, Snapshot(jax.tree.unflatten(solo, jax.tree.leaves(state)), best,
-                                             np.asarray(train_keys[j])))
+                                             hosts.fetch(train_keys, plan.mesh, model=j)))
 
 
 def plan_meta(plan: SweepPlan) -> dict[str, Any]:
     """The plan's layout as a resumed sweep must repeat it."""
-    return {"width": plan.width, "devices": 1 if plan.mesh is None else int(plan.mesh.devices.size),
-            "chunks": [[c.group, list(c.members), c.size] for c in plan.chunks]}
+    return {"width": plan.width, "devices": plan.devices, "chunks": [[c.group, list(c.members), c.size] for c in plan.chunks]}
 
 
 def save(checkpointer, plan: SweepPlan, chunk: Chunk, carry: ChunkCarry, train_keys, progress: SweepProgress,
@@ -90,9 +90,11 @@ def save(checkpointer, plan: SweepPlan, chunk: Chunk, carry: ChunkCarry, train_k
             "stacked_best": carry.best is not None, "leader": None if leader is None else leader.index,
             "leader_best": leader is not None and leader.snapshot.best is not None, "plan": plan_meta(plan),
             "models": [m.to_dict() for m in progress.models.values()],
-            "compile_seconds": progress.compile_seconds, "train_seconds": progress.train_seconds}
+            "compile_seconds": progress.compile_seconds, "train_seconds": progress.train_seconds,
+            "processes": jax.process_count()}
     offset = sum(plan.groups[c.group].program.epochs for c in plan.chunks[:chunk.index])
-    checkpointer.save(offset + progress.epoch, carry.state, np.asarray(train_keys), {"sweep": meta},
+    # every process writes its devices' shards of the stacked state (orbax); host values from process 0
+    checkpointer.save(offset + progress.epoch, carry.state, hosts.fetch(train_keys, plan.mesh), {"sweep": meta},
                       best=best or None)
 
 
@@ -120,6 +122,11 @@ def finished_layout(checkpointer) -> list | None:
 def restore(checkpointer, plan: SweepPlan) -> SweepProgress:
     """The progress of the latest checkpoint, its chunk's state on the plan's devices."""
     meta = checkpointer.read_meta()["sweep"]
+    devices, processes = meta["plan"].get("devices"), meta.get("processes", 1)
+    if devices != plan.devices:  # the same devices over other processes: orbax re-shards, below
+        raise ValueError(f"the checkpoint's sweep ran on {devices} devices ({processes} process(es)), this one on "
+                         f"{plan.devices} ({jax.process_count()} process(es)): resume it on {devices} devices, "
+                         "over any number of processes")
     if meta["plan"] != plan_meta(plan):
         raise ValueError("the checkpoint was written by another sweep: its models, groups, devices or width differ")
     chunk = plan.chunks[meta["chunk"]]
@@ -149,7 +156,7 @@ def restore(checkpointer, plan: SweepPlan) -> SweepProgress:
 def _snapshot_target(plan: SweepPlan, index: int, has_best: bool) -> dict[str, Any]:
     """The restore target of model `index`'s Snapshot: its solo run's structure."""
     group = next(g for g in plan.groups if index in g.members)
-    state = plan_of(plan.configs[index], plan.specs[group.index]).abstract_state()
+    state = plan_of(plan.configs[index], plan.specs[group.index], local=True).abstract_state()
     target = {"state": state, "key_data": jax.ShapeDtypeStruct(KEY_SHAPE, jnp.uint32)}
     if has_best:
         target["best"] = state.params

@@ -132,10 +132,10 @@ def write_best(best_dir: Path, result, train, stats=None) -> None:
         checkpoint.write_config(best_dir, config)
         write_preprocessing(best_dir, stats)
         checkpoint.MetricsLog(best_dir / checkpoint.METRICS_FILE).reset(best.history.records())
-        run_plan = plan_of(config, run_spec(config, train))
+        run_plan = plan_of(config, run_spec(config, train), local=True)
         progress = Progress(snapshot.state, jax.random.wrap_key_data(snapshot.key_data), best.history, 0,
                             snapshot.best)
-        ckpt = checkpoint.checkpointer_for(best_dir, config)
+        ckpt = checkpoint.checkpointer_for(best_dir, config, alone=True)  # process 0's, on its own
         try:
             save(run_plan, progress, ckpt, len(best.history.epoch))
         finally:

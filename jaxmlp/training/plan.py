@@ -89,11 +89,12 @@ class Plan(NamedTuple):
         return jax.device_put(tree) if self.data_parallel is None else self.data_parallel.replicate(tree)
 
 
-def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainConfig | None = None) -> Plan:
+def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainConfig | None = None,
+             local: bool = False) -> Plan:
     """The Plan of training `config` on the Datasets `train` (val, test: checked against it).
 
     resumed: the config of the checkpoint a run resumes from; it keeps that checkpoint's
-    schedule length (TrainConfig.with_fixed_schedule). Raises ValueError naming the setting that
+    schedule length (TrainConfig.with_fixed_schedule); local: see plan_of. Raises ValueError naming the setting that
     does not fit: the loss, the batch size, validation data for patience, 64-bit JAX, the devices,
     the device memory; with several processes first what differs between them (the config and
     every data set, by CRC-32), so that no process fails a check its peers pass and leaves them
@@ -117,7 +118,7 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
         raise ValueError(f"{what} needs validation data: set val_fraction > 0")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
-    plan = plan_of(config, spec)  # ValueError: more devices than there are, a batch they do not split
+    plan = plan_of(config, spec, local=local)  # ValueError: more devices than there are, a batch they do not split
     check_memory(plan.memory, device_memory_limit())
     return plan
 
@@ -136,18 +137,20 @@ def check_plan(plan: Plan, train, val=None, resumed: TrainConfig | None = None) 
                          f"{saved_length}: plan_run(..., resumed=its config)")
 
 
-def plan_of(config: TrainConfig, spec: RunSpec) -> Plan:
+def plan_of(config: TrainConfig, spec: RunSpec, *, local: bool = False) -> Plan:
     """The Plan of `config` (resolved as plan_run resolves it) on data described by `spec`,
     checking only the device layout: what restoring a checkpoint (`spec_from_meta`) or a sweep's
     model needs. The feed: `config.data_feed`, auto resident in one process and per_process
-    with several."""
+    with several. local: one model on one device of this process whatever the processes (a
+    sweep's model, `config.devices` 1): no mesh, the training set resident."""
     schedule, optimizer = build_optimizer(config, max(spec.steps_per_epoch, 1))
     shapes = abstract_state(config, spec.sizes, optimizer)
     activation, loss_fn = get_activation(config.activation, **config.activation_options()), get_loss(spec.loss)
-    dp = parallel.data_parallel(config.devices)
+    dp = None if local else parallel.data_parallel(config.devices)
     devices = 1 if dp is None else dp.size
     parallel.check_batch(config.batch_size, devices, config.accumulate)
-    feed = config.data_feed if config.data_feed != "auto" else "per_process" if jax.process_count() > 1 else "resident"
+    several = jax.process_count() > 1 and not local
+    feed = config.data_feed if config.data_feed != "auto" else "per_process" if several else "resident"
     memory = estimate_memory(config, spec, shapes, feed=feed, devices=devices)
     return Plan(config, spec, loss_fn, activation, feed, dp, schedule, optimizer, shapes, memory)
 
