@@ -102,6 +102,9 @@ class TrainConfig:
     # --- loop ---
     epochs: int = _field(300, PROGRAM, resumable=True, help="number of passes over the training set (at most: early stopping may end a run sooner)")
     batch_size: int = _field(128, PROGRAM, help="minibatch size; the remainder batch of each (reshuffled) epoch is dropped")
+    adaptive_batch: bool = _field(False, PROGRAM, help="grow the batch from batch_size with the measured noise scale B_simple; lr by AdaScale's gain")
+    max_batch_size: int | None = _field(None, PROGRAM, help="adaptive_batch: the largest batch; None = as the data and the device memory allow")
+    batch_segments: int = _field(256, PROGRAM, help="adaptive_batch: decide the batch after every n_train / batch_segments examples")
     seed: int = _field(0, HOST, help="seed of init, shuffling, dropout and noise: a run is reproducible from it")
     grad_method: str = _field("autodiff", PROGRAM, help="autodiff (jax.grad) or manual (the hand-written backprop)")
     accumulate: int = _field(1, PROGRAM, help="gradient accumulation: microbatches per update (batch_size is the effective batch)")

@@ -10,8 +10,8 @@ import math
 import typing
 from typing import TYPE_CHECKING, Any
 
-from jaxmlp.names import (ACTIVATIONS, APPLIES_ONLY_TO, DATA_FEEDS, DTYPES, GRAD_METHODS, INITS, LOSS_ALIASES,
-                          LOSS_NAMES, LR_SCALINGS, OPTIMIZERS, PRECISIONS, SCHEDULES, TASKS)
+from jaxmlp.names import (ACTIVATIONS, APPLIES_ONLY_TO, DATA_FEEDS, DTYPES, GRAD_METHODS, INITS,
+                          LOSS_ALIASES, LOSS_NAMES, LR_SCALINGS, OPTIMIZERS, PRECISIONS, SCHEDULES, TASKS)
 
 if TYPE_CHECKING:  # config.py calls this module: no import back at run time
     from jaxmlp.config import TrainConfig
@@ -76,6 +76,7 @@ def validate(c: TrainConfig) -> None:
     _validate_optimizer(c)
     _validate_loop(c)
     _validate_gradients(c)
+    _validate_adaptive_batch(c)
     _check_applies(c)
 
 
@@ -158,11 +159,32 @@ def _validate_gradients(c: TrainConfig) -> None:
         _check(c.batch_size >= 2, "batch_size", ">= 2 with track_gradients (the noise scale compares batches of 1 "
                "and batch_size)", c.batch_size)
         _check(c.precision != "bf16", "precision", "fp32 or highest with track_gradients", c.precision)
-    else:
+    elif not c.adaptive_batch:
         _check(c.gradient_ema == _default(c, "gradient_ema"), "gradient_ema",
-               f"{_default(c, 'gradient_ema')} without track_gradients (only a tracked run reads it)", c.gradient_ema)
+               f"{_default(c, 'gradient_ema')} without track_gradients or adaptive_batch (only they read it)",
+               c.gradient_ema)
     _check(c.audit_every > 0 or not c.audit_strict, "audit_strict", "false without audit_every (no audit runs)",
            c.audit_strict)
+
+
+def _validate_adaptive_batch(c: TrainConfig) -> None:
+    if not c.adaptive_batch:
+        for name in ("max_batch_size", "batch_segments"):
+            _check(getattr(c, name) == _default(c, name), name, f"{_default(c, name)!r} without adaptive_batch "
+                   "(only an adaptive run reads it)", getattr(c, name))
+        return
+    _check(c.batch_segments >= 1, "batch_segments", ">= 1", c.batch_segments)
+    _check(c.batch_size >= 2 and c.batch_size & (c.batch_size - 1) == 0, "batch_size",
+           "a power of two >= 2 with adaptive_batch (the batch moves between powers of two)", c.batch_size)
+    _check(c.max_batch_size is None or c.max_batch_size >= c.batch_size, "max_batch_size",
+           f">= batch_size={c.batch_size} (or none)", c.max_batch_size)
+    for name, want in (("schedule", "constant"), ("lr_scaling", "none"), ("accumulate", 1), ("devices", 1),
+                       ("data_feed", "auto")):
+        _check(getattr(c, name) == want, name, f"{want!r} with adaptive_batch (the batch size and the learning "
+               "rate follow the measured noise scale on one device)", getattr(c, name))
+    _check(c.precision != "bf16", "precision", "fp32 or highest with adaptive_batch", c.precision)
+    _check(not c.track_gradients, "track_gradients", "false with adaptive_batch (its batch column records the "
+           "noise scale it measures)", c.track_gradients)
 
 
 def _check_applies(c: TrainConfig) -> None:

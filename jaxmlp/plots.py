@@ -115,8 +115,32 @@ def decision_boundary_figure(scores_fn: Callable[[np.ndarray], np.ndarray], x: n
 
 
 def plot_gradient_stats(history, path: str | os.PathLike, *, run: str | None = None) -> None:
-    """`run` names the run in the title; by default the name of the directory `path` is in."""
-    _save(gradient_stats_figure(history, run=run or os.path.basename(os.path.dirname(os.path.abspath(path)))), path)
+    """`run` names the run in the title; by default the name of the directory `path` is in. An
+    adaptive_batch run's figure is its batch schedule (batch_schedule_figure)."""
+    run = run or os.path.basename(os.path.dirname(os.path.abspath(path)))
+    adaptive = any(b is not None for b in history.batch)
+    _save(batch_schedule_figure(history, run=run) if adaptive else gradient_stats_figure(history, run=run), path)
+
+
+def batch_schedule_figure(history, *, run: str | None = None) -> Figure:
+    """adaptive_batch, per segment against the steps taken: the batch size, B_simple (the noise
+    scale the next batch follows) and AdaScale's gain, each on a log axis."""
+    segments = [s for b in history.batch if b is not None for s in b["segments"]]
+    steps = np.cumsum([s["steps"] for s in segments])
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    if run:
+        fig.suptitle(f"adaptive batch size of run {run}", fontsize=11)
+    series = {"batch size": [s["batch"] for s in segments],
+              "B_simple = tr(Σ) / |G|² (after the segment)": [s.get("b_simple") for s in segments],
+              "AdaScale gain r (learning rate / learning_rate)": [s["gain"] for s in segments]}
+    for ax, (title, values) in zip(fig.subplots(1, 3), series.items()):
+        ax.step(steps, np.asarray([np.nan if v is None else v for v in values], float), where="pre",
+                color="tab:purple")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        log_scale(ax, values)
+        ax.grid(alpha=0.3)
+    return fig
 
 
 def gradient_stats_figure(history, *, run: str | None = None) -> Figure:

@@ -6,6 +6,11 @@ timed against its floor.
     python scripts/bench_batch_study.py --data-dir ../shared/data/mnist --optimizer adam
     python scripts/bench_batch_study.py --data-dir DIR --gpu                              # the GPU run
 
+Then an adaptive_batch run (training/adaptive_batch.py) per seed, from the smallest batch size
+at its tuned learning rate, to the same target (batchsize/adaptive_run.py), against the three
+goals: fewer steps than the fixed starting batch, at most 1.2x the examples of the most
+example-efficient fixed batch, and its (S, E) point on or inside the fitted frontier.
+
 Writes results/batch_study_<optimizer>[_gpu].{json,md} and
 results/figures/batch_study_<optimizer>[_gpu].png. The floor is the study's arithmetic at the
 matmul rate measured in the same run (a float32 jnp matmul of 2048 x 2048, median of 10, at the
@@ -104,11 +109,55 @@ def run_one(args, optimizer: str, splits) -> dict:
     rate = max(rate_start, matmul_rate())
     sizes = (784, *hidden, 10)
     flops = study_flops(result, sizes, len(splits.train), len(splits.val))
+    adaptive = run_adaptive(args, config, result, splits)
     return {"optimizer": optimizer, "learning_rate_at_128": lr, "rule": rule, "hidden": list(hidden),
+            "adaptive": adaptive,
             "wall_s": wall, "races_s": sum(r.seconds for r in result.rows),
             "compile_s": sum(r.compile_seconds for r in result.rows), "flops": flops,
             "matmul_flops_per_s": rate, "floor_s": flops / rate, "load_start": load_start, "idle_wait": idle,
             "load_end": load_averages(), "result": result.to_json(), "table": result.table(), "_result": result}
+
+
+def run_adaptive(args, config, result, splits) -> dict | None:
+    """The adaptive run per seed from the smallest batch size's tuned rate, and the goals."""
+    import dataclasses
+
+    from jaxmlp.batchsize.adaptive_run import frontier_ratio, measure_adaptive
+
+    start = result.rows[0]
+    if start.best_lr is None or result.frontier is None:
+        return None
+    config = dataclasses.replace(config, batch_size=start.batch_size, learning_rate=start.best_lr, adaptive_batch=True)
+    points = [measure_adaptive(config, args.target, splits.train, splits.val, seed=int(s)) for s in args.seeds.split(",")]
+    for p in points:
+        log(f"  adaptive: S {p.steps:.0f}, E {p.examples:,.0f}, batches {sorted({b for b, _ in p.schedule})}")
+    steps = statistics.median(p.steps for p in points)
+    examples = statistics.median(p.examples for p in points)
+    best_e = min(r.median_steps * r.batch_size for r in result.reached)
+    median = points[0]._replace(steps=steps, examples=examples)
+    return {"start_batch": start.batch_size, "learning_rate": start.best_lr, "batch_segments": config.batch_segments,
+            "runs": [{"steps": p.steps, "examples": p.examples, "seconds": p.seconds,
+                      "batches": [b for b, _ in p.schedule], "segment_steps": [n for _, n in p.schedule]}
+                     for p in points],
+            "steps": steps, "examples": examples, "fixed_start_steps": start.median_steps,
+            "fewest_examples_fixed": best_e, "examples_ratio": examples / best_e,
+            "frontier_ratio": frontier_ratio(median, result.frontier[0])}
+
+
+def adaptive_notes(adaptive: dict | None) -> list[str]:
+    if adaptive is None:
+        return ["No adaptive run: the smallest batch size has no tuned rate, or there is no frontier."]
+    a = adaptive
+    seeds = "; ".join(f"S {r['steps']:.0f}, E {r['examples']:,.0f}" for r in a["runs"])
+    return ["", f"**Adaptive batch** (from batch {a['start_batch']} at lr {a['learning_rate']:.4g}, "
+                f"batch_segments {a['batch_segments']}; per seed: {seeds}; median S {a['steps']:.0f}, "
+                f"E {a['examples']:,.0f}):", "",
+            f"- fewer steps than the fixed starting batch: {a['steps']:.0f} vs {a['fixed_start_steps']:.0f} "
+            f"({'met' if a['steps'] < a['fixed_start_steps'] else 'missed'});",
+            f"- examples vs the most example-efficient fixed batch ({a['fewest_examples_fixed']:,.0f}): "
+            f"{a['examples_ratio']:.2f}x (goal <= 1.2x: {'met' if a['examples_ratio'] <= 1.2 else 'missed'});",
+            f"- S over the frontier's steps at the same E: {a['frontier_ratio']:.2f} (goal <= 1, on or inside: "
+            f"{'met' if a['frontier_ratio'] <= 1 else 'missed'})."]
 
 
 def main(argv=None) -> int:
@@ -137,7 +186,7 @@ def main(argv=None) -> int:
                            f"measured matmul rate {run['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s "
                            f"(wall / floor = {run['wall_s'] / run['floor_s']:.1f}). Load average at the start "
                            f"{run['load_start']['1min']}, at the end {run['load_end']['1min']}.",
-                           f"Figure: `figures/{figure.name}`."])
+                           f"Figure: `figures/{figure.name}`.", *adaptive_notes(run["adaptive"])])
         write_results(name, record, ["batch", "best lr", "steps (median)", "steps per seed", "examples", "widened",
                                      "wall s", "B_simple"], rows, notes)
         log(f"{optimizer}: {run['wall_s']:.0f} s, floor {run['floor_s']:.0f} s -> results/{name}.md")

@@ -172,5 +172,9 @@ def _metric_parts(record: dict[str, Any], total: int) -> list[str]:
         parts.append("saturated " + "/".join(f"{f:.2f}" for f in record["saturation_fraction"]))
     if record.get("gradients") is not None and record["gradients"]["noise_scale"] is not None:
         parts.append(f"noise scale {record['gradients']['noise_scale']:.4g}")
+    if record.get("batch") is not None:  # adaptive_batch: where the epoch's last segment left the schedule
+        last = record["batch"]["segments"][-1]
+        b_simple = "-" if last.get("b_simple") is None else f"{last['b_simple']:.4g}"
+        parts.append(f"batch {last['batch']} (gain {last['gain']:.3g}, B_simple {b_simple})")
     parts += [f"lr {record['lr']:.3g}", f"{record['seconds']:.3f}s", f"{record['samples_per_sec']:,.0f} samples/s"]
     return parts

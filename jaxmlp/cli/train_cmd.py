@@ -217,7 +217,7 @@ def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[st
         plots.plot_decision_boundary(lambda g: predict(params, g, activation=config.activation, **opts),
                                      data.x, data.y, run_dir / "decision_boundary.png", axis_labels=labels)
         written.append("decision_boundary.png")
-    if config.track_gradients:
+    if config.track_gradients or config.adaptive_batch:
         plots.plot_gradient_stats(history, run_dir / "gradient_stats.png")
         written.append("gradient_stats.png")
     return written

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxmlp import compile_cache, parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
+from jaxmlp.training.adaptive_batch import BatchState, adaptive_epoch, batch_cap, start_batch_state
 from jaxmlp.training.audit import GradientAudit, audit_columns, audit_failure
 from jaxmlp.training.evaluate import EvalSet, Evaluator, host_arrays
 from jaxmlp.training.feed import Feeder
@@ -42,6 +43,7 @@ class Progress:
     history: History
     start_epoch: int  # 0-based: the first epoch this call runs
     best_params: Params | None = None  # restore_best: the params of the best val-loss epoch
+    batch: BatchState | None = None  # adaptive_batch: the batch schedule's state
     zero_score: Callable[[], float] = lambda: 0.0  # the loss of all-zero scores (zero_score_loss): a divergence reference
 
 
@@ -156,9 +158,10 @@ def restore_or_init(plan: Plan, programs: Programs, checkpointer=None, meta: dic
     """Fresh params from the seed, or the latest checkpoint of `checkpointer`, whose `meta`
     (checkpoint_meta) is given; None starts fresh."""
     init_key, train_key = run_keys(plan.config.seed)
+    batch = start_batch_state(plan.config) if plan.config.adaptive_batch else None
     if meta is None:
         state = programs.init(plan.place(init_key))
-        return Progress(state, train_key, History(compile_seconds=programs.compile_seconds), 0)
+        return Progress(state, train_key, History(compile_seconds=programs.compile_seconds), 0, batch=batch)
     saved_sizes = tuple(meta["sizes"])
     if saved_sizes != plan.sizes:
         raise ValueError(f"the checkpoint's layer sizes {saved_sizes} do not fit this data and config {plan.sizes}")
@@ -167,7 +170,10 @@ def restore_or_init(plan: Plan, programs: Programs, checkpointer=None, meta: dic
     history = History.from_dict(restored.meta["history"])
     history.compile_seconds = programs.compile_seconds
     start = resume_start(plan.config, history, int(restored.meta["epoch"]))
-    return Progress(restored.state, jax.random.wrap_key_data(restored.key_data), history, start, restored.best)
+    if batch is not None:  # the schedule where the checkpoint left it
+        batch = BatchState(**restored.meta["batch"])
+    return Progress(restored.state, jax.random.wrap_key_data(restored.key_data), history, start, restored.best,
+                    batch=batch)
 
 
 def train_begin_info(loop: Loop, progress: Progress) -> dict[str, Any]:
@@ -187,7 +193,16 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
     plan = loop.plan
     t = time.perf_counter()
     data = loop.feeder.take(epoch)
-    progress.state, stats = loop.programs.epoch(plan.place(epoch_key(progress.train_key, epoch)), progress.state, *data)
+    key = plan.place(epoch_key(progress.train_key, epoch))
+    columns: dict[str, Any] = {}
+    if progress.batch is None:
+        progress.state, stats = loop.programs.epoch(key, progress.state, *data)
+        samples = plan.spec.steps_per_epoch * plan.config.batch_size
+    else:  # the batch size moves within the epoch (adaptive_batch.py)
+        run = adaptive_epoch(plan, key, progress.state, *data, progress.batch, batch_cap(plan))
+        progress.state, stats, progress.batch = run.state, run.stats, run.batch
+        samples = sum(s["batch"] * s["steps"] for s in run.segments)
+        columns["batch"] = {"segments": run.segments, "scaled_steps": progress.batch.scaled_steps}
     del data
     loop.feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
     stats = jax.device_get(stats)
@@ -197,8 +212,8 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
                                          stats.loss, stats.first_loss, progress.zero_score)
     if diverged is not None:
         raise diverged  # fit's answer to a diverged run: the caller's error; nothing is saved for the epoch
-    samples = plan.spec.steps_per_epoch * plan.config.batch_size
-    return epoch_record(epoch, stats.loss, stats.lr, seconds, samples, {"gradients": gradient_record(stats.gradients)})
+    return epoch_record(epoch, stats.loss, stats.lr, seconds, samples,
+                        {"gradients": gradient_record(stats.gradients), **columns})
 
 
 def evaluate_epoch(loop: Loop, params: Params, epoch: int) -> dict[str, Any]:
@@ -216,7 +231,8 @@ def save(plan: Plan, progress: Progress, checkpointer, epoch: int) -> None:
     spec = plan.spec
     meta = {"epoch": epoch, "sizes": list(spec.sizes), "loss": spec.loss, "steps_per_epoch": spec.steps_per_epoch,
             "n_train": spec.n_train, "target_shape": list(spec.target_shape), "config": plan.config.to_dict(),
-            "history": progress.history.to_dict()}
+            "history": progress.history.to_dict(),
+            **({} if progress.batch is None else {"batch": progress.batch._asdict()})}
     checkpointer.save(epoch, progress.state, jax.random.key_data(progress.train_key), meta,
                       best=progress.best_params)
 

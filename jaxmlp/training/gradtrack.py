@@ -77,12 +77,13 @@ def track_summary(track: GradTrack) -> dict[str, Array]:
             "example_grad_norm": jnp.percentile(track.example_norms, jnp.asarray(PERCENTILES, jnp.float32))}
 
 
-def make_tracked_step(plan) -> Callable:
+def make_tracked_step(plan, update: Callable = update_track) -> Callable:
     """`tracked(track, i, params, xb (1, B, D), yb (1, B[, k]), key) -> (objective, grads, track)`.
 
     The objective and grads are the training step's under the training.Plan `plan` (mean loss +
     the L2 term, with dropout and input noise from `key`); on its data-parallel mesh the batch is
-    split over the devices.
+    split over the devices. `update(track, i, GradStats, beta) -> track` folds the step's
+    statistics in (update_track: the epoch's GradTrack; the adaptive batch size sums its own).
     """
     config, loss_fn, act, dp = plan.config, plan.loss_fn, plan.activation, plan.data_parallel
 
@@ -95,7 +96,7 @@ def make_tracked_step(plan) -> Callable:
                                            dropout=config.dropout, input_noise=config.input_noise)
         value = jnp.mean(losses) + l2_penalty(params, config.l2)
         grads = l2_grad(stats.grad, params, config.l2)
-        return value, grads, update_track(track, i, stats, config.gradient_ema)
+        return value, grads, update(track, i, stats, config.gradient_ema)
 
     return tracked
 

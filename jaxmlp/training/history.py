@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 # The per-epoch columns of History, in the order of a metrics.jsonl line.
 RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "train_mse", "val_loss", "val_accuracy", "val_mse",
                "dead_fraction", "saturation_fraction", "grad_norm", "lr", "seconds", "samples_per_sec",
-               "gradients", "audit")
+               "gradients", "batch", "audit")
 
 
 class Watch(NamedTuple):
@@ -33,7 +33,9 @@ class History:
     *_mse None for classification. dead_fraction, saturation_fraction and grad_norm are per-layer
     lists on evaluation epochs when track_activations is on. gradients (track_gradients: the
     noise scale and per-layer statistics, training/gradtrack.py) and audit (audit_every: the
-    gradient audit's errors, training/audit.py) are dicts, None on epochs without them.
+    gradient audit's errors, training/audit.py) are dicts, None on epochs without them; so is
+    batch (adaptive_batch: each segment's batch size, steps, learning rate, AdaScale gain and the
+    B_simple measured in it, and the scale-invariant iterations so far; training/adaptive_batch.py).
     """
 
     epoch: list[int] = dataclasses.field(default_factory=list)
@@ -50,6 +52,7 @@ class History:
     seconds: list[float] = dataclasses.field(default_factory=list)
     samples_per_sec: list[float] = dataclasses.field(default_factory=list)
     gradients: list[dict[str, Any] | None] = dataclasses.field(default_factory=list)
+    batch: list[dict[str, Any] | None] = dataclasses.field(default_factory=list)  # adaptive_batch
     audit: list[dict[str, Any] | None] = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0  # compiling the epoch function (not in `seconds`; ~0 when cached)
     eval_compile_seconds: float = 0.0  # compiling the evaluation programs (likewise)

@@ -107,7 +107,9 @@ def run_programs(plan: Plan) -> Programs:
     key = (program_key(plan.config), plan.spec, plan.feed, plan.data_parallel)
     t0 = time.perf_counter()
     epoch = lookup(("epoch", *key))
-    if epoch is None:  # jitted with the state donated, on a mesh with its shardings; compiled for the data
+    if plan.config.adaptive_batch:  # its epochs are segments compiled per batch size (adaptive_batch.py)
+        epoch = None
+    elif epoch is None:  # jitted with the state donated, on a mesh with its shardings; compiled for the data
         shardings, key_spec = epoch_shardings(plan), jax.eval_shape(lambda: jax.random.key(0))
         shapes = (key_spec, plan.abstract_state(), *plan.data_specs())
         jitted = jax.jit(make_epoch(plan), donate_argnums=(1,), **shardings)

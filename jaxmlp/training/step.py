@@ -41,7 +41,7 @@ def all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def make_step(plan: Plan, hyper: Hyper | None = None) -> Callable:
+def make_step(plan: Plan, hyper: Hyper | None = None, track_update: Callable | None = None) -> Callable:
     """The pure minibatch update `step(carry, (i, (xb, yb), key)) -> carry`, the scan body.
 
     xb (K, B / K, D), yb (K, B / K) or (K, B / K, k): one minibatch of B rows as K = `accumulate`
@@ -55,11 +55,13 @@ def make_step(plan: Plan, hyper: Hyper | None = None) -> Callable:
     (microbatch j draws dropout / noise from fold_in(key, j)). On the plan's data-parallel mesh
     every microbatch is split over its devices. l2, dropout and input_noise come from `hyper`
     (default: the config's; traced in a sweep, whose plan then holds the model's optimizer).
-    With `track_gradients` the step's gradient comes from gradtrack's manual pass, which also
-    updates `carry.track`.
+    With `track_gradients` (or a `track_update`) the step's gradient comes from gradtrack's
+    manual pass, which also updates `carry.track` (with `track_update`, gradtrack's hook: the
+    epoch's GradTrack by default).
     """
     config, optimizer, data_parallel = plan.config, plan.optimizer, plan.data_parallel
-    tracked = make_tracked_step(plan) if config.track_gradients else None
+    tracked = make_tracked_step(plan, *([track_update] if track_update else [])) \
+        if config.track_gradients or track_update else None
     hyper = hyper_of(config) if hyper is None else hyper
     # loss_and_grad with the plan's loss and activation and the config's settings bound, so
     # tracing a step looks nothing up; l2, dropout and input_noise may be traced (a sweep)
