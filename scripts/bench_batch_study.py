@@ -5,14 +5,16 @@ timed against its floor.
     python scripts/bench_batch_study.py --data-dir ../shared/data/mnist                  # both optimizers, CPU
     python scripts/bench_batch_study.py --data-dir ../shared/data/mnist --optimizer adam
     python scripts/bench_batch_study.py --data-dir DIR --gpu                              # the GPU run
+    python scripts/bench_batch_study.py --step-cost --hidden 512,512     # the adaptive step's cost
 
 Then an adaptive_batch run (training/adaptive_batch.py) per seed, from the smallest batch size
 at its tuned learning rate, to the same target (batchsize/adaptive_run.py), against the three
 goals: fewer steps than the fixed starting batch, at most 1.2x the examples of the most
 example-efficient fixed batch, and its (S, E) point on or inside the fitted frontier.
 
-Writes results/batch_study_<optimizer>[_gpu].{json,md} and
-results/figures/batch_study_<optimizer>[_gpu].png. The floor is the study's arithmetic at the
+Writes results/batch_study_<optimizer>[_gpu].{json,md},
+results/figures/batch_study_<optimizer>[_gpu].png, and results/batch_study[_gpu].md: the
+studies in results/ side by side. The floor is the study's arithmetic at the
 matmul rate measured in the same run (a float32 jnp matmul of 2048 x 2048, median of 10, at the
 start and at the end): 6 FLOPs per weight per training example, 2 per weight per evaluated
 example (every check of every model on the validation split), plus the B_simple passes
@@ -49,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--n-train", type=int, default=None, help="use the first N training examples (smoke tests)")
     p.add_argument("--gpu", action="store_true", help="the GPU run: results named *_gpu, width all")
     p.add_argument("--tag", default="", help="a suffix of the result names")
+    p.add_argument("--summary-only", action="store_true", help="only write results/batch_study.md from the JSONs")
+    p.add_argument("--step-cost", action="store_true", help="only time the adaptive batch's step against a plain "
+                   "and a track_gradients step (results/adaptive_step_cost.md)")
     return p.parse_args(argv)
 
 
@@ -111,6 +116,7 @@ def run_one(args, optimizer: str, splits) -> dict:
     flops = study_flops(result, sizes, len(splits.train), len(splits.val))
     adaptive = run_adaptive(args, config, result, splits)
     return {"optimizer": optimizer, "learning_rate_at_128": lr, "rule": rule, "hidden": list(hidden),
+            "config": config.to_dict(),
             "adaptive": adaptive,
             "wall_s": wall, "races_s": sum(r.seconds for r in result.rows),
             "compile_s": sum(r.compile_seconds for r in result.rows), "flops": flops,
@@ -160,36 +166,121 @@ def adaptive_notes(adaptive: dict | None) -> list[str]:
             f"{'met' if a['frontier_ratio'] <= 1 else 'missed'})."]
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def write_optimizer(args, optimizer: str, run: dict, suffix: str) -> None:
+    """results/batch_study_<optimizer><suffix>.{json,md} and its figure."""
     from jaxmlp.batchsize.plots import plot_study
 
-    splits = load(args)
+    result = run.pop("_result")
+    name = f"batch_study_{optimizer}{suffix}"
+    figure = RESULTS / "figures" / f"{name}.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_study(result, figure)
+    record = {"title": f"Batch-size study, MNIST {'-'.join(map(str, (784, *run['hidden'], 10)))} relu, "
+                       f"{optimizer}, target {args.target}", "environment": environment(), "settings": vars(args), **run}
+    rows = [[r.batch_size, "-" if r.best_lr is None else f"{r.best_lr:.4g}" + (" (edge)" if r.at_edge else ""),
+             "-" if r.best_lr is None else f"{r.median_steps:,.0f}", ", ".join(f"{s:.0f}" for s in r.best_steps),
+             "-" if r.best_lr is None else f"{r.median_steps * r.batch_size:,.0f}", r.widened,
+             f"{r.seconds:.1f}", "-" if r.b_simple is None else f"{r.b_simple:.0f}"] for r in result.rows]
+    notes = "\n".join([*result.fit_lines(), "",
+                       f"Wall time {run['wall_s']:.0f} s ({run['races_s']:.0f} s of races, {run['compile_s']:.0f} s "
+                       f"compile); floor {run['floor_s']:.0f} s = {run['flops'] / 1e12:.1f} TFLOP at the "
+                       f"measured matmul rate {run['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s "
+                       f"(wall / floor = {run['wall_s'] / run['floor_s']:.1f}). Load average at the start "
+                       f"{run['load_start']['1min']}, at the end {run['load_end']['1min']}.",
+                       f"Figure: `figures/{figure.name}`.", *adaptive_notes(run["adaptive"])])
+    write_results(name, record, ["batch", "best lr", "steps (median)", "steps per seed", "examples", "widened",
+                                 "wall s", "B_simple"], rows, notes)
+    log(f"{optimizer}: {run['wall_s']:.0f} s, floor {run['floor_s']:.0f} s -> results/{name}.md")
+
+
+def write_summary(gpu: bool) -> None:
+    """results/batch_study[_gpu].md: every study in results/ (each optimizer and model), side by
+    side, from their JSON files."""
+    import json
+
+    paths = sorted(p for p in RESULTS.glob("batch_study_*.json") if p.stem.endswith("_gpu") == gpu
+                   or (gpu and "_gpu_" in p.stem))
+    runs = {p.stem: json.loads(p.read_text()) for p in paths}
+    if not runs:
+        return
+    label = {k: f"784-{'-'.join(map(str, r['hidden']))}-10, {r['optimizer']}" for k, r in runs.items()}
+    lines = ["# Batch-size studies, MNIST (summary)", "", "| | " + " | ".join(label.values()) + " |",
+             "|---|" + "---|" * len(runs)]
+
+    def row(name, fn):
+        lines.append(f"| {name} | " + " | ".join(fn(r) for r in runs.values()) + " |")
+
+    def fit(key):
+        return lambda r: ("-" if r["result"]["frontier"] is None else "{:,.0f} [{:,.0f}, {:,.0f}]".format(
+            *(r["result"]["frontier"][k][key] for k in ("estimate", "lower", "upper"))))
+
+    def adaptive(fmt):
+        return lambda r: "-" if r["adaptive"] is None else fmt(r["adaptive"])
+
+    row("grid", lambda r: f"batch {r['settings']['batch_sizes']} x {r['settings']['lr_points']} rates x seeds "
+        f"{r['settings']['seeds']}")
+    row("target", lambda r: r["settings"]["target"])
+    row("S_min (steps) [90% bootstrap]", fit("s_min"))
+    row("E_min (examples)", fit("e_min"))
+    row("**B_crit**", fit("b_crit"))
+    row("B_simple at the target (median)", lambda r: f"{r['result']['b_simple']:.0f}")
+    row("eps_opt(B)", lambda r: "{eps_max:.4g} / (1 + {b_noise:.0f} / B)".format(**r["result"]["eps_opt"]))
+    row("wall s (floor s)", lambda r: f"{r['wall_s']:.0f} ({r['floor_s']:.0f})")
+    row("adaptive S, E (median of seeds)", adaptive(lambda a: f"{a['steps']:.0f}, {a['examples']:,.0f}"))
+    row("adaptive S / fixed starting batch's S", adaptive(lambda a: f"{a['steps'] / a['fixed_start_steps']:.3f}"))
+    row("adaptive E / fewest fixed E (goal <= 1.2)", adaptive(lambda a: f"{a['examples_ratio']:.2f}"))
+    row("adaptive S / frontier S at its E (goal <= 1)", adaptive(lambda a: f"{a['frontier_ratio']:.2f}"))
+    lines += ["", *(f"![{label[k]}](figures/{k}.png)" for k in runs), "",
+              *(f"- [{k}.md]({k}.md): {r['environment']['device']}, {r['environment']['date']}, "
+                f"`{r['environment']['command']}`" for k, r in runs.items()), ""]
+    (RESULTS / f"batch_study{'_gpu' if gpu else ''}.md").write_text("\n".join(lines))
+
+
+def step_cost(args, splits) -> None:
+    """results/adaptive_step_cost{_gpu}.{json,md}: the median epoch (epochs 2..4) at batch 128 of a
+    plain run, a track_gradients run and an adaptive run held at 128 (max_batch_size 128), interleaved."""
+    import dataclasses
+
+    from jaxmlp import TrainConfig, fit
+
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    base = TrainConfig(dataset="mnist", hidden=hidden, optimizer="momentum", learning_rate=0.05, batch_size=128,
+                       epochs=4, eval_train=False)
+    ways = {"plain step": base, "track_gradients": dataclasses.replace(base, track_gradients=True),
+            "adaptive_batch held at 128": dataclasses.replace(base, adaptive_batch=True, max_batch_size=128),
+            "adaptive_batch held at 128, batch_segments 32": dataclasses.replace(
+                base, adaptive_batch=True, max_batch_size=128, batch_segments=32)}
+    idle = None if args.gpu else wait_for_idle_cpu()
+    epochs = {name: [] for name in ways}
+    for _ in range(2):  # interleaved: drift hits every way alike
+        for name, config in ways.items():
+            epochs[name] += fit(config, splits.train, splits.val)[1].seconds[1:]
+    median = {name: statistics.median(v) for name, v in epochs.items()}
+    rows = [[name, f"{median[name]:.3f}", f"{median[name] / median['plain step']:.3f}",
+             f"{median[name] / median['track_gradients']:.3f}"] for name in ways]
+    record = {"title": f"The adaptive batch's step cost: MNIST 784-{'-'.join(map(str, hidden))}-10, batch 128",
+              "environment": environment(), "epochs_s": epochs, "median_s": median, "idle_wait": idle,
+              "load_end": load_averages()}
+    write_results("adaptive_step_cost" + ("_gpu" if args.gpu else ""), record,
+                  ["run", "median epoch s", "vs plain", "vs track_gradients"], rows,
+                  "Epochs 2-4 of two interleaved runs each (6 epochs per way); each epoch includes its "
+                  "validation pass. The adaptive runs never change their batch (max_batch_size = batch_size), so "
+                  "they train the same steps as the others, in segments of n_train / batch_segments examples (at "
+                  "least one step): each segment is a call and a host read of its statistics, one step long at "
+                  "the default 256 segments per epoch here, about 13 steps at 32.")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     suffix = ("_gpu" if args.gpu else "") + (f"_{args.tag}" if args.tag else "")
-    for optimizer in SETTINGS if args.optimizer == "both" else [args.optimizer]:
-        run = run_one(args, optimizer, splits)
-        result = run.pop("_result")
-        name = f"batch_study_{optimizer}{suffix}"
-        figure = RESULTS / "figures" / f"{name}.png"
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        plot_study(result, figure)
-        record = {"title": f"Batch-size study, MNIST {'-'.join(map(str, (784, *run['hidden'], 10)))} relu, "
-                           f"{optimizer}, target {args.target}", "environment": environment(), "settings": vars(args),
-                  **run}
-        rows = [[r.batch_size, "-" if r.best_lr is None else f"{r.best_lr:.4g}" + (" (edge)" if r.at_edge else ""),
-                 "-" if r.best_lr is None else f"{r.median_steps:,.0f}", ", ".join(f"{s:.0f}" for s in r.best_steps),
-                 "-" if r.best_lr is None else f"{r.median_steps * r.batch_size:,.0f}", r.widened,
-                 f"{r.seconds:.1f}", "-" if r.b_simple is None else f"{r.b_simple:.0f}"] for r in result.rows]
-        notes = "\n".join([*result.fit_lines(), "",
-                           f"Wall time {run['wall_s']:.0f} s ({run['races_s']:.0f} s of races, {run['compile_s']:.0f} s "
-                           f"compile); floor {run['floor_s']:.0f} s = {run['flops'] / 1e12:.1f} TFLOP at the "
-                           f"measured matmul rate {run['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s "
-                           f"(wall / floor = {run['wall_s'] / run['floor_s']:.1f}). Load average at the start "
-                           f"{run['load_start']['1min']}, at the end {run['load_end']['1min']}.",
-                           f"Figure: `figures/{figure.name}`.", *adaptive_notes(run["adaptive"])])
-        write_results(name, record, ["batch", "best lr", "steps (median)", "steps per seed", "examples", "widened",
-                                     "wall s", "B_simple"], rows, notes)
-        log(f"{optimizer}: {run['wall_s']:.0f} s, floor {run['floor_s']:.0f} s -> results/{name}.md")
+    if args.step_cost:
+        step_cost(args, load(args))
+        return 0
+    if not args.summary_only:
+        splits = load(args)
+        for optimizer in SETTINGS if args.optimizer == "both" else [args.optimizer]:
+            write_optimizer(args, optimizer, run_one(args, optimizer, splits), suffix)
+    write_summary(args.gpu)
     return 0
 
 

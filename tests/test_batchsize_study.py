@@ -29,7 +29,7 @@ from jaxmlp.batchsize.target import next_check
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import from_arrays
 from jaxmlp.training.epoch import epoch_order, gather_batch
-from jaxmlp.training.state import epoch_key, run_keys
+from jaxmlp.training.state import epoch_key, init_state, run_keys
 from jaxmlp.training.step import make_step, start_carry
 
 N, D, BATCH, LR = 512, 4, 16, 0.02
@@ -55,7 +55,7 @@ def direct_losses(config: TrainConfig, train, seed: int, steps: int) -> np.ndarr
     plan = race_plan(config, BATCH, settings, train, None, 1)
     step = jax.jit(make_step(plan))
     init_key, train_key = run_keys(seed)
-    carry = start_carry(jaxmlp.training.state.init_state(init_key, plan.config, plan.sizes, plan.optimizer))
+    carry = start_carry(init_state(init_key, plan.config, plan.sizes, plan.optimizer))
     x, y = np.asarray(train.x), np.asarray(train.y)
     losses = []
     for t in range(steps):

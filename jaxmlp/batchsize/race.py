@@ -42,7 +42,6 @@ class RaceData(NamedTuple):
 
 class RaceResult(NamedTuple):
     steps: np.ndarray  # (L, K) float: steps to the target; inf: never reached (diverged, out of budget, stopped)
-    diverged: np.ndarray  # (L, K) bool
     steps_run: int  # steps the race ran
     reach_params: Any  # params (P, ...) on the device: each seed's at its S (else at its last step)
     seconds: float  # wall time of the race, compile excluded
@@ -120,9 +119,8 @@ def run_race(plan: Plan, programs: RacePrograms, lrs, seeds, *, target: Target, 
             active &= ~hit
     reach = state.params if reach is None else programs.keep(np.isnan(steps), state.params, reach)
     seconds = time.perf_counter() - start - racer.compile_seconds
-    return RaceResult(_table(steps, diverged, np.zeros(size, bool), real, len(seeds)),
-                      diverged[:real].reshape(len(lrs), len(seeds)), t, reach, seconds, racer.compile_seconds,
-                      racer.checks, racer.model_steps, racer.model_checks)
+    return RaceResult(_table(steps, diverged, np.zeros(size, bool), real, len(seeds)), t, reach, seconds,
+                      racer.compile_seconds, racer.checks, racer.model_steps, racer.model_checks)
 
 
 def _table(steps: np.ndarray, diverged: np.ndarray, running: np.ndarray, real: int, n_seed: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file
+from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file, width
 from jaxmlp.cli.interrupts import InterruptGuard
 from jaxmlp.cli.outcome import os_error
 from jaxmlp.cli.run_config import dtype_scope
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "sgd, momentum, nesterov and lars; sqrt for the others]")
     study.add_argument("--max-widen", type=int_at_least(0), default=2, metavar="N",
                        help="widen a grid whose best rate is on its edge at most N times [2]")
-    study.add_argument("--width", default="auto", metavar="N|auto|all",
+    study.add_argument("--width", type=width, default="auto", metavar="N|auto|all",
                        help="models vmapped together [auto: 1 on CPU, all on accelerators]")
     study.add_argument("--config", metavar="FILE", help="a .json or .toml file of TrainConfig fields")
     study.add_argument("--resume", metavar="RUN_DIR", help="continue the study in RUN_DIR")
@@ -112,10 +112,6 @@ def setup(ns: argparse.Namespace):
         raise UsageError(f"{COMMAND}: error: {os_error(exc)}") from None
 
 
-def _width(text):
-    return text if text in ("auto", "all") or not isinstance(text, str) else int(text)
-
-
 def _study(ns: argparse.Namespace, config: TrainConfig, settings, run_dir: Path | None, resumed_width) -> int:
     from jaxmlp import compile_cache
     from jaxmlp.batchsize.study import StudySettings, race_plan, study_settings
@@ -125,7 +121,7 @@ def _study(ns: argparse.Namespace, config: TrainConfig, settings, run_dir: Path 
 
     splits, _ = load_data(config, ns.quiet, command="batch-study")
     try:
-        width = resolve_width(_width(ns.width if resumed_width is None else resumed_width))
+        width = resolve_width(ns.width if resumed_width is None else resumed_width)
         if not isinstance(settings, StudySettings):
             settings = study_settings(config, n_train=len(splits.train), **settings)
         rows = read_rows(run_dir, settings) if ns.resume else []

@@ -38,6 +38,11 @@ def value_parser(tp: Any):
     return _named(lambda s: s, "str")
 
 
+def width(text: str):
+    """--width of a sweep or a batch study: auto, all or a positive count (its range: sweeps.plan.resolve_width)."""
+    return text if text in ("auto", "all") else int(text)
+
+
 def int_at_least(minimum: int):
     """An int parser that refuses values below `minimum` (argparse: "argument --top: must be >= 0, got -1")."""
     def parse(text: str) -> int:

@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file, value_parser
+from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_config_file, value_parser, width
 from jaxmlp.cli.grid_flags import GRID_HELP, MAX_MODELS, check_grid_size, load_grid_file, parse_grid
 from jaxmlp.cli.hosts import add_host_arguments, host_settings, join
 from jaxmlp.cli.interrupts import InterruptGuard
@@ -32,13 +32,6 @@ COMMAND = f"{PROG} sweep"
 RESUMABLE_FIELDS = ("data_dir", "download")  # a resumed sweep repeats everything else
 
 
-def _width(text: str):
-    return text if text in ("auto", "all") else int(text)
-
-
-_width.__name__ = "width"  # argparse: "invalid width value"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sweep's flags, then one flag per TrainConfig field (the settings every model shares)."""
     run = parser.add_argument_group("sweep")
@@ -46,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--grid-file", metavar="FILE", help="a JSON mapping of field -> values, or a list of overrides")
     run.add_argument("--models-per-program", type=value_parser(int), metavar="N",
                      help="models one compiled program holds at a time [as many as fit the device memory]")
-    run.add_argument("--width", type=_width, default="auto", metavar="N|auto|all",
+    run.add_argument("--width", type=width, default="auto", metavar="N|auto|all",
                      help="models vmapped together in a program, the others running one after another inside it "
                      "[auto: 1 on CPU, each model then bit-identical to its solo run; all on accelerators]")
     run.add_argument("--config", metavar="FILE", help="a .json or .toml file of the shared fields")

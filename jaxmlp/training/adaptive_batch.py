@@ -44,10 +44,10 @@ from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.noise_scale import per_example_estimate
 from jaxmlp.training.epoch import gather_batch
 from jaxmlp.training.hyper import hyper_of
-from jaxmlp.training.memory import check_memory, device_memory_limit, estimate_memory
+from jaxmlp.training.memory import check_memory, device_memory_limit
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.plan import Plan, plan_of
-from jaxmlp.training.programs import cached, compiled, program_key
+from jaxmlp.training.programs import cached, keep, lookup, program_key
 from jaxmlp.training.state import EpochStats, TrainState
 from jaxmlp.training.step import all_finite, make_step, start_carry
 from jaxmlp.types import Array
@@ -133,21 +133,26 @@ def sum_noise(sums: NoiseSums, i: Array, stats: GradStats, beta: float) -> Noise
                      sums.batch_sq + layer_grad_norms(stats.grad).astype(jnp.float32) ** 2)
 
 
+def epoch_permutation(key: Array, n_train: int) -> tuple[Array, Array]:
+    """(perm (N,), step key) of the epoch `key` draws, split as epoch.epoch_order splits it: the
+    fixed-batch run's order. Drawn once per epoch; the segments slice it."""
+    perm_key, step_key = jax.random.split(key)
+    return jax.random.permutation(perm_key, n_train), step_key
+
+
 def make_segment(plan: Plan):
-    """The pure `segment(key, state, x, y, pos, first, n, lr, sums) -> (state, (loss sum, ok, bad
-    step, first loss, sums))` at the plan's batch size B: steps first .. first + n - 1 of the
-    epoch whose permutation `key` draws, step j on rows perm[pos + (j - first) B : ... + B],
-    folding their statistics into the NoiseSums `sums` (so a segment cut in two calls sums
-    exactly as one call does)."""
-    config, n_train, batch = plan.config, plan.spec.n_train, plan.config.batch_size
+    """The pure `segment(perm, step_key, state, x, y, pos, first, n, lr, sums) -> (state, (loss
+    sum, ok, bad step, first loss, sums))` at the plan's batch size B: steps first .. first + n - 1
+    of the epoch whose order (epoch_permutation) is (perm, step_key), step j on rows
+    perm[pos + (j - first) B : ... + B], folding their statistics into the NoiseSums `sums` (so
+    a segment cut in two calls sums exactly as one call does)."""
+    config, batch = plan.config, plan.config.batch_size
     base = hyper_of(config)
 
-    def segment(key, state: TrainState, x, y, pos, first, n, lr, sums: NoiseSums):
+    def segment(perm, step_key, state: TrainState, x, y, pos, first, n, lr, sums: NoiseSums):
         hyper = base._replace(learning_rate=lr)
         schedule, optimizer = build_optimizer(config, plan.spec.steps_per_epoch, hyper)
         step = make_step(plan._replace(schedule=schedule, optimizer=optimizer), hyper, track_update=sum_noise)
-        perm_key, step_key = jax.random.split(key)  # as epoch.epoch_order splits an epoch's key
-        perm = jax.random.permutation(perm_key, n_train)  # (N,)
 
         def body(j, carry):
             rows = jax.lax.dynamic_slice(perm, (pos + j * batch,), (batch,))  # (B,)
@@ -163,11 +168,14 @@ def make_segment(plan: Plan):
 
 
 def segment_program(plan: Plan, batch: int, args) -> Any:
-    """The segment at `batch`, jitted (state donated) and compiled for `args` once per batch size."""
-    at = batch_plan(plan, batch)
-    key = ("adaptive_segment", program_key(at.config), at.spec)
-    jitted = cached(("adaptive_segment_jit", *key[1:]), lambda: jax.jit(make_segment(at), donate_argnums=(1,)))
-    return compiled(key, jitted, *args)
+    """The segment at `batch`, jitted (state donated) and compiled for `args` once per batch size
+    (the lookup itself plans nothing: the key is the batch size and the plan's)."""
+    key = ("adaptive_segment", program_key(plan.config), plan.spec, batch)
+    found = lookup(key)
+    if found is None:
+        at = batch_plan(plan, batch)
+        found = keep(key, jax.jit(make_segment(at), donate_argnums=(2,)).lower(*args).compile())
+    return found
 
 
 class Checks(NamedTuple):
@@ -196,6 +204,8 @@ def adaptive_epoch(plan: Plan, key: Array, state: TrainState, x, y, bstate: Batc
     measurement of steps to a target). Cutting changes no number the training computes."""
     config, dtype, n_train = plan.config, plan.config.dtype, plan.spec.n_train
     per_segment = n_train // config.batch_segments
+    order = cached(("adaptive_order", n_train), lambda: jax.jit(epoch_permutation, static_argnums=1))(key, n_train)
+    programs: dict[int, Any] = {}  # batch -> its segment, looked up once an epoch
     pos = first = 0
     loss_sum, first_loss, records = 0.0, 0.0, []
     while pos + bstate.batch <= n_train:
@@ -206,9 +216,11 @@ def adaptive_epoch(plan: Plan, key: Array, state: TrainState, x, y, bstate: Batc
         records.append({"batch": batch, "steps": n, "lr": float(bstate.lr), "gain": float(bstate.gain)})
         while done < n:
             cut = n if check is None else min(n, check.after(step0 + first + done) - step0 - first)
-            args = (key, state, x, y, np.int32(pos + done * batch), np.int32(first + done), np.int32(cut - done),
+            args = (*order, state, x, y, np.int32(pos + done * batch), np.int32(first + done), np.int32(cut - done),
                     np.asarray(bstate.lr, dtype), sums)
-            state, (part_loss, ok, bad, part_first, sums) = segment_program(plan, batch, args)(*args)
+            if batch not in programs:
+                programs[batch] = segment_program(plan, batch, args)
+            state, (part_loss, ok, bad, part_first, sums) = programs[batch](*args)
             part_loss, ok, bad, part_first = jax.device_get((part_loss, ok, bad, part_first))
             first_loss = part_first if first + done == 0 else first_loss
             if not ok:
