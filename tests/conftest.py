@@ -23,6 +23,22 @@ import jax  # noqa: E402  (after the environment is set)
 import pytest  # noqa: E402
 
 
+def kill_when(proc, ready, what: str, timeout: float = 240.0) -> None:
+    """SIGKILL the subprocess `proc` as soon as `ready()` holds; fail when it never does within
+    `timeout` seconds, or when `proc` ended before (naming `what` it never did, or its stderr)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not ready():
+        assert time.monotonic() < deadline, f"the run never {what}"
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run finished before the kill: {proc.stderr.read()!r}"
+    proc.stderr.close()
+
+
 @pytest.fixture
 def x64():
     """Run the test with float64 enabled; other tests keep JAX's float32 default."""

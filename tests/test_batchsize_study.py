@@ -10,16 +10,15 @@ float64 numpy after every step of a direct loop over the same minibatches.
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
 import jaxmlp
+from conftest import kill_when
 from jaxmlp import cli
 from jaxmlp.batchsize import studydir
 from jaxmlp.batchsize.programs import race_programs
@@ -142,14 +141,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_study(tmp_path, child_env):
                              "--no-plots"], env=child_env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     results = run_dir / studydir.RESULTS_FILE
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and not (results.is_file() and results.read_text().count("\n") >= 1):
-        assert time.monotonic() < deadline, "the study never measured its first batch size"
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the study finished before the kill: {proc.stderr.read()!r}"
-    proc.stderr.close()
+    kill_when(proc, lambda: results.is_file() and results.read_text().count("\n") >= 1,
+              "measured its first batch size")
     measured = results.read_text().count("\n")
     assert 1 <= measured < 4
     done = subprocess.run([*cmd, "--resume", str(run_dir), "--quiet", "--no-plots"], env=child_env, cwd=tmp_path,

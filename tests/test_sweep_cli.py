@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import kill_when
 from jaxmlp import checkpoint, cli, restore, sweep
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import load_dataset
@@ -100,14 +99,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_sweep(tmp_path, child_env):
     proc = subprocess.Popen([*cmd, *args, "--out-dir", str(run_dir)], env=child_env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt_dir = run_dir / checkpoint.CHECKPOINT_DIR
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and not (ckpt_dir / "3").is_dir():
-        assert time.monotonic() < deadline, "the sweep never reached its third checkpoint"
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the sweep finished before the kill: {proc.stderr.read()!r}"
-    proc.stderr.close()
+    kill_when(proc, lambda: (ckpt_dir / "3").is_dir(), "reached its third checkpoint")
     killed_at = max(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())
     assert killed_at < EPOCHS
 
