@@ -130,3 +130,17 @@ def untimed(path: Path) -> list[dict]:
     lines = [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "samples_per_sec")}
              for line in path.read_text().splitlines()]
     return sorted(lines, key=lambda line: (line["model"], line["epoch"]))
+
+
+def test_a_multi_process_command_shows_only_fatal_runtime_log_lines_unless_told():
+    """XLA's coordination service logs its own error lines when a peer dies, before jaxmlp's one
+    line; a multi-process command turns them off before JAX loads, unless the user set the level."""
+    from jaxmlp.cli.hosts import quiet_runtime_log
+
+    for argv, env, want in [(["sweep", "--num-processes", "2"], {}, "3"),
+                            (["train", "--num-processes=2"], {}, "3"),
+                            (["train"], {"JAX_NUM_PROCESSES": "2"}, "3"),
+                            (["sweep", "--num-processes", "2"], {"TF_CPP_MIN_LOG_LEVEL": "0"}, "0"),
+                            (["train"], {}, None), (["train"], {"JAX_NUM_PROCESSES": "1"}, None)]:
+        quiet_runtime_log(argv, env)
+        assert env.get("TF_CPP_MIN_LOG_LEVEL") == want, (argv, env)

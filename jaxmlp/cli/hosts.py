@@ -5,14 +5,31 @@ the same command with its own --process-id (or the JAX_* environment variables),
     add_host_arguments(parser)                 # --coordinator, --num-processes, --process-id, --distributed-timeout
     hosts = host_settings(ns, "train")         # (coordinator, N, I), or None in one process; UsageError
     code = join(ns, hosts, "train")            # None once every process joined, else 1 (one line printed)
+    quiet_runtime_log(argv, os.environ)        # first thing, before JAX loads: see its docstring
 """
 from __future__ import annotations
 
 import argparse
+import os
+from typing import MutableMapping, Sequence
 
 from jaxmlp.cli.flags import value_parser
 from jaxmlp.cli.usage import PROG, UsageError, fail
 from jaxmlp.config import DISTRIBUTED_TIMEOUT
+
+
+RUNTIME_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # XLA's C++ log threshold, read once when JAX loads
+
+
+def quiet_runtime_log(argv: Sequence[str], environ: MutableMapping[str, str]) -> None:
+    """In a multi-process run (--num-processes or JAX_NUM_PROCESSES) show only XLA's fatal log
+    lines, unless the user set the threshold: when a peer dies, XLA's coordination service would
+    print its own error lines before jaxmlp's one line naming what happened and what is kept.
+    It must run before JAX is imported (the level is read once, then)."""
+    multi = any(a == "--num-processes" or a.startswith("--num-processes=") for a in argv) or \
+        environ.get("JAX_NUM_PROCESSES", "1") not in ("", "1")
+    if multi:
+        environ.setdefault(RUNTIME_LOG_LEVEL, "3")
 
 
 def add_host_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,8 +14,8 @@ import typing
 from typing import Sequence
 
 from jaxmlp import __version__
-from jaxmlp.cli import (batch_study_cmd, evaluate_cmd, export_cmd, info_cmd, noise_scale_cmd, predict_cmd, sweep_cmd,
-                        train_cmd)
+from jaxmlp.cli import (batch_study_cmd, evaluate_cmd, export_cmd, hosts, info_cmd, noise_scale_cmd, predict_cmd,
+                        sweep_cmd, train_cmd)
 from jaxmlp.cli.flags import normalize_flags
 from jaxmlp.cli.usage import EXIT_INTERRUPTED, PROG, CommandError, Parser, fail
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    hosts.quiet_runtime_log(argv, os.environ)
     if argv and argv[0] in FORWARDED:
         return _forward(argv[0], argv[1:])
     try:
