@@ -23,6 +23,8 @@ Modules, each importing only those above it:
     feed      Feeder: the training set resident on the devices, or fed per process
     evaluate  host_arrays, EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
     audit     audit_every: manual vs jax.grad vs finite differences on a fixed batch
+    adaptive_batch  adaptive_batch: the batch size following the measured noise scale segment by
+              segment, the learning rate by AdaScale's gain; adaptive_epoch, BatchState
     policy    the loop policy fit and sweep share: evaluation cadence, epoch record, divergence
               (TrainingDiverged), early stopping
     fit       the loop as named phases: plan, restore or init, epoch, evaluate, early stop, save, finish
