@@ -27,7 +27,6 @@ from jaxmlp.sweeps.chunk_programs import over_models
 from jaxmlp.training.epoch import epoch_order, gather_batch
 from jaxmlp.training.evaluate import EvalSet, fold_batches, gather_rows_fn, metrics_step
 from jaxmlp.training.hyper import hyper_of
-from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.plan import Plan
 from jaxmlp.training.state import TrainState, epoch_key, init_state
 from jaxmlp.training.step import make_step, start_carry
@@ -64,13 +63,11 @@ def race_programs(plan: Plan, width: int | None) -> RacePrograms:
 
 def _advance(plan: Plan, width: int | None) -> Callable:
     """advance(lr (P,), state, rows, keys, start, stop, active, x, y) over the models given."""
-    config, accumulate = plan.config, plan.config.accumulate
-    base = hyper_of(config)
+    accumulate, base = plan.config.accumulate, hyper_of(plan.config)
 
     def model_advance(lr, state: TrainState, rows, keys, start, stop, active, x, y):  # one model
         hyper = base._replace(learning_rate=lr)
-        schedule, optimizer = build_optimizer(config, plan.spec.steps_per_epoch, hyper)
-        step = make_step(plan._replace(schedule=schedule, optimizer=optimizer), hyper)
+        step = make_step(plan.with_hyper(hyper), hyper)
 
         def run(state: TrainState):
             carry = jax.lax.fori_loop(start, stop, lambda i, c: step(c, (i, gather_batch(x, y, rows[i], accumulate),

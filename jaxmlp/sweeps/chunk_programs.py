@@ -33,7 +33,6 @@ from jaxmlp.sweeps import hosts
 from jaxmlp.training.epoch import make_epoch
 from jaxmlp.training.evaluate import EvalSet, fold_batches, gather_rows_fn, metrics_step
 from jaxmlp.training.hyper import hyper_of
-from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.plan import Plan, RunSpec, plan_of
 from jaxmlp.training.programs import cached, program
 from jaxmlp.training.state import epoch_key, init_state
@@ -154,8 +153,7 @@ def _chunk_epoch(plan: Plan, width: int | None) -> Callable:
 
     def model_epoch(traced, train_key_data, epoch, state, active, x, y):  # one model
         hyper = base._replace(**traced)
-        schedule, optimizer = build_optimizer(plan.config, plan.spec.steps_per_epoch, hyper)
-        epoch_fn = make_epoch(plan._replace(schedule=schedule, optimizer=optimizer), hyper)
+        epoch_fn = make_epoch(plan.with_hyper(hyper), hyper)
         new, stats = epoch_fn(epoch_key(jax.random.wrap_key_data(train_key_data), epoch), state, x, y)
         keep = active & stats.finite
         return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), stats

@@ -45,7 +45,6 @@ from jaxmlp.noise_scale import per_example_estimate
 from jaxmlp.training.epoch import gather_batch
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.memory import check_memory, device_memory_limit
-from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.plan import Plan, plan_of
 from jaxmlp.training.programs import cached, keep, lookup, program_key
 from jaxmlp.training.state import EpochStats, TrainState
@@ -146,13 +145,11 @@ def make_segment(plan: Plan):
     of the epoch whose order (epoch_permutation) is (perm, step_key), step j on rows
     perm[pos + (j - first) B : ... + B], folding their statistics into the NoiseSums `sums` (so
     a segment cut in two calls sums exactly as one call does)."""
-    config, batch = plan.config, plan.config.batch_size
-    base = hyper_of(config)
+    batch, base = plan.config.batch_size, hyper_of(plan.config)
 
     def segment(perm, step_key, state: TrainState, x, y, pos, first, n, lr, sums: NoiseSums):
         hyper = base._replace(learning_rate=lr)
-        schedule, optimizer = build_optimizer(config, plan.spec.steps_per_epoch, hyper)
-        step = make_step(plan._replace(schedule=schedule, optimizer=optimizer), hyper, track_update=sum_noise)
+        step = make_step(plan.with_hyper(hyper), hyper, track_update=sum_noise)
 
         def body(j, carry):
             rows = jax.lax.dynamic_slice(perm, (pos + j * batch,), (batch,))  # (B,)

@@ -84,6 +84,13 @@ class Plan(NamedTuple):
         return (jax.ShapeDtypeStruct(lead + (spec.sizes[0],), dtype),
                 jax.ShapeDtypeStruct(lead + spec.target_shape, y_dtype))
 
+    def with_hyper(self, hyper) -> Plan:
+        """This plan with its schedule and optimizer built from `hyper` (a training.hyper.Hyper,
+        whose numbers may be traced): one model of a sweep or a batch-size race, or an adaptive
+        run's segment at its learning rate."""
+        schedule, optimizer = build_optimizer(self.config, self.spec.steps_per_epoch, hyper)
+        return self._replace(schedule=schedule, optimizer=optimizer)
+
     def place(self, tree):
         """Host arrays or keys on every device of the run (the default device without a mesh)."""
         return jax.device_put(tree) if self.data_parallel is None else self.data_parallel.replicate(tree)
