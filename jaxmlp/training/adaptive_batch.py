@@ -42,7 +42,7 @@ import numpy as np
 from jaxmlp.gradstats import GradStats, layer_sq_norms
 from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.noise_scale import per_example_estimate
-from jaxmlp.training.epoch import gather_batch
+from jaxmlp.training.epoch import epoch_permutation, gather_batch
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.memory import check_memory, device_memory_limit
 from jaxmlp.training.plan import Plan, plan_of
@@ -130,13 +130,6 @@ def sum_noise(sums: NoiseSums, i: Array, stats: GradStats, beta: float) -> Noise
     example_sq = layer_sq_norms(stats.batch_l2).astype(jnp.float32)  # (B, L + 1)
     return NoiseSums(sums.example_sq + jnp.mean(example_sq, axis=0),
                      sums.batch_sq + layer_grad_norms(stats.grad).astype(jnp.float32) ** 2)
-
-
-def epoch_permutation(key: Array, n_train: int) -> tuple[Array, Array]:
-    """(perm (N,), step key) of the epoch `key` draws, split as epoch.epoch_order splits it: the
-    fixed-batch run's order. Drawn once per epoch; the segments slice it."""
-    perm_key, step_key = jax.random.split(key)
-    return jax.random.permutation(perm_key, n_train), step_key
 
 
 def make_segment(plan: Plan):

@@ -27,14 +27,21 @@ from jaxmlp.types import Array
 FEEDS = ("resident", "per_process")
 
 
+def epoch_permutation(key: Array, n_train: int) -> tuple[Array, Array]:
+    """(perm (N,), step key): the epoch's order of the training rows, and the key its steps'
+    dropout / noise keys fold their index into. An adaptive-batch epoch slices perm as it goes."""
+    perm_key, step_key = jax.random.split(key)
+    return jax.random.permutation(perm_key, n_train), step_key
+
+
 def epoch_order(key: Array, n_train: int, batch_size: int) -> tuple[Array, Array, Array]:
     """(step index (S,), minibatch rows (S, B), step keys (S,)) of one epoch, S = n_train // batch_size.
 
     The permutation drops the last n_train mod batch_size rows: the remainder batch.
     """
     steps = n_train // batch_size
-    perm_key, step_key = jax.random.split(key)
-    perm = jax.random.permutation(perm_key, n_train)[: steps * batch_size].reshape(steps, batch_size)  # (S, B)
+    perm, step_key = epoch_permutation(key, n_train)
+    perm = perm[: steps * batch_size].reshape(steps, batch_size)  # (S, B)
     index = jnp.arange(steps, dtype=jnp.int32)  # (S,)
     keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(index)  # (S,) one key per step
     return index, perm, keys
