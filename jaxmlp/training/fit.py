@@ -58,6 +58,7 @@ class Loop(NamedTuple):
     audit: GradientAudit | None
     checkpointer: Any
     callbacks: Sequence[Callback]
+    batch_cap: int | None  # adaptive_batch: the largest batch the run may move to (batch_cap, once)
 
 
 def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Sequence[Callback] = (),
@@ -98,7 +99,8 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
              "val": None if val is None else evaluator.eval_set(val)}
     progress.history.eval_compile_seconds = evaluator.compile_seconds
     audit = GradientAudit(plan, host) if plan.config.audit_every else None
-    loop = Loop(plan, programs, feeder, evaluator, evals, audit, checkpointer, callbacks)
+    cap = batch_cap(plan) if plan.config.adaptive_batch else None
+    loop = Loop(plan, programs, feeder, evaluator, evals, audit, checkpointer, callbacks, cap)
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(loop, progress))
     train_epochs(loop, progress)
@@ -199,7 +201,7 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
         progress.state, stats = loop.programs.epoch(key, progress.state, *data)
         samples = plan.spec.steps_per_epoch * plan.config.batch_size
     else:  # the batch size moves within the epoch (adaptive_batch.py)
-        run = adaptive_epoch(plan, key, progress.state, *data, progress.batch, batch_cap(plan))
+        run = adaptive_epoch(plan, key, progress.state, *data, progress.batch, loop.batch_cap)
         progress.state, stats, progress.batch = run.state, run.stats, run.batch
         samples = sum(s["batch"] * s["steps"] for s in run.segments)
         columns["batch"] = {"segments": run.segments, "scaled_steps": progress.batch.scaled_steps}
