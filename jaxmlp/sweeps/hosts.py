@@ -18,11 +18,11 @@ In one process `put` is `jax.device_put` and `fetch` is `jax.device_get`, unchan
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxmlp.training.programs import program
 
 
 def several() -> bool:
@@ -60,13 +60,13 @@ def fetch(tree, mesh: Mesh | None, *, model: int | None = None):
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), replicated)
 
 
-@functools.lru_cache(maxsize=8)
+@program("hosts_replicate")
 def _replicate_program(mesh: Mesh):
     """Jitted identity whose result is on every device of `mesh`: XLA's all-gather."""
     return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
-@functools.lru_cache(maxsize=8)
+@program("hosts_slice")
 def _slice_program(mesh: Mesh):
     """Jitted (tree (P, ...), j ()) -> tree[j] (...), on every device of `mesh`."""
     def take(tree, j):
