@@ -177,10 +177,7 @@ def write_optimizer(args, optimizer: str, run: dict, suffix: str) -> None:
     plot_study(result, figure)
     record = {"title": f"Batch-size study, MNIST {'-'.join(map(str, (784, *run['hidden'], 10)))} relu, "
                        f"{optimizer}, target {args.target}", "environment": environment(), "settings": vars(args), **run}
-    rows = [[r.batch_size, "-" if r.best_lr is None else f"{r.best_lr:.4g}" + (" (edge)" if r.at_edge else ""),
-             "-" if r.best_lr is None else f"{r.median_steps:,.0f}", ", ".join(f"{s:.0f}" for s in r.best_steps),
-             "-" if r.best_lr is None else f"{r.median_steps * r.batch_size:,.0f}", r.widened,
-             f"{r.seconds:.1f}", "-" if r.b_simple is None else f"{r.b_simple:.0f}"] for r in result.rows]
+    header, rows = result.cells()
     notes = "\n".join([*result.fit_lines(), "",
                        f"Wall time {run['wall_s']:.0f} s ({run['races_s']:.0f} s of races, {run['compile_s']:.0f} s "
                        f"compile); floor {run['floor_s']:.0f} s = {run['flops'] / 1e12:.1f} TFLOP at the "
@@ -188,8 +185,7 @@ def write_optimizer(args, optimizer: str, run: dict, suffix: str) -> None:
                        f"(wall / floor = {run['wall_s'] / run['floor_s']:.1f}). Load average at the start "
                        f"{run['load_start']['1min']}, at the end {run['load_end']['1min']}.",
                        f"Figure: `figures/{figure.name}`.", *adaptive_notes(run["adaptive"])])
-    write_results(name, record, ["batch", "best lr", "steps (median)", "steps per seed", "examples", "widened",
-                                 "wall s", "B_simple"], rows, notes)
+    write_results(name, record, header, rows, notes)
     log(f"{optimizer}: {run['wall_s']:.0f} s, floor {run['floor_s']:.0f} s -> results/{name}.md")
 
 

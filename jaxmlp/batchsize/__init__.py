@@ -7,7 +7,7 @@ Modules, imports pointing down this list:
     studydir    the study's run directory: study.json, results.jsonl, the summaries
     plots       batch_study.png: steps against examples, steps against batch size, the best rates
     adaptive_run  measure_adaptive: an adaptive_batch run's (S, E), against the frontier
-    study       batch_study / run_study / StudySettings: each batch size's races, then the fits
+    study       batch_study / plan_study / run_study / StudySettings: each batch size's races, then the fits
     race        run_race: one learning-rate × seed grid at one batch size, to the target
     programs    race_programs: the race's compiled init / order / advance / score
     result      BatchRow, StudyResult: the rows, the fits and the table

@@ -74,16 +74,20 @@ class StudyResult(NamedTuple):
         values = [r.b_simple for r in self.rows if r.b_simple is not None]
         return float(np.median(values)) if values else None
 
+    def cells(self) -> tuple[list[str], list[list[str]]]:
+        """(header, one row of text cells per batch size): the table's content."""
+        header = ["batch", "best lr", "steps (median)", "steps per seed", "examples", "widened", "wall s", "B_simple"]
+        rows = [[str(r.batch_size), ("-" if r.best_lr is None else f"{r.best_lr:.4g}") + (" (edge)" if r.at_edge else ""),
+                 _num(r.median_steps), ", ".join("-" if math.isinf(s) else f"{s:.0f}" for s in r.best_steps) or "-",
+                 _num(r.median_steps * r.batch_size), str(r.widened), f"{r.seconds:.1f}",
+                 "-" if r.b_simple is None else f"{r.b_simple:.0f}"] for r in self.rows]
+        return header, rows
+
     def table(self) -> str:
         """The Markdown table of the rows, then the fits."""
-        lines = ["| batch | best lr | steps (median) | steps per seed | examples | widened | wall s | B_simple |",
-                 "|---|---|---|---|---|---|---|---|"]
-        for r in self.rows:
-            seeds = ", ".join("-" if math.isinf(s) else f"{s:.0f}" for s in r.best_steps) or "-"
-            edge = " (edge)" if r.at_edge else ""
-            lines.append(f"| {r.batch_size} | {'-' if r.best_lr is None else f'{r.best_lr:.4g}'}{edge} | "
-                         f"{_num(r.median_steps)} | {seeds} | {_num(r.median_steps * r.batch_size)} | {r.widened} | "
-                         f"{r.seconds:.1f} | {'-' if r.b_simple is None else f'{r.b_simple:.0f}'} |")
+        header, rows = self.cells()
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                 *("| " + " | ".join(row) + " |" for row in rows)]
         return "\n".join(lines + ["", *self.fit_lines()])
 
     def fit_lines(self) -> list[str]:

@@ -93,21 +93,27 @@ def batch_study(config: TrainConfig, batch_sizes: Sequence[int], target: str | T
     anything trains."""
     settings = study_settings(config, batch_sizes, target, n_train=len(train), seeds=seeds, lr_points=lr_points,
                               lr_span=lr_span, rule=rule, max_widen=max_widen)
-    return run_study(config, settings, train, val, width=width, done=done, on_row=on_row)
-
-
-def run_study(config: TrainConfig, settings: StudySettings, train, val=None, *, width: int | str | None = "auto",
-              done: Sequence[BatchRow] = (), on_row: Callable[[BatchRow], None] | None = None) -> StudyResult:
-    """`batch_study` with its settings made (the CLI makes them before it claims a run directory)."""
     width = resolve_width(width)
-    plans = [race_plan(config, b, settings, train, val, width) for b in settings.batch_sizes]  # every check first
+    plans = plan_study(config, settings, train, val, width)
+    return run_study(settings, plans, train, val, width=width, done=done, on_row=on_row)
+
+
+def plan_study(config: TrainConfig, settings: StudySettings, train, val, width: int | None) -> list[Plan]:
+    """Every batch size's race Plan (race_plan), so that every check is made before anything
+    trains (the CLI plans before it claims a run directory); `width` resolved."""
+    return [race_plan(config, b, settings, train, val, width) for b in settings.batch_sizes]
+
+
+def run_study(settings: StudySettings, plans: Sequence[Plan], train, val=None, *, width: int | None,
+              done: Sequence[BatchRow] = (), on_row: Callable[[BatchRow], None] | None = None) -> StudyResult:
+    """`batch_study` with its settings made and its batch sizes planned (plan_study)."""
     data = race_data(plans[0], settings.target, train, val)
     rows = list(done)
     for plan in plans[len(rows):]:
         rows.append(measure_batch(plan, settings, data, rows[-1] if rows else None, width))
         if on_row is not None:
             on_row(rows[-1])
-    return summarize(settings, rows, seed=config.seed)
+    return summarize(settings, rows, seed=plans[0].config.seed)
 
 
 def race_plan(config: TrainConfig, batch: int, settings: StudySettings, train, val, width: int | None) -> Plan:

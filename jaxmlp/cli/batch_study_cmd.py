@@ -114,7 +114,7 @@ def setup(ns: argparse.Namespace):
 
 def _study(ns: argparse.Namespace, config: TrainConfig, settings, run_dir: Path | None, resumed_width) -> int:
     from jaxmlp import compile_cache
-    from jaxmlp.batchsize.study import StudySettings, race_plan, study_settings
+    from jaxmlp.batchsize.study import StudySettings, plan_study, study_settings
     from jaxmlp.batchsize.studydir import read_rows
     from jaxmlp.rundir import RunDirError
     from jaxmlp.sweeps.plan import resolve_width
@@ -125,21 +125,20 @@ def _study(ns: argparse.Namespace, config: TrainConfig, settings, run_dir: Path 
         if not isinstance(settings, StudySettings):
             settings = study_settings(config, n_train=len(splits.train), **settings)
         rows = read_rows(run_dir, settings) if ns.resume else []
-        for batch in settings.batch_sizes:  # every batch size's checks, before anything is written
-            race_plan(config, batch, settings, splits.train, splits.val, width)
+        plans = plan_study(config, settings, splits.train, splits.val, width)  # every check, before any write
     except (ValueError, RunDirError) as exc:
         raise data_error("batch-study", exc) from None
     compile_cache.ensure_configured()
     claim, code = claim_dir(ns, config, run_dir, command=KIND), 2
     try:
-        code = _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), settings, width, rows, claim.path,
-                    splits)
+        code = _run(ns, dataclasses.replace(config, out_dir=str(claim.path)), settings, plans, width, rows,
+                    claim.path, splits)
         return code
     finally:
         claim.release(undo=code == 2)
 
 
-def _run(ns, config: TrainConfig, settings, width, rows, run_dir: Path, splits) -> int:
+def _run(ns, config: TrainConfig, settings, plans, width, rows, run_dir: Path, splits) -> int:
     """The study in its claimed directory, then its files; every way it can end, in one line."""
     from jaxmlp.batchsize import studydir
     from jaxmlp.batchsize.study import run_study
@@ -157,7 +156,7 @@ def _run(ns, config: TrainConfig, settings, width, rows, run_dir: Path, splits) 
         with InterruptGuard():
             if not ns.resume:
                 studydir.write_study_json(run_dir, config, settings, ns.width)
-            result = run_study(config, settings, splits.train, splits.val, width=width, done=rows, on_row=on_row)
+            result = run_study(settings, plans, splits.train, splits.val, width=width, done=rows, on_row=on_row)
     except KeyboardInterrupt:
         return fail(f"{COMMAND}: interrupted; {len(done)} of {len(settings.batch_sizes)} batch sizes are measured in "
                     f"{run_dir}; continue with --resume {run_dir}", EXIT_INTERRUPTED)
@@ -178,7 +177,7 @@ def _finish(ns, config: TrainConfig, result, run_dir: Path, seconds: float) -> i
     from jaxmlp.batchsize import studydir
 
     studydir.write_summary(run_dir, result, config, sum(r.seconds for r in result.rows))
-    written = ["study.json", "results.jsonl", studydir.SUMMARY_MD, studydir.SUMMARY_JSON]
+    written = [studydir.STUDY_FILE, studydir.RESULTS_FILE, studydir.SUMMARY_MD, studydir.SUMMARY_JSON]
     if ns.plots:
         from jaxmlp.batchsize.plots import plot_study
 
