@@ -27,6 +27,9 @@ from jaxmlp.config import TrainConfig
 TRAIN = ["train", "--epochs", "1", "--hidden", "8", "--quiet", "--no-plots"]
 SWEEP = ["sweep", "--dataset", "spiral", "--hidden", "8", "--batch-size", "32", "--val-fraction", "0.2",
          "--grid", "seed=0:2", "--epochs", "1", "--quiet", "--no-plots"]
+STUDY = ["batch-study", "--dataset", "spiral", "--n-samples", "600", "--val-fraction", "0.2", "--hidden", "8",
+         "--optimizer", "momentum", "--learning-rate", "0.1", "--batch-size", "32", "--epochs", "3", "--lr-points", "2",
+         "--max-widen", "0", "--seeds", "0", "--target", "val_loss=5", "--batch-sizes", "32:64", "--quiet"]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -49,17 +52,18 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    """A finished train run (run/) and a finished sweep (sw/), made once for the module."""
+    """A finished train run (run/), sweep (sw/) and batch study (bs/), made once for the module."""
     root = tmp_path_factory.mktemp("made")
     assert cli.main([*TRAIN, "--out-dir", str(root / "run")]) == 0
     assert cli.main([*SWEEP, "--out-dir", str(root / "sw")]) == 0
+    assert cli.main([*STUDY, "--out-dir", str(root / "bs")]) == 0
     return root
 
 
 @pytest.fixture
 def box(made, tmp_path, monkeypatch):
-    """A sandbox (the cwd): copies of the finished run and sweep, a victim file and folder outside."""
-    for name in ("run", "sw"):
+    """A sandbox (the cwd): copies of the finished run, sweep and study, a victim file and folder outside."""
+    for name in ("run", "sw", "bs"):
         shutil.copytree(made / name, tmp_path / name, symlinks=True)
     outside = tmp_path / "outside"
     (outside / "folder").mkdir(parents=True)
@@ -134,6 +138,30 @@ def test_a_link_at_any_name_a_sweep_writes_is_refused(box, capsys, name):
     path.symlink_to(box / "outside" / "folder")
     refused(box, capsys, [*SWEEP, "--out-dir", "sw", "--overwrite"], "is a symbolic link")
     refused(box, capsys, ["sweep", "--resume", "sw", "--quiet"], "is a symbolic link")
+
+
+@pytest.mark.parametrize("name", [*rundir.KIND_FILES["batch-study"], rundir.MARKER_FILE])
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_link_at_any_name_a_batch_study_writes_is_refused(box, capsys, name, dangling):
+    target = box / "outside" / ("nothing-here" if dangling else "victim.txt")
+    path = box / "bs" / name
+    path.unlink(missing_ok=True)
+    path.symlink_to(target)
+    refused(box, capsys, [*STUDY, "--out-dir", "bs", "--overwrite"], "is a symbolic link")
+    if name != rundir.MARKER_FILE:  # (a resume does not read the marker)
+        refused(box, capsys, ["batch-study", "--resume", "bs", "--quiet"], "is a symbolic link")
+    assert (box / "outside" / "victim.txt").read_text() == "secret\n"
+    assert not (box / "outside" / "nothing-here").exists()
+
+
+def test_batch_study_overwrite_removes_only_what_it_wrote(box, capsys):
+    (box / "bs" / "notes.txt").write_text("mine\n")  # the user's own file inside the study's directory
+    before = {k: v for k, v in snapshot(box).items() if not k.startswith("bs")}
+    assert cli.main([*STUDY, "--out-dir", "bs", "--overwrite", "--no-plots"]) == 0
+    assert (box / "bs" / "notes.txt").read_text() == "mine\n"
+    assert not (box / "bs" / "batch_study.png").exists()  # the earlier study's, removed; --no-plots drew none
+    assert {k: v for k, v in snapshot(box).items() if not k.startswith("bs")} == before
+    refused(box, capsys, [*STUDY, "--out-dir", "run"], "holds a jaxmlp train, not a batch-study")
 
 
 def test_a_link_deep_inside_the_checkpoints_is_refused(box, capsys):
