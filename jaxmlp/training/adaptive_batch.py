@@ -214,21 +214,26 @@ def adaptive_epoch(plan: Plan, key: Array, state: TrainState, x, y, bstate: Batc
             part_loss, ok, bad, part_first = jax.device_get((part_loss, ok, bad, part_first))
             first_loss = part_first if first + done == 0 else first_loss
             if not ok:
-                stats = EpochStats(np.float32(np.nan), np.bool_(False),
-                                   np.int32(bad if bad >= 0 else first + cut - 1), np.float32(bstate.lr),
-                                   np.float32(first_loss))
+                bad = bad if bad >= 0 else first + cut - 1  # only the final params were non-finite
+                stats = _epoch_stats(loss_sum, first + done, bstate.lr, first_loss, bad)
                 return EpochRun(state, stats, bstate, records, None)
             loss_sum, done = loss_sum + float(part_loss), cut
             if check is not None and check.done(step0 + first + done, state):
                 records[-1]["steps"] = done
-                stats = EpochStats(np.float32(loss_sum / (first + done)), np.bool_(True), np.int32(-1),
-                                   np.float32(bstate.lr), np.float32(first_loss))
-                return EpochRun(state, stats, bstate, records, step0 + first + done)
+                return EpochRun(state, _epoch_stats(loss_sum, first + done, bstate.lr, first_loss), bstate, records,
+                                step0 + first + done)
         sums = jax.device_get(sums)
         estimate = per_example_estimate(np.sum(sums.example_sq) / n, np.sum(sums.batch_sq) / n, batch)
         bstate = next_state(config, bstate, float(estimate.signal), float(estimate.noise), n, cap)
         records[-1]["b_simple"] = bstate.b_simple
         pos, first = pos + n * batch, first + n
-    stats = EpochStats(np.float32(loss_sum / first), np.bool_(True), np.int32(-1), np.float32(records[-1]["lr"]),
-                       np.float32(first_loss))
-    return EpochRun(state, stats, bstate, records, None)
+    return EpochRun(state, _epoch_stats(loss_sum, first, records[-1]["lr"], first_loss), bstate, records, None)
+
+
+def _epoch_stats(loss_sum: float, steps: int, lr: float, first_loss: float, bad: int | None = None) -> EpochStats:
+    """The EpochStats of an adaptive epoch's `steps` steps so far: finite, with their mean loss, or
+    not finite from step `bad` on (the loss is then NaN: the epoch is not recorded)."""
+    if bad is not None:
+        return EpochStats(np.float32(np.nan), np.bool_(False), np.int32(bad), np.float32(lr), np.float32(first_loss))
+    return EpochStats(np.float32(loss_sum / steps), np.bool_(True), np.int32(-1), np.float32(lr),
+                      np.float32(first_loss))
