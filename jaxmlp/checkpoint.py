@@ -6,6 +6,7 @@ directory's layout: runfiles.py; its claim: rundir.py).
       preprocessing.json   the feature statistics the data was standardized with (run_preprocessing.py)
       metrics.jsonl        one JSON object per epoch, appended and flushed
       checkpoints/<epoch>/ orbax: state (params, optimizer state, step, RNG key), best params, meta
+      step_checkpoints/<global step>/  the same, mid-epoch (a streamed run's checkpoint_every_steps)
       summary.json         final metrics; loss_curve.png, decision_boundary.png (plots.py)
 
 Checkpoints go through `orbax.checkpoint.CheckpointManager`: each is written into a
@@ -36,7 +37,7 @@ from jaxmlp.orbax_io import (CheckpointRemoved, CheckpointUnreadable, Checkpoint
                              orbax_threads_quiet, quiet_orbax_reports, sigint_deferred)
 from jaxmlp.parsing import loads_json
 from jaxmlp.runfiles import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, PREPROCESSING_FILE,  # noqa: F401
-                             SUMMARY_FILE)
+                             STEP_CHECKPOINT_DIR, SUMMARY_FILE)
 from jaxmlp.runlock import RunDirError
 
 class Restored(NamedTuple):
@@ -64,7 +65,7 @@ class Checkpointer:
                  alone: bool = False):
         quiet_orbax_reports()
         self.directory = Path(directory).absolute()
-        self.max_to_keep = max_to_keep
+        self.max_to_keep, self.cleanup_tmp, self.alone = max_to_keep, cleanup_tmp, alone
         processes = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
                                                        active_processes={jax.process_index()}) if alone else \
             ocp.options.MultiprocessingOptions()
@@ -72,6 +73,12 @@ class Checkpointer:
                                                cleanup_tmp_directories=cleanup_tmp, multiprocessing_options=processes)
         self.manager = self._listing(lambda: ocp.CheckpointManager(self.directory, options=options,
                                                                    item_names=("state", "best", "meta")))
+
+    def sibling(self, name: str) -> Checkpointer:
+        """A Checkpointer of the same settings at `name` beside this one's directory (a run's
+        mid-epoch checkpoints); its directory is made by its first save."""
+        return Checkpointer(self.directory.parent / name, max_to_keep=self.max_to_keep, cleanup_tmp=self.cleanup_tmp,
+                            alone=self.alone)
 
     def latest_epoch(self) -> int | None:
         """The epoch of the newest complete checkpoint, or None."""
@@ -197,6 +204,21 @@ def _abstract(tree):
         return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding)
 
     return jax.tree.map(spec, tree)
+
+
+def newest_checkpoint(checkpointer: Checkpointer | None, steps_checkpointer: Checkpointer | None = None
+                      ) -> tuple[Checkpointer | None, dict[str, Any] | None]:
+    """(the Checkpointer holding a run's newest checkpoint, its meta), or (None, None) without
+    one: an epoch's checkpoint, or a mid-epoch one (a streamed run's checkpoint_every_steps,
+    `steps_checkpointer`) from later in training."""
+    newest, meta, at = None, None, -1
+    for source in (checkpointer, steps_checkpointer):
+        if source is not None and source.latest_epoch() is not None:
+            candidate = source.read_meta()
+            step = candidate.get("global_step", candidate["epoch"] * candidate["steps_per_epoch"])
+            if step > at:
+                newest, meta, at = source, candidate, step
+    return newest, meta
 
 
 def checkpointer_for(run_dir: str | os.PathLike, config: TrainConfig, *, cleanup_tmp: bool = False,

@@ -121,11 +121,12 @@ class TrainConfig:
     min_delta: float = _field(0.0, HOST, resumable=True, help="early stopping: smallest decrease of the val loss that counts as improvement")
     restore_best: bool | None = _field(None, HOST, auto=True, help="return (and export) the best val-loss epoch's params; auto = on wherever there is validation data")
     checkpoint_every: int = _field(50, HOST, resumable=True, help="save a checkpoint every N epochs (and always after the last); 0 = only after the last")
+    checkpoint_every_steps: int = _field(0, HOST, resumable=True, help="data_feed stream: also save a checkpoint every N optimizer steps, mid-epoch; 0 = off")
     keep_checkpoints: int = _field(3, HOST, resumable=True, help="number of most recent checkpoints kept on disk")
     out_dir: str | None = _field(None, HOST, per_host=True, help="run directory; None = runs/<dataset>-<timestamp> under the current directory")
     # --- scale-out (parallel.py, precision.py) ---
     devices: int = _field(1, PROGRAM, resumable=True, help="data-parallel devices: N (<= available) or all (= 0); batch_size divisible by devices * accumulate")
-    data_feed: str = _field("auto", HOST, resumable=True, help="resident (all rows on every device) or per_process (each process sends its rows); auto: by processes")
+    data_feed: str = _field("auto", HOST, resumable=True, help="resident, per_process (each process sends its rows) or stream (chunks from disk); auto: by processes and memory")
     precision: str = _field("fp32", PROGRAM, help="fp32 (JAX's default matmuls), highest (full-precision matmuls), bf16 (bf16 matmuls, fp32 params)")
 
     def __post_init__(self) -> None:

@@ -146,6 +146,8 @@ def _validate_loop(c: TrainConfig) -> None:
     _check(c.min_delta >= 0, "min_delta", ">= 0", c.min_delta)
     _check(c.divergence_factor >= 0, "divergence_factor", ">= 0 (0 = only non-finite values)", c.divergence_factor)
     _check(c.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0 = only after the last epoch)", c.checkpoint_every)
+    _check(c.checkpoint_every_steps >= 0, "checkpoint_every_steps", ">= 0 (0 = no mid-epoch checkpoints)",
+           c.checkpoint_every_steps)
     _check(c.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", c.keep_checkpoints)
     _check(c.out_dir is None or bool(c.out_dir.strip()), "out_dir", "a non-empty path (or none)", c.out_dir)
 

@@ -33,7 +33,7 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 GRAD_METHODS = ("autodiff", "manual")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("fp32", "bf16", "highest")
-DATA_FEEDS = ("auto", "resident", "per_process")
+DATA_FEEDS = ("auto", "resident", "per_process", "stream")
 TASKS = ("auto", "classification", "regression")
 
 # Settings that only some choices read: field -> (the field that chooses, the choices that read it).

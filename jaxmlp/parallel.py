@@ -120,14 +120,14 @@ class DataParallel(NamedTuple):
 
         return jax.tree.map(leaf, local)
 
-    def feed(self, arrays, rows: np.ndarray):
-        """Global arrays (*rows.shape, ...) = `a[rows]` for every host array `a` of `arrays`, split
-        over the devices along rows' last axis. Every process holds the same host arrays and the
-        same global `rows` (e.g. an epoch's permutation); each gathers and transfers only its own
+    def feed(self, read, rows: np.ndarray):
+        """Global arrays (*rows.shape, ...) of `read(rows)`, the host's gather of those rows (a
+        tree of arrays), split over the devices along rows' last axis. Every process holds the
+        same global `rows` (e.g. an epoch's permutation); each reads and transfers only its own
         block of every row of `rows` (`process_rows`), so a device receives only the examples it
-        computes on."""
+        computes on, and a process reads from disk only those (a streamed data set)."""
         mine = rows[..., self.process_rows(rows.shape[-1])]  # (..., b / num_processes)
-        return self.shard_batch(jax.tree.map(lambda a: np.asarray(a)[mine], arrays), axis=rows.ndim - 1)
+        return self.shard_batch(read(mine), axis=rows.ndim - 1)
 
     def process_rows(self, global_batch: int) -> slice:
         """The rows of every global batch of `global_batch` examples that this process feeds."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import jax
 
-from jaxmlp.checkpoint import Checkpointer, checkpointer_for, read_config
+from jaxmlp.checkpoint import STEP_CHECKPOINT_DIR, Checkpointer, checkpointer_for, newest_checkpoint, read_config
 from jaxmlp.config import AUTO_FIELDS, FIELD_NAMES, PER_HOST_FIELDS, RESUMABLE, TrainConfig
 from jaxmlp.mlp import Params
 from jaxmlp.orbax_io import CheckpointRemoved, CheckpointUnreadable
@@ -107,23 +107,25 @@ def _best_epoch(ckpt: Checkpointer, epoch: int) -> int | None:
     return history.get("best_epoch") if meta.get("has_best") and isinstance(history, dict) else None
 
 
-def saved_config(run_dir: str | os.PathLike, epoch: int | None = None) -> tuple[TrainConfig, dict[str, Any]]:
-    """(config, meta) of checkpoint `epoch` (default: the latest) of a run. The config is the one
+def saved_config(run_dir: str | os.PathLike, epoch: int | None = None, *, mid_epoch: bool = False
+                 ) -> tuple[TrainConfig, dict[str, Any]]:
+    """(config, meta) of checkpoint `epoch` (default: the latest; mid_epoch: the newest of all,
+    a streamed run's mid-epoch checkpoints included, as a resume takes it) of a run. The config is the one
     the checkpoint was trained under: the source of every setting that shapes the model and the
     programs. config.json may differ only in what a resume may change (config.RESUMABLE) and in
     per-host paths; one that differs in another field is refused, naming it."""
     check_own_files(Path(run_dir), RUN_FILES)  # before anything in it is read (once: not again on a retry)
-    return _newest_on_removal(functools.partial(_saved_config, run_dir), epoch)
+    return _newest_on_removal(functools.partial(_saved_config, run_dir, mid_epoch=mid_epoch), epoch)
 
 
 _META_KEYS = ("epoch", "sizes", "loss", "steps_per_epoch", "config", "history")
 
 
-def _saved_config(run_dir, epoch: int | None) -> tuple[TrainConfig, dict[str, Any]]:
+def _saved_config(run_dir, epoch: int | None, mid_epoch: bool = False) -> tuple[TrainConfig, dict[str, Any]]:
     edited = read_config(run_dir)
     ckpt = checkpointer_for(run_dir, edited)
-    try:
-        meta = ckpt.read_meta(epoch)
+    try:  # mid_epoch: the newest checkpoint, a streamed run's mid-epoch ones included
+        meta = (mid_epoch and newest_checkpoint(ckpt, ckpt.sibling(STEP_CHECKPOINT_DIR))[1]) or ckpt.read_meta(epoch)
     finally:
         ckpt.close()
     missing = [key for key in _META_KEYS if key not in meta]

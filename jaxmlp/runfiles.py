@@ -17,6 +17,7 @@ from jaxmlp.parsing import loads_json
 from jaxmlp.runlock import RunDirError, is_own_lock, link_error
 
 CHECKPOINT_DIR = "checkpoints"
+STEP_CHECKPOINT_DIR = "step_checkpoints"  # a streamed run's mid-epoch checkpoints, by global step
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -31,13 +32,13 @@ STUDY_PLOT_FILE = "batch_study.png"
 MARKER_FILE = ".jaxmlp-run"  # {"kind": "train" | "sweep" | "batch-study"}: written by the claim of a new run
 # Everything each kind of run writes into its directory: --overwrite removes these, and nothing else.
 KIND_FILES = {
-    "train": (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
+    "train": (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, STEP_CHECKPOINT_DIR, "loss_curve.png", "decision_boundary.png",
               "gradient_stats.png", "params.npz", PREPROCESSING_FILE),
     "sweep": (SWEEP_FILE, RESULTS_FILE, SWEEP_SUMMARY_FILE, SUMMARY_FILE, SWEEP_PLOT_FILE, CHECKPOINT_DIR, BEST_DIR),
     "batch-study": (STUDY_FILE, RESULTS_FILE, SWEEP_SUMMARY_FILE, SUMMARY_FILE, STUDY_PLOT_FILE),
 }
 RUN_FILES = KIND_FILES["train"]
-DIRS = (CHECKPOINT_DIR, BEST_DIR)  # the names above that are directories
+DIRS = (CHECKPOINT_DIR, STEP_CHECKPOINT_DIR, BEST_DIR)  # the names above that are directories
 
 
 def run_kind(run_dir: Path) -> str | None:
@@ -67,11 +68,13 @@ def only_marker_left(run_dir: Path) -> bool:
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    """True when the run directory holds at least one complete checkpoint (orbax renames a
-    checkpoint's directory to its bare epoch number once it is complete)."""
-    ckpt = run_dir / CHECKPOINT_DIR
-    return ckpt.is_dir() and not ckpt.is_symlink() and any(
-        p.name.isdigit() and p.is_dir() for p in ckpt.iterdir())
+    """True when the run directory holds at least one complete checkpoint, of an epoch or mid-epoch
+    (orbax renames a checkpoint's directory to its bare number once it is complete)."""
+    for name in (CHECKPOINT_DIR, STEP_CHECKPOINT_DIR):
+        ckpt = run_dir / name
+        if ckpt.is_dir() and not ckpt.is_symlink() and any(p.name.isdigit() and p.is_dir() for p in ckpt.iterdir()):
+            return True
+    return False
 
 
 def check_own_files(run_dir: Path, names) -> None:

@@ -16,7 +16,7 @@ from jaxmlp.training import Evaluator, plan_of, plan_run, run_programs, run_spec
 from jaxmlp.training.epoch import epoch_order, gather_batch
 from jaxmlp.training.evaluate import host_arrays
 from jaxmlp.training.feed import Feeder
-from jaxmlp.training.fit import checkpoint_meta
+from jaxmlp.checkpoint import newest_checkpoint
 from jaxmlp.training.optim import OPTIMIZERS
 from jaxmlp.training.plan import spec_from_meta
 from jaxmlp.training.state import epoch_key, run_keys
@@ -95,7 +95,7 @@ def test_fit_refuses_a_plan_made_for_other_data_or_another_resume(tmp_path):
     longer = dataclasses.replace(cfg, epochs=4)
     with pytest.raises(ValueError, match="schedule spans 4 epochs, the checkpoint it resumes 2"):
         fit(plan_run(longer, SPLITS.train), SPLITS.train, checkpointer=ckpt, resume=True)
-    resumed = plan_run(longer, SPLITS.train, resumed=TrainConfig.from_dict(checkpoint_meta(ckpt)["config"]))
+    resumed = plan_run(longer, SPLITS.train, resumed=TrainConfig.from_dict(newest_checkpoint(ckpt)[1]["config"]))
     assert resumed.config.schedule_epochs == 2
 
 

@@ -23,7 +23,8 @@ from jaxmlp.batchsize.frontier import Frontier
 from jaxmlp.batchsize.target import Target, check_target, next_check, parse_target
 from jaxmlp.config import TrainConfig
 from jaxmlp.training.adaptive_batch import Checks, adaptive_epoch, batch_cap, start_batch_state
-from jaxmlp.training.evaluate import Evaluator, host_arrays
+from jaxmlp.training.evaluate import Evaluator
+from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.plan import plan_run
 from jaxmlp.training.programs import run_programs
 from jaxmlp.training.state import epoch_key, run_keys

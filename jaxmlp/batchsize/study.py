@@ -31,7 +31,8 @@ from jaxmlp.batchsize.target import Target, check_target, parse_target
 from jaxmlp.config import TrainConfig
 from jaxmlp.noise_scale import dataset_estimate
 from jaxmlp.sweeps.plan import models_per_program_of, resolve_width
-from jaxmlp.training.evaluate import eval_batch_rows, host_arrays, make_eval_set
+from jaxmlp.training.evaluate import eval_batch_rows, make_eval_set
+from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.memory import device_memory_limit
 from jaxmlp.training.plan import Plan, plan_run
 

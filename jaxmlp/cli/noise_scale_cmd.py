@@ -91,7 +91,7 @@ def _measure(config, spec, train, run_dir: str | None) -> dict[str, Any]:
     from jaxmlp import noise_scale, restore
     from jaxmlp.activations import get_activation
     from jaxmlp.losses import get_loss
-    from jaxmlp.training.evaluate import host_arrays
+    from jaxmlp.training.feed import host_arrays
     from jaxmlp.training.fit import fit
     from jaxmlp.training.state import init_params, run_keys
 

@@ -61,7 +61,7 @@ def _resumed_config(ns: argparse.Namespace) -> tuple[TrainConfig, tuple[TrainCon
     if run_dir.is_dir() and not os.path.lexists(run_dir / CONFIG_FILE):  # (a link there: saved_config refuses it)
         raise UsageError(f"{PROG} train: error: {run_dir}: not a run directory (no {CONFIG_FILE}): a run stopped "
                          "before it wrote its config cannot be resumed; rerun the original command")
-    saved, meta = saved_config(run_dir)
+    saved, meta = saved_config(run_dir, mid_epoch=True)
     edited = read_config(run_dir).to_dict()
     resumable = {name: edited[name] for name in RESUMABLE}
     return TrainConfig.from_dict({**saved.to_dict(), **resumable, **given, "out_dir": str(run_dir)}), (saved, meta)

@@ -186,6 +186,8 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
 
     written = [checkpoint.CONFIG_FILE, checkpoint.PREPROCESSING_FILE, checkpoint.METRICS_FILE,
                checkpoint.CHECKPOINT_DIR + "/", checkpoint.SUMMARY_FILE]
+    if (run_dir / checkpoint.STEP_CHECKPOINT_DIR).is_dir():  # mid-epoch checkpoints (checkpoint_every_steps)
+        written.insert(4, checkpoint.STEP_CHECKPOINT_DIR + "/")
     summary = {"run_dir": str(run_dir), "epochs": len(history.epoch), "best_epoch": history.best_epoch,
                "stopped_early": history.stopped_early, "kept_epoch": history.kept_epoch,
                "kept": "best" if history.restored_best else "last",

@@ -59,6 +59,11 @@ class Dataset:
         return int(self.x.shape[1])
 
     @property
+    def target_shape(self) -> tuple[int, ...]:
+        """The shape of one example's target: () for a class label, (k,) for k regression targets."""
+        return tuple(int(s) for s in self.y.shape[1:])
+
+    @property
     def is_classification(self) -> bool:
         return self.num_classes is not None
 

@@ -29,7 +29,8 @@ from jaxmlp.sweeps import hosts, store
 from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
 from jaxmlp.sweeps.chunk_programs import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
-from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, host_arrays, make_eval_set
+from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
+from jaxmlp.training.feed import host_arrays
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.state import run_keys
 from jaxmlp.types import Array

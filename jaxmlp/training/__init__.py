@@ -20,8 +20,10 @@ Modules, each importing only those above it:
     step      make_step(plan): one optimizer step, precision policy, accumulation, finite flag
     epoch     make_epoch(plan): the pure scan-fused epoch; the epoch's order of minibatches
     programs  the one program cache (cached, program); run_programs(plan): jitted init, compiled epoch
-    feed      Feeder: the training set resident on the devices, or fed per process
-    evaluate  host_arrays, EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
+    feed      Feeder: the training set resident on the devices, or fed per process; row readers
+              (host_arrays, row_reader) of a data set in memory or on disk
+    stream    the streamed epoch: chunks of k steps read from disk and sent while the last runs
+    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
     audit     audit_every: manual vs jax.grad vs finite differences on a fixed batch
     adaptive_batch  adaptive_batch: the batch size following the measured noise scale segment by
               segment, the learning rate by AdaScale's gain; adaptive_epoch, BatchState
@@ -36,8 +38,8 @@ all-reduce; the random keys do not depend on the device count. Each gradient fol
 """
 from jaxmlp.training.audit import GradientAuditFailed
 from jaxmlp.training.epoch import epoch_order, gather_batch, make_epoch
-from jaxmlp.training.evaluate import EvalSet, Evaluator, host_arrays, make_eval_set
-from jaxmlp.training.feed import Feeder
+from jaxmlp.training.evaluate import EvalSet, Evaluator, make_eval_set
+from jaxmlp.training.feed import Feeder, host_arrays, row_reader
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import (build_optimizer, decay_mask, make_optimizer, make_schedule,
                                    scaled_learning_rate)
@@ -51,7 +53,7 @@ __all__ = [
     "Plan", "RunSpec", "plan_run", "plan_of", "run_spec", "spec_from_meta",
     "Programs", "run_programs", "program_key", "cached",
     "make_epoch", "epoch_order", "gather_batch", "make_step", "StepCarry", "start_carry",
-    "Feeder", "host_arrays", "Evaluator", "EvalSet", "make_eval_set",
+    "Feeder", "host_arrays", "row_reader", "Evaluator", "EvalSet", "make_eval_set",
     "build_optimizer", "decay_mask", "make_optimizer", "make_schedule", "scaled_learning_rate",
     "TrainState", "EpochStats", "TrainingDiverged", "GradientAuditFailed", "History", "Callback",
     "abstract_state", "init_state", "run_keys", "epoch_key",

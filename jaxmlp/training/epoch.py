@@ -21,7 +21,7 @@ from jaxmlp.training.gradtrack import start_track, track_summary
 from jaxmlp.training.hyper import Hyper
 from jaxmlp.training.plan import Plan
 from jaxmlp.training.state import EpochStats, TrainState
-from jaxmlp.training.step import all_finite, make_step, start_carry
+from jaxmlp.training.step import StepCarry, all_finite, make_step, start_carry
 from jaxmlp.types import Array
 
 FEEDS = ("resident", "per_process")
@@ -89,14 +89,34 @@ def make_epoch(plan: Plan, hyper: Hyper | None = None) -> Callable:
         else:  # the host gathered the minibatches; `rows` is unused (and compiled away)
             carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), start_carry(state, track),
                                     (index, (x, y), keys))
-        end_finite = all_finite(carry.params) & all_finite(carry.opt_state)  # the last update, too
-        carry = carry._replace(ok=carry.ok & end_finite,
-                               bad_step=jnp.where(carry.ok & ~end_finite, steps - 1, carry.bad_step))
-        n_good = jnp.where(carry.ok, steps, carry.bad_step)  # steps with a finite loss this epoch
-        new_step = state.step + n_good
-        stats = EpochStats(carry.loss_sum / jnp.maximum(n_good, 1), carry.ok, carry.bad_step,
-                           jnp.asarray(schedule(new_step - 1), jnp.float32), carry.first_loss,
-                           None if track is None else track_summary(carry.track))
-        return TrainState(carry.params, carry.opt_state, new_step), stats
+        return epoch_end(state, carry, steps, schedule, track is not None)
 
     return epoch
+
+
+def make_chunk(plan: Plan) -> Callable:
+    """The pure `chunk(carry, index (k,), x (k, K, B / K, D), y (k, K, B / K[, k']), keys (k,))
+    -> carry`: the epoch's steps index[0]..index[-1] on minibatches the host gathered."""
+    step = make_step(plan)
+
+    def chunk(carry: StepCarry, index: Array, x: Array, y: Array, keys: Array) -> StepCarry:
+        carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), carry, (index, (x, y), keys))
+        return carry
+
+    return chunk
+
+
+def epoch_end(state: TrainState, carry: StepCarry, steps: int, schedule, tracked: bool
+              ) -> tuple[TrainState, EpochStats]:
+    """The epoch's (TrainState, EpochStats) from the carry after its `steps` steps: the final
+    params and optimizer state are checked once (the last update, too), and the mean loss is
+    over the steps with a finite loss. A streamed epoch (stream.py) ends here as well."""
+    end_finite = all_finite(carry.params) & all_finite(carry.opt_state)
+    carry = carry._replace(ok=carry.ok & end_finite,
+                           bad_step=jnp.where(carry.ok & ~end_finite, steps - 1, carry.bad_step))
+    n_good = jnp.where(carry.ok, steps, carry.bad_step)  # steps with a finite loss this epoch
+    new_step = state.step + n_good
+    stats = EpochStats(carry.loss_sum / jnp.maximum(n_good, 1), carry.ok, carry.bad_step,
+                       jnp.asarray(schedule(new_step - 1), jnp.float32), carry.first_loss,
+                       track_summary(carry.track) if tracked else None)
+    return TrainState(carry.params, carry.opt_state, new_step), stats

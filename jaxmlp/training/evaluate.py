@@ -26,7 +26,7 @@ from jaxmlp.batching import batch_rows, pad_rows
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import Loss, get_loss, loss_for, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
-from jaxmlp.training.feed import feed_rows
+from jaxmlp.training.feed import array_reader, feed_rows, host_arrays, prefetched, row_reader
 from jaxmlp.training.plan import Plan
 from jaxmlp.training.programs import cached, compiled, program
 from jaxmlp.types import Array
@@ -46,15 +46,6 @@ class EvalSet(NamedTuple):
     source: tuple[Array, Array] | None = None
 
 
-def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """A split's arrays on the host, for training, validation or test alike:
-    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
-    x = np.asarray(data.x, dtype=dtype)
-    y = np.asarray(data.y)
-    y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)
-    return x, y
-
-
 def eval_batch_rows(eval_batch_size: int, n_train: int, devices: int = 1) -> int:
     """B, the rows of every evaluation batch of a run: eval_batch_size, or the training set's size
     when smaller, rounded up to a multiple of the devices."""
@@ -66,12 +57,41 @@ def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel
     """The EvalSet of host arrays x (n, D), y (n, ...) in batches of B = batch_size rounded up to
     the devices (whatever n): batched and fed per process, or rows into `resident` (x, y
     already on the devices) when given."""
-    rows, mask = pad_rows(x.shape[0], batch_size, dp.size if dp is not None else 1, shrink=False)  # (nb, B)
-    put = jax.device_put if dp is None else dp.replicate
-    valid = [put(np.int32(v)) for v in mask.sum(axis=1)]
+    rows, valid = _eval_rows(x.shape[0], batch_size, dp)
     if resident is not None:
-        return EvalSet(tuple(zip(put(list(rows)), valid)), resident)
-    return EvalSet(tuple((*feed_rows(dp, (x, y), r), v) for r, v in zip(rows, valid)))
+        return EvalSet(tuple(zip((jax.device_put if dp is None else dp.replicate)(list(rows)), valid)), resident)
+    read = array_reader((x, y))
+    return EvalSet(tuple((*feed_rows(dp, read, r), v) for r, v in zip(rows, valid)))
+
+
+def streamed_eval_set(read: Callable, n: int, batch_size: int, dp: parallel.DataParallel | None = None) -> EvalSet:
+    """The EvalSet of n rows that `read(rows) -> (x, y)` gathers from disk (feed.row_reader), in
+    batches laid out as make_eval_set's, read only while they are evaluated (StreamedBatches)."""
+    rows, valid = _eval_rows(n, batch_size, dp)
+    return EvalSet(StreamedBatches(read, rows, valid, dp))
+
+
+def _eval_rows(n: int, batch_size: int, dp: parallel.DataParallel | None) -> tuple[np.ndarray, list]:
+    """(rows (nb, B), each batch's count of real rows on the devices) of an EvalSet of n rows."""
+    rows, mask = pad_rows(n, batch_size, dp.size if dp is not None else 1, shrink=False)  # (nb, B)
+    put = jax.device_put if dp is None else dp.replicate
+    return rows, [put(np.int32(v)) for v in mask.sum(axis=1)]
+
+
+class StreamedBatches:
+    """An EvalSet's batches read from disk as they are evaluated (data.streamed), each gathered
+    and sent while the one before it runs: a data set larger than memory is scored exactly, with
+    at most PREFETCH + 1 batches on the devices. Iterable any number of times."""
+
+    def __init__(self, read: Callable, rows: np.ndarray, valid: list, dp: parallel.DataParallel | None):
+        self.read, self.rows, self.valid, self.dp = read, rows, valid, dp  # rows (nb, B)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return prefetched(lambda i: (*feed_rows(self.dp, self.read, self.rows[i]), self.valid[i]),
+                          [(i,) for i in range(len(self.rows))])
 
 
 def fold_batches(program: Callable, acc, params: Params, data: EvalSet, *extra, gather: Callable | None = None):
@@ -190,6 +210,8 @@ class Evaluator:
         """(EvalSet, n) of a Dataset, laid out for this run's devices; rows into `resident` (the
         training set on the devices, x (N, D), y (N, ...)) when given."""
         dp = self.plan.data_parallel
+        if hasattr(data, "rows"):  # on disk: read batch by batch while evaluated
+            return streamed_eval_set(row_reader(data, self.dtype), len(data), self.batch_size, dp), len(data)
         x, y = host_arrays(data, self.dtype)
         if resident is not None and self._gather is None:
             rows = jax.ShapeDtypeStruct((self.batch_size,), np.int32, sharding=self._replicated)
@@ -248,7 +270,9 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     classification = data.num_classes is not None
     step = batch_metrics_step(loss_fn, get_activation(activation, **options), tuple(sorted(options.items())),
                               classification)
-    eval_set = make_eval_set(*host_arrays(data, params[0].W.dtype), batch_size or config.eval_batch_size)
+    dtype, batch_size = params[0].W.dtype, batch_size or config.eval_batch_size
+    eval_set = streamed_eval_set(row_reader(data, dtype), len(data), batch_size) if hasattr(data, "rows") else \
+        make_eval_set(*host_arrays(data, dtype), batch_size)
     zero = jax.device_put(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 

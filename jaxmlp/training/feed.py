@@ -10,6 +10,9 @@
 """
 from __future__ import annotations
 
+import concurrent.futures
+from typing import Callable, Iterator
+
 import jax
 import numpy as np
 
@@ -20,13 +23,63 @@ from jaxmlp.training.programs import cached
 from jaxmlp.training.state import epoch_key
 from jaxmlp.types import Array
 
+PREFETCH = 2  # what `prefetched` gathers ahead of the one in use: one being sent, one ready
 
-def feed_rows(dp: parallel.DataParallel | None, arrays, rows: np.ndarray):
-    """Device arrays `a[rows]` (*rows.shape, ...) for host arrays `a`; on a data-parallel mesh
-    split along rows' last axis, each process sending only its own rows (`DataParallel.feed`)."""
+
+def feed_rows(dp: parallel.DataParallel | None, read: Callable, rows: np.ndarray):
+    """Device arrays of `read(rows)` (a tree of host arrays (*rows.shape, ...)); on a
+    data-parallel mesh split along rows' last axis, each process reading and sending only its
+    own rows (`DataParallel.feed`)."""
     if dp is None:
-        return jax.device_put(jax.tree.map(lambda a: np.asarray(a)[rows], arrays))
-    return dp.feed(arrays, rows)
+        return jax.device_put(read(rows))
+    return dp.feed(read, rows)
+
+
+def prefetched(make: Callable[..., tuple], calls: list[tuple]) -> Iterator[tuple]:
+    """make(*args) for every args of `calls`, in order, PREFETCH calls ahead on a worker thread:
+    numpy's gather and the transfer release the GIL, so the host reads and sends the next
+    chunk or batch while the devices run the last."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-feed") as pool:
+        pending = [pool.submit(make, *args) for args in calls[:PREFETCH]]
+        for i in range(len(calls)):
+            ready = pending.pop(0).result()
+            if i + PREFETCH < len(calls):
+                pending.append(pool.submit(make, *calls[i + PREFETCH]))
+            yield ready
+
+
+def array_reader(arrays) -> Callable:
+    """read(rows) -> a[rows] for every host array a of the tree `arrays`."""
+    return lambda rows: jax.tree.map(lambda a: np.asarray(a)[rows], arrays)
+
+
+def row_reader(data, dtype) -> Callable:
+    """read(rows) -> (x (*rows.shape, D), y (*rows.shape, ...)) of a Dataset in memory or a
+    StreamedDataset on disk (data.streamed), in the run's dtype as `evaluate.host_arrays`
+    makes them: x in `dtype`, y int32 labels or targets in `dtype`."""
+    if not hasattr(data, "rows"):
+        return array_reader(host_arrays(data, dtype))
+    classification = data.num_classes is not None
+
+    def read(rows):
+        x, y = data.rows(rows)
+        return np.asarray(x, dtype), y.astype(np.int32 if classification else dtype, copy=False)
+
+    return read
+
+
+def in_memory(data):
+    """A Dataset: `data` itself, or a data set on disk (data.streamed) read whole into memory."""
+    return data.load() if hasattr(data, "rows") else data
+
+
+def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A split's arrays on the host, for training, validation or test alike:
+    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
+    x = np.asarray(data.x, dtype=dtype)
+    y = np.asarray(data.y)
+    y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)
+    return x, y
 
 
 class Feeder:
@@ -75,4 +128,4 @@ class Feeder:
 
     def _send(self, rows: Array) -> tuple[Array, Array]:
         """Host: this process's rows of an epoch's minibatches -> the devices."""
-        return feed_rows(self.dp, self.host, jax.device_get(rows))
+        return feed_rows(self.dp, array_reader(self.host), jax.device_get(rows))

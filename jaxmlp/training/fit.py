@@ -17,13 +17,17 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
 from jaxmlp import compile_cache, parallel
+from jaxmlp.checkpoint import newest_checkpoint
 from jaxmlp.config import TrainConfig
 from jaxmlp.mlp import Params
+from jaxmlp.runfiles import STEP_CHECKPOINT_DIR
 from jaxmlp.training.adaptive_batch import BatchState, adaptive_epoch, batch_cap, start_batch_state
 from jaxmlp.training.audit import GradientAudit, audit_columns, audit_failure
-from jaxmlp.training.evaluate import EvalSet, Evaluator, host_arrays
-from jaxmlp.training.feed import Feeder
+from jaxmlp.training.evaluate import EvalSet, Evaluator
+from jaxmlp.training.feed import Feeder, host_arrays, in_memory, row_reader
 from jaxmlp.training.gradtrack import gradient_record
 from jaxmlp.training.history import Callback, History
 from jaxmlp.training.optim import scaled_learning_rate
@@ -31,7 +35,11 @@ from jaxmlp.training.plan import Plan, check_plan, plan_run
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.programs import Programs, run_programs
 from jaxmlp.training.state import TrainState, epoch_key, run_keys
+from jaxmlp.training.stream import Resume, stream_epoch
 from jaxmlp.types import Array
+
+
+HEAD_ROWS = 1024  # the training rows the zero-score loss (policy.zero_score_loss) and the audit read
 
 
 @dataclasses.dataclass
@@ -44,6 +52,7 @@ class Progress:
     start_epoch: int  # 0-based: the first epoch this call runs
     best_params: Params | None = None  # restore_best: the params of the best val-loss epoch
     batch: BatchState | None = None  # adaptive_batch: the batch schedule's state
+    resume: Resume | None = None  # stream: where a mid-epoch checkpoint left the first epoch
     zero_score: Callable[[], float] = lambda: 0.0  # the loss of all-zero scores (zero_score_loss): a divergence reference
 
 
@@ -52,11 +61,13 @@ class Loop(NamedTuple):
 
     plan: Plan
     programs: Programs
-    feeder: Feeder
+    feeder: Feeder | None  # None: streamed (stream.py)
+    read: Callable  # read(rows) -> (x, y): the training set's rows on the host (feed.row_reader)
     evaluator: Evaluator
     evals: dict[str, tuple[EvalSet, int] | None]  # train (eval_train / track_activations) and val, laid out once
     audit: GradientAudit | None
     checkpointer: Any
+    step_checkpointer: Any  # stream: mid-epoch checkpoints (checkpoint_every_steps)
     callbacks: Sequence[Callback]
     batch_cap: int | None  # adaptive_batch: the largest batch the run may move to (batch_cap, once)
 
@@ -82,25 +93,30 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
     is saved for the epoch whose audit failed; its record is logged).
     """
     compile_cache.ensure_configured()
-    restore_from = checkpointer if resume else None  # without resume a checkpointer only saves
-    meta = checkpoint_meta(restore_from)  # the latest checkpoint's, read once: for the plan and the restore
+    steps_checkpointer = None if checkpointer is None else checkpointer.sibling(STEP_CHECKPOINT_DIR)
+    # without resume a checkpointer only saves; the latest checkpoint's meta is read once: for the plan and the restore
+    source, meta = newest_checkpoint(checkpointer, steps_checkpointer) if resume else (None, None)
     resumed = None if meta is None else TrainConfig.from_dict(meta["config"])
     if isinstance(config, Plan):
         check_plan(config, train, val, resumed)  # a plan made beforehand: for these data and this resume
     plan = config if isinstance(config, Plan) else plan_run(config, train, val, test, resumed=resumed)
+    streamed = plan.feed == "stream"
+    train = train if streamed else in_memory(train)  # a data set on disk that fits the devices: read once
     programs = run_programs(plan)
-    progress = restore_or_init(plan, programs, restore_from, meta)
-    host = host_arrays(train, plan.config.dtype)
-    progress.zero_score = functools.cache(functools.partial(zero_score_loss, plan.loss, host[1], plan.sizes[-1]))
+    progress = restore_or_init(plan, programs, source, meta)
+    read = row_reader(train, plan.config.dtype)
+    head = read(np.arange(min(len(train), HEAD_ROWS)))  # (x, y) of the first rows: the zero-score loss, the audit
+    progress.zero_score = functools.cache(functools.partial(zero_score_loss, plan.loss, head[1], plan.sizes[-1]))
     evaluator = Evaluator(plan)
-    feeder = Feeder(plan, host, progress.train_key)
+    feeder = None if streamed else Feeder(plan, host_arrays(train, plan.config.dtype), progress.train_key)
     wants_train_eval = plan.config.eval_train or plan.config.track_activations
-    evals = {"train": evaluator.eval_set(train, feeder.resident) if wants_train_eval else None,
+    evals = {"train": evaluator.eval_set(train, feeder and feeder.resident) if wants_train_eval else None,
              "val": None if val is None else evaluator.eval_set(val)}
     progress.history.eval_compile_seconds = evaluator.compile_seconds
-    audit = GradientAudit(plan, host) if plan.config.audit_every else None
+    audit = GradientAudit(plan, head) if plan.config.audit_every else None
     cap = batch_cap(plan) if plan.config.adaptive_batch else None
-    loop = Loop(plan, programs, feeder, evaluator, evals, audit, checkpointer, callbacks, cap)
+    loop = Loop(plan, programs, feeder, read, evaluator, evals, audit,
+                checkpointer, steps_checkpointer, callbacks, cap)
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(loop, progress))
     train_epochs(loop, progress)
@@ -114,7 +130,8 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
 def train_epochs(loop: Loop, progress: Progress) -> None:
     """The epochs from `progress.start_epoch`: train, evaluate, audit, decide, save, report."""
     config = loop.plan.config
-    loop.feeder.start(progress.start_epoch)
+    if loop.feeder is not None:
+        loop.feeder.start(progress.start_epoch)
     for epoch in range(progress.start_epoch, config.epochs):
         record = run_epoch(loop, progress, epoch)
         record.update(evaluate_epoch(loop, progress.state.params, epoch))
@@ -135,14 +152,6 @@ def train_epochs(loop: Loop, progress: Progress) -> None:
             break
 
 
-def checkpoint_meta(checkpointer=None) -> dict[str, Any] | None:
-    """The meta of `checkpointer`'s latest checkpoint (None without one): its config is what a
-    resumed run plans with."""
-    if checkpointer is None or checkpointer.latest_epoch() is None:
-        return None
-    return checkpointer.read_meta()
-
-
 def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int:
     """The 0-based epoch a resume from checkpoint epoch `saved_epoch` starts at (>= config.epochs:
     nothing left to train). A run that stopped early continues only when the resumed config's
@@ -158,7 +167,8 @@ def resume_start(config: TrainConfig, history: History, saved_epoch: int) -> int
 def restore_or_init(plan: Plan, programs: Programs, checkpointer=None, meta: dict[str, Any] | None = None
                     ) -> Progress:
     """Fresh params from the seed, or the latest checkpoint of `checkpointer`, whose `meta`
-    (checkpoint_meta) is given; None starts fresh."""
+    (checkpoint.newest_checkpoint) is given; None starts fresh. A mid-epoch checkpoint (stream) resumes its
+    epoch at its position."""
     init_key, train_key = run_keys(plan.config.seed)
     batch = start_batch_state(plan.config) if plan.config.adaptive_batch else None
     if meta is None:
@@ -174,8 +184,9 @@ def restore_or_init(plan: Plan, programs: Programs, checkpointer=None, meta: dic
     start = resume_start(plan.config, history, int(restored.meta["epoch"]))
     if batch is not None:  # the schedule where the checkpoint left it
         batch = BatchState(**restored.meta["batch"])
+    resume = Resume(**restored.meta["position"]) if "position" in restored.meta else None
     return Progress(restored.state, jax.random.wrap_key_data(restored.key_data), history, start, restored.best,
-                    batch=batch)
+                    batch=batch, resume=resume)
 
 
 def train_begin_info(loop: Loop, progress: Progress) -> dict[str, Any]:
@@ -194,10 +205,16 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
     columns. Raises TrainingDiverged when the epoch diverged (policy.divergence; the state is then lost)."""
     plan = loop.plan
     t = time.perf_counter()
-    data = loop.feeder.take(epoch)
+    data = None if loop.feeder is None else loop.feeder.take(epoch)
     key = plan.place(epoch_key(progress.train_key, epoch))
     columns: dict[str, Any] = {}
-    if progress.batch is None:
+    if loop.programs.stream is not None:  # chunks read from the host while the last runs (stream.py)
+        at_checkpoint = functools.partial(save_position, loop, progress, epoch) if loop.step_checkpointer else None
+        progress.state, stats = stream_epoch(plan, loop.programs.stream, loop.read, key, progress.state, progress.resume,
+                                             at_checkpoint)
+        progress.resume = None
+        samples = plan.spec.steps_per_epoch * plan.config.batch_size
+    elif progress.batch is None:
         progress.state, stats = loop.programs.epoch(key, progress.state, *data)
         samples = plan.spec.steps_per_epoch * plan.config.batch_size
     else:  # the batch size moves within the epoch (adaptive_batch.py)
@@ -206,7 +223,8 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
         samples = sum(s["batch"] * s["steps"] for s in run.segments)
         columns["batch"] = {"segments": run.segments, "scaled_steps": progress.batch.scaled_steps}
     del data
-    loop.feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
+    if loop.feeder is not None:
+        loop.feeder.prefetch()  # per_process: the next epoch is gathered and sent while this one runs
     stats = jax.device_get(stats)
     seconds = time.perf_counter() - t
     history = progress.history
@@ -228,15 +246,35 @@ def evaluate_epoch(loop: Loop, params: Params, epoch: int) -> dict[str, Any]:
 
 def save(plan: Plan, progress: Progress, checkpointer, epoch: int) -> None:
     """Checkpoint 1-based `epoch` (nothing without a checkpointer)."""
-    if checkpointer is None:
+    if checkpointer is not None:
+        checkpointer.save(epoch, progress.state, jax.random.key_data(progress.train_key),
+                          checkpoint_record(plan, progress, epoch), best=progress.best_params)
+
+
+def save_position(loop: Loop, progress: Progress, epoch: int, position: int, carry) -> None:
+    """A mid-epoch checkpoint of 0-based `epoch` after its first `position` steps (stream's
+    checkpoint_every_steps), numbered by the global step. The carry's params, optimizer state and
+    running loss are what the epoch resumes from; none is saved once a step was non-finite (the
+    epoch then diverges and the last checkpoint stays the last good one)."""
+    if not bool(jax.device_get(carry.ok)):
         return
+    steps = loop.plan.spec.steps_per_epoch
+    done = 0 if progress.resume is None else progress.resume.position  # progress.state: where the epoch resumed
+    state = TrainState(carry.params, carry.opt_state, progress.state.step - done + position)
+    resume = Resume(position, float(jax.device_get(carry.loss_sum)), float(jax.device_get(carry.first_loss)))
+    meta = {**checkpoint_record(loop.plan, progress, epoch), "global_step": epoch * steps + position,
+            "position": resume._asdict()}
+    loop.step_checkpointer.save(epoch * steps + position, state, jax.random.key_data(progress.train_key), meta,
+                                best=progress.best_params)
+
+
+def checkpoint_record(plan: Plan, progress: Progress, epoch: int) -> dict[str, Any]:
+    """A checkpoint's meta after `epoch` whole epochs: what the run is and its history so far."""
     spec = plan.spec
-    meta = {"epoch": epoch, "sizes": list(spec.sizes), "loss": spec.loss, "steps_per_epoch": spec.steps_per_epoch,
+    return {"epoch": epoch, "sizes": list(spec.sizes), "loss": spec.loss, "steps_per_epoch": spec.steps_per_epoch,
             "n_train": spec.n_train, "target_shape": list(spec.target_shape), "config": plan.config.to_dict(),
             "history": progress.history.to_dict(),
             **({} if progress.batch is None else {"batch": progress.batch._asdict()})}
-    checkpointer.save(epoch, progress.state, jax.random.key_data(progress.train_key), meta,
-                      best=progress.best_params)
 
 
 def finish(loop: Loop, progress: Progress, splits: dict) -> Params:

@@ -25,6 +25,11 @@ from jaxmlp.training.state import TrainState
 # A run may use up to this fraction of a device's memory by the estimate (the rest: XLA scratch,
 # fragmentation, and the estimate's error).
 USABLE_FRACTION = 0.9
+# A streamed epoch's chunk holds the minibatches of the steps that fill this many bytes: large
+# enough that a chunk's dispatch and transfer are a small part of its compute, small enough that
+# the first chunk (gathered before any step can run) and the chunks in flight cost little.
+CHUNK_BYTES = 64 << 20
+CHUNKS_IN_FLIGHT = 3  # the one running and feed.PREFETCH = 2 gathered ahead
 
 
 class MemoryEstimate(NamedTuple):
@@ -32,7 +37,7 @@ class MemoryEstimate(NamedTuple):
 
     params: int  # the params (one copy; gradients are counted under activations)
     optimizer: int  # the optimizer state
-    data: int  # the training set (resident) or two epochs' minibatches (per_process), per device
+    data: int  # the training set (resident), two epochs' minibatches (per_process) or three chunks (stream)
     activations: int  # one step's activations, dropout masks and gradients, plus one evaluation batch
 
     @property
@@ -49,10 +54,11 @@ def estimate_memory(config: TrainConfig, spec, state_shapes: TrainState, *, feed
     """The MemoryEstimate of training `config` on data of `spec` (a plan.RunSpec), per device of
     `devices`; `state_shapes`: the TrainState's ShapeDtypeStructs (state.abstract_state)."""
     params, opt_state = _nbytes(state_shapes.params), _nbytes(state_shapes.opt_state)
-    item = np.dtype(config.dtype).itemsize
-    row = (spec.sizes[0] + max(1, int(np.prod(spec.target_shape, dtype=object)))) * item  # one example, x and y
+    item, row = np.dtype(config.dtype).itemsize, example_bytes(config, spec)
     if feed == "resident":
         data = spec.n_train * row
+    elif feed == "stream":
+        data = CHUNKS_IN_FLIGHT * chunk_steps(config, spec) * config.batch_size * row // devices
     else:
         data = 2 * spec.steps_per_epoch * config.batch_size * row // devices
     micro = -(-config.batch_size // (config.accumulate * devices))  # rows per device per step
@@ -63,6 +69,18 @@ def estimate_memory(config: TrainConfig, spec, state_shapes: TrainState, *, feed
     return MemoryEstimate(params, opt_state, data, micro * per_row + params + evaluation)
 
 
+def example_bytes(config: TrainConfig, spec) -> int:
+    """Bytes of one training example, x and y, in the run's dtype."""
+    return (spec.sizes[0] + max(1, int(np.prod(spec.target_shape, dtype=object)))) * np.dtype(config.dtype).itemsize
+
+
+def chunk_steps(config: TrainConfig, spec) -> int:
+    """k, the steps of a streamed epoch's chunk: as many as fill CHUNK_BYTES, at least 1, at most
+    the epoch."""
+    per_step = config.batch_size * example_bytes(config, spec)
+    return max(1, min(spec.steps_per_epoch, CHUNK_BYTES // per_step))
+
+
 def device_memory_limit(device=None) -> int | None:
     """Bytes a device may allocate: the accelerator's own limit, or for a CPU the memory the
     host has available now (MemAvailable), else its physical memory. None when unknown."""
@@ -70,6 +88,11 @@ def device_memory_limit(device=None) -> int | None:
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
+    return host_memory_available()
+
+
+def host_memory_available() -> int | None:
+    """Bytes the host has available now (MemAvailable), else its physical memory; None when unknown."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -92,7 +115,7 @@ def check_memory(estimate: MemoryEstimate, limit: int | None, *, what: str = "th
         lower = "hidden (the layer widths)"
     else:
         lower = {"params": "hidden (the layer widths)", "optimizer": "hidden, or use an optimizer with less state",
-                 "data": "n_samples, or use data_feed per_process",
+                 "data": "n_samples, or use data_feed stream",
                  "activations": "batch_size (or raise accumulate), eval_batch_size or hidden",
                  }[max(estimate._fields, key=lambda name: getattr(estimate, name))]
     raise ValueError(f"{what} needs about {format_bytes(estimate.total)} of device memory ({parts}) but the "

@@ -12,6 +12,7 @@ not fit its data or its devices is refused before a file is written.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -22,7 +23,8 @@ from jaxmlp import distributed, parallel
 from jaxmlp.activations import Activation, get_activation
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import Loss, get_loss, loss_for
-from jaxmlp.training.memory import MemoryEstimate, check_memory, device_memory_limit, estimate_memory
+from jaxmlp.training.memory import (USABLE_FRACTION, MemoryEstimate, check_memory, chunk_steps, device_memory_limit,
+                                   estimate_memory, host_memory_available)
 from jaxmlp.training.optim import build_optimizer
 from jaxmlp.training.state import TrainState, abstract_state
 
@@ -50,12 +52,13 @@ class Plan(NamedTuple):
     spec: RunSpec
     loss_fn: Loss  # spec.loss, looked up once
     activation: Activation  # config.activation with its options, looked up once
-    feed: str  # resident | per_process (feed.py)
+    feed: str  # resident | per_process (feed.py) | stream (stream.py)
     data_parallel: parallel.DataParallel | None  # the 1-D mesh of `config.devices`; None: one device
     schedule: optax.Schedule
     optimizer: optax.GradientTransformation
     shapes: TrainState  # the state's ShapeDtypeStructs (one device's; abstract_state places them)
     memory: MemoryEstimate  # bytes per device
+    chunk_steps: int  # stream: the steps of a chunk (memory.chunk_steps); else the epoch's
 
     @property
     def loss(self) -> str:
@@ -74,11 +77,12 @@ class Plan(NamedTuple):
         return self.shapes if self.data_parallel is None else self.data_parallel.abstract(self.shapes)
 
     def data_specs(self) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
-        """The epoch's (x, y) shapes: the training set (N, D) resident, or an epoch's minibatches
-        (S, K, B / K, D) fed per process; y int32 labels or targets in the config's dtype."""
+        """The epoch's (x, y) shapes: the training set (N, D) resident, an epoch's minibatches
+        (S, K, B / K, D) fed per process, or a chunk's (k, K, B / K, D) streamed; y int32 labels
+        or targets in the config's dtype."""
         config, spec = self.config, self.spec
         lead = (spec.n_train,) if self.feed == "resident" else (
-            spec.steps_per_epoch, config.accumulate, config.batch_size // config.accumulate)
+            self.chunk_steps, config.accumulate, config.batch_size // config.accumulate)
         dtype = np.dtype(config.dtype)
         y_dtype = np.dtype(np.int32) if spec.classification else dtype
         return (jax.ShapeDtypeStruct(lead + (spec.sizes[0],), dtype),
@@ -109,13 +113,14 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
     """
     distributed.check_same_run(config, train=train, val=val, test=test)
     config = config.with_auto_resolved(len(train), None if val is None else len(val)).with_fixed_schedule(resumed)
+    config = with_feed(config, train)
     spec = run_spec(config, train)  # ValueError: a loss that does not fit the data
     for name, data in (("val", val), ("test", test)):
-        if data is not None and (data.x.shape[1:], data.num_classes is None) != (train.x.shape[1:],
-                                                                                train.num_classes is None):
-            raise ValueError(f"the {name} set ({data.name}: {data.x.shape[1]} features, "
+        if data is not None and (data.num_features, data.num_classes is None) != (train.num_features,
+                                                                                  train.num_classes is None):
+            raise ValueError(f"the {name} set ({data.name}: {data.num_features} features, "
                              f"{'targets' if data.num_classes is None else 'class labels'}) does not match the "
-                             f"training set ({train.x.shape[1]} features, "
+                             f"training set ({train.num_features} features, "
                              f"{'targets' if train.num_classes is None else 'class labels'})")
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be <= the number of training examples ({len(train)}), "
@@ -125,9 +130,34 @@ def plan_run(config: TrainConfig, train, val=None, test=None, *, resumed: TrainC
         raise ValueError(f"{what} needs validation data: set val_fraction > 0")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
+    check_stream(config)
     plan = plan_of(config, spec, local=local)  # ValueError: more devices than there are, a batch they do not split
     check_memory(plan.memory, device_memory_limit())
     return plan
+
+
+def with_feed(config: TrainConfig, train) -> TrainConfig:
+    """`config` with data_feed "stream" where "auto" cannot hold the training set: a data set on
+    disk (data.streamed) whose rows need more than USABLE_FRACTION of the device's memory or half
+    of the host's available memory (the host holds a copy while placing it). Otherwise as given."""
+    if config.data_feed != "auto" or not hasattr(train, "rows"):
+        return config
+    device, host = device_memory_limit(), host_memory_available()
+    fits = (device is None or train.nbytes <= USABLE_FRACTION * device) and (host is None or 2 * train.nbytes <= host)
+    return config if fits else dataclasses.replace(config, data_feed="stream")
+
+
+def check_stream(config: TrainConfig) -> None:
+    """ValueError for a setting the streamed feed does not support, or that needs it."""
+    if config.data_feed == "stream":
+        if config.adaptive_batch:
+            raise ValueError("adaptive_batch needs the training set in memory: it cannot use data_feed stream")
+        if config.checkpoint_every_steps and config.track_gradients:
+            raise ValueError("checkpoint_every_steps cannot save the running gradient statistics of track_gradients: "
+                             "set one of them off")
+    elif config.checkpoint_every_steps:
+        raise ValueError(f"checkpoint_every_steps (mid-epoch checkpoints) needs data_feed stream, not "
+                         f"{config.data_feed!r}")
 
 
 def check_plan(plan: Plan, train, val=None, resumed: TrainConfig | None = None) -> None:
@@ -159,20 +189,22 @@ def plan_of(config: TrainConfig, spec: RunSpec, *, local: bool = False) -> Plan:
     several = jax.process_count() > 1 and not local
     feed = config.data_feed if config.data_feed != "auto" else "per_process" if several else "resident"
     memory = estimate_memory(config, spec, shapes, feed=feed, devices=devices)
-    return Plan(config, spec, loss_fn, activation, feed, dp, schedule, optimizer, shapes, memory)
+    chunk = chunk_steps(config, spec) if feed == "stream" else spec.steps_per_epoch
+    return Plan(config, spec, loss_fn, activation, feed, dp, schedule, optimizer, shapes, memory, chunk)
 
 
 def run_spec(config: TrainConfig, train) -> RunSpec:
     """The RunSpec of training `config` on the Dataset `train`: d_out is the class count, 1 for
     binary_logistic, k for (N, k) targets. ValueError when the loss does not fit the data."""
     loss = loss_for(config.loss, train.num_classes, train.name).name
+    target_shape = tuple(int(s) for s in train.target_shape)
     if train.num_classes is None:
-        d_out = int(train.y.shape[1]) if train.y.ndim == 2 else 1
+        d_out = target_shape[0] if target_shape else 1
     else:
         d_out = 1 if loss == "binary_logistic" else int(train.num_classes)
     n = len(train)
-    return RunSpec(loss, (int(train.x.shape[1]), *config.hidden, d_out), n, n // config.batch_size,
-                   tuple(int(s) for s in np.shape(train.y)[1:]), train.num_classes is not None)
+    return RunSpec(loss, (train.num_features, *config.hidden, d_out), n, n // config.batch_size,
+                   target_shape, train.num_classes is not None)
 
 
 def spec_from_meta(meta: dict, config: TrainConfig) -> RunSpec:

@@ -20,12 +20,15 @@ import time
 from typing import Any, Callable, Hashable, NamedTuple
 
 import jax
+import numpy as np
 
 from jaxmlp.config import HOST_ONLY_FIELDS, TrainConfig
 from jaxmlp.precision import ambient_settings
-from jaxmlp.training.epoch import make_epoch
+from jaxmlp.training.epoch import epoch_end, make_chunk, make_epoch
+from jaxmlp.training.gradtrack import start_track
+from jaxmlp.training.step import StepCarry, start_carry
 from jaxmlp.training.plan import Plan
-from jaxmlp.training.state import init_state
+from jaxmlp.training.state import EpochStats, TrainState, init_state
 
 _PROGRAMS: dict[Hashable, Any] = {}
 MAX_PROGRAMS = 256  # the oldest go first beyond this (a long-lived process sweeping many shapes)
@@ -73,21 +76,78 @@ def compiled(key: tuple, jitted: Callable, *args) -> Callable:
 
 
 def _shape_spec(tree) -> tuple:
-    """A hashable (treedef, ShapeDtypeStruct leaves) of a tree of arrays or ShapeDtypeStructs."""
+    """A hashable (treedef, ShapeDtypeStruct leaves) of a tree of arrays or ShapeDtypeStructs; an
+    array on the default device counts as unplaced (the program compiled for one serves both)."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None))
-                          for a in leaves)
+    return treedef, tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=_placement(a)) for a in leaves)
+
+
+def _placement(a):
+    sharding = getattr(a, "sharding", None)
+    default = isinstance(sharding, jax.sharding.SingleDeviceSharding) and sharding.device_set == {jax.devices()[0]}
+    return None if default else sharding
+
+
+class StreamPrograms(NamedTuple):
+    """A streamed run's programs (stream.py): start(state) -> carry; chunk(carry, index, x, y,
+    keys) -> carry (donates the carry; compiled once per chunk length, the usual ones when the
+    run starts); end(state, carry) -> (state, stats)."""
+
+    start: Callable
+    chunk: Callable
+    end: Callable
+
+
+def stream_programs(plan: Plan) -> StreamPrograms:
+    """The programs of `plan`'s streamed epochs, kept in the program cache; the chunk is compiled
+    here for its usual lengths: k and the epoch's last, S mod k."""
+    key = (program_key(plan.config), plan.spec, plan.data_parallel)
+    dp, config, steps = plan.data_parallel, plan.config, plan.spec.steps_per_epoch
+    rep = {} if dp is None else dict(in_shardings=dp.replicated, out_shardings=dp.replicated)
+
+    def start(state: TrainState) -> StepCarry:
+        return start_carry(state, start_track(config, steps) if config.track_gradients else None)
+
+    def end(state: TrainState, carry: StepCarry) -> tuple[TrainState, EpochStats]:
+        return epoch_end(state, carry, steps, plan.schedule, config.track_gradients)
+
+    chunk_kwargs = {} if dp is None else dict(
+        in_shardings=(dp.replicated, dp.replicated, dp.batch_sharding(2), dp.batch_sharding(2), dp.replicated),
+        out_shardings=dp.replicated)
+    jitted = cached(("stream_chunk", *key), lambda: jax.jit(make_chunk(plan), donate_argnums=(0,), **chunk_kwargs))
+
+    def chunk(carry, index, x, y, keys):  # compiled per chunk length (a checkpoint's cut may add one)
+        return compiled(("stream_chunk", *key), jitted, carry, index, x, y, keys)(carry, index, x, y, keys)
+
+    carry = jax.eval_shape(start, plan.abstract_state())
+    for k in {plan.chunk_steps, steps % plan.chunk_steps} - {0}:
+        compiled(("stream_chunk", *key), jitted, *_chunk_specs(plan, carry, k))
+    return StreamPrograms(cached(("stream_start", *key), lambda: jax.jit(start, **rep)), chunk,
+                          cached(("stream_end", *key), lambda: jax.jit(end, **rep)))
+
+
+def _chunk_specs(plan: Plan, carry, k: int) -> tuple:
+    """ShapeDtypeStructs of a chunk of k steps' arguments (carry, index, x, y, keys), placed as
+    the streamed epoch places them."""
+    dp = plan.data_parallel
+    rep, split = (None, None) if dp is None else (dp.replicated, dp.batch_sharding(2))
+    data = [jax.ShapeDtypeStruct((k, *s.shape[1:]), s.dtype, sharding=split) for s in plan.data_specs()]
+    key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
+    return (jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), carry),
+            jax.ShapeDtypeStruct((k,), np.int32, sharding=rep), *data, jax.ShapeDtypeStruct((k,), key_dtype, sharding=rep))
 
 
 class Programs(NamedTuple):
     """A run's programs: init(key) -> TrainState (jitted); epoch(key, state, x, y) -> (state,
-    EpochStats), compiled for the feed's data shapes; compile_seconds: the epoch's compile time
+    EpochStats), compiled for the feed's data shapes, or a streamed epoch's `stream` programs;
+    compile_seconds: the epoch's (or the chunk's) compile time
     (~0 when an earlier run compiled the same program). On several devices both take and return
     replicated global arrays."""
 
     init: Callable
-    epoch: Callable
+    epoch: Callable | None  # None: adaptive_batch (segments) or data_feed stream (chunks)
     compile_seconds: float
+    stream: StreamPrograms | None = None  # data_feed stream: the chunked epoch's
 
 
 def program_key(config: TrainConfig) -> TrainConfig:
@@ -107,7 +167,10 @@ def run_programs(plan: Plan) -> Programs:
     key = (program_key(plan.config), plan.spec, plan.feed, plan.data_parallel)
     t0 = time.perf_counter()
     epoch = lookup(("epoch", *key))
-    if plan.config.adaptive_batch:  # its epochs are segments compiled per batch size (adaptive_batch.py)
+    stream = None
+    if plan.feed == "stream":  # chunks of k steps (stream.py)
+        epoch, stream = None, stream_programs(plan)
+    elif plan.config.adaptive_batch:  # segments compiled per batch size (adaptive_batch.py)
         epoch = None
     elif epoch is None:  # jitted with the state donated, on a mesh with its shardings; compiled for the data
         shardings, key_spec = epoch_shardings(plan), jax.eval_shape(lambda: jax.random.key(0))
@@ -118,7 +181,7 @@ def run_programs(plan: Plan) -> Programs:
     dp = plan.data_parallel
     init = cached(("init", key[0], plan.sizes, dp), lambda: jax.jit(
         lambda k: init_state(k, plan.config, plan.sizes, plan.optimizer), **(dp.jit_kwargs(1) if dp else {})))
-    return Programs(init, epoch, seconds)
+    return Programs(init, epoch, seconds, stream)
 
 
 def epoch_shardings(plan: Plan) -> dict[str, Any]:
