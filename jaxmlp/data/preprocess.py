@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, Union
 
 import jax
@@ -61,13 +62,36 @@ def flatten(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
+STATS_BLOCK = 8192  # rows per block of `feature_stats`; fixed, so every reader of the same rows sums the same blocks
+
+
 def fit_feature_stats(train: Dataset, eps: float = 1e-8) -> FeatureStats:
     """Per-feature mean and std of `train.x` (N, D); std < eps is replaced by 1."""
     x, n = train.x, len(train)
-    mean = x.sum(axis=0, dtype=np.float64) / n
+    return feature_stats(lambda: (x[start : start + STATS_BLOCK] for start in range(0, n, STATS_BLOCK)), n, eps)
+
+
+def feature_stats(
+    blocks: Callable[[], Iterable[np.ndarray]], n: int, eps: float = 1e-8
+) -> FeatureStats:
+    """Per-feature mean and std of `n` rows that `blocks()` yields as consecutive float32 blocks.
+
+    Each call of `blocks()` must yield the rows in order, cut into blocks of `STATS_BLOCK`
+    rows (the last one shorter): (STATS_BLOCK, D) float32 each. Two passes in float64
+    (mean, then squared deviations); the float64 sums depend on how the rows are cut, so
+    a data set in memory and the same rows read from shards give the same bits only
+    because both are cut at the same global rows. std < eps is replaced by 1.
+    """
+    total = None
+    for block in blocks():
+        part = block.astype(np.float64).sum(axis=0)  # (D,)
+        total = part if total is None else total + part
+    if total is None or n < 1:
+        raise DataError(f"feature statistics need at least one row, got {n}")
+    mean = total / n
     sq = np.zeros_like(mean)
-    for start in range(0, n, 8192):  # two-pass variance in float64, a block of rows at a time
-        d = x[start : start + 8192].astype(np.float64) - mean
+    for block in blocks():
+        d = block.astype(np.float64) - mean  # (STATS_BLOCK, D)
         sq += np.einsum("ij,ij->j", d, d)
     std = np.sqrt(sq / n)
     std = np.where(std < eps, 1.0, std)

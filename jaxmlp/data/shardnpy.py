@@ -1,0 +1,119 @@
+"""The npy shard format: ``{split}-{i:05d}.x.npy`` (n, *feature_shape) and ``.y.npy`` (n,) / (n, k).
+
+Reading maps each file read-only and gathers rows by numpy fancy indexing. A data set may be
+larger than memory, so after every gather the touched pages are dropped from the process
+(madvise MADV_DONTNEED): they stay in the kernel's page cache but leave this process's RSS.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxmlp.data.errors import DataError
+from jaxmlp.data.shardlayout import Layout, ShardFile, finished_file
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+class MappedNpy:
+    """One C-ordered .npy file mapped read-only, checked against what the manifest expects."""
+
+    def __init__(self, path: Path, dtype: np.dtype, rows: int, row_shapes: Sequence[tuple[int, ...]]):
+        """row_shapes: the per-row shapes accepted, e.g. (28, 28) and (784,); the first is canonical."""
+        self.path = path
+        with open(path, "rb") as f:
+            shape, offset = _checked_header(f, path, dtype, rows, row_shapes)
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._offset = offset
+        self._row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        flat = np.frombuffer(self._map, dtype=dtype, count=math.prod(shape), offset=offset)
+        self.array = flat.reshape((rows, *row_shapes[0]))  # (n, *row_shape), read-only view of the file
+
+    def take(self, local: np.ndarray) -> np.ndarray:
+        """Rows `local` (k,) sorted ascending, copied out; their pages then leave this process."""
+        out = self.array[local]  # (k, *row_shape)
+        start = self._offset + int(local[0]) * self._row_bytes
+        start -= start % mmap.PAGESIZE  # madvise wants a page-aligned start
+        stop = self._offset + (int(local[-1]) + 1) * self._row_bytes
+        self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        return out
+
+
+def _checked_header(
+    f, path: Path, dtype: np.dtype, rows: int, row_shapes: Sequence[tuple[int, ...]]
+) -> tuple[tuple[int, ...], int]:
+    """(shape, data offset) of the open .npy `f`; DataError unless it matches the manifest."""
+    try:
+        version = np.lib.format.read_magic(f)
+        reader = _HEADER_READERS.get(version)
+        if reader is None:
+            raise DataError(f"{path}: unsupported .npy format version {version[0]}.{version[1]}")
+        shape, fortran, found = reader(f)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npy file ({str(exc).splitlines()[0]})") from None
+    offset = f.tell()
+    if fortran and len(shape) > 1:
+        raise DataError(f"{path}: stored in Fortran order; save the array C-ordered")
+    if found != dtype:
+        raise DataError(f"{path}: dtype {found}, the manifest says {dtype}")
+    if not shape or tuple(shape[1:]) not in row_shapes:
+        raise DataError(f"{path}: rows of shape {tuple(shape[1:])}, the manifest says {row_shapes[0]}")
+    if shape[0] != rows:
+        raise DataError(f"{path}: holds {shape[0]} rows, the manifest says {rows}")
+    need = offset + math.prod(shape) * dtype.itemsize
+    size = os.fstat(f.fileno()).st_size
+    if size < need:
+        raise DataError(
+            f"{path}: truncated: the header claims {shape[0]} rows ({need} bytes), the file has {size} bytes"
+        )
+    if size > need:
+        raise DataError(f"{path}: {size - need} bytes of unexpected data after the {shape[0]} rows")
+    return tuple(shape), offset
+
+
+class NpyShard:
+    """A shard of two .npy files, x and y, read by local row."""
+
+    def __init__(self, paths: Sequence[Path], layout: Layout, rows: int):
+        x_shapes = (layout.feature_shape, (layout.num_features,))
+        self.paths = tuple(paths)
+        self.rows = rows
+        self._x = MappedNpy(paths[0], layout.x_dtype, rows, x_shapes)
+        self._y = MappedNpy(paths[1], layout.y_dtype, rows, (layout.target_shape,))
+        self._width = layout.num_features
+
+    def take(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x (k, D) and y (k,) / (k, K) at sorted local rows `local` (k,), in the files' dtypes."""
+        x = self._x.take(local)
+        return x.reshape(x.shape[0], self._width), self._y.take(local)
+
+
+def write_npy_shard(
+    paths: Sequence[Path], layout: Layout, x_parts: Sequence[np.ndarray], y_parts: Sequence[np.ndarray]
+) -> tuple[ShardFile, ...]:
+    """Writes one shard from consecutive parts (x (m, *feature_shape), y (m,) / (m, k)), part by part."""
+    rows = sum(len(p) for p in x_parts)
+    return (
+        _write_npy(paths[0], layout.x_dtype, (rows, *layout.feature_shape), x_parts),
+        _write_npy(paths[1], layout.y_dtype, (rows, *layout.target_shape), y_parts),
+    )
+
+
+def _write_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], parts: Sequence[np.ndarray]) -> ShardFile:
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for part in parts:  # streamed part by part, so the shard is never concatenated in memory
+            f.write(np.ascontiguousarray(part, dtype=dtype).data)
+    return finished_file(path)
