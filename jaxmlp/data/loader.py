@@ -14,9 +14,11 @@ from jaxmlp.data.download import DOWNLOAD_TIMEOUT, Progress, check_timeout
 from jaxmlp.data.files import load_csv, load_npz
 from jaxmlp.data.idx import load_idx_dataset
 from jaxmlp.data.labels import check_task
+from jaxmlp.data.manifestfile import read_manifest
 from jaxmlp.data.named import NAMED_DATASETS, load_named
 from jaxmlp.data.preprocess import standardize as standardize_splits
 from jaxmlp.data.preprocess import stratified_split, subsample
+from jaxmlp.data.streamed import open_streamed
 
 # name -> (default training size, generator(key, n, seed) -> Dataset); the teacher's
 # weights come from the seed alone, so its train and test splits share one teacher
@@ -30,7 +32,9 @@ SYNTHETIC_DATASETS: dict[str, tuple[int, Callable[[jax.Array, int, int], Dataset
     "sin": (256, lambda key, n, seed: synthetic.sin_1d(key, n)),
 }
 FILE_PREFIXES = ("idx", "npz", "csv")
-VALID_SPECS = (*SYNTHETIC_DATASETS, *NAMED_DATASETS, *(f"{p}:PATH" for p in FILE_PREFIXES))
+STREAMED_PREFIXES = ("npy", "arrayrecord")  # a sharded data set on disk with its manifest (data.manifest)
+VALID_SPECS = (*SYNTHETIC_DATASETS, *NAMED_DATASETS, *(f"{p}:PATH" for p in FILE_PREFIXES),
+               *(f"{p}:DIR" for p in STREAMED_PREFIXES))
 
 # jax.random.fold_in tags, one stream per use of the seed
 _TRAIN, _TEST, _SUBSAMPLE, _VAL = 0, 1, 2, 3
@@ -44,8 +48,9 @@ def load_dataset(spec: str, *, data_dir: str | None = None, download: bool = Fal
 
     Args:
         spec: a synthetic set (spiral, checkerboard, circles, moons, blobs, teacher, sin),
-            a named real set (mnist, fashion_mnist, kmnist, cifar10), or a path spec
-            ``idx:DIR``, ``npz:FILE``, ``csv:FILE``.
+            a named real set (mnist, fashion_mnist, kmnist, cifar10), a path spec
+            ``idx:DIR``, ``npz:FILE``, ``csv:FILE``, or a sharded data set on disk ``npy:DIR``,
+            ``arrayrecord:DIR`` (`streamed_splits`: its splits stay on disk and are read by rows).
         data_dir, download, cache_dir: where named sets are looked for / fetched to
             (see `jaxmlp.data.named`); download is opt-in and checksummed.
         download_timeout: seconds a download may wait on a silent server (connecting or
@@ -74,6 +79,9 @@ def load_dataset(spec: str, *, data_dir: str | None = None, download: bool = Fal
     Features are (N, D) float32; images are scaled to [0, 1] and flattened.
     """
     _check_arguments(spec, val_fraction, n_samples, label_column, task, download_timeout)
+    prefix, _, rest = spec.partition(":")
+    if prefix in STREAMED_PREFIXES and rest:
+        return streamed_splits(prefix, Path(rest).expanduser(), val_fraction, n_samples, task, standardize)
     root = jax.random.key(seed)
     if spec in SYNTHETIC_DATASETS:
         train, test = _synthetic_splits(spec, root, seed, n_samples)
@@ -97,6 +105,30 @@ def _check_arguments(spec: str, val_fraction: float | None, n_samples: int | Non
     check_timeout(download_timeout)
     if label_column is not None and spec.partition(":")[0] != "csv":
         raise DataError(f"label_column applies only to csv:FILE data, not {spec!r}")
+
+
+def streamed_splits(prefix: str, directory: Path, val_fraction: float | None, n_samples: int | None, task: str,
+                    standardize: bool) -> DataSplits:
+    """The splits of the sharded data set in `directory` (data.manifest) as StreamedDatasets, read
+    from disk by rows: its manifest's train split, and its val and test splits where it has them.
+    Its validation rows are its val split, so val_fraction must be 0 or auto (Keras refuses
+    validation_split for a dataset alike); n_samples applies only to sets read into memory.
+    standardize: every split by the train split's statistics, which the manifest holds."""
+    spec = f"{prefix}:{directory}"
+    manifest = read_manifest(directory)
+    if manifest.format != prefix:
+        raise DataError(f"{directory} holds a {manifest.format} data set: use {manifest.format}:{directory}")
+    if val_fraction:
+        raise DataError(f"{spec}: a data set on disk brings its validation rows as its manifest's val split; "
+                        "val_fraction must be 0")
+    if n_samples is not None:
+        raise DataError(f"{spec}: n_samples subsamples data read into memory; write the subset as a data set of "
+                        "its own (jaxmlp.data.ShardWriter)")
+    stats = manifest.stats("train") if standardize else None
+    opened = {name: open_streamed(directory, name, standardize=stats) if name in manifest.splits else None
+              for name in ("train", "val", "test")}
+    _check_fixed_task(spec, opened["train"], task)
+    return DataSplits(**opened)
 
 
 def _synthetic_splits(spec: str, root: jax.Array, seed: int, n_samples: int | None) -> tuple[Dataset, Dataset]:

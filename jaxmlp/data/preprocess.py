@@ -32,6 +32,8 @@ class FeatureStats(NamedTuple):
                 f"{dataset.name}: has {dataset.num_features} features, statistics were fitted on "
                 f"{self.mean.shape[0]}"
             )
+        if hasattr(dataset, "rows"):  # on disk (data.streamed): standardized as its rows are read
+            return dataset.standardized(self)
         return dataclasses.replace(dataset, x=(dataset.x - self.mean) / self.std)
 
 
@@ -104,7 +106,8 @@ def standardize(train: Dataset, *others: Dataset | None) -> tuple:
     Returns ``(train_std, *others_std, stats)``; a None in `others` stays None, e.g.
     ``train, val, test, stats = standardize(train, None, test)``.
     """
-    stats = fit_feature_stats(train)
+    # a split on disk brings its statistics in its manifest, computed when it was written as fit_feature_stats would
+    stats = train.stats if hasattr(train, "rows") else fit_feature_stats(train)
     out = [stats.apply(train)]
     out += [None if d is None else stats.apply(d) for d in others]
     return (*out, stats)

@@ -8,6 +8,7 @@ path holds for those rows (a `Dataset` standardized by `FeatureStats.apply`), bi
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,12 @@ class StreamedDataset:
             x -= mean  # in place, but the same float32 operations as (x - mean) / std
             x /= std
         return x, y
+
+    def standardized(self, stats: FeatureStats) -> StreamedDataset:
+        """This split read standardized by `stats` ((x - mean) / std per row, as FeatureStats.apply)."""
+        view = copy.copy(self)
+        view._standardize = _checked_stats(stats, self)
+        return view
 
     def load(self) -> Dataset:
         """The whole split in memory, as `rows(arange(len))` gives it."""
