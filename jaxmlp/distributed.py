@@ -208,5 +208,9 @@ def check_same_run(config, **splits) -> None:
     things = {"config": json.dumps(shared, sort_keys=True).encode()}
     for name, data in splits.items():
         if data is not None:
-            things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
+            if hasattr(data, "rows"):  # on disk: each process reads its own rows, so the set's shape and statistics
+                things[f"{name} shape"] = np.asarray([len(data), data.num_features, data.num_classes or 0])
+                things[f"{name} stats"] = np.stack(data.stats)
+            else:
+                things[f"{name} x"], things[f"{name} y"] = np.asarray(data.x), np.asarray(data.y)
     assert_same_everywhere(**things)

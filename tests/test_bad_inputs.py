@@ -32,6 +32,33 @@ def _write_data(ws: Path) -> None:
     np.savez(ws / "ok.npz", x=x, y=np.arange(50) % 3)
 
 
+def _write_shards(ws: Path) -> None:
+    """Sharded data sets on disk (data.manifest): a good one, and one broken each way."""
+    from jaxmlp.data.manifest import ShardWriter
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 3), dtype=np.float32), np.arange(50) % 3
+    for name in ("shards", "trunc", "gone", "wide", "f64", "rows"):
+        with ShardWriter(ws / name, rows_per_shard=16, num_classes=3) as writer:
+            writer.append("train", x, y)
+
+    def resave(name: str, shard: str, array: np.ndarray) -> None:
+        """Shard file `shard` replaced by `array`, the manifest agreeing on its size: only its header tells."""
+        np.save(ws / name / shard, array)
+        manifest = json.loads((ws / name / "manifest.json").read_text())
+        for entry in manifest["splits"]["train"]["shards"]:
+            for file in entry["files"]:
+                file["bytes"] = (ws / name / file["name"]).stat().st_size
+        (ws / name / "manifest.json").write_text(json.dumps(manifest))
+
+    with open(ws / "trunc" / "train-00001.x.npy", "r+b") as f:
+        f.truncate(100)
+    (ws / "gone" / "train-00002.y.npy").unlink()
+    resave("wide", "train-00001.x.npy", np.zeros((16, 5), np.float32))
+    resave("f64", "train-00001.x.npy", x[16:32].astype(np.float64))
+    resave("rows", "train-00003.y.npy", y[48:49])
+
+
 def _write_configs(ws: Path) -> None:
     (ws / "broken.toml").write_text("epochs = = 3\n")
     (ws / "run.yaml").write_text("epochs: 3\n")
@@ -68,6 +95,7 @@ def workspace(tmp_path_factory):
     finally:
         os.chdir(old)
     _write_data(ws)
+    _write_shards(ws)
     _write_configs(ws)
     return ws
 
@@ -129,6 +157,25 @@ CASES = [
     (["train", "--dataset", "spiral", "--task", "regression"], "--task regression does not apply"),
     (["train", "--dataset", "npz:ok.npz", "--batch-size", "100"], "batch_size must be <= the number of training"),
     (["train", "--loss", "mse"], "loss mean_squared_error needs regression targets"),
+    # data sets on disk (npy:DIR, arrayrecord:DIR)
+    (["train", "--dataset", "npy:nowhere"], "nowhere"),
+    (["train", "--dataset", "npy:afile"], "afile"),
+    (["train", "--dataset", "npy:trunc"], "trunc/train-00001.x.npy"),
+    (["train", "--dataset", "npy:gone"], "gone/train-00002.y.npy"),
+    (["train", "--dataset", "npy:wide"], "wide/train-00001.x.npy"),
+    (["train", "--dataset", "npy:f64"], "float64"),
+    (["train", "--dataset", "npy:rows"], "rows/train-00003.y.npy"),
+    (["train", "--dataset", "arrayrecord:shards"], "holds a npy data set: use npy:"),
+    (["train", "--dataset", "npy:shards", "--batch-size", "64"], "batch_size must be <= the number of training"),
+    (["train", "--dataset", "npy:shards", "--data-feed", "stream", "--batch-size", "64"],
+     "batch_size must be <= the number of training"),
+    (["train", "--dataset", "npy:shards", "--val-fraction", "0.2"], "val_fraction must be 0"),
+    (["train", "--dataset", "npy:shards", "--n-samples", "20"], "n_samples subsamples data read into memory"),
+    (["train", "--dataset", "npy:shards", "--task", "regression"], "--task regression does not apply"),
+    (["train", "--dataset", "npy:shards", "--batch-size", "8", "--checkpoint-every-steps", "2"],
+     "needs data_feed stream"),
+    (["train", "--dataset", "npy:shards", "--batch-size", "8", "--data-feed", "stream", "--checkpoint-every-steps", "2",
+      "--track-gradients"], "checkpoint_every_steps cannot save the running gradient statistics"),
     (["train", "--hidden", "10000000000"], "lower hidden (the layer widths)"),
     # run directories
     (["train", "--out-dir", "afile"], "out_dir afile exists and is not a directory"),

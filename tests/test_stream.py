@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -14,7 +15,10 @@ import pytest
 
 import jaxmlp
 from jaxmlp import TrainConfig
+from jaxmlp.data import DataError
+from jaxmlp.data.manifest import ShardWriter
 from jaxmlp.training import memory
+from jaxmlp.training import plan as plan_module
 from jaxmlp.training.plan import plan_run
 from jaxmlp.training.stream import chunk_bounds
 
@@ -22,6 +26,22 @@ SPIRAL = jaxmlp.load_dataset("spiral", n_samples=600, val_fraction=0.2, seed=0)
 # 480 training rows, batch 16: 30 steps an epoch; dropout makes every step's key matter
 BASE = TrainConfig(hidden=(32,), epochs=3, batch_size=16, dropout=0.1, optimizer="adam", learning_rate=1e-2,
                    checkpoint_every=0)
+
+
+def write_shards(directory, splits, fmt: str = "npy", rows_per_shard: int = 100):
+    """`splits` (a DataSplits in memory) as a sharded data set on disk; its directory."""
+    with ShardWriter(directory, format=fmt, rows_per_shard=rows_per_shard, num_classes=splits.train.num_classes) as w:
+        for name in ("train", "val", "test"):
+            if getattr(splits, name) is not None:
+                w.append(name, getattr(splits, name).x, getattr(splits, name).y)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def spiral_on_disk(tmp_path_factory):
+    """SPIRAL as npy and arrayrecord shards of 100 rows (the last of each split shorter)."""
+    root = tmp_path_factory.mktemp("spiral")
+    return {fmt: write_shards(root / fmt, SPIRAL, fmt) for fmt in ("npy", "arrayrecord")}
 
 
 def same_run(a, b) -> None:
@@ -34,19 +54,62 @@ def same_run(a, b) -> None:
     assert ha.final == hb.final
 
 
-@pytest.fixture
-def seven_step_chunks(monkeypatch):
-    """Chunks of 7 steps (30 = 7 + 7 + 7 + 7 + 2): edges inside the epoch, and a short last chunk."""
-    monkeypatch.setattr(memory, "CHUNK_BYTES", 7 * BASE.batch_size * memory.example_bytes(BASE, plan_run(
-        BASE, SPIRAL.train).spec))
+def chunks_of(steps: int, config: TrainConfig, data, monkeypatch) -> None:
+    """Streamed epochs of `config` on `data` cut into chunks of `steps` steps."""
+    spec = plan_run(config, data).spec
+    monkeypatch.setattr(memory, "CHUNK_BYTES", steps * config.batch_size * memory.example_bytes(config, spec))
 
 
 @pytest.mark.parametrize("grad_method", ["autodiff", "manual"])
-def test_streamed_equals_resident_bit_for_bit(grad_method, seven_step_chunks):
+@pytest.mark.parametrize("fmt", ["npy", "arrayrecord"])
+def test_streamed_from_disk_equals_resident_bit_for_bit(fmt, grad_method, spiral_on_disk, monkeypatch):
+    """Chunks of 7 steps (30 = 4 x 7 + 2: edges inside the epoch and a short last chunk), read
+    from shards of 100 rows; standardized by the manifest's statistics as in memory."""
     config = dataclasses.replace(BASE, grad_method=grad_method)
     streamed = dataclasses.replace(config, data_feed="stream")
+    chunks_of(7, config, SPIRAL.train, monkeypatch)
     assert plan_run(streamed, SPIRAL.train).chunk_steps == 7
-    same_run(jaxmlp.fit(config, *SPIRAL), jaxmlp.fit(streamed, *SPIRAL))
+    disk = jaxmlp.load_dataset(f"{fmt}:{spiral_on_disk[fmt]}", standardize=True)
+    assert type(disk.train).__name__ == "StreamedDataset"
+    in_memory = jaxmlp.load_dataset("spiral", n_samples=600, val_fraction=0.2, seed=0, standardize=True)
+    same_run(jaxmlp.fit(config, *in_memory), jaxmlp.fit(streamed, *disk))
+
+
+def test_a_set_on_disk_that_fits_trains_resident_and_one_that_does_not_streams(spiral_on_disk, monkeypatch):
+    """data_feed auto: the rows of a set on disk are read into memory when they fit, and
+    streamed when the device (or the host) could not hold them; the same run either way."""
+    disk = jaxmlp.load_dataset(f"npy:{spiral_on_disk['npy']}")
+    assert plan_run(BASE, disk.train).feed == "resident"
+    resident = jaxmlp.fit(BASE, *disk)
+    monkeypatch.setattr(plan_module, "host_memory_available", lambda: disk.train.nbytes)  # the host holds a copy too
+    assert plan_run(BASE, disk.train).config.data_feed == "stream"
+    same_run(resident, jaxmlp.fit(BASE, *disk))
+
+
+def test_a_shard_changed_while_training_ends_the_run_at_the_next_epoch(tmp_path):
+    """Every streamed epoch first checks each shard's size and mtime against the start."""
+    directory = write_shards(tmp_path / "set", SPIRAL)
+    disk = jaxmlp.load_dataset(f"npy:{directory}")
+
+    class Touch(jaxmlp.training.Callback):
+        def on_epoch_end(self, record):
+            os.utime(directory / "train-00002.x.npy", ns=(1, 1))
+
+    with pytest.raises(DataError, match="train-00002.x.npy") as raised:
+        jaxmlp.fit(dataclasses.replace(BASE, data_feed="stream"), *disk, callbacks=[Touch()])
+    assert "\n" not in str(raised.value)
+
+
+def test_mnist_subset_streamed_from_npy_shards_equals_resident(mnist_splits, tmp_path, monkeypatch):
+    """784-64-10 on 2,048 MNIST images, 1 epoch at batch 64 with dropout, chunks of 5 steps."""
+    subset = jaxmlp.data.DataSplits(mnist_splits.train.subset(np.arange(2048)), None,
+                                    mnist_splits.test.subset(np.arange(1000)))
+    disk = jaxmlp.load_dataset(f"npy:{write_shards(tmp_path / 'mnist', subset, rows_per_shard=500)}")
+    for grad_method in ("autodiff", "manual"):
+        config = TrainConfig(hidden=(64,), epochs=1, batch_size=64, dropout=0.2, grad_method=grad_method,
+                             checkpoint_every=0)
+        chunks_of(5, config, subset.train, monkeypatch)
+        same_run(jaxmlp.fit(config, *subset), jaxmlp.fit(dataclasses.replace(config, data_feed="stream"), *disk))
 
 
 def test_chunk_bounds_cut_at_k_and_at_every_checkpoint_step():
@@ -70,10 +133,11 @@ import dataclasses, json, sys
 import jax, numpy as np, jaxmlp
 from jaxmlp import TrainConfig
 splits = jaxmlp.load_dataset("spiral", n_samples=600, val_fraction=0.2, seed=0)
+disk = jaxmlp.load_dataset("npy:" + sys.argv[2])
 config = TrainConfig(**json.loads(sys.argv[1]))
 out = {}
-for feed in ("resident", "stream"):
-    params, history = jaxmlp.fit(dataclasses.replace(config, data_feed=feed), *splits)
+for feed, data in (("resident", splits), ("stream", disk)):
+    params, history = jaxmlp.fit(dataclasses.replace(config, data_feed=feed), *data)
     out[feed] = dict(params=[np.asarray(a).tobytes().hex() for a in jax.tree.leaves(params)],
                      loss=[r["train_loss"] for r in history.records()], final=history.final)
 print("RESULT " + json.dumps(dict(devices=jax.device_count(), **out)))
@@ -81,13 +145,14 @@ print("RESULT " + json.dumps(dict(devices=jax.device_count(), **out)))
 
 
 @pytest.mark.parametrize("grad_method", ["autodiff", "manual"])
-def test_streamed_equals_resident_on_eight_devices(grad_method, child_env):
-    """Each minibatch split over 8 forced host devices: the chunks are fed split as the
-    resident epoch's minibatches are gathered split."""
+def test_streamed_equals_resident_on_eight_devices(grad_method, child_env, spiral_on_disk):
+    """Each minibatch split over 8 forced host devices: the chunks read from disk are fed
+    split as the resident epoch's minibatches are gathered split."""
     config = dict(hidden=[32], epochs=2, batch_size=48, dropout=0.1, optimizer="adam", learning_rate=0.01,
                   checkpoint_every=0, devices=8, grad_method=grad_method)
     env = dict(child_env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    done = subprocess.run([sys.executable, "-c", EIGHT_DEVICES, json.dumps(config)], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", EIGHT_DEVICES, json.dumps(config), str(spiral_on_disk["npy"])],
+                          env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -40,6 +40,7 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     exit status. Re-raises what is not one of the ways a run is known to end (a bug deserves its
     traceback)."""
     from jaxmlp import distributed
+    from jaxmlp.data import DataError
     from jaxmlp.training import GradientAuditFailed, TrainingDiverged
 
     prefix = f"{PROG} {command}: error:"
@@ -58,6 +59,9 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     if _out_of_memory(exc):
         return fail(f"{prefix} out of device memory ({' '.join(str(exc).split())[:160]}); lower batch_size, hidden "
                     f"or eval_batch_size ({kept})", 1)
+    if isinstance(exc, DataError):  # a data set on disk changed while the run read it (checked every epoch)
+        resume = f"; continue with --resume {run_dir} once it is put back" if last is not None else ""
+        return fail(f"{prefix} {exc} ({kept}{resume})", 2)
     if isinstance(exc, ValueError):
         return fail(f"{prefix} {exc}", 2)
     raise exc

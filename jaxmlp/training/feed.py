@@ -75,7 +75,9 @@ def in_memory(data):
 
 def host_arrays(data, dtype) -> tuple[np.ndarray, np.ndarray]:
     """A split's arrays on the host, for training, validation or test alike:
-    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`)."""
+    (x (N, D) in `dtype`, y (N,) int32 labels or (N, k) targets in `dtype`); a split on disk
+    (data.streamed) is read whole into memory."""
+    data = in_memory(data)
     x = np.asarray(data.x, dtype=dtype)
     y = np.asarray(data.y)
     y = y.astype(np.int32) if data.num_classes is not None else y.astype(dtype)

@@ -63,6 +63,7 @@ class Loop(NamedTuple):
     programs: Programs
     feeder: Feeder | None  # None: streamed (stream.py)
     read: Callable  # read(rows) -> (x, y): the training set's rows on the host (feed.row_reader)
+    check_data: Callable[[], None]  # stream: raises DataError when the data set's files changed
     evaluator: Evaluator
     evals: dict[str, tuple[EvalSet, int] | None]  # train (eval_train / track_activations) and val, laid out once
     audit: GradientAudit | None
@@ -115,7 +116,8 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
     progress.history.eval_compile_seconds = evaluator.compile_seconds
     audit = GradientAudit(plan, head) if plan.config.audit_every else None
     cap = batch_cap(plan) if plan.config.adaptive_batch else None
-    loop = Loop(plan, programs, feeder, read, evaluator, evals, audit,
+    check_data = getattr(train, "check_unchanged", lambda: None)
+    loop = Loop(plan, programs, feeder, read, check_data, evaluator, evals, audit,
                 checkpointer, steps_checkpointer, callbacks, cap)
     for cb in callbacks:
         cb.on_train_begin(train_begin_info(loop, progress))
@@ -209,6 +211,7 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
     key = plan.place(epoch_key(progress.train_key, epoch))
     columns: dict[str, Any] = {}
     if loop.programs.stream is not None:  # chunks read from the host while the last runs (stream.py)
+        loop.check_data()  # DataError when a file of the data set changed since the run started
         at_checkpoint = functools.partial(save_position, loop, progress, epoch) if loop.step_checkpointer else None
         progress.state, stats = stream_epoch(plan, loop.programs.stream, loop.read, key, progress.state, progress.resume,
                                              at_checkpoint)
