@@ -8,7 +8,8 @@ Prints ONE line `RESULT <json>` on stdout: {"process": i, "devices": n, "results
 result per job, each {"ok": ...} or {"error": "<type>: <message>"}.
 
 Jobs:
-  {"kind": "fit", "config": {...TrainConfig fields}[, "load_seed": s]}  -> {"params": [[W, b], ...], "final": ...}
+  {"kind": "fit", "config": {...TrainConfig fields}[, "load_seed": s]}  -> {"params": [[W, b], ...], "final": ...,
+      "reads": the shape of the rows of every read of a data set on disk (data.streamed)}
   {"kind": "sweep", "config": {...}, "grid": {...}}  -> {"params": per model, "ranking": model indices, "scores"}
   {"kind": "feed", "batch": B, "sizes": [...], "method": m}  -> grads of one step whose global batch
       is built from the rows each process feeds (parallel.DataParallel.shard_batch)
@@ -41,8 +42,20 @@ def run_fit(job):
     config = TrainConfig.from_dict(job["config"])
     seed = job.get("load_seed", config.data_seed)  # a test may load other data than the config says
     splits = load_dataset(config.dataset, n_samples=config.n_samples, seed=seed)
+    reads = _count_reads()  # the row indices' shapes of every read of a data set on disk
     params, history = jaxmlp.fit(config, splits.train)
-    return {"params": _tolist(params), "final": history.final, "train_loss": history.train_loss}
+    return {"params": _tolist(params), "final": history.final, "train_loss": history.train_loss, "reads": reads}
+
+
+def _count_reads() -> list:
+    """A list that gets the shape of the indices of every StreamedDataset.rows call from now on."""
+    import numpy as np
+
+    from jaxmlp.data.streamed import StreamedDataset
+
+    reads, rows = [], StreamedDataset.rows
+    StreamedDataset.rows = lambda self, indices: (reads.append(list(np.shape(indices))), rows(self, indices))[1]
+    return reads
 
 
 def run_sweep(job):

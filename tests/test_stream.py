@@ -194,3 +194,37 @@ def test_a_mid_epoch_kill_then_resume_is_bit_identical(tmp_path, child_env):
     assert untimed(killed) == untimed(straight)
     for a, b in zip(jax.tree.leaves(restore_params(killed)[0]), jax.tree.leaves(restore_params(straight)[0]), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_two_processes_streaming_equal_one_and_each_reads_only_its_rows(tmp_path, spiral_on_disk):
+    """2 gloo processes x 4 devices stream the spiral from npy shards: each process reads only
+    its half of every minibatch from disk; the run equals their resident run bit for bit and
+    the 1-process run to the all-reduce's summation order."""
+    from test_parallel import TOL, WORKER, as_layers, free_port, max_rel_err, ok, parse_result, reference, worker_env
+
+    port = free_port()
+    config = dict(dataset=f"npy:{spiral_on_disk['npy']}", batch_size=48, epochs=2, optimizer="momentum",
+                  learning_rate=0.1, hidden=(32,), dropout=0.1, checkpoint_every=0, eval_train=False, devices=0)
+    dist = dict(coordinator=f"127.0.0.1:{port}", num_processes=2, timeout=90)
+    procs = [subprocess.Popen([sys.executable, str(WORKER), json.dumps(
+        {"jobs": [{"kind": "fit", "config": dict(config, data_feed=feed)} for feed in ("stream", "resident")],
+         "distributed": dict(dist, process_id=pid)})], cwd=tmp_path, env=worker_env(4), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for pid in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=240)
+            assert p.returncode == 0, stderr[-3000:]
+            outs.append(parse_result(stdout))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    steps = len(SPIRAL.train) // 48  # 10 steps an epoch, one chunk each
+    single = reference(dict(config, devices=1, data_feed="stream"), data=jaxmlp.load_dataset(config["dataset"]).train)
+    for result in outs:
+        streamed, resident = ok(result["results"][0]), ok(result["results"][1])
+        assert streamed["params"] == resident["params"] and streamed["final"] == resident["final"]
+        assert max_rel_err(as_layers(streamed["params"]), single) < TOL
+        chunks = [shape for shape in streamed["reads"] if len(shape) == 3]  # (k, K, rows of each minibatch)
+        assert chunks == [[steps, 1, 24]] * 2  # its 24 of every 48 rows, one chunk an epoch
