@@ -43,7 +43,8 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     with dtype_scope(config.dtype):
         params, config, meta = saved_run.restore(ns, "predict")
         data, split = saved_run.load_data(ns, "predict", config, meta)
-        scores = np.asarray(predict(params, data.x, activation=config.activation,
+        inputs = data if hasattr(data, "rows") else data.x  # a data set on disk is read as it is scored
+        scores = np.asarray(predict(params, inputs, activation=config.activation,
                                              batch_size=config.eval_batch_size, **config.activation_options()))
     classes = None if meta["loss"] == "mean_squared_error" else np.asarray(predict_classes(scores), np.int32)
     writer = prediction_npy if out.suffix.lower() == ".npy" else prediction_csv

@@ -16,7 +16,8 @@ from jaxmlp.cli.pacing import Cadence, duration
 
 def _devices_note(info: dict[str, Any]) -> str:
     devices, processes = info.get("devices", 1), info.get("processes", 1)
-    fed = ", batches fed per process" if info.get("data_feed") == "per_process" else ""
+    fed = {"per_process": ", batches fed per process",
+           "stream": f", streamed from the host in chunks of {info.get('chunk_steps')} steps"}.get(info.get("data_feed"), "")
     if devices == 1:
         return fed
     return f" on {devices} devices" + (f" of {processes} processes" if processes > 1 else "") + fed

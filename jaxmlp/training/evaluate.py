@@ -277,6 +277,9 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
 
 
+PREDICT_ROWS = 1 << 16  # rows of a data set on disk that `predict` reads at once
+
+
 @program("predict")
 def _predict_fn(activation: str, options: tuple) -> Callable:
     opts = dict(options)
@@ -290,8 +293,16 @@ def _predict_fn(activation: str, options: tuple) -> Callable:
 def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 1024,
             **activation_options) -> Array:
     """Scores (N, d_out) for inputs x (N, d_in), batched and jitted (train=False: no dropout);
-    N = 0 gives an empty (0, d_out) array."""
+    N = 0 gives an empty (0, d_out) array. x may be a data set on disk (data.streamed): its rows
+    are read PREDICT_ROWS at a time, each block's scores computed while the next is read, and the
+    scores come back as one host array (N, d_out)."""
     get_activation(activation, **activation_options)  # fail early on bad options
+    if hasattr(x, "rows"):
+        def block(start: int) -> np.ndarray:
+            rows = x.rows(np.arange(start, min(start + PREDICT_ROWS, len(x))))[0]
+            return predict(params, rows, activation=activation, batch_size=batch_size, **activation_options)
+
+        return np.concatenate([np.asarray(s) for s in prefetched(block, [(a,) for a in range(0, len(x), PREDICT_ROWS)])])
     x = np.asarray(x, dtype=params[0].W.dtype)
     d_in, d_out = params[0].W.shape[-2], params[-1].W.shape[-1]
     if x.ndim != 2 or x.shape[1] != d_in:

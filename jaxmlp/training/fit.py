@@ -199,7 +199,7 @@ def train_begin_info(loop: Loop, progress: Progress) -> dict[str, Any]:
                 compile_seconds=loop.programs.compile_seconds,
                 eval_compile_seconds=progress.history.eval_compile_seconds, history=progress.history,
                 devices=plan.devices, peak_lr=scaled_learning_rate(plan.config), processes=jax.process_count(),
-                data_feed=plan.feed)
+                data_feed=plan.feed, chunk_steps=plan.chunk_steps)
 
 
 def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
