@@ -232,9 +232,9 @@ def test_two_processes_streaming_equal_one_and_each_reads_only_its_rows(tmp_path
 
 def test_predict_and_evaluate_read_a_set_on_disk_block_by_block(spiral_on_disk, monkeypatch):
     """Blocks of 64 rows (600 = 9 x 64 + 24): the scores and the metrics of the rows in memory."""
-    from jaxmlp.training import evaluate as evaluate_module
+    from jaxmlp.training import predict as predict_module
 
-    monkeypatch.setattr(evaluate_module, "PREDICT_ROWS", 64)
+    monkeypatch.setattr(predict_module, "PREDICT_ROWS", 64)
     params, _ = jaxmlp.fit(dataclasses.replace(BASE, epochs=1), SPIRAL.train)
     disk = jaxmlp.load_dataset(f"npy:{spiral_on_disk['npy']}")
     np.testing.assert_array_equal(jaxmlp.predict(params, disk.test, batch_size=50),

@@ -35,7 +35,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     import numpy as np  # here, not at the top: `jaxmlp --help` imports this module
 
     from jaxmlp import atomic
-    from jaxmlp.training.evaluate import predict
+    from jaxmlp.training.predict import predict
     from jaxmlp.losses import predict_classes
 
     out = output_path(ns.out, "--out", "predict", overwrite=ns.overwrite, suffixes=FORMATS)  # before any work

@@ -209,7 +209,7 @@ def _finish(ns: argparse.Namespace, run_dir: Path, history, params, config: Trai
 
 def _plots(run_dir: Path, history, params, config: TrainConfig, data) -> list[str]:
     from jaxmlp import plots
-    from jaxmlp.training.evaluate import predict
+    from jaxmlp.training.predict import predict
 
     plots.plot_loss_curve(history, run_dir / "loss_curve.png", test_epoch=history.kept_epoch)  # the evaluated params
     written = ["loss_curve.png"]

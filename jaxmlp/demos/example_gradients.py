@@ -30,7 +30,7 @@ from jaxmlp.demos.common import integer_ticks, log_scale, new_figure, save_figur
 from jaxmlp.gradstats import gradient_stats
 from jaxmlp.losses import get_loss
 from jaxmlp.noise_scale import NoiseEstimate, dataset_estimate, noise_scale
-from jaxmlp.training.evaluate import predict
+from jaxmlp.training.predict import predict
 from jaxmlp.training.fit import fit
 from jaxmlp.training.state import init_params, run_keys
 from jaxmlp.types import Array

@@ -23,7 +23,8 @@ Modules, each importing only those above it:
     feed      Feeder: the training set resident on the devices, or fed per process; row readers
               (host_arrays, row_reader) of a data set in memory or on disk
     stream    the streamed epoch: chunks of k steps read from disk and sent while the last runs
-    evaluate  EvalSet, Evaluator, evaluate, predict: exact, padded and masked passes
+    evaluate  EvalSet, Evaluator, evaluate: exact, padded and masked passes (streamed from disk, too)
+    predict   predict: scores of inputs in memory or on disk
     audit     audit_every: manual vs jax.grad vs finite differences on a fixed batch
     adaptive_batch  adaptive_batch: the batch size following the measured noise scale segment by
               segment, the learning rate by AdaScale's gain; adaptive_epoch, BatchState

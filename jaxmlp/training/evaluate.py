@@ -1,6 +1,6 @@
 """Exact evaluation over whole data sets: `host_arrays` (a split as the run's arrays), `EvalSet`
 (a data set cut into batches of one fixed shape), `Evaluator` (a run's metrics and activation
-statistics over EvalSets), and the public `evaluate` and `predict`.
+statistics over EvalSets), and the public `evaluate`.
 
 Every split of a run (train, val, test) is cut into batches of the same B rows (eval_batch_size,
 or the training set's size when smaller, rounded up to the devices); the last batch is padded
@@ -275,41 +275,3 @@ def evaluate(params: Params, data, *, config: TrainConfig | None = None, loss: s
         make_eval_set(*host_arrays(data, dtype), batch_size)
     zero = jax.device_put(np.zeros((), params[0].W.dtype))
     return _metrics(fold_batches(step, (zero, zero), params, eval_set), len(data), classification)
-
-
-PREDICT_ROWS = 1 << 16  # rows of a data set on disk that `predict` reads at once
-
-
-@program("predict")
-def _predict_fn(activation: str, options: tuple) -> Callable:
-    opts = dict(options)
-
-    def scores(params, xb):  # (nb, B, D) -> (nb, B, d_out)
-        return jax.lax.map(lambda x: mlp_apply(params, x, activation=activation, **opts), xb)
-
-    return jax.jit(scores)
-
-
-def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 1024,
-            **activation_options) -> Array:
-    """Scores (N, d_out) for inputs x (N, d_in), batched and jitted (train=False: no dropout);
-    N = 0 gives an empty (0, d_out) array. x may be a data set on disk (data.streamed): its rows
-    are read PREDICT_ROWS at a time, each block's scores computed while the next is read, and the
-    scores come back as one host array (N, d_out)."""
-    get_activation(activation, **activation_options)  # fail early on bad options
-    if hasattr(x, "rows"):
-        def block(start: int) -> np.ndarray:
-            rows = x.rows(np.arange(start, min(start + PREDICT_ROWS, len(x))))[0]
-            return predict(params, rows, activation=activation, batch_size=batch_size, **activation_options)
-
-        return np.concatenate([np.asarray(s) for s in prefetched(block, [(a,) for a in range(0, len(x), PREDICT_ROWS)])])
-    x = np.asarray(x, dtype=params[0].W.dtype)
-    d_in, d_out = params[0].W.shape[-2], params[-1].W.shape[-1]
-    if x.ndim != 2 or x.shape[1] != d_in:
-        raise ValueError(f"x must have shape (N, {d_in}) for these params, got shape {x.shape}")
-    n = x.shape[0]
-    if n == 0:
-        return jnp.zeros((0, d_out), x.dtype)
-    rows, _ = pad_rows(n, batch_size)  # (nb, B)
-    out = _predict_fn(activation, tuple(sorted(activation_options.items())))(params, jax.device_put(x[rows]))
-    return out.reshape(-1, out.shape[-1])[:n]  # (N, d_out)

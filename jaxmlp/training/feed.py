@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -46,6 +46,24 @@ def prefetched(make: Callable[..., tuple], calls: list[tuple]) -> Iterator[tuple
             if i + PREFETCH < len(calls):
                 pending.append(pool.submit(make, *calls[i + PREFETCH]))
             yield ready
+
+
+class EpochRows(NamedTuple):
+    """An epoch's order on the host: rows (S, K, B / K) of the training set, its step keys' data (S, ...)."""
+
+    rows: np.ndarray
+    key_data: np.ndarray
+
+
+def epoch_rows(n: int, batch: int, accumulate: int, key: Array) -> EpochRows:
+    """The permutation and step keys the resident epoch draws from `key` (`epoch_order`) for
+    n training rows, brought to the host: what a feed from the host gathers."""
+    def order(key):
+        _, rows, keys = epoch_order(key, n, batch)
+        return rows.reshape(n // batch, accumulate, batch // accumulate), jax.random.key_data(keys)
+
+    rows, key_data = jax.device_get(cached(("epoch_rows", n, batch, accumulate), lambda: jax.jit(order))(key))
+    return EpochRows(np.asarray(rows), np.asarray(key_data))
 
 
 def array_reader(arrays) -> Callable:
@@ -99,7 +117,7 @@ class Feeder:
         self.feed, self.host, self.config, self.train_key, self.dp = plan.feed, host, plan.config, train_key, plan.data_parallel
         self.resident = plan.place(host) if self.feed == "resident" else None
         self._next: tuple[Array, Array] | None = None  # per_process: the prefetched epoch
-        self._rows_after: Array | None = None  # per_process: rows drawn, not yet gathered
+        self._rows_after: np.ndarray | None = None  # per_process: rows drawn, not yet gathered
 
     def start(self, epoch: int) -> None:
         """Before the first epoch run (0-based `epoch`): prefetch it when feeding per process."""
@@ -120,14 +138,13 @@ class Feeder:
         if self._rows_after is not None:
             self._next, self._rows_after = self._send(self._rows_after), None
 
-    def _rows(self, epoch: int) -> Array:
+    def _rows(self, epoch: int) -> np.ndarray:
         """The training-set rows (S, K, B / K) of `epoch`'s minibatches, K = accumulate: the
         permutation the resident epoch draws on the device (`epoch_order`)."""
-        n, batch, k = len(self.host[0]), self.config.batch_size, self.config.accumulate
-        rows = cached(("epoch_rows", n, batch, k), lambda: jax.jit(
-            lambda key: epoch_order(key, n, batch)[1].reshape(n // batch, k, batch // k)))
-        return rows(epoch_key(self.train_key, epoch))
+        config = self.config
+        return epoch_rows(len(self.host[0]), config.batch_size, config.accumulate,
+                          epoch_key(self.train_key, epoch)).rows
 
-    def _send(self, rows: Array) -> tuple[Array, Array]:
+    def _send(self, rows: np.ndarray) -> tuple[Array, Array]:
         """Host: this process's rows of an epoch's minibatches -> the devices."""
-        return feed_rows(self.dp, array_reader(self.host), jax.device_get(rows))
+        return feed_rows(self.dp, array_reader(self.host), rows)

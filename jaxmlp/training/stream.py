@@ -20,12 +20,12 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
-from jaxmlp.training.epoch import epoch_order
-from jaxmlp.training.feed import feed_rows, prefetched
+from jaxmlp.training.feed import EpochRows, epoch_rows, feed_rows, prefetched
 from jaxmlp.training.plan import Plan
-from jaxmlp.training.programs import StreamPrograms, cached
+from jaxmlp.training.programs import StreamPrograms
 from jaxmlp.training.state import EpochStats, TrainState
 from jaxmlp.types import Array
+
 
 class Resume(NamedTuple):
     """Where a streamed epoch picks up: `position` steps done, with the scan's carry scalars as a
@@ -44,23 +44,6 @@ def chunk_bounds(steps: int, k: int, start: int = 0, every: int = 0, step0: int 
         cuts |= {b for b in range(start + 1, steps) if (step0 + b) % every == 0}
     edges = [start, *sorted(c for c in cuts if start < c < steps), steps]
     return list(zip(edges[:-1], edges[1:]))
-
-
-class EpochRows(NamedTuple):
-    """An epoch's order on the host: rows (S, K, B / K) of the training set, step keys' data (S, ...)."""
-
-    rows: np.ndarray
-    key_data: np.ndarray
-
-
-def epoch_rows(plan: Plan, key: Array) -> EpochRows:
-    """The permutation and step keys the resident epoch draws from `key`, brought to the host."""
-    n, batch, k = plan.spec.n_train, plan.config.batch_size, plan.config.accumulate
-    order = cached(("stream_order", n, batch, k), lambda: jax.jit(lambda key: (
-        epoch_order(key, n, batch)[1].reshape(n // batch, k, batch // k),
-        jax.random.key_data(epoch_order(key, n, batch)[2]))))
-    rows, key_data = jax.device_get(order(key))
-    return EpochRows(np.asarray(rows), np.asarray(key_data))
 
 
 def chunk_inputs(plan: Plan, read: Callable, order: EpochRows, a: int, b: int):
@@ -86,11 +69,12 @@ def stream_epoch(plan: Plan, programs: StreamPrograms, read: Callable, key: Arra
     if resume is not None:
         carry = carry._replace(loss_sum=plan.place(np.float32(resume.loss_sum)),
                                first_loss=plan.place(np.float32(resume.first_loss)))
-    order = epoch_rows(plan, key)
+    order = epoch_rows(plan.spec.n_train, config.batch_size, config.accumulate, key)
     every = config.checkpoint_every_steps if at_checkpoint is not None else 0
-    bounds = chunk_bounds(steps, plan.chunk_steps, position, every, int(start_state.step))
+    step0 = int(start_state.step)
+    bounds = chunk_bounds(steps, plan.chunk_steps, position, every, step0)
     for (a, b), inputs in zip(bounds, prefetched(lambda a, b: chunk_inputs(plan, read, order, a, b), bounds)):
         carry = programs.chunk(carry, *inputs)
-        if every and b < steps and (int(start_state.step) + b) % every == 0:
+        if every and b < steps and (step0 + b) % every == 0:
             at_checkpoint(b, carry)
     return programs.end(start_state, carry)
