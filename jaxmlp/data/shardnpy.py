@@ -7,6 +7,8 @@ Each file is mapped twice: a sparse gather (a training chunk's random rows, a fe
 page) reads through a MADV_RANDOM mapping, so a page fault reads that page alone and not the
 kernel's readahead window around it (which read the whole file for a few hundred rows); a dense
 one (statistics blocks, `load`, evaluation) through the default mapping, with readahead.
+The writer pads the header to a page (still a version 1.0 .npy that np.load reads), so row 0
+starts on a page and a row of 4 KiB (D = 1024 float32) is one page read, not two.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import numpy as np
 from jaxmlp.data.errors import DataError
 from jaxmlp.data.shardlayout import Layout, ShardFile, finished_file
 
+NPY_ALIGN = 4096  # the written header's length is a multiple of this: rows start on a page
 SPARSE = 8  # a gather is sparse when its rows fill less than 1/SPARSE of the bytes they span
 
 _HEADER_READERS = {
@@ -124,7 +128,15 @@ def write_npy_shard(
 def _write_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], parts: Sequence[np.ndarray]) -> ShardFile:
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
+        f.write(_npy_header(header))
         for part in parts:  # streamed part by part, so the shard is never concatenated in memory
             f.write(np.ascontiguousarray(part, dtype=dtype).data)
     return finished_file(path)
+
+
+def _npy_header(header: dict) -> bytes:
+    """A version 1.0 .npy header of `header` (descr, fortran_order, shape), padded with spaces to a
+    multiple of NPY_ALIGN bytes (np.load and read_array_header_1_0 read any padding)."""
+    magic, text = np.lib.format.magic(1, 0), repr(header)
+    length = -(-(len(magic) + 2 + len(text) + 1) // NPY_ALIGN) * NPY_ALIGN - len(magic) - 2
+    return magic + struct.pack("<H", length) + (text.ljust(length - 1) + "\n").encode("latin1")
