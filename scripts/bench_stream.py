@@ -25,7 +25,9 @@ processes to leave the CPUs idle and records the cores they used meanwhile (this
    Model 1024-256-10 relu, batch 128, Adam: 1.6 MFLOP per example, so on 2 cores the one epoch
    over the ~7.8 M rows takes minutes, not hours (the script logs its estimate from (b) first).
    (a) the disk's sequential read rate: shard files read front to back in 8 MiB reads after
-       posix_fadvise(DONTNEED) dropped them from the page cache;
+       fsync + posix_fadvise(DONTNEED) dropped them from the page cache; and, for the record, its
+       random 4 KiB read rate at the queue depth ShardSet.rows keeps (32 threads of os.pread):
+       a shuffled epoch reads random rows, so that rate is the streamed epoch's real ceiling;
    (b) the resident compute rate: the same config on an in-memory subset of the same shape
        (--subset-rows, 2^18 rows), median epochs;
    (c) one streamed epoch over the whole set, in a child process, after dropping the shards from
@@ -63,14 +65,15 @@ import numpy as np
 from _bench import (REPO, block, cpu_snapshot, environment, foreign_cores, interleaved_medians, load_averages, log,
                     markdown_table, median_time, mlp_train_flops, repo_path, time_call, wait_for_idle_cpu,
                     write_results)
+from jaxmlp.data.shardset import READERS
 
 GB = 1e9
 FULL = dict(n_samples=None, hidden="512,512", wide_batches="8192,16384", big_gb=32.0, big_width=1024,
             big_hidden="256", subset_rows=1 << 18, epochs_timed=3, name="stream", idle_wait_s=120, window_s=5.0,
-            seq_read_gb=4.0, matmul_n=2048, copy_mib=256)
+            seq_read_gb=4.0, random_read_s=5.0, matmul_n=2048, copy_mib=256)
 SMOKE = dict(n_samples=4096, hidden="32,32", wide_batches="512,1024", big_gb=0.03, big_width=256, big_hidden="32",
              subset_rows=4096, epochs_timed=2, name="/tmp/jaxmlp_stream_smoke", idle_wait_s=0, window_s=0.5,
-             seq_read_gb=0.02, matmul_n=256, copy_mib=16)
+             seq_read_gb=0.02, random_read_s=0.3, matmul_n=256, copy_mib=16)
 SPARE_DISK = 5 * GB  # what part 2 leaves free on the disk beyond its set
 BIG_ROWS_PER_SHARD = 65536  # 256 MiB shards at D = 1024
 GOALS = {"page_cache": 0.9, "rss_gb": 4.0, "compute": 0.9, "disk": 0.8, "idle": 0.10}
@@ -216,6 +219,37 @@ def sequential_read(files, limit_bytes: float, block_bytes: int = 8 << 20) -> di
     drop_cached(files)
     storage = None if io_before is None or io_after is None else io_after - io_before  # ~done: not from the cache
     return {"bytes": done, "seconds": seconds, "bytes_per_s": done / seconds, "storage_read_bytes": storage}
+
+
+def random_read(files, seconds: float, threads: int) -> dict:
+    """The disk's random 4 KiB read rate at a queue depth of `threads` (ShardSet.rows' readers): page
+    reads (os.pread) at uniform random pages of `files` for `seconds`, dropped from the cache first."""
+    import threading
+
+    drop_cached(files)
+    sizes = [os.path.getsize(p) // 4096 for p in files]
+    fds, counts = [os.open(p, os.O_RDONLY) for p in files], [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def reader(i: int) -> None:
+        rng = np.random.default_rng(i)
+        while time.perf_counter() < stop:
+            f = int(rng.integers(len(fds)))
+            os.pread(fds[f], 4096, int(rng.integers(sizes[f])) * 4096)
+            counts[i] += 1
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=reader, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    for fd in fds:
+        os.close(fd)
+    drop_cached(files)
+    return {"threads": threads, "reads": sum(counts), "seconds": elapsed, "reads_per_s": sum(counts) / elapsed,
+            "bytes_per_s": 4096 * sum(counts) / elapsed}
 
 
 @contextlib.contextmanager
@@ -409,7 +443,9 @@ def big_part(args) -> dict:
         write_shards(directory, big_chunks(rows, width, shard_rows), 10, shard_rows)
         write_s = time.perf_counter() - t0
         sequential = sequential_read(shard_files(directory), args.seq_read_gb * GB)
-        log(f"disk: sequential read {sequential['bytes_per_s'] / 1e6:.0f} MB/s")
+        random = random_read(shard_files(directory), args.random_read_s, READERS)
+        log(f"disk: sequential read {sequential['bytes_per_s'] / 1e6:.0f} MB/s; random 4 KiB reads "
+            f"{random['reads_per_s']:,.0f}/s ({random['bytes_per_s'] / 1e6:.0f} MB/s) at queue depth {READERS}")
         resident = subset_rate(args, width, hidden)
         log(f"resident compute rate {resident['examples_per_s']:.0f} ex/s: the streamed epoch would take "
             f"{rows / resident['examples_per_s'] / 60:.1f} min at that rate")
@@ -420,7 +456,7 @@ def big_part(args) -> dict:
         f"{streamed['delivered_bytes_per_s'] / 1e6:.0f} MB/s delivered, peak RSS {streamed['vm_hwm_bytes'] / GB:.2f} GB")
     return {"rows": rows, "width": width, "sizes": (width, *hidden, 10), "set_bytes": rows * 4 * width,
             "ram_bytes": memory_total(), "disk": disk, "write_s": write_s, "shard_rows": shard_rows,
-            "sequential_read": sequential, "resident_subset": resident, "streamed": streamed,
+            "sequential_read": sequential, "random_read": random, "resident_subset": resident, "streamed": streamed,
             "needed_bytes_per_s": needed, "disk_bound": needed > sequential["bytes_per_s"]}
 
 
@@ -504,7 +540,10 @@ def notes(record: dict) -> str:
         text += (f" Part 2: {big['rows']:,} rows of {big['width']} float32 features, model {big['sizes']}, batch 128; "
                  f"the goal that applies is the {'disk' if big['disk_bound'] else 'compute'} one: the resident rate "
                  f"needs {big['needed_bytes_per_s'] / 1e6:,.0f} MB/s, the disk reads "
-                 f"{big['sequential_read']['bytes_per_s'] / 1e6:,.0f} MB/s sequentially. Writing the set took "
+                 f"{big['sequential_read']['bytes_per_s'] / 1e6:,.0f} MB/s sequentially and "
+                 f"{big['random_read']['bytes_per_s'] / 1e6:,.0f} MB/s in random 4 KiB reads at queue depth "
+                 f"{big['random_read']['threads']} (the rows of a shuffled epoch are random reads: that rate, not "
+                 "the sequential one, bounds the streamed epoch). Writing the set took "
                  f"{big['write_s']:.0f} s (two statistics passes included).")
     return text
 
