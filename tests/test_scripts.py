@@ -119,3 +119,38 @@ def test_bench_gradstats_three_ways_give_the_same_norms(scripts):
     norms = {m: np.asarray(jax.jit(bench.norms_fn(m))(params, x, y)) for m in bench.METHODS}
     for method in ("vmap_grad", "vmap_manual"):
         np.testing.assert_allclose(norms[method], norms["cache"], rtol=1e-5)
+
+
+def test_bench_stream_helpers(scripts, tmp_path):
+    import numpy as np
+
+    bench = scripts("bench_stream")
+    assert bench.verdict(0.95, 0.9, True) == "met (by 0.050)"
+    assert bench.verdict(0.12, 0.10, False, "{:.1%}") == "missed (by 2.0%)"
+    args = bench.parse_args(["--smoke", "--work-dir", str(tmp_path), "--big-gb", "1e6"])
+    with pytest.raises(SystemExit, match="needs .* GB free"):
+        bench.checked_disk(args, int(1e15))
+    with pytest.raises(KeyboardInterrupt), bench.temporary_dir(tmp_path, "t_") as d:
+        (d / "f").write_bytes(b"x")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # removed on the interrupt too
+    (x, y), (x2, y2) = bench.big_chunks(300, 16, 200)
+    assert x.shape == (200, 16) and x2.shape == (100, 16) and x.dtype == np.float32 and y.dtype == np.int32
+    assert np.array_equal(next(bench.big_chunks(300, 16, 200))[0], x)  # deterministic
+    (tmp_path / "a.bin").write_bytes(b"\0" * 100_000)
+    read = bench.sequential_read([tmp_path / "a.bin"], 60_000, block_bytes=4096)
+    assert read["bytes"] == 61_440 and read["bytes_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_stream_smoke_runs_every_part(child_env, tmp_path):
+    import json
+
+    r = subprocess.run([sys.executable, str(SCRIPTS / "bench_stream.py"), "--smoke", "--work-dir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, env=child_env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    record = json.loads(Path("/tmp/jaxmlp_stream_smoke.json").read_text())
+    assert {"page_cache", "big", "wide", "gpu"} <= set(record)
+    assert record["page_cache"]["bit_identical_params"] and record["gpu"]["page_cache"]["bit_identical_params"]
+    assert record["big"]["streamed"]["examples"] > 0 and record["big"]["streamed"]["vm_hwm_bytes"] > 0
+    assert "| 1 page cache |" in r.stdout and list(tmp_path.iterdir()) == []  # the shards are gone

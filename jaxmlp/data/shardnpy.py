@@ -3,6 +3,12 @@
 Reading maps each file read-only and gathers rows by numpy fancy indexing. A data set may be
 larger than memory, so after every gather the touched pages are dropped from the process
 (madvise MADV_DONTNEED): they stay in the kernel's page cache but leave this process's RSS.
+Each file is mapped twice: a sparse gather (a training chunk's random rows, a few per 4 KiB
+page) reads through a MADV_RANDOM mapping, so a page fault reads that page alone and not the
+kernel's readahead window around it (which read the whole file for a few hundred rows); a dense
+one (statistics blocks, `load`, evaluation) through the default mapping, with readahead.
+The writer pads the header to a page (still a version 1.0 .npy that np.load reads), so row 0
+starts on a page and a row of 4 KiB (D = 1024 float32) is one page read, not two.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +24,9 @@ import numpy as np
 
 from jaxmlp.data.errors import DataError
 from jaxmlp.data.shardlayout import Layout, ShardFile, finished_file
+
+NPY_ALIGN = 4096  # the written header's length is a multiple of this: rows start on a page
+SPARSE = 8  # a gather is sparse when its rows fill less than 1/SPARSE of the bytes they span
 
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -33,18 +43,23 @@ class MappedNpy:
         with open(path, "rb") as f:
             shape, offset = _checked_header(f, path, dtype, rows, row_shapes)
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._sparse_map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._sparse_map.madvise(mmap.MADV_RANDOM)
         self._offset = offset
         self._row_bytes = math.prod(shape[1:]) * dtype.itemsize
         flat = np.frombuffer(self._map, dtype=dtype, count=math.prod(shape), offset=offset)
         self.array = flat.reshape((rows, *row_shapes[0]))  # (n, *row_shape), read-only view of the file
+        sparse = np.frombuffer(self._sparse_map, dtype=dtype, count=math.prod(shape), offset=offset)
+        self._sparse_array = sparse.reshape(self.array.shape)  # the same bytes, read without readahead
 
     def take(self, local: np.ndarray) -> np.ndarray:
         """Rows `local` (k,) sorted ascending, copied out; their pages then leave this process."""
-        out = self.array[local]  # (k, *row_shape)
         start = self._offset + int(local[0]) * self._row_bytes
         start -= start % mmap.PAGESIZE  # madvise wants a page-aligned start
         stop = self._offset + (int(local[-1]) + 1) * self._row_bytes
-        self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        sparse = SPARSE * len(local) * self._row_bytes < stop - start
+        out = (self._sparse_array if sparse else self.array)[local]  # (k, *row_shape)
+        (self._sparse_map if sparse else self._map).madvise(mmap.MADV_DONTNEED, start, stop - start)
         return out
 
 
@@ -113,7 +128,15 @@ def write_npy_shard(
 def _write_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...], parts: Sequence[np.ndarray]) -> ShardFile:
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
+        f.write(_npy_header(header))
         for part in parts:  # streamed part by part, so the shard is never concatenated in memory
             f.write(np.ascontiguousarray(part, dtype=dtype).data)
     return finished_file(path)
+
+
+def _npy_header(header: dict) -> bytes:
+    """A version 1.0 .npy header of `header` (descr, fortran_order, shape), padded with spaces to a
+    multiple of NPY_ALIGN bytes (np.load and read_array_header_1_0 read any padding)."""
+    magic, text = np.lib.format.magic(1, 0), repr(header)
+    length = -(-(len(magic) + 2 + len(text) + 1) // NPY_ALIGN) * NPY_ALIGN - len(magic) - 2
+    return magic + struct.pack("<H", length) + (text.ljust(length - 1) + "\n").encode("latin1")
