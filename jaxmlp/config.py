@@ -126,7 +126,7 @@ class TrainConfig:
     out_dir: str | None = _field(None, HOST, per_host=True, help="run directory; None = runs/<dataset>-<timestamp> under the current directory")
     # --- scale-out (parallel.py, precision.py) ---
     devices: int = _field(1, PROGRAM, resumable=True, help="data-parallel devices: N (<= available) or all (= 0); batch_size divisible by devices * accumulate")
-    data_feed: str = _field("auto", HOST, resumable=True, help="resident, per_process (each process sends its rows) or stream (chunks from disk); auto: by processes and memory")
+    data_feed: str = _field("auto", HOST, resumable=True, help="resident, per_process (each process sends its rows) or stream (chunks from disk); auto: by processes, memory")
     precision: str = _field("fp32", PROGRAM, help="fp32 (JAX's default matmuls), highest (full-precision matmuls), bf16 (bf16 matmuls, fp32 params)")
 
     def __post_init__(self) -> None:
