@@ -303,14 +303,20 @@ def page_cache_part(args, train, streamed) -> dict:
 
 
 # --- part 3: wide batches ------------------------------------------------------------------------------
+def run_order(plan) -> tuple[int, int, int]:
+    """(n, batch, accumulate): what a run's epoch permutation (feed.epoch_rows) is drawn for."""
+    return plan.spec.n_train, plan.config.batch_size, plan.config.accumulate
+
+
 def device_only(run: Runner):
     """The streamed epoch's compiled programs (start, chunk per chunk, end) on chunks gathered and
     placed beforehand: what the device does in a streamed epoch without waiting for the host."""
     from jaxmlp.training.state import epoch_key
-    from jaxmlp.training.stream import chunk_bounds, chunk_inputs, epoch_rows
+    from jaxmlp.training.feed import epoch_rows
+    from jaxmlp.training.stream import chunk_bounds, chunk_inputs
 
     plan, programs, state = run.plan, run.programs.stream, run.state
-    order = epoch_rows(plan, plan.place(epoch_key(run.train_key, 0)))
+    order = epoch_rows(*run_order(plan), plan.place(epoch_key(run.train_key, 0)))
     inputs = [block(chunk_inputs(plan, run.read, order, a, b))
               for a, b in chunk_bounds(plan.spec.steps_per_epoch, plan.chunk_steps)]
 
@@ -380,11 +386,11 @@ def child_stream(spec: dict) -> None:
     wall s, examples, bytes read from storage (/proc/self/io) and peak RSS (VmHWM, ru_maxrss)."""
     from jaxmlp import load_dataset
     from jaxmlp.training.state import epoch_key
-    from jaxmlp.training.stream import epoch_rows
+    from jaxmlp.training.feed import epoch_rows
 
     train = load_dataset(f"npy:{spec['dir']}").train
     run = Runner(config_of(tuple(spec["hidden"]), 128, "stream"), train)
-    block(epoch_rows(run.plan, run.plan.place(epoch_key(run.train_key, 1))))  # compile the permutation's program
+    block(epoch_rows(*run_order(run.plan), run.plan.place(epoch_key(run.train_key, 1))))  # compile the permutation's program
     io_before = proc_status("/proc/self/io", "read_bytes:")
     seconds = time_call(run.epoch)
     io_after = proc_status("/proc/self/io", "read_bytes:")
