@@ -240,3 +240,29 @@ def test_predict_and_evaluate_read_a_set_on_disk_block_by_block(spiral_on_disk, 
     np.testing.assert_array_equal(jaxmlp.predict(params, disk.test, batch_size=50),
                                   jaxmlp.predict(params, SPIRAL.test.x, batch_size=50))
     assert jaxmlp.evaluate(params, disk.test, batch_size=50) == jaxmlp.evaluate(params, SPIRAL.test, batch_size=50)
+
+
+def test_the_cli_ends_a_run_whose_data_changed_in_one_line_exit_2_keeping_its_checkpoint(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """The shard is touched once epoch 1 has run; epoch 2's check ends the run: one line naming
+    the file and the checkpoint of epoch 1, which stays resumable."""
+    from jaxmlp import cli
+    from jaxmlp.training import fit as fit_module
+
+    directory = write_shards(tmp_path / "set", SPIRAL)
+    streamed_epoch = fit_module.stream_epoch
+
+    def then_touch(*args, **kwargs):
+        out = streamed_epoch(*args, **kwargs)
+        os.utime(directory / "train-00001.x.npy", ns=(1, 1))
+        return out
+
+    monkeypatch.setattr(fit_module, "stream_epoch", then_touch)
+    run_dir = tmp_path / "run"
+    code = cli.main(["train", "--dataset", f"npy:{directory}", "--data-feed", "stream", "--epochs", "3",
+                     "--checkpoint-every", "1", "--out-dir", str(run_dir), "--quiet", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "train-00001.x.npy: shard file changed since the data set was opened" in err
+    assert "the last complete checkpoint is epoch 1" in err
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["1"]

@@ -203,23 +203,23 @@ def train_begin_info(loop: Loop, progress: Progress) -> dict[str, Any]:
 
 
 def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
-    """Run 0-based `epoch` (one compiled call), update `progress.state`; its record's training
-    columns. Raises TrainingDiverged when the epoch diverged (policy.divergence; the state is then lost)."""
+    """Run 0-based `epoch` (one compiled call; a streamed epoch's chunks; an adaptive epoch's
+    segments), update `progress.state`; its record's training columns. Raises TrainingDiverged
+    when the epoch diverged (policy.divergence; the state is then lost)."""
     plan = loop.plan
     t = time.perf_counter()
     data = None if loop.feeder is None else loop.feeder.take(epoch)
     key = plan.place(epoch_key(progress.train_key, epoch))
     columns: dict[str, Any] = {}
+    samples = plan.spec.steps_per_epoch * plan.config.batch_size
     if loop.programs.stream is not None:  # chunks read from the host while the last runs (stream.py)
         loop.check_data()  # DataError when a file of the data set changed since the run started
         at_checkpoint = functools.partial(save_position, loop, progress, epoch) if loop.step_checkpointer else None
         progress.state, stats = stream_epoch(plan, loop.programs.stream, loop.read, key, progress.state, progress.resume,
                                              at_checkpoint)
         progress.resume = None
-        samples = plan.spec.steps_per_epoch * plan.config.batch_size
     elif progress.batch is None:
         progress.state, stats = loop.programs.epoch(key, progress.state, *data)
-        samples = plan.spec.steps_per_epoch * plan.config.batch_size
     else:  # the batch size moves within the epoch (adaptive_batch.py)
         run = adaptive_epoch(plan, key, progress.state, *data, progress.batch, loop.batch_cap)
         progress.state, stats, progress.batch = run.state, run.stats, run.batch
