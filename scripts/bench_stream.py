@@ -19,11 +19,13 @@ processes to leave the CPUs idle and records the cores they used meanwhile (this
    Floor: the epoch's FLOPs (6 N sum d_in d_out) at the jnp.matmul rate measured here.
    Goal: streamed >= 0.9x the resident examples/s.
 2. Larger than memory. A synthetic float32 set of --big-gb GB (default 32 GB; this VM has 24 GiB
-   of RAM) of width D = 1024 (one row = 4 KiB, one page), labels from a fixed random linear
-   teacher, written chunk by chunk with ShardWriter into a temporary directory (refused when the
-   disk has less than its size + 5 GB free; deleted afterwards, also on failure or Ctrl-C).
-   Model 1024-256-10 relu, batch 128, Adam: 1.6 MFLOP per example, so on 2 cores the one epoch
-   over the ~7.8 M rows takes minutes, not hours (the script logs its estimate from (b) first).
+   of RAM) for each width D of --big-widths (default 1024: a row is 4 KiB, one page; and 8192:
+   32 KiB), labels from a fixed random linear teacher, written chunk by chunk with ShardWriter
+   into a temporary directory (refused when the disk has less than its size + 5 GB free; deleted
+   afterwards, also on failure or Ctrl-C), one set at a time. Model D-256-10 relu, batch 128,
+   Adam (1.6 MFLOP per example at D = 1024, 12.6 at 8192), so on 2 cores the one epoch takes
+   minutes, not hours (the script logs its estimate from (b) first). A shuffled epoch reads its
+   rows at random: narrow rows ask the disk for many small reads, wide rows for fewer large ones.
    (a) the disk's sequential read rate: shard files read front to back in 8 MiB reads after
        fsync + posix_fadvise(DONTNEED) dropped them from the page cache; and, for the record, its
        random 4 KiB read rate at the queue depth ShardSet.rows keeps (32 threads of os.pread):
@@ -68,14 +70,14 @@ from _bench import (REPO, block, cpu_snapshot, environment, foreign_cores, inter
 from jaxmlp.data.shardset import READERS
 
 GB = 1e9
-FULL = dict(n_samples=None, hidden="512,512", wide_batches="8192,16384", big_gb=32.0, big_width=1024,
+FULL = dict(n_samples=None, hidden="512,512", wide_batches="8192,16384", big_gb=32.0, big_widths="1024,8192",
             big_hidden="256", subset_rows=1 << 18, epochs_timed=3, name="stream", idle_wait_s=120, window_s=5.0,
             seq_read_gb=4.0, random_read_s=5.0, matmul_n=2048, copy_mib=256)
-SMOKE = dict(n_samples=4096, hidden="32,32", wide_batches="512,1024", big_gb=0.03, big_width=256, big_hidden="32",
+SMOKE = dict(n_samples=4096, hidden="32,32", wide_batches="512,1024", big_gb=0.03, big_widths="256,512", big_hidden="32",
              subset_rows=4096, epochs_timed=2, name="/tmp/jaxmlp_stream_smoke", idle_wait_s=0, window_s=0.5,
              seq_read_gb=0.02, random_read_s=0.3, matmul_n=256, copy_mib=16)
 SPARE_DISK = 5 * GB  # what part 2 leaves free on the disk beyond its set
-BIG_ROWS_PER_SHARD = 65536  # 256 MiB shards at D = 1024
+SHARD_BYTES = 256 << 20  # part 2's shards: 65536 rows at D = 1024
 GOALS = {"page_cache": 0.9, "rss_gb": 4.0, "compute": 0.9, "disk": 0.8, "idle": 0.10}
 
 
@@ -88,6 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=None, help="where temporary shards go [the repository's parent]")
     parser.add_argument("--big-gb", type=float, default=None, help="part 2: the set's size in GB [32]")
     parser.add_argument("--big-hidden", default=None, help="part 2: hidden widths [256]")
+    parser.add_argument("--big-widths", default=None, help="part 2: the rows' widths D, a set of each [1024,8192]")
     parser.add_argument("--epochs-timed", type=int, default=None, help="timed epochs per way [3]")
     parser.add_argument("--child-stream", default=None, help=argparse.SUPPRESS)  # part 2 (c), in a child process
     args = parser.parse_args(argv)
@@ -108,12 +111,14 @@ def ints(text: str) -> tuple[int, ...]:
 class Runner:
     """One run's plan, compiled programs and state, as `fit` builds them (plan_run, run_programs);
     `epoch()` trains the next epoch (resident: one compiled call on the placed set (N, D); stream:
-    stream_epoch over chunks read by `row_reader`) and returns (state, stats) unwaited."""
+    stream_epoch over the run's chunks read by `row_reader`, ahead across epoch ends) and returns
+    (state, stats) unwaited."""
 
     def __init__(self, config, train):
         from jaxmlp.training import plan_run, run_programs
         from jaxmlp.training.feed import host_arrays, row_reader
         from jaxmlp.training.state import run_keys
+        from jaxmlp.training.stream import stream_chunks
 
         self.plan = plan_run(config, train)
         self.programs = run_programs(self.plan)
@@ -122,6 +127,8 @@ class Runner:
         self.read = row_reader(train, self.plan.config.dtype)
         streamed = self.programs.stream is not None
         self.data = None if streamed else self.plan.place(host_arrays(train, self.plan.config.dtype))
+        # stream: the run's chunks, read ahead across epoch ends as fit reads them
+        self.chunks = stream_chunks(self.plan, self.read, self.train_key, 0) if streamed else None
         self.epochs = 0
 
     @property
@@ -133,12 +140,12 @@ class Runner:
         from jaxmlp.training.state import epoch_key
         from jaxmlp.training.stream import stream_epoch
 
-        key = self.plan.place(epoch_key(self.train_key, self.epochs))
-        self.epochs += 1
+        epoch, self.epochs = self.epochs, self.epochs + 1
         if self.programs.stream is not None:
-            self.state, stats = stream_epoch(self.plan, self.programs.stream, self.read, key, self.state)
+            self.state, stats = stream_epoch(self.plan, self.programs.stream, self.chunks, epoch, self.state)
         else:
-            self.state, stats = self.programs.epoch(key, self.state, *self.data)
+            self.state, stats = self.programs.epoch(self.plan.place(epoch_key(self.train_key, epoch)), self.state,
+                                                    *self.data)
         return self.state, stats
 
 
@@ -176,7 +183,7 @@ def matmul_rate(n: int, repeats: int = 5) -> float:
 
 
 # --- data sets on disk ---------------------------------------------------------------------------------
-def write_shards(directory: Path, chunks, num_classes: int, rows_per_shard: int = BIG_ROWS_PER_SHARD) -> None:
+def write_shards(directory: Path, chunks, num_classes: int, rows_per_shard: int) -> None:
     """ShardWriter npy shards of the train split from `chunks`: (x (m, D) float32, y (m,) int) pairs."""
     from jaxmlp.data.manifest import ShardWriter
 
@@ -437,12 +444,13 @@ def checked_disk(args, size: int) -> dict:
     return {"free_bytes": free, "work_dir": str(args.work_dir)}
 
 
-def big_part(args) -> dict:
-    """(a) disk rate, (b) resident compute rate, (c) one streamed epoch over a set larger than RAM."""
-    width, hidden = args.big_width, ints(args.big_hidden)
+def big_part(args, width: int) -> dict:
+    """(a) disk rate, (b) resident compute rate, (c) one streamed epoch over a set larger than RAM,
+    its rows `width` float32 features."""
+    hidden = ints(args.big_hidden)
     rows = int(args.big_gb * GB) // (4 * width)
     disk = checked_disk(args, rows * 4 * width)
-    shard_rows = BIG_ROWS_PER_SHARD if not args.smoke else 2048
+    shard_rows = SHARD_BYTES // (4 * width) if not args.smoke else 2048
     with temporary_dir(args.work_dir, "jaxmlp_stream_big_") as directory:
         log(f"big set: writing {rows:,} rows x {width} float32 ({rows * 4 * width / GB:.1f} GB) to {directory}")
         t0 = time.perf_counter()
@@ -504,18 +512,19 @@ def wide_rows(part: dict, label: str) -> list[list]:
 def big_rows(part: dict) -> list[list]:
     s, r, seq = part["streamed"], part["resident_subset"], part["sequential_read"]["bytes_per_s"]
     rss = s["vm_hwm_bytes"] / GB
-    rows = [["2 larger than memory", f"peak RSS <= {GOALS['rss_gb']:.0f} GB",
+    label = f"2 larger than memory, D = {part['width']}"
+    rows = [[label, f"peak RSS <= {GOALS['rss_gb']:.0f} GB",
              f"{rss:.2f} GB (set {part['set_bytes'] / GB:.1f} GB, RAM {(part['ram_bytes'] or 0) / GB:.1f} GB)",
              verdict(rss, GOALS["rss_gb"], False, "{:.2f} GB")]]
     io = f"; {s['read_bytes'] / s['seconds'] / 1e6:,.0f} MB/s read from storage" if s["read_bytes"] is not None else ""
     if part["disk_bound"]:
         ratio = s["delivered_bytes_per_s"] / seq
-        rows.append(["2 larger than memory (disk-bound)", f">= {GOALS['disk']}x the disk's sequential read rate",
+        rows.append([f"{label} (disk-bound)", f">= {GOALS['disk']}x the disk's sequential read rate",
                      f"{ratio:.3f}x ({s['delivered_bytes_per_s'] / 1e6:,.0f} vs {seq / 1e6:,.0f} MB/s{io}; "
                      f"{s['seconds']:.0f} s epoch)", verdict(ratio, GOALS["disk"], True)])
     else:
         ratio = s["examples_per_s"] / r["examples_per_s"]
-        rows.append(["2 larger than memory (compute-bound)", f">= {GOALS['compute']}x the resident compute rate",
+        rows.append([f"{label} (compute-bound)", f">= {GOALS['compute']}x the resident compute rate",
                      f"{ratio:.3f}x ({s['examples_per_s']:,.0f} vs {r['examples_per_s']:,.0f} ex/s{io}; "
                      f"{s['seconds']:.0f} s epoch)", verdict(ratio, GOALS["compute"], True)])
     return rows
@@ -525,8 +534,8 @@ def table_rows(record: dict) -> list[list]:
     rows = []
     if "page_cache" in record:
         rows += page_cache_rows(record["page_cache"], "1 page cache")
-    if "big" in record:
-        rows += big_rows(record["big"])
+    for big in record.get("big", []):
+        rows += big_rows(big)
     if "wide" in record:
         rows += wide_rows(record["wide"], "3 wide batches")
     if "gpu" in record:
@@ -541,15 +550,15 @@ def notes(record: dict) -> str:
     text = ("Epoch times only (compiles, writing and reading shards outside them), block_until_ready, a warm-up "
             "epoch first, medians of the timed epochs, the ways interleaved in one process. The 'other cores' "
             "other processes kept busy during each timing are in the JSON (this VM is shared).")
-    if "big" in record:
-        big = record["big"]
-        text += (f" Part 2: {big['rows']:,} rows of {big['width']} float32 features, model {big['sizes']}, batch 128; "
-                 f"the goal that applies is the {'disk' if big['disk_bound'] else 'compute'} one: the resident rate "
-                 f"needs {big['needed_bytes_per_s'] / 1e6:,.0f} MB/s, the disk reads "
+    for big in record.get("big", []):
+        text += (f" Part 2, D = {big['width']}: {big['rows']:,} rows of {big['width']} float32 features "
+                 f"({4 * big['width']:,} bytes a row), model {big['sizes']}, batch 128; the goal that applies is the "
+                 f"{'disk' if big['disk_bound'] else 'compute'} one: the resident rate needs "
+                 f"{big['needed_bytes_per_s'] / 1e6:,.0f} MB/s, the disk reads "
                  f"{big['sequential_read']['bytes_per_s'] / 1e6:,.0f} MB/s sequentially and "
                  f"{big['random_read']['bytes_per_s'] / 1e6:,.0f} MB/s in random 4 KiB reads at queue depth "
                  f"{big['random_read']['threads']} (the rows of a shuffled epoch are random reads: that rate, not "
-                 "the sequential one, bounds the streamed epoch). Writing the set took "
+                 "the sequential one, bounds the streamed epoch of narrow rows). Writing the set took "
                  f"{big['write_s']:.0f} s (two statistics passes included).")
     return text
 
@@ -568,7 +577,7 @@ def run_parts(args) -> dict:
                 out["gpu"] = {"copy": copy_rate(args.copy_mib), "page_cache": page_cache_part(args, train, streamed),
                               "wide": wide_part(args, streamed)}
     if 2 in args.parts:
-        out["big"] = big_part(args)
+        out["big"] = [big_part(args, width) for width in ints(args.big_widths)]
     return out
 
 

@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
-from typing import Callable, Iterator, NamedTuple
+import itertools
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -35,16 +37,16 @@ def feed_rows(dp: parallel.DataParallel | None, read: Callable, rows: np.ndarray
     return dp.feed(read, rows)
 
 
-def prefetched(make: Callable[..., tuple], calls: list[tuple]) -> Iterator[tuple]:
-    """make(*args) for every args of `calls`, in order, PREFETCH calls ahead on a worker thread:
-    numpy's gather and the transfer release the GIL, so the host reads and sends the next
-    chunk or batch while the devices run the last."""
+def prefetched(make: Callable[..., tuple], calls: Iterable[tuple]) -> Iterator[tuple]:
+    """make(*args) for every args of `calls` (an iterable, drawn as it goes), in order, PREFETCH
+    calls ahead on a worker thread: numpy's gather and the transfer release the GIL, so the host
+    reads and sends the next chunk or batch while the devices run the last."""
+    calls = iter(calls)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-feed") as pool:
-        pending = [pool.submit(make, *args) for args in calls[:PREFETCH]]
-        for i in range(len(calls)):
-            ready = pending.pop(0).result()
-            if i + PREFETCH < len(calls):
-                pending.append(pool.submit(make, *calls[i + PREFETCH]))
+        pending = collections.deque(pool.submit(make, *args) for args in itertools.islice(calls, PREFETCH))
+        while pending:
+            ready = pending.popleft().result()
+            pending.extend(pool.submit(make, *args) for args in itertools.islice(calls, 1))
             yield ready
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ from jaxmlp.training.plan import Plan, check_plan, plan_run
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.programs import Programs, run_programs
 from jaxmlp.training.state import TrainState, epoch_key, run_keys
-from jaxmlp.training.stream import Resume, stream_epoch
+from jaxmlp.training.stream import Chunk, Resume, stream_chunks, stream_epoch
 from jaxmlp.types import Array
 
 
@@ -53,6 +53,7 @@ class Progress:
     best_params: Params | None = None  # restore_best: the params of the best val-loss epoch
     batch: BatchState | None = None  # adaptive_batch: the batch schedule's state
     resume: Resume | None = None  # stream: where a mid-epoch checkpoint left the first epoch
+    chunks: Iterator[Chunk] | None = None  # stream: the run's chunks, read ahead (stream.stream_chunks)
     zero_score: Callable[[], float] = lambda: 0.0  # the loss of all-zero scores (zero_score_loss): a divergence reference
 
 
@@ -131,9 +132,20 @@ def fit(config: TrainConfig | Plan, train, val=None, test=None, *, callbacks: Se
 
 def train_epochs(loop: Loop, progress: Progress) -> None:
     """The epochs from `progress.start_epoch`: train, evaluate, audit, decide, save, report."""
-    config = loop.plan.config
     if loop.feeder is not None:
         loop.feeder.start(progress.start_epoch)
+    if loop.programs.stream is not None:
+        position = 0 if progress.resume is None else progress.resume.position
+        progress.chunks = stream_chunks(loop.plan, loop.read, progress.train_key, progress.start_epoch, position)
+    try:
+        _train_epochs(loop, progress)
+    finally:
+        if progress.chunks is not None:
+            progress.chunks.close()  # an early stop or a failure: the reads ahead end here
+
+
+def _train_epochs(loop: Loop, progress: Progress) -> None:
+    config = loop.plan.config
     for epoch in range(progress.start_epoch, config.epochs):
         record = run_epoch(loop, progress, epoch)
         record.update(evaluate_epoch(loop, progress.state.params, epoch))
@@ -215,8 +227,8 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
     if loop.programs.stream is not None:  # chunks read from the host while the last runs (stream.py)
         loop.check_data()  # DataError when a file of the data set changed since the run started
         at_checkpoint = functools.partial(save_position, loop, progress, epoch) if loop.step_checkpointer else None
-        progress.state, stats = stream_epoch(plan, loop.programs.stream, loop.read, key, progress.state, progress.resume,
-                                             at_checkpoint)
+        progress.state, stats = stream_epoch(plan, loop.programs.stream, progress.chunks, epoch, progress.state,
+                                             progress.resume, at_checkpoint)
         progress.resume = None
     elif progress.batch is None:
         progress.state, stats = loop.programs.epoch(key, progress.state, *data)

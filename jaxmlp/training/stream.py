@@ -1,9 +1,10 @@
-"""A streamed epoch: the training rows stay on the host (a data set on disk, `data.streamed`) and
+"""Streamed epochs: the training rows stay on the host (a data set on disk, `data.streamed`) and
 reach the devices in chunks of k steps, gathered and sent by a background worker while the
-previous chunk's scan runs.
+previous chunk's scan runs, across epoch ends too (`stream_chunks`).
 
     epoch e:  rows (S, B) = epoch_order(epoch_key(train_key, e))    the resident path's permutation
-              chunk [a, b): worker: x, y = read(rows[a:b]); device_put   (while chunk [.., a) runs)
+              chunk [a, b): worker: x, y = read(rows[a:b]); device_put   (while chunk [.., a) runs,
+                            the last chunk of epoch e - 1 for a = 0)
                             device: carry = scan(step, carry, steps a..b-1)
               end:          epoch_end(carry) -> (TrainState, EpochStats)
 
@@ -12,10 +13,14 @@ the resident epoch, and the step is the same function: a streamed run equals the
 bit for bit (tests/test_stream.py). k is `plan.chunk_steps` (memory.chunk_steps: the steps whose
 minibatches fill CHUNK_BYTES); chunks are also cut at the steps where a mid-epoch checkpoint
 falls (`checkpoint_every_steps`), so the carry is on the host's hands exactly there.
+
+The worker draws each epoch's permutation on this process's own default device from an
+unreplicated key: a program of its own, never one that spans the processes of a multi-host run,
+whose programs must start in the same order everywhere (the main thread's alone do).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -23,7 +28,7 @@ import numpy as np
 from jaxmlp.training.feed import EpochRows, epoch_rows, feed_rows, prefetched
 from jaxmlp.training.plan import Plan
 from jaxmlp.training.programs import StreamPrograms
-from jaxmlp.training.state import EpochStats, TrainState
+from jaxmlp.training.state import EpochStats, TrainState, epoch_key
 from jaxmlp.types import Array
 
 
@@ -46,6 +51,40 @@ def chunk_bounds(steps: int, k: int, start: int = 0, every: int = 0, step0: int 
     return list(zip(edges[:-1], edges[1:]))
 
 
+class Chunk(NamedTuple):
+    """Steps [a, b) of 0-based `epoch`, their inputs (index (k,), x, y, keys (k,)) on the devices."""
+
+    epoch: int
+    a: int
+    b: int
+    inputs: tuple
+
+
+def chunk_schedule(plan: Plan, start_epoch: int, position: int = 0) -> Iterator[tuple[int, int, int]]:
+    """(epoch, a, b) of every chunk of the run from step `position` of 0-based `start_epoch` on."""
+    config, steps = plan.config, plan.spec.steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
+        start = position if epoch == start_epoch else 0
+        for a, b in chunk_bounds(steps, plan.chunk_steps, start, config.checkpoint_every_steps, epoch * steps):
+            yield epoch, a, b
+
+
+def stream_chunks(plan: Plan, read: Callable, train_key: Array, start_epoch: int, position: int = 0
+                  ) -> Iterator[Chunk]:
+    """Every Chunk of the run from (start_epoch, position) on, read by `read(rows) -> (x, y)` and
+    sent PREFETCH chunks ahead of the one running, across epoch ends."""
+    config, orders = plan.config, {}
+
+    def make(epoch: int, a: int, b: int) -> Chunk:  # on the worker thread, one chunk after another
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = epoch_rows(plan.spec.n_train, config.batch_size, config.accumulate,
+                                       epoch_key(train_key, epoch))
+        return Chunk(epoch, a, b, chunk_inputs(plan, read, orders[epoch], a, b))
+
+    return prefetched(make, chunk_schedule(plan, start_epoch, position))
+
+
 def chunk_inputs(plan: Plan, read: Callable, order: EpochRows, a: int, b: int):
     """Steps [a, b)'s (index (k,), x, y, keys (k,)) on the devices: each process reads only its
     own rows of every minibatch (parallel.DataParallel.feed)."""
@@ -55,26 +94,25 @@ def chunk_inputs(plan: Plan, read: Callable, order: EpochRows, a: int, b: int):
     return (plan.place(index), x, y, plan.place(keys))
 
 
-def stream_epoch(plan: Plan, programs: StreamPrograms, read: Callable, key: Array, state: TrainState,
+def stream_epoch(plan: Plan, programs: StreamPrograms, chunks: Iterator[Chunk], epoch: int, state: TrainState,
                  resume: Resume | None = None, at_checkpoint: Callable | None = None
                  ) -> tuple[TrainState, EpochStats]:
-    """One streamed epoch from `state` (its start; on a resume, the state a mid-epoch checkpoint
-    saved, whose step counts the epoch's done steps). read(rows) -> (x, y) host arrays in the
-    run's dtype. at_checkpoint(position, carry): called where `checkpoint_every_steps` cuts the
-    epoch, after the chunk before it has run (the carry is then final for those steps)."""
-    config, steps = plan.config, plan.spec.steps_per_epoch
+    """0-based `epoch`, streamed from `state` (its start; on a resume, the state a mid-epoch
+    checkpoint saved, whose step counts the epoch's done steps), its chunks taken from `chunks`
+    (stream_chunks). at_checkpoint(position, carry): called where `checkpoint_every_steps` cuts
+    the epoch, after the chunk before it has run (the carry is then final for those steps)."""
+    steps, every = plan.spec.steps_per_epoch, plan.config.checkpoint_every_steps
     position = 0 if resume is None else resume.position
     start_state = state._replace(step=state.step - position)  # the epoch's first step, as epoch_end counts
     carry = programs.start(start_state)
     if resume is not None:
         carry = carry._replace(loss_sum=plan.place(np.float32(resume.loss_sum)),
                                first_loss=plan.place(np.float32(resume.first_loss)))
-    order = epoch_rows(plan.spec.n_train, config.batch_size, config.accumulate, key)
-    every = config.checkpoint_every_steps if at_checkpoint is not None else 0
-    step0 = int(start_state.step)
-    bounds = chunk_bounds(steps, plan.chunk_steps, position, every, step0)
-    for (a, b), inputs in zip(bounds, prefetched(lambda a, b: chunk_inputs(plan, read, order, a, b), bounds)):
-        carry = programs.chunk(carry, *inputs)
-        if every and b < steps and (step0 + b) % every == 0:
+    b = position
+    while b < steps:
+        chunk = next(chunks)
+        assert (chunk.epoch, chunk.a) == (epoch, b), "the chunks and the epochs went out of step"
+        carry, b = programs.chunk(carry, *chunk.inputs), chunk.b
+        if at_checkpoint is not None and every and b < steps and (epoch * steps + b) % every == 0:
             at_checkpoint(b, carry)
     return programs.end(start_state, carry)
