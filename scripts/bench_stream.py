@@ -277,7 +277,7 @@ def mnist_sets(args):
 
     train = load_dataset("mnist", data_dir=args.data_dir, n_samples=args.n_samples).train
     with temporary_dir(args.work_dir, "jaxmlp_stream_mnist_") as directory:
-        write_shards(directory, [(train.x, train.y)], num_classes=10)
+        write_shards(directory, [(train.x, train.y)], 10, SHARD_BYTES // (4 * train.num_features))
         streamed = load_dataset(f"npy:{directory}").train
         streamed.load()  # every shard read once: in the page cache now
         yield train, streamed
