@@ -152,5 +152,6 @@ def test_bench_stream_smoke_runs_every_part(child_env, tmp_path):
     record = json.loads(Path("/tmp/jaxmlp_stream_smoke.json").read_text())
     assert {"page_cache", "big", "wide", "gpu"} <= set(record)
     assert record["page_cache"]["bit_identical_params"] and record["gpu"]["page_cache"]["bit_identical_params"]
-    assert record["big"]["streamed"]["examples"] > 0 and record["big"]["streamed"]["vm_hwm_bytes"] > 0
+    assert [big["width"] for big in record["big"]] == [256, 512]
+    assert all(big["streamed"]["examples"] > 0 and big["streamed"]["vm_hwm_bytes"] > 0 for big in record["big"])
     assert "| 1 page cache |" in r.stdout and list(tmp_path.iterdir()) == []  # the shards are gone
