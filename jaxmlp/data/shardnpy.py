@@ -5,8 +5,9 @@ larger than memory, so after every gather the touched pages are dropped from the
 (madvise MADV_DONTNEED): they stay in the kernel's page cache but leave this process's RSS.
 Each file is mapped twice: a sparse gather (a training chunk's random rows, a few per 4 KiB
 page) reads through a MADV_RANDOM mapping, so a page fault reads that page alone and not the
-kernel's readahead window around it (which read the whole file for a few hundred rows); a dense
-one (statistics blocks, `load`, evaluation) through the default mapping, with readahead.
+kernel's readahead window around it (which read the whole file for a few hundred rows), or, for
+rows of PREAD_BYTES and more, with one os.preadv a row; a dense one (statistics blocks, `load`,
+evaluation) through the default mapping, with readahead.
 The writer pads the header to a page (still a version 1.0 .npy that np.load reads), so row 0
 starts on a page and a row of 4 KiB (D = 1024 float32) is one page read, not two.
 """
@@ -27,6 +28,10 @@ from jaxmlp.data.shardlayout import Layout, ShardFile, finished_file
 
 NPY_ALIGN = 4096  # the written header's length is a multiple of this: rows start on a page
 SPARSE = 8  # a gather is sparse when its rows fill less than 1/SPARSE of the bytes they span
+# Sparse rows this wide are read one request a row (os.preadv): through the mapping each of their
+# pages would be a request of its own. Narrower rows fault in through a MADV_RANDOM mapping, inside
+# numpy's gather, which holds no GIL between the rows (a Python call a row would, for 4 KiB each).
+PREAD_BYTES = 4 * mmap.PAGESIZE
 
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -53,13 +58,31 @@ class MappedNpy:
         self._sparse_array = sparse.reshape(self.array.shape)  # the same bytes, read without readahead
 
     def take(self, local: np.ndarray) -> np.ndarray:
-        """Rows `local` (k,) sorted ascending, copied out; their pages then leave this process."""
+        """Rows `local` (k,) sorted ascending, copied out; the pages they were read through then
+        leave this process. Sparse rows of PREAD_BYTES or more are read row by row (`_read_rows`)."""
         start = self._offset + int(local[0]) * self._row_bytes
         start -= start % mmap.PAGESIZE  # madvise wants a page-aligned start
         stop = self._offset + (int(local[-1]) + 1) * self._row_bytes
         sparse = SPARSE * len(local) * self._row_bytes < stop - start
+        if sparse and self._row_bytes >= PREAD_BYTES:
+            return self._read_rows(local)
         out = (self._sparse_array if sparse else self.array)[local]  # (k, *row_shape)
         (self._sparse_map if sparse else self._map).madvise(mmap.MADV_DONTNEED, start, stop - start)
+        return out
+
+    def _read_rows(self, local: np.ndarray) -> np.ndarray:
+        """Rows `local` (k,), one os.preadv of a row's bytes each into the output: the disk is
+        asked for exactly those bytes in one request a row (a page fault asks for 4 KiB at a
+        time, so a 32 KiB row took 8 requests), and no page of the file enters this process."""
+        out = np.empty((len(local), *self.array.shape[1:]), self.array.dtype)  # (k, *row_shape)
+        view, size = memoryview(out.reshape(-1).view(np.uint8)), self._row_bytes
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)  # per call: a set of many shards holds no descriptors
+        try:
+            for i, row in enumerate(local.tolist()):
+                if os.preadv(fd, [view[i * size:(i + 1) * size]], self._offset + row * size) != size:
+                    raise DataError(f"{self.path}: row {row} could not be read whole (the file was cut short?)")
+        finally:
+            os.close(fd)
         return out
 
 
