@@ -331,3 +331,21 @@ def test_reading_a_set_larger_than_the_allowed_rss_growth_leaves_no_pages_reside
         peak = max(peak, _rss_bytes() - before)
     assert total == pytest.approx(rows // len(chunk) * float(chunk[:, 1].sum()))  # every row was read
     assert peak < 100 * 2**20, f"RSS grew by {peak / 2**20:.0f} MiB while reading a 200 MB set"
+
+
+def test_wide_sparse_rows_are_read_a_row_a_request_and_a_cut_file_is_named(tmp_path):
+    """Rows of 16 KiB (PREAD_BYTES): a sparse gather reads each with os.preadv, not the mapping."""
+    from jaxmlp.data import shardnpy
+
+    x, y = arrays(shape=(4096,))
+    assert x.shape[1] * 4 >= shardnpy.PREAD_BYTES
+    write_set(tmp_path, x, y)
+    ds = open_streamed(tmp_path)
+    rows = np.array([200, 3, 60, 3, 131])  # a few rows of each 64-row shard: sparse
+    got_x, got_y = ds.rows(rows)
+    np.testing.assert_array_equal(got_x, x[rows])
+    np.testing.assert_array_equal(got_y, y[rows])
+    path = tmp_path / "train-00000.x.npy"
+    with open(path, "r+b") as f:  # cut short after the set was opened
+        f.truncate(path.stat().st_size - 4 * 4096 * 10)
+    one_line_error(lambda: ds.rows(np.array([5, 60])), path, "could not be read whole")
