@@ -72,10 +72,10 @@ from jaxmlp.data.shardset import READERS
 GB = 1e9
 FULL = dict(n_samples=None, hidden="512,512", wide_batches="8192,16384", big_gb=32.0, big_widths="1024,8192",
             big_hidden="256", subset_rows=1 << 18, epochs_timed=3, name="stream", idle_wait_s=120, window_s=5.0,
-            seq_read_gb=4.0, random_read_s=5.0, matmul_n=2048, copy_mib=256)
+            seq_read_gb=4.0, random_read_s=5.0, matmul_n=2048, copy_mib=256, reader_chunks=8)
 SMOKE = dict(n_samples=4096, hidden="32,32", wide_batches="512,1024", big_gb=0.03, big_widths="256,512", big_hidden="32",
              subset_rows=4096, epochs_timed=2, name="/tmp/jaxmlp_stream_smoke", idle_wait_s=0, window_s=0.5,
-             seq_read_gb=0.02, random_read_s=0.3, matmul_n=256, copy_mib=16)
+             seq_read_gb=0.02, random_read_s=0.3, matmul_n=256, copy_mib=16, reader_chunks=2)
 SPARE_DISK = 5 * GB  # what part 2 leaves free on the disk beyond its set
 SHARD_BYTES = 256 << 20  # part 2's shards: 65536 rows at D = 1024
 GOALS = {"page_cache": 0.9, "rss_gb": 4.0, "compute": 0.9, "disk": 0.8, "idle": 0.10}
@@ -226,6 +226,32 @@ def sequential_read(files, limit_bytes: float, block_bytes: int = 8 << 20) -> di
     drop_cached(files)
     storage = None if io_before is None or io_after is None else io_after - io_before  # ~done: not from the cache
     return {"bytes": done, "seconds": seconds, "bytes_per_s": done / seconds, "storage_read_bytes": storage}
+
+
+def chunk_steps_of(width: int, batch: int = 128) -> int:
+    """k, the steps of a streamed chunk of rows of `width` float32 features and an int32 label
+    (memory.chunk_steps, for an epoch longer than a chunk)."""
+    from jaxmlp.training.memory import CHUNK_BYTES
+
+    return max(1, CHUNK_BYTES // (batch * 4 * (width + 1)))
+
+
+def reader_alone(directory: Path, files, chunk_rows: int, chunks: int) -> dict:
+    """The reader by itself, no training beside it: `ShardSet.rows` (through StreamedDataset.rows)
+    of `chunks` chunks of `chunk_rows` rows drawn from one random permutation of the cold set, as a
+    streamed epoch reads them; rows/s."""
+    from jaxmlp import load_dataset
+
+    drop_cached(files)
+    train = load_dataset(f"npy:{directory}").train
+    chunk_rows = min(chunk_rows, len(train) // chunks)  # (a smoke run's set is smaller than the chunks)
+    order = np.random.default_rng(0).permutation(len(train))[:chunks * chunk_rows].reshape(chunks, chunk_rows)
+    start = time.perf_counter()
+    for rows in order:
+        train.rows(rows)
+    elapsed = time.perf_counter() - start
+    drop_cached(files)
+    return {"chunk_rows": chunk_rows, "chunks": chunks, "seconds": elapsed, "rows_per_s": order.size / elapsed}
 
 
 def random_read(files, seconds: float, threads: int) -> dict:
@@ -460,6 +486,9 @@ def big_part(args, width: int) -> dict:
         random = random_read(shard_files(directory), args.random_read_s, READERS)
         log(f"disk: sequential read {sequential['bytes_per_s'] / 1e6:.0f} MB/s; random 4 KiB reads "
             f"{random['reads_per_s']:,.0f}/s ({random['bytes_per_s'] / 1e6:.0f} MB/s) at queue depth {READERS}")
+        chunk_rows = chunk_steps_of(width) * 128
+        alone = reader_alone(directory, shard_files(directory), chunk_rows, args.reader_chunks)
+        log(f"reader alone: {alone['rows_per_s']:,.0f} rows/s in chunks of {chunk_rows} random rows")
         resident = subset_rate(args, width, hidden)
         log(f"resident compute rate {resident['examples_per_s']:.0f} ex/s: the streamed epoch would take "
             f"{rows / resident['examples_per_s'] / 60:.1f} min at that rate")
@@ -470,7 +499,8 @@ def big_part(args, width: int) -> dict:
         f"{streamed['delivered_bytes_per_s'] / 1e6:.0f} MB/s delivered, peak RSS {streamed['vm_hwm_bytes'] / GB:.2f} GB")
     return {"rows": rows, "width": width, "sizes": (width, *hidden, 10), "set_bytes": rows * 4 * width,
             "ram_bytes": memory_total(), "disk": disk, "write_s": write_s, "shard_rows": shard_rows,
-            "sequential_read": sequential, "random_read": random, "resident_subset": resident, "streamed": streamed,
+            "sequential_read": sequential, "random_read": random, "reader_alone": alone, "resident_subset": resident,
+            "streamed": streamed,
             "needed_bytes_per_s": needed, "disk_bound": needed > sequential["bytes_per_s"]}
 
 
@@ -546,6 +576,11 @@ def table_rows(record: dict) -> list[list]:
     return rows
 
 
+def serial_rate(big: dict) -> float:
+    """Examples/s of reading (the reader alone) and computing (the resident subset) one after the other."""
+    return 1 / (1 / big["reader_alone"]["rows_per_s"] + 1 / big["resident_subset"]["examples_per_s"])
+
+
 def notes(record: dict) -> str:
     text = ("Epoch times only (compiles, writing and reading shards outside them), block_until_ready, a warm-up "
             "epoch first, medians of the timed epochs, the ways interleaved in one process. The 'other cores' "
@@ -558,7 +593,10 @@ def notes(record: dict) -> str:
                  f"{big['sequential_read']['bytes_per_s'] / 1e6:,.0f} MB/s sequentially and "
                  f"{big['random_read']['bytes_per_s'] / 1e6:,.0f} MB/s in random 4 KiB reads at queue depth "
                  f"{big['random_read']['threads']} (the rows of a shuffled epoch are random reads: that rate, not "
-                 "the sequential one, bounds the streamed epoch of narrow rows). Writing the set took "
+                 "the sequential one, bounds the streamed epoch of narrow rows). The reader alone (ShardSet.rows, "
+                 f"no training beside it) gathered {big['reader_alone']['rows_per_s']:,.0f} random rows a second; "
+                 "reading and computing one after the other would give 1 / (1 / that + 1 / the resident rate) = "
+                 f"{serial_rate(big):,.0f} examples/s. Writing the set took "
                  f"{big['write_s']:.0f} s (two statistics passes included).")
     return text
 

@@ -38,12 +38,12 @@ def test_field_kinds_match_the_lists_they_replace():
     assert HOST_ONLY_FIELDS == {"dataset", "data_dir", "download", "n_samples", "val_fraction", "standardize",
                                 "data_seed", "label_column", "seed", "eval_every", "eval_train", "track_activations",
                                 "eval_batch_size", "patience", "min_delta", "restore_best", "checkpoint_every",
-                                "keep_checkpoints", "out_dir", "data_feed", "task", "download_timeout",
+                                "checkpoint_every_steps", "keep_checkpoints", "out_dir", "data_feed", "task", "download_timeout",
                                 "divergence_factor", "audit_every", "audit_strict"}
     assert PER_HOST_FIELDS == {"data_dir", "download", "out_dir", "download_timeout"}
     assert AUTO_FIELDS == {"val_fraction", "patience", "restore_best"}
     assert RESUMABLE == {"epochs", "eval_every", "eval_train", "track_activations", "eval_batch_size",
-                         "checkpoint_every", "keep_checkpoints", "patience", "min_delta", "data_dir", "download",
+                         "checkpoint_every", "checkpoint_every_steps", "keep_checkpoints", "patience", "min_delta", "data_dir", "download",
                          "devices", "data_feed", "download_timeout", "divergence_factor", "audit_every",
                          "audit_strict"}
 
