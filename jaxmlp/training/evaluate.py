@@ -12,6 +12,7 @@ data-parallel mesh every batch is split over the devices.
 """
 from __future__ import annotations
 
+import collections
 import time
 from typing import Callable, NamedTuple
 
@@ -26,7 +27,7 @@ from jaxmlp.batching import batch_rows, pad_rows
 from jaxmlp.config import TrainConfig
 from jaxmlp.losses import Loss, get_loss, loss_for, predict_classes
 from jaxmlp.mlp import Params, mlp_apply
-from jaxmlp.training.feed import array_reader, feed_rows, host_arrays, prefetched, row_reader
+from jaxmlp.training.feed import PREFETCH, array_reader, feed_rows, host_arrays, prefetched, row_reader
 from jaxmlp.training.plan import Plan
 from jaxmlp.training.programs import cached, compiled, program
 from jaxmlp.types import Array
@@ -96,10 +97,16 @@ class StreamedBatches:
 
 def fold_batches(program: Callable, acc, params: Params, data: EvalSet, *extra, gather: Callable | None = None):
     """Run `program(params, acc, x_i, y_i, valid_i, *extra) -> acc` over the batches of `data`
-    from the host; a resident EvalSet's batches are gathered by `gather(x, y, rows_i)` first."""
+    from the host; a resident EvalSet's batches are gathered by `gather(x, y, rows_i)` first. At
+    most PREFETCH batches are queued on the devices: dispatch is asynchronous, and batches read
+    from disk (StreamedBatches) would otherwise be read and queued as fast as the host can."""
+    queued = collections.deque()
     for batch in data.batches:
         xi, yi, valid = (*gather(*data.source, batch[0]), batch[1]) if data.source is not None else batch
         acc = program(params, acc, xi, yi, valid, *extra)
+        queued.append(acc)
+        if len(queued) > PREFETCH:
+            jax.block_until_ready(queued.popleft())
     return acc
 
 

@@ -112,7 +112,9 @@ def stream_epoch(plan: Plan, programs: StreamPrograms, chunks: Iterator[Chunk], 
     while b < steps:
         chunk = next(chunks)
         assert (chunk.epoch, chunk.a) == (epoch, b), "the chunks and the epochs went out of step"
-        carry, b = programs.chunk(carry, *chunk.inputs), chunk.b
+        # the last chunk done first: dispatch is asynchronous, and without this wait the host would
+        # read and queue chunks as fast as it can, holding all of them (the set, on a long epoch)
+        carry, b = programs.chunk(jax.block_until_ready(carry), *chunk.inputs), chunk.b
         if at_checkpoint is not None and every and b < steps and (epoch * steps + b) % every == 0:
             at_checkpoint(b, carry)
     return programs.end(start_state, carry)
