@@ -97,14 +97,14 @@ class StreamedBatches:
 
 def fold_batches(program: Callable, acc, params: Params, data: EvalSet, *extra, gather: Callable | None = None):
     """Run `program(params, acc, x_i, y_i, valid_i, *extra) -> acc` over the batches of `data`
-    from the host; a resident EvalSet's batches are gathered by `gather(x, y, rows_i)` first. At
-    most PREFETCH batches are queued on the devices: dispatch is asynchronous, and batches read
-    from disk (StreamedBatches) would otherwise be read and queued as fast as the host can."""
-    queued = collections.deque()
+    from the host; a resident EvalSet's batches are gathered by `gather(x, y, rows_i)` first. Of
+    batches read from disk (StreamedBatches) at most PREFETCH are queued on the devices: dispatch
+    is asynchronous, and they would otherwise be read and queued as fast as the host can."""
+    queued, streamed = collections.deque(), isinstance(data.batches, StreamedBatches)
     for batch in data.batches:
         xi, yi, valid = (*gather(*data.source, batch[0]), batch[1]) if data.source is not None else batch
         acc = program(params, acc, xi, yi, valid, *extra)
-        queued.append(acc)
+        queued.extend([acc] if streamed else [])
         if len(queued) > PREFETCH:
             jax.block_until_ready(queued.popleft())
     return acc
