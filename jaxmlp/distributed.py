@@ -19,10 +19,12 @@ import sys
 import threading
 import typing
 import zlib
+from typing import Callable
 
 import jax
 import numpy as np
 
+from jaxmlp import peerwatch
 from jaxmlp.config import DISTRIBUTED_TIMEOUT, PER_HOST_FIELDS
 
 EXIT_TIMEOUT = 1  # exit status of a process whose peers did not join in time
@@ -74,8 +76,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     process with a fatal abort (SIGABRT and a C++ stack trace, which Python cannot catch). With
     `exit_on_timeout` a watchdog ends it first, with one clear line on stderr and exit status
     EXIT_TIMEOUT; JAX's own deadline (a few seconds later) stays as the backstop. Errors that
-    JAX raises as exceptions become DistributedError. `timeout` is also the heartbeat timeout:
-    a run whose peer dies (or stops answering) ends within about that long, never hangs.
+    JAX raises as exceptions become DistributedError. With `exit_on_timeout`, a peer that dies,
+    stops or becomes unreachable later ends this process within `timeout` too, in one line
+    (peerwatch.py; what the line says: `on_peer_lost`), before XLA's heartbeat monitor (set a few
+    seconds later) would abort it; without, that monitor ends the process after `timeout`.
     """
     settings = distributed_settings(coordinator, num_processes, process_id)
     if settings is None or settings[1] == 1:
@@ -88,8 +92,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     _use_gloo_on_cpu()
     seconds = max(1, int(round(timeout)))
     backstop = seconds + 5 if exit_on_timeout else seconds
+    watch = exit_on_timeout and peerwatch.supported()
+    heartbeat = 2 * seconds if watch else seconds  # XLA's monitor: the peer watch's backstop
     wanted = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
-                  initialization_timeout=backstop, heartbeat_timeout_seconds=seconds,
+                  initialization_timeout=backstop, heartbeat_timeout_seconds=heartbeat,
                   shutdown_timeout_seconds=seconds)
     accepted = inspect.signature(jax.distributed.initialize).parameters
     problem = (f"process {process_id} of {num_processes} could not join the run at {coordinator} within "
@@ -106,7 +112,26 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         raise DistributedError(f"{problem} ({' '.join(str(exc).split())[:300]})") from None
     finally:
         watchdog.cancel()
+    if watch:
+        from jax._src import distributed as _distributed
+
+        peerwatch.start_watch(_distributed.global_state.client, process_id, num_processes, seconds,
+                              lambda lost: exit_now(_last_words(lost)))
     return True
+
+
+def _say_lost(lost: str) -> str:
+    return f"jaxmlp: error: {lost}"
+
+
+_last_words = _say_lost  # what a process prints when its peer watch finds a peer gone; see on_peer_lost
+
+
+def on_peer_lost(last_words: Callable[[str], str]) -> None:
+    """Set the line the peer watch prints before it ends the process: `last_words(what
+    happened)`. A command sets it once it knows its run directory (which checkpoint is kept)."""
+    global _last_words
+    _last_words = last_words
 
 
 def _already_running_as(num_processes: int, process_id: int) -> bool:

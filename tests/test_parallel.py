@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def assert_same_final(got: dict, want: dict) -> None:
 def worker_env(devices_per_process: int) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-    for name in ("JAX_ENABLE_X64", *distributed.ENV_VARS):
+    # TF_CPP_MIN_LOG_LEVEL: `import jax` in this test process set it to 1, and a child would take it as the user's
+    for name in ("JAX_ENABLE_X64", "TF_CPP_MIN_LOG_LEVEL", *distributed.ENV_VARS):
         env.pop(name, None)
     return env
 
@@ -322,3 +324,32 @@ def test_missing_peer_fails_within_the_timeout(tmp_path):
     assert "Traceback" not in out.stderr and "Check failure" not in out.stderr, out.stderr
     assert elapsed < 60, elapsed
     assert not (tmp_path / "run" / "config.json").exists()  # nothing written before all joined
+
+
+def test_a_stopped_peer_ends_a_multi_host_train_in_one_line(tmp_path):
+    """`jaxmlp train` on 2 processes; process 1 is stopped (SIGSTOP) once epoch 2's checkpoint is
+    complete: process 0 ends in one line, exit 1, within --distributed-timeout, naming it."""
+    port, run_dir = free_port(), tmp_path / "run"
+    argv = ["train", "--dataset", "spiral", "--hidden", "16", "--batch-size", "8", "--epochs", "200", "--devices",
+            "all", "--quiet", "--no-plots", "--out-dir", str(run_dir), "--coordinator", f"127.0.0.1:{port}",
+            "--num-processes", "2", "--distributed-timeout", "10"]
+    procs = [subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", *argv, "--process-id", str(i)], cwd=tmp_path,
+                              env=worker_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    try:
+        checkpoints, deadline = run_dir / "checkpoints", time.monotonic() + 180
+        while not (checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 2 for p in checkpoints.iterdir())):
+            assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-3000:]
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        _, stderr = procs[0].communicate(timeout=120)
+        assert time.monotonic() - stopped < 10, "process 0 outlived the distributed timeout"
+        assert procs[0].returncode == 1 and stderr.count("\n") == 1, stderr[-3000:]
+        assert stderr.startswith("jaxmlp train: error: another process of this multi-host run is gone (process 1 "
+                                 "of 2 has not answered for"), stderr
+        assert "the last complete checkpoint is epoch" in stderr and f"--resume {run_dir} on every host" in stderr
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

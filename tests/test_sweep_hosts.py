@@ -6,6 +6,7 @@ or `python -m jaxmlp.cli`), as in test_parallel.py; this pytest process keeps it
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from test_parallel import WORKER, as_layers, free_port, ok, parse_result, worker_env
 
 from jaxmlp.restore import restore_params
@@ -93,26 +95,13 @@ def test_a_killed_process_ends_its_peer_and_both_resume_bit_identically(tmp_path
     """kill -9 of process 1 mid-sweep: process 0 ends within the distributed timeout, in one line,
     exit 1, its last complete checkpoint intact; --resume on both hosts ends as the uninterrupted
     sweep (here on 1 process x 8 devices: the same devices over other processes re-shard)."""
-    flags = [*SWEEP_FLAGS, "--epochs", "40", "--checkpoint-every", "2"]
     run_dir, whole = tmp_path / "killed", tmp_path / "whole"
-    port = free_port()
-    procs = [start([*flags, "--out-dir", str(run_dir)], pid, port, 4, tmp_path, cli=True) for pid in range(2)]
-    reference = subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", *flags, "--out-dir", str(whole)], cwd=tmp_path,
-                                 env=worker_env(8), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoints = run_dir / "checkpoints"
-    deadline = time.monotonic() + 180
-    while not (checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 6 for p in checkpoints.iterdir())):
-        assert time.monotonic() < deadline and procs[0].poll() is None, finish(procs)
-        time.sleep(0.05)
+    reference = subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", *LONG_SWEEP, "--out-dir", str(whole)],
+                                 cwd=tmp_path, env=worker_env(8), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+    procs = sweep_past_epoch_6(run_dir, tmp_path)
     procs[1].kill()  # kill -9
-    killed = time.monotonic()
-    (code, _, stderr), = finish(procs[:1])
-    assert time.monotonic() - killed < 10, "the survivor outlived the distributed timeout"
-    assert code == 1 and stderr.count("\n") == 1, stderr[-3000:]
-    assert "another process of this multi-host run is gone" in stderr and "the last complete checkpoint is epoch" \
-        in stderr, stderr
-    kept = int(stderr.split("the last complete checkpoint is epoch ")[1].split()[0])
-    assert 6 <= kept < 40
+    survivor_says_the_peer_is_gone(procs, victim=1)
 
     port = free_port()
     resumed = [start(["sweep", "--resume", str(run_dir), "--quiet"], pid, port, 4, tmp_path, cli=True) for pid in range(2)]
@@ -123,6 +112,48 @@ def test_a_killed_process_ends_its_peer_and_both_resume_bit_identically(tmp_path
     assert untimed(run_dir / "results.jsonl") == untimed(whole / "results.jsonl")
     got, want = restore_params(run_dir / "best")[0], restore_params(whole / "best")[0]
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_stopped_process_ends_its_peer_in_one_line_within_the_timeout(tmp_path, victim):
+    """SIGSTOP of one process mid-sweep (its sockets stay open, so no collective fails): the
+    other ends by the peer watch, in one line, exit 1, within --distributed-timeout, whether the
+    stopped one is a peer or the coordinator (process 0), never by XLA's fatal abort."""
+    procs = sweep_past_epoch_6(tmp_path / "stopped", tmp_path)
+    procs[victim].send_signal(signal.SIGSTOP)
+    try:
+        survivor_says_the_peer_is_gone(procs, victim)
+    finally:
+        procs[victim].kill()
+        procs[victim].wait()
+
+
+LONG_SWEEP = [*SWEEP_FLAGS, "--epochs", "40", "--checkpoint-every", "2"]
+
+
+def sweep_past_epoch_6(run_dir: Path, cwd: Path) -> list[subprocess.Popen]:
+    """LONG_SWEEP on 2 processes x 4 devices into `run_dir`, running once its epoch-6 checkpoint is complete."""
+    port = free_port()
+    procs = [start([*LONG_SWEEP, "--out-dir", str(run_dir)], pid, port, 4, cwd, cli=True) for pid in range(2)]
+    checkpoints = run_dir / "checkpoints"
+    deadline = time.monotonic() + 180
+    while not (checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 6 for p in checkpoints.iterdir())):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), finish(procs)
+        time.sleep(0.05)
+    return procs
+
+
+def survivor_says_the_peer_is_gone(procs: list[subprocess.Popen], victim: int) -> None:
+    """The process other than `victim` ends within the distributed timeout (10 s), in one line, exit 1,
+    naming the run's last complete checkpoint."""
+    gone = time.monotonic()
+    (code, _, stderr), = finish(procs[1 - victim:2 - victim])
+    assert time.monotonic() - gone < 10, "the survivor outlived the distributed timeout"
+    assert code == 1 and stderr.count("\n") == 1, stderr[-3000:]
+    assert "another process of this multi-host run is gone" in stderr and "the last complete checkpoint is epoch" \
+        in stderr, stderr
+    kept = int(stderr.split("the last complete checkpoint is epoch ")[1].split()[0])
+    assert 6 <= kept < 40
 
 
 def untimed(path: Path) -> list[dict]:

@@ -10,7 +10,6 @@ the same command with its own --process-id (or the JAX_* environment variables),
 from __future__ import annotations
 
 import argparse
-import os
 from typing import MutableMapping, Sequence
 
 from jaxmlp.cli.flags import value_parser

@@ -35,6 +35,27 @@ def _kept(run_dir: Path, last: int | None) -> str:
     return f"the last complete checkpoint is epoch {last} in {run_dir}"
 
 
+def _peer_gone(command: str, run_dir: Path, last: int | None, lost: str) -> str:
+    return f"{PROG} {command}: error: {lost} ({_kept(run_dir, last)}; continue with --resume {run_dir} on every host)"
+
+
+def say_when_peer_lost(run_dir: Path, command: str) -> None:
+    """In a multi-host run, the line that the peer watch (jaxmlp/peerwatch.py) prints when it
+    ends the process names `run_dir`'s last complete checkpoint, listed afresh then: the watch
+    runs beside the main thread, which may be in the middle of a save."""
+    from jaxmlp import checkpoint, distributed
+    from jaxmlp.runfiles import CHECKPOINT_DIR
+
+    def last_words(lost: str) -> str:
+        try:
+            last = checkpoint.Checkpointer(run_dir / CHECKPOINT_DIR, alone=True).latest_epoch()
+        except Exception:  # no checkpoint directory yet, or one being pruned: none to name
+            last = None
+        return _peer_gone(command, run_dir, last, lost)
+
+    distributed.on_peer_lost(last_words)
+
+
 def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> int:
     """Report `exc`, which ended the run (of `jaxmlp <command>`) in `run_dir`, in one line; its
     exit status. Re-raises what is not one of the ways a run is known to end (a bug deserves its
@@ -49,7 +70,7 @@ def ended(exc: BaseException, run_dir: Path, ckpt, command: str = "train") -> in
     if isinstance(exc, (TrainingDiverged, GradientAuditFailed)):
         return fail(f"{prefix} {exc} ({kept})", 1)
     if (lost := distributed.peer_lost(exc)) is not None:  # exits now: JAX's shutdown would wait for the lost peer
-        distributed.exit_now(f"{prefix} {lost} ({kept}; continue with --resume {run_dir} on every host)")
+        distributed.exit_now(_peer_gone(command, run_dir, last, lost))
     if isinstance(exc, KeyboardInterrupt):
         resume = f"; continue with --resume {run_dir}" if last is not None else ""
         return fail(f"{PROG} {command}: interrupted; {kept}{resume}", EXIT_INTERRUPTED)

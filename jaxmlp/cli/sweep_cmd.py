@@ -21,7 +21,7 @@ from jaxmlp.cli.flags import add_config_flags, given_fields, int_at_least, load_
 from jaxmlp.cli.grid_flags import GRID_HELP, MAX_MODELS, check_grid_size, load_grid_file, parse_grid
 from jaxmlp.cli.hosts import add_host_arguments, host_settings, join
 from jaxmlp.cli.interrupts import InterruptGuard
-from jaxmlp.cli.outcome import ended, os_error
+from jaxmlp.cli.outcome import ended, os_error, say_when_peer_lost
 from jaxmlp.cli.run_config import dtype_scope
 from jaxmlp.cli.sweep_progress import SweepConsole
 from jaxmlp.cli.train_cmd import claim_dir, load_data, plan_for
@@ -170,6 +170,7 @@ def _run(ns: argparse.Namespace, config: TrainConfig, grid, run_dir: Path, plan,
     from jaxmlp.sweeps import sweep, sweepdir
 
     console, ckpt = SweepConsole(quiet=ns.quiet), None
+    say_when_peer_lost(run_dir, "sweep")
     try:
         with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the sweep
             if plan is not None and primary:

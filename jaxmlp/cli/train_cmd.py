@@ -18,10 +18,10 @@ from pathlib import Path
 from jaxmlp.cli.flags import add_config_flags, value_parser
 from jaxmlp.cli.hosts import add_host_arguments, host_settings, join
 from jaxmlp.cli.interrupts import InterruptGuard
-from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error
+from jaxmlp.cli.outcome import ended, nothing_to_resume, os_error, say_when_peer_lost
 from jaxmlp.cli.progress import ConsoleProgress, DownloadProgress, RunLog
 from jaxmlp.cli.run_config import dtype_scope, train_config
-from jaxmlp.cli.usage import PROG, UsageError, fail
+from jaxmlp.cli.usage import PROG, UsageError
 from jaxmlp.config import RESUMABLE, TrainConfig
 
 
@@ -161,6 +161,7 @@ def _fit_and_finish(ns: argparse.Namespace, plan, run_dir: Path, splits, stats, 
     config = plan.config
 
     console = ConsoleProgress(quiet=ns.quiet or not primary, log_every=ns.log_every)
+    say_when_peer_lost(run_dir, "train")
     ckpt = None
     try:
         with InterruptGuard() as guard:  # a Ctrl-C that lands in a GC callback still ends the run
