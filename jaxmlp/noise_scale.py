@@ -20,7 +20,8 @@ Everything here is elementwise, so the signal and noise of each layer (arrays (L
 estimated alike; |G|² and tr(Σ) add up over layers.
 
 For fixed params, `dataset_estimate` needs no estimator: one pass of per-example statistics
-over a whole data set gives |G|² and tr(Σ) of that data set exactly.
+over a whole data set gives |G|² and tr(Σ) of that data set exactly (`dataset_sums` makes
+the pass block by block, for a set read from disk).
 """
 from __future__ import annotations
 
@@ -113,32 +114,60 @@ def suggested_batch_range(b_simple: float, limit: int | None = None) -> tuple[in
     return int(low), int(high)
 
 
+class DatasetSums(NamedTuple):
+    """A pass over a data set so far, with g_i example i's gradient (L2 left out)."""
+
+    sq_sum: Array  # (L + 1,) Σ_i |g_i|² per layer
+    grad_sum: Params  # Σ_i g_i, shaped as the params
+    n: Array  # () the examples counted
+
+
 def dataset_estimate(params: Params, x: Array, y: Array, key: Array | None, *, loss: Loss, act: Activation,
                      dropout: float = 0.0, input_noise: float = 0.0, batch_size: int = 1024) -> NoiseEstimate:
     """Per layer (L + 1,), exactly over the n examples of x (n, d_in), y: signal = |G|² with G the
     mean gradient, noise = tr(Σ) with Σ the population covariance of the per-example gradients
-    (L2 left out), in one jitted pass of batches. With a key, batch j's dropout and input noise
-    come from fold_in(key, j) (train=True); without one they are off."""
-    rows, mask = pad_rows(x.shape[0], batch_size)  # (nb, B) each
-    return _dataset_pass(params, x, y, rows, mask, key, loss, act, dropout, input_noise)
+    (L2 left out), in one jitted pass of batches of min(batch_size, n). With a key, batch j's
+    dropout and input noise come from fold_in(key, j) (train=True); without one they are off."""
+    return sums_estimate(dataset_sums(params, x, y, key, loss=loss, act=act, dropout=dropout,
+                                      input_noise=input_noise, batch_size=min(batch_size, x.shape[0])))
 
 
-@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
-def _dataset_pass(params, x, y, rows, mask, key, loss, act, dropout, input_noise) -> NoiseEstimate:
+def dataset_sums(params: Params, x: Array, y: Array, key: Array | None, sums: DatasetSums | None = None,
+                 first_batch: int = 0, *, loss: Loss, act: Activation, dropout: float = 0.0,
+                 input_noise: float = 0.0, batch_size: int = 1024) -> DatasetSums:
+    """`sums` (a fresh pass when None) with the m examples of x (m, d_in), y added, as batches
+    first_batch, first_batch + 1, ... of exactly batch_size rows (the last one padded). A data
+    set passed in blocks of whole batches, each block's first_batch counting on, gives the sums
+    of one pass over it bit for bit: the blocks may come from disk one at a time."""
+    rows, mask = pad_rows(x.shape[0], batch_size, shrink=False)  # (nb, B) each
+    if sums is None:
+        sums = DatasetSums(jnp.zeros(len(params), params[0].W.dtype), jax.tree.map(jnp.zeros_like, params),
+                           jnp.sum(jnp.zeros(1, bool)))
+    return _add_batches(params, x, y, rows, mask, key, sums, first_batch, loss, act, dropout, input_noise)
+
+
+@functools.partial(jax.jit, static_argnums=(8, 9, 10, 11))
+def _add_batches(params, x, y, rows, mask, key, sums, first_batch, loss, act, dropout, input_noise) -> DatasetSums:
     def body(acc, batch):
         j, rows_j, mask_j = batch
         _, stats = gradient_stats(params, x[rows_j], y[rows_j], loss=loss, activation=act,
                                   key=None if key is None else jax.random.fold_in(key, j), dropout=dropout,
                                   input_noise=input_noise, train=key is not None, mask=mask_j)
-        sq_sum = acc[0] + jnp.sum(layer_sq_norms(stats.batch_l2), axis=0)  # (L + 1,)
-        return (sq_sum, jax.tree.map(lambda a, g: a + g * rows_j.shape[0], acc[1], stats.grad)), None
+        sq_sum = acc.sq_sum + jnp.sum(layer_sq_norms(stats.batch_l2), axis=0)  # (L + 1,)
+        grad_sum = jax.tree.map(lambda a, g: a + g * rows_j.shape[0], acc.grad_sum, stats.grad)
+        return DatasetSums(sq_sum, grad_sum, acc.n + jnp.sum(mask_j)), None
 
-    start = (jnp.zeros(len(params), params[0].W.dtype), jax.tree.map(jnp.zeros_like, params))
-    (sq_sum, grad_sum), _ = jax.lax.scan(body, start, (jnp.arange(rows.shape[0]), rows, mask))
-    n = jnp.sum(mask)
-    signal = layer_grad_norms(jax.tree.map(lambda g: g / n, grad_sum)) ** 2
-    return NoiseEstimate(signal, sq_sum / n - signal)
+    sums, _ = jax.lax.scan(body, sums, (first_batch + jnp.arange(rows.shape[0]), rows, mask))
+    return sums
 
 
-__all__ = ["dataset_estimate", "NoiseEstimate", "two_batch_estimate", "per_example_estimate", "noise_scale", "NoiseEMA", "ema_start",
-           "ema_update", "ema_estimate", "suggested_batch_range"]
+@jax.jit
+def sums_estimate(sums: DatasetSums) -> NoiseEstimate:
+    """Per layer (L + 1,): |G|² and tr(Σ) of the examples a pass summed."""
+    signal = layer_grad_norms(jax.tree.map(lambda g: g / sums.n, sums.grad_sum)) ** 2
+    return NoiseEstimate(signal, sums.sq_sum / sums.n - signal)
+
+
+__all__ = ["dataset_estimate", "dataset_sums", "DatasetSums", "sums_estimate", "NoiseEstimate", "two_batch_estimate",
+           "per_example_estimate", "noise_scale", "NoiseEMA", "ema_start", "ema_update", "ema_estimate",
+           "suggested_batch_range"]

@@ -19,8 +19,9 @@ from jaxmlp.gradcheck import random_problem
 from jaxmlp.gradstats import gradient_stats
 from jaxmlp.metrics import layer_grad_norms
 from jaxmlp.mlp import Layer
-from jaxmlp.noise_scale import (NoiseEstimate, dataset_estimate, ema_estimate, ema_start, ema_update, noise_scale,
-                                per_example_estimate, suggested_batch_range, two_batch_estimate)
+from jaxmlp.noise_scale import (NoiseEstimate, dataset_estimate, dataset_sums, ema_estimate, ema_start, ema_update,
+                                noise_scale, per_example_estimate, suggested_batch_range, sums_estimate,
+                                two_batch_estimate)
 
 D, SIGMA = 4, 0.5
 W_STAR = jnp.array([1.0, -0.5, 0.25, 0.0])
@@ -114,6 +115,54 @@ def test_dataset_estimate_is_exact_over_padded_batches(x64):
     assert got.signal.dtype == jnp.float64 and got.noise.dtype == jnp.float64
     np.testing.assert_allclose(got.signal, signal, rtol=1e-12)  # float32 anywhere on the way: ~1e-7
     np.testing.assert_allclose(got.noise, noise, rtol=1e-12)
+
+
+def test_a_pass_in_blocks_of_whole_batches_equals_one_pass_bit_for_bit():
+    """23 rows in blocks of 10, 10 and 3 (batches of 5, each block's first batch counted on, so
+    dropout draws the same keys): the sums and the estimate of one pass over all 23."""
+    sizes = (3, 5, 4)
+    params = init_mlp(jax.random.key(0), sizes, activation="tanh")
+    x, y = random_problem(jax.random.key(1), sizes, "softmax_cross_entropy", 23, jnp.float32)
+    options = dict(loss=get_loss("softmax_cross_entropy"), act=get_activation("tanh"), dropout=0.3, batch_size=5)
+    key = jax.random.key(2)
+    whole = dataset_sums(params, x, y, key, **options)
+    sums = None
+    for start in (0, 10, 20):
+        sums = dataset_sums(params, x[start:start + 10], y[start:start + 10], key, sums, start // 5, **options)
+    for a, b in zip(jax.tree.leaves(sums), jax.tree.leaves(whole), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(sums.n) == 23
+    want = dataset_estimate(params, x, y, key, **options)
+    for a, b in zip(sums_estimate(sums), want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    shifted = dataset_sums(params, x[10:20], y[10:20], key, None, 0, **options)  # batches 0, 1: other dropout keys
+    assert not np.array_equal(shifted.sq_sum, dataset_sums(params, x[10:20], y[10:20], key, None, 2, **options).sq_sum)
+
+
+def test_noise_scale_of_a_set_on_disk_streams_it_and_equals_the_set_in_memory(tmp_path, monkeypatch):
+    """The spiral's training rows as npy shards and as an npz: the same numbers, bit for bit,
+    the shards read in blocks of 2 batches of 32 and never whole (load() refused), and trained
+    streaming (--data-feed stream)."""
+    from jaxmlp.data import load_dataset
+    from jaxmlp.data.manifest import ShardWriter
+    from jaxmlp.data.streamed import StreamedDataset
+    from jaxmlp.training import memory
+
+    train = load_dataset("spiral").train  # 300 rows, 2 features
+    np.savez(tmp_path / "spiral.npz", x=train.x, y=train.y)
+    with ShardWriter(tmp_path / "shards", format="npy", rows_per_shard=64, num_classes=3) as writer:
+        writer.append("train", train.x, train.y)
+    flags = ["--hidden", "16", "--epochs", "2", "--batch-size", "30", "--dropout", "0.1", "--eval-batch-size", "32",
+             "--val-fraction", "0"]
+    assert cli.main(["noise-scale", "--dataset", f"npz:{tmp_path / 'spiral.npz'}", *flags,
+                     "--json", str(tmp_path / "memory.json")]) == 0
+    monkeypatch.setattr(memory, "CHUNK_BYTES", 2 * 32 * 2 * 4)  # 2 batches of 32 rows of 2 float32 features
+    monkeypatch.setattr(StreamedDataset, "load", lambda self: pytest.fail("the set on disk was read whole"))
+    assert cli.main(["noise-scale", "--dataset", f"npy:{tmp_path / 'shards'}", *flags, "--data-feed", "stream",
+                     "--json", str(tmp_path / "disk.json")]) == 0
+    in_memory, on_disk = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("memory", "disk"))
+    assert in_memory.pop("dataset") != on_disk.pop("dataset")
+    assert in_memory == on_disk and on_disk["n_train"] == 300
 
 
 def test_noise_scale_command_on_flags_and_on_a_run_dir(tmp_path, capsys):

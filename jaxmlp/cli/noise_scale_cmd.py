@@ -5,8 +5,9 @@ suggested batch range (noise_scale.py, McCandlish et al. 2018).
     jaxmlp noise-scale --dataset mnist --hidden 512,512 --epochs 3   # trains these flags (writes no run)
 
 Each B_simple = tr(Σ) / |G|² is exact over the whole training set: one pass of per-example
-gradient statistics (noise_scale.dataset_estimate), with the config's dropout and input noise
-from a key fixed by its seed. The range printed is [B_simple / 2, 2 B_simple] after training,
+gradient statistics (noise_scale.dataset_sums), with the config's dropout and input noise
+from a key fixed by its seed. A training set on disk (npy:DIR, arrayrecord:DIR) is trained
+and measured streaming, block by block, never whole in memory. The range printed is [B_simple / 2, 2 B_simple] after training,
 in powers of two, capped at the training set (and the line says so when it is).
 """
 from __future__ import annotations
@@ -89,9 +90,6 @@ def _measure(config, spec, train, run_dir: str | None) -> dict[str, Any]:
     import numpy as np
 
     from jaxmlp import noise_scale, restore
-    from jaxmlp.activations import get_activation
-    from jaxmlp.losses import get_loss
-    from jaxmlp.training.feed import host_arrays
     from jaxmlp.training.fit import fit
     from jaxmlp.training.state import init_params, run_keys
 
@@ -102,13 +100,9 @@ def _measure(config, spec, train, run_dir: str | None) -> dict[str, Any]:
     else:
         trained, _, meta = restore.restore_params(run_dir, best=False)
         epochs = int(meta["epoch"])
-    x, y = host_arrays(train, np.dtype(config.dtype))
-    act = get_activation(config.activation, **config.activation_options())
 
     def measure(params) -> dict[str, Any]:
-        est = jax.device_get(noise_scale.dataset_estimate(
-            params, x, y, jax.random.key(config.seed), loss=get_loss(loss), act=act, dropout=config.dropout,
-            input_noise=config.input_noise, batch_size=config.eval_batch_size))
+        est = jax.device_get(_dataset_estimate(config, spec, params, train))
         total = noise_scale.NoiseEstimate(float(np.sum(est.signal)), float(np.sum(est.noise)))
         return {"b_simple": float(noise_scale.noise_scale(total)), "signal": total.signal, "noise": total.noise,
                 "layer_b_simple": [float(v) for v in noise_scale.noise_scale(est)]}
@@ -118,6 +112,30 @@ def _measure(config, spec, train, run_dir: str | None) -> dict[str, Any]:
     return {"dataset": config.dataset, "n_train": spec.n_train, "sizes": list(spec.sizes), "loss": loss,
             "epochs": epochs, "init": init, "trained": after,
             "suggested_batch_range": noise_scale.suggested_batch_range(after["b_simple"], spec.n_train)}
+
+
+def _dataset_estimate(config, spec, params, train):
+    """noise_scale.dataset_estimate of `params` over `train`, in memory or on disk (data.streamed),
+    read in blocks of whole batches of about CHUNK_BYTES, the next read while the last is summed."""
+    import jax
+    import numpy as np
+
+    from jaxmlp import noise_scale
+    from jaxmlp.activations import get_activation
+    from jaxmlp.losses import get_loss
+    from jaxmlp.training.feed import prefetched, row_reader
+    from jaxmlp.training.memory import CHUNK_BYTES
+
+    n, dtype = len(train), np.dtype(config.dtype)
+    batch = min(config.eval_batch_size, n)  # as dataset_estimate batches a set in memory
+    block = batch * max(1, CHUNK_BYTES // (batch * train.num_features * dtype.itemsize))
+    read, starts = row_reader(train, dtype), range(0, n, block)
+    options = dict(loss=get_loss(spec.loss), act=get_activation(config.activation, **config.activation_options()),
+                   dropout=config.dropout, input_noise=config.input_noise, batch_size=batch)
+    key, sums = jax.random.key(config.seed), None
+    for start, (x, y) in zip(starts, prefetched(lambda a: read(np.arange(a, min(a + block, n))), [(a,) for a in starts])):
+        sums = noise_scale.dataset_sums(params, x, y, key, sums, start // batch, **options)
+    return noise_scale.sums_estimate(sums)
 
 
 def _report(n: dict[str, Any]) -> str:
