@@ -221,10 +221,11 @@ def run_epoch(loop: Loop, progress: Progress, epoch: int) -> dict[str, Any]:
     plan = loop.plan
     t = time.perf_counter()
     data = None if loop.feeder is None else loop.feeder.take(epoch)
-    key = plan.place(epoch_key(progress.train_key, epoch))
+    streamed = loop.programs.stream is not None  # chunks read from the host while the last runs (stream.py)
+    key = None if streamed else plan.place(epoch_key(progress.train_key, epoch))  # streamed: drawn by stream_chunks
     columns: dict[str, Any] = {}
     samples = plan.spec.steps_per_epoch * plan.config.batch_size
-    if loop.programs.stream is not None:  # chunks read from the host while the last runs (stream.py)
+    if streamed:
         loop.check_data()  # DataError when a file of the data set changed since the run started
         at_checkpoint = functools.partial(save_position, loop, progress, epoch) if loop.step_checkpointer else None
         progress.state, stats = stream_epoch(plan, loop.programs.stream, progress.chunks, epoch, progress.state,
