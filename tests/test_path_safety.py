@@ -369,3 +369,27 @@ def test_a_checkpoints_link_put_in_while_the_run_trains_is_not_written_through(b
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write checkpoint 2" in err and "Too many levels" in err, err
     assert sorted(p.name for p in (box / "outside" / "moved").iterdir()) == ["1"]  # nothing written through
+
+
+@pytest.mark.parametrize("where", ["inside", "as"])
+def test_a_link_in_the_mid_epoch_checkpoints_is_refused(box, capsys, where):
+    """A streamed run's step_checkpoints/ (issue #24) are checked as its epochs' are: a link
+    inside one, or in place of one, is refused on --overwrite and on --resume, nothing changed."""
+    from jaxmlp.data import load_dataset
+    from jaxmlp.data.manifest import ShardWriter
+
+    train = load_dataset("spiral").train
+    with ShardWriter(box / "shards", format="npy", rows_per_shard=100, num_classes=3) as writer:
+        writer.append("train", train.x, train.y)
+    streamed = [*TRAIN, "--dataset", "npy:shards", "--val-fraction", "0", "--batch-size", "30", "--data-feed", "stream",
+                "--checkpoint-every-steps", "4", "--out-dir", "st"]
+    assert cli.main(streamed) == 0
+    steps = sorted(p for p in (box / "st" / "step_checkpoints").iterdir() if p.name.isdigit())
+    assert steps, "the run kept no mid-epoch checkpoint"
+    if where == "inside":
+        (steps[-1] / "escape").symlink_to(box / "outside" / "folder")
+    else:
+        shutil.rmtree(steps[-1])
+        steps[-1].symlink_to(box / "outside" / "folder")
+    refused(box, capsys, [*streamed, "--overwrite"], "is a symbolic link")
+    refused(box, capsys, ["train", "--resume", "st", "--epochs", "2", "--quiet", "--no-plots"], "is a symbolic link")
