@@ -349,3 +349,18 @@ def test_wide_sparse_rows_are_read_a_row_a_request_and_a_cut_file_is_named(tmp_p
     with open(path, "r+b") as f:  # cut short after the set was opened
         f.truncate(path.stat().st_size - 4 * 4096 * 10)
     one_line_error(lambda: ds.rows(np.array([5, 60])), path, "could not be read whole")
+
+
+def test_a_file_cut_short_while_mapped_is_named_not_a_sigbus(tmp_path):
+    """Narrow rows gathered through the mapping (dense and sparse): a shard truncated after the
+    set was opened is one DataError naming it; reading the lost pages would be SIGBUS, which
+    would end this test process."""
+    x, y = arrays()
+    write_set(tmp_path, x, y)
+    ds = open_streamed(tmp_path)
+    np.testing.assert_array_equal(ds.rows(np.arange(64))[0], x[:64])
+    path = tmp_path / "train-00000.x.npy"
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    for rows in (np.arange(64), np.array([3, 60])):  # dense, then sparse
+        one_line_error(lambda: ds.rows(rows), path, "cut short while in use")
