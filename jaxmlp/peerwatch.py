@@ -21,7 +21,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 KEY_PREFIX = "jaxmlp/peers/"
 
@@ -37,6 +37,14 @@ def supported() -> bool:
 def interval_for(timeout: float) -> float:
     """Seconds between beats: ten per timeout, at most one a second."""
     return min(1.0, timeout / 10)
+
+
+class Reading(NamedTuple):
+    """What the coordination service last answered, and when; or why it no longer answers."""
+
+    answered_at: float  # time.monotonic()
+    beats: Mapping[str, str]  # its entries under KEY_PREFIX, the prefix cut off
+    error: str | None = None
 
 
 class PeerWatch:
@@ -76,23 +84,24 @@ def start_watch(client, process_id: int, num_processes: int, timeout: float,
     process, when a peer or the coordinator is gone. Returns `leave()`, which stops both and
     marks this process done; it runs by itself when the interpreter exits normally."""
     watch, interval, stopping = PeerWatch(process_id, num_processes, timeout), interval_for(timeout), threading.Event()
-    read: list = [time.monotonic(), {}, None]  # [answered_at, beats, the service's error]: the beater's latest
+    reading = Reading(time.monotonic(), {})  # the beater's latest, replaced whole (one assignment: atomic)
 
     def beat() -> None:
+        nonlocal reading
         while not stopping.wait(interval):
             try:
                 client.key_value_increment(f"{KEY_PREFIX}alive/{process_id}", 1)
                 beats = {k.removeprefix(KEY_PREFIX): v for k, v in client.key_value_dir_get(KEY_PREFIX)}
             except Exception as exc:  # the coordination service is gone: process 0 died
-                read[2] = " ".join(str(exc).split())[:160]
+                reading = reading._replace(error=" ".join(str(exc).split())[:160])
                 return
-            read[:2] = time.monotonic(), beats
+            reading = Reading(time.monotonic(), beats)
 
     def judge() -> None:
         while not stopping.wait(interval):
-            answered_at, beats, error = read
-            lost = (f"another process of this multi-host run is gone (the coordinator, process 0: {error})"
-                    if error is not None else watch.observe(beats, answered_at, time.monotonic()))
+            now, last = time.monotonic(), reading
+            lost = (f"another process of this multi-host run is gone (the coordinator, process 0: {last.error})"
+                    if last.error is not None else watch.observe(last.beats, last.answered_at, now))
             if lost is not None and not stopping.is_set():  # (not JAX's own shutdown at exit)
                 on_lost(lost)
                 return
