@@ -5,6 +5,7 @@ read once per seed, not once per model; on 8 forced devices, from the CLI, and a
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import jaxmlp
 from jaxmlp import cli, sweep
 from jaxmlp.checkpoint import Checkpointer
+from jaxmlp.data import DataError
 from jaxmlp.data.streamed import StreamedDataset
 from jaxmlp.sweeps import sweepdir
 from jaxmlp.sweeps.plan import make_plan
@@ -46,6 +48,10 @@ def same_model(model, params, history) -> None:
 
 @pytest.fixture
 def never_whole(monkeypatch):
+    return forbid_load(monkeypatch)
+
+
+def forbid_load(monkeypatch) -> list:
     """StreamedDataset.load fails; returns the index shapes of every rows() call, in order."""
     def load(self):
         raise AssertionError(f"{self.name} was read whole")
@@ -129,13 +135,18 @@ def test_cli_streamed_sweep_writes_the_results_of_the_in_memory_sweep(tmp_path, 
     flags = ["--hidden", "32", "--batch-size", "16", "--epochs", "2", "--dropout", "0.1", "--optimizer", "adam",
              "--grid", "learning_rate=0.01,0.03", "--grid", "seed=0:2", "--quiet", "--no-plots"]
     disk = f"npy:{npy_dir}"
-    assert cli.main(["sweep", "--dataset", disk, "--data-feed", "stream", *flags, "--out-dir",
-                     str(tmp_path / "stream")]) == 0
     assert cli.main(["sweep", "--dataset", disk, "--data-feed", "resident", *flags, "--out-dir",
                      str(tmp_path / "resident")]) == 0
-    streamed = results_of(tmp_path / "stream")
+    reads = forbid_load(monkeypatch)  # from here the set is never read whole
+    assert cli.main(["sweep", "--dataset", disk, "--data-feed", "stream", *flags, "--out-dir",
+                     str(tmp_path / "stream")]) == 0
+    assert [shape for shape in reads if len(shape) == 3] == ([(7, 1, 16)] * 4 + [(2, 1, 16)]) * 2 * 2
+    streamed, resident = results_of(tmp_path / "stream"), results_of(tmp_path / "resident")
     assert len(streamed) == 8 and all(r["val_loss"] is not None for r in streamed)
-    assert streamed == results_of(tmp_path / "resident")
+    # the groups: one per seed streamed, one for all the models resident; every number the same
+    assert [r.pop("group") for r in streamed] == [r["overrides"]["seed"] for r in streamed]
+    assert {r.pop("group") for r in resident} == {0}
+    assert streamed == resident
 
 
 def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_streamed_sweep(tmp_path, npy_dir,
@@ -169,3 +180,18 @@ def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_streamed_sweep(tmp
     assert resumed.models[0].history.train_loss[0] != resumed.models[0].history.train_loss[1]
     for a, b in zip(jax.tree.leaves(resumed.best_params), jax.tree.leaves(straight.best_params), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_shard_changed_while_a_streamed_sweep_trains_ends_it_at_the_next_epoch(tmp_path):
+    directory = write_shards(tmp_path / "set", SPIRAL)
+    disk = jaxmlp.load_dataset(f"npy:{directory}")
+
+    class Touch:
+        def on_sweep_begin(self, info):
+            pass
+
+        def on_epoch_end(self, records):
+            os.utime(directory / "train-00002.x.npy", ns=(1, 1))
+
+    with pytest.raises(DataError, match="train-00002.x.npy"):
+        sweep(STREAM, {"seed": [0]}, *disk, callbacks=[Touch()])
