@@ -88,6 +88,21 @@ def test_streamed_sweep_equals_solo_streamed_fits_and_the_resident_sweep(npy_dir
     assert streamed.models[0].history.train_loss != streamed.models[1].history.train_loss  # the seeds differ
 
 
+def test_a_streamed_sweep_plans_the_chunks_in_flight_not_the_set_and_auto_streams_what_does_not_fit(
+        npy_dir, monkeypatch):
+    from jaxmlp.sweeps import plan as sweep_plan
+    from jaxmlp.training import plan as plan_module
+
+    disk, feeds, estimate = jaxmlp.load_dataset(f"npy:{npy_dir}"), [], sweep_plan.estimate_memory
+    monkeypatch.setattr(sweep_plan, "estimate_memory", lambda *a, **k: feeds.append(k["feed"]) or estimate(*a, **k))
+    assert make_plan(STREAM, GRID, *disk).streamed and feeds == ["stream", "stream"]  # a group per seed
+    feeds.clear()
+    auto = make_plan(BASE, GRID, *disk)  # fits: read into memory, one group, as before
+    assert not auto.streamed and len(auto.groups) == 1 and feeds == ["resident"]
+    monkeypatch.setattr(plan_module, "host_memory_available", lambda: disk.train.nbytes)  # the host holds a copy too
+    assert make_plan(BASE, GRID, *disk).streamed
+
+
 def test_a_setting_a_streamed_sweep_cannot_serve_is_refused(npy_dir):
     disk = jaxmlp.load_dataset(f"npy:{npy_dir}")
     with pytest.raises(ValueError, match="checkpoint_every_steps is not supported in a sweep"):
