@@ -16,6 +16,7 @@ Modules, one concept each, imports pointing down this list:
     chunk_programs  a chunk's compiled programs: init, the epoch of P models (vmap / lax.map, shard_map), metrics
     plan            groups (one program each), chunks sized to the device memory, SweepPlan
     store           SweepProgress on the host, and its checkpoints (stacked state, best model, histories)
+    stream          a streamed sweep: the models of a seed share one stream of rows read from disk
     loop            sweep(): the phases, per chunk and per epoch
     sweepdir        the sweep's run directory: sweep.json, results.jsonl, summary.md, best/, the results log
     plots           sweep.png: every model's curve, and a heatmap for a 2-D grid

@@ -4,6 +4,8 @@
     state = programs.init(init_key_data (P, 2), scheme (P,))              # stacked TrainState
     state, stats = programs.epoch(traced {name: (P,)}, train_key_data (P, 2), epoch (), state, active (P,), x, y)
     loss_sums, metric_sums = programs.metrics(params, eval_set)            # (P,), (P,)
+    carry = programs.stream.start(state); carry = programs.stream.chunk(traced, carry, index, x, y, keys)
+    state, stats = programs.stream.end(traced, active, state, carry)       # a streamed sweep's epoch
 
 Each model's epoch IS the solo epoch (training.epoch.make_epoch), built inside the trace from
 the model's Hyper: the group's numbers with the traced ones replaced by the model's own (its
@@ -15,6 +17,12 @@ Across the model axis, `width` models step together as one vmapped (batched) com
 the rest follow one after another (lax.map) inside the same program; width None vmaps all of
 them. On several devices the model axis is split over the 1-D Mesh axis "models" (shard_map):
 each device trains its share on its own copy of the training set, with no communication.
+
+A streamed sweep (sweeps/stream.py) runs each model's solo streamed epoch instead
+(training/stream.py): `stream` starts the models' scan carries, runs a chunk of k steps of
+minibatches read once from disk and given to every model (replicated, never split: the models
+share it), and ends the epoch with each model's own schedule, masked as above. The carry is
+donated, the epoch-start state is not: a masked model goes back to it.
 """
 from __future__ import annotations
 
@@ -30,15 +38,26 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxmlp import parallel
 from jaxmlp.config import TrainConfig
 from jaxmlp.sweeps import hosts
-from jaxmlp.training.epoch import make_epoch
+from jaxmlp.training.epoch import epoch_end, make_chunk, make_epoch
 from jaxmlp.training.evaluate import EvalSet, fold_batches, gather_rows_fn, metrics_step
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.plan import Plan, RunSpec, plan_of
-from jaxmlp.training.programs import cached, program
+from jaxmlp.training.programs import cached, compiled, program
 from jaxmlp.training.state import epoch_key, init_state
+from jaxmlp.training.step import start_carry
 from jaxmlp.types import Array
 
 MODELS = "models"  # the mesh axis of the model dimension
+
+
+class StreamedModels(NamedTuple):
+    """A streamed chunk's programs over its P models (sweeps/stream.py runs them)."""
+
+    plan: Plan  # the group program's one-model Plan: its spec and chunk_steps
+    start: Callable  # (state) -> the scan carry, leaves (P, ...)
+    chunk: Callable  # (traced, carry, index (k,), x (k, K, B / K, D), y (k, K, B / K[, k']), keys (k,)) -> carry
+    end: Callable  # (traced, active (P,), state, carry) -> (state, EpochStats (P,)), masked per model
+    compile: Callable  # (chunk's argument specs) -> the chunk compiled for those shapes (programs.compiled)
 
 
 class ChunkPrograms(NamedTuple):
@@ -48,8 +67,9 @@ class ChunkPrograms(NamedTuple):
     epoch: Callable  # (traced, train key data, epoch, state, active, x, y) -> (state, EpochStats (P,)); state donated
     metrics: Callable  # metrics(params (P, ...), EvalSet) -> (loss sums (P,), metric sums (P,)), one program
     select: Callable  # (mask (P,), new, old) -> where(mask, new, old) per model: best params
-    compile_seconds: float  # the epoch's compile (~0 when an earlier chunk compiled it)
+    compile_seconds: float  # the epoch's (streamed: the chunk's) compile (~0 when an earlier chunk compiled it)
     sharding: NamedSharding | None  # the model axis over the mesh; None on one device
+    stream: StreamedModels  # a streamed sweep's epoch, in chunks (its `epoch` is then never called)
 
 
 KEY_SHAPE = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape  # one key's raw data
@@ -94,10 +114,14 @@ def on_mesh(fn: Callable, mesh: Mesh | None, split: tuple[bool, ...], **jit_kwar
 
 
 def chunk_programs(config: TrainConfig, spec: RunSpec, traced: tuple[str, ...], inits: tuple[str | None, ...], *,
-                   size: int, width: int | None, mesh: Mesh | None) -> ChunkPrograms:
-    """The programs of a chunk of `size` models of a group (`config`: the group's program config)."""
+                   size: int, width: int | None, mesh: Mesh | None, streamed: bool = False) -> ChunkPrograms:
+    """The programs of a chunk of `size` models of a group (`config`: the group's program config);
+    streamed: its chunk compiled ahead, for its usual lengths, instead of the resident epoch."""
     programs = _jitted_chunk_programs(config, spec, inits, width, mesh)
     t0 = time.perf_counter()
+    if streamed:
+        _compile_stream_chunk(programs, traced, size)
+        return programs._replace(compile_seconds=time.perf_counter() - t0)
     epoch = cached(("chunk_epoch", programs.epoch, config, spec, traced, size),
                    lambda: _compile_epoch(programs, config, spec, traced, size))
     return programs._replace(epoch=epoch, compile_seconds=time.perf_counter() - t0)
@@ -114,7 +138,8 @@ def _jitted_chunk_programs(config: TrainConfig, spec: RunSpec, inits: tuple[str 
     select = jax.jit(lambda mask, new, old: jax.tree.map(lambda a, b: jnp.where(
         mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old))
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(MODELS))
-    return ChunkPrograms(init, epoch, _chunk_metrics(plan, width, mesh, sharding), select, 0.0, sharding)
+    return ChunkPrograms(init, epoch, _chunk_metrics(plan, width, mesh, sharding), select, 0.0, sharding,
+                         _stream_models(plan, width, mesh))
 
 
 def _chunk_metrics(plan: Plan, width: int | None, mesh: Mesh | None, sharding: NamedSharding | None) -> Callable:
@@ -155,14 +180,64 @@ def _chunk_epoch(plan: Plan, width: int | None) -> Callable:
         hyper = base._replace(**traced)
         epoch_fn = make_epoch(plan.with_hyper(hyper), hyper)
         new, stats = epoch_fn(epoch_key(jax.random.wrap_key_data(train_key_data), epoch), state, x, y)
-        keep = active & stats.finite
-        return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), stats
+        return kept(active & stats.finite, new, state), stats
 
     def chunk_epoch(traced, train_key_data, epoch, state, active, x, y):
         return over_models(lambda t, k, s, a: model_epoch(t, k, epoch, s, a, x, y), width)(
             traced, train_key_data, state, active)
 
     return chunk_epoch
+
+
+def kept(keep: Array, new, old):
+    """One model's `new` state where `keep` (), else its `old` one."""
+    return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+
+def _stream_models(plan: Plan, width: int | None, mesh: Mesh | None) -> StreamedModels:
+    """A streamed chunk's start, chunk and end over the models it is given; the chunk's inputs
+    (index, x, y, keys) are the same for every model, replicated on a mesh."""
+    base, steps = hyper_of(plan.config), plan.spec.steps_per_epoch
+
+    def model_chunk(traced, carry, index, x, y, keys):  # one model: the solo streamed chunk, its own numbers
+        hyper = base._replace(**traced)
+        return make_chunk(plan.with_hyper(hyper), hyper)(carry, index, x, y, keys)
+
+    def chunk(traced, carry, index, x, y, keys):
+        return over_models(lambda t, c: model_chunk(t, c, index, x, y, keys), width)(traced, carry)
+
+    def model_end(traced, active, state, carry):  # the model's own schedule gives its lr column
+        hyper = base._replace(**traced)
+        new, stats = epoch_end(state, carry, steps, plan.with_hyper(hyper).schedule, False)
+        return kept(active & stats.finite, new, state), stats
+
+    jitted = on_mesh(chunk, mesh, (True, True, False, False, False, False), donate_argnums=(1,))
+
+    def compile_chunk(*args):  # once per chunk length (the usual ones ahead: _compile_stream_chunk)
+        return compiled(("sweep_stream_chunk", jitted), jitted, *args)
+
+    return StreamedModels(plan, on_mesh(over_models(start_carry, width), mesh, (True,)),
+                          lambda *args: compile_chunk(*args)(*args),
+                          on_mesh(over_models(model_end, width), mesh, (True,) * 4), compile_chunk)
+
+
+def _compile_stream_chunk(programs: ChunkPrograms, traced: tuple[str, ...], size: int) -> None:
+    """The streamed chunk of `size` models compiled for its usual lengths: k and the epoch's last,
+    S mod k, its arguments placed as sweeps/stream.py places them."""
+    plan, config = programs.stream.plan, programs.stream.plan.config
+    split, rep = (None, None) if programs.sharding is None else (
+        programs.sharding, NamedSharding(programs.sharding.mesh, PartitionSpec()))
+    key_data = jax.ShapeDtypeStruct((size, *KEY_SHAPE), jnp.uint32)
+    state = jax.eval_shape(programs.init, key_data, jax.ShapeDtypeStruct((size,), jnp.int32))
+    carry = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=split),
+                         jax.eval_shape(programs.stream.start, state))
+    values = {name: jax.ShapeDtypeStruct((size,), traced_dtype(config, name), sharding=split) for name in traced}
+    key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
+    steps = plan.spec.steps_per_epoch
+    for k in {plan.chunk_steps, steps % plan.chunk_steps} - {0}:
+        data = [jax.ShapeDtypeStruct((k, *s.shape[1:]), s.dtype, sharding=rep) for s in plan.data_specs()]
+        index, keys = (jax.ShapeDtypeStruct((k,), dtype, sharding=rep) for dtype in (np.int32, key_dtype))
+        programs.stream.compile(values, carry, index, *data, keys)
 
 
 def _compile_epoch(programs: ChunkPrograms, config: TrainConfig, spec: RunSpec, traced: tuple[str, ...],

@@ -107,7 +107,8 @@ def model_configs(base: TrainConfig, overrides: Sequence[Mapping[str, Any]]) -> 
     return configs
 
 
-UNSUPPORTED = ("track_activations", "track_gradients", "audit_every")  # per-run instruments: run the model alone
+# per-run instruments, and mid-epoch checkpoints (a sweep checkpoints at epoch ends): run the model alone
+UNSUPPORTED = ("track_activations", "track_gradients", "audit_every", "checkpoint_every_steps")
 
 
 def check_supported(config: TrainConfig) -> None:
@@ -116,7 +117,8 @@ def check_supported(config: TrainConfig) -> None:
         if getattr(config, name):
             raise ValueError(f"{name} is not supported in a sweep; train that model alone with jaxmlp train")
     if config.data_feed == "per_process":
-        raise ValueError("a sweep keeps its training set resident on every device: data_feed must be auto or resident")
+        raise ValueError("a sweep keeps its training set resident on every device or streams it from disk: "
+                         "data_feed must be auto, resident or stream")
 
 
 def varying_fields(overrides: Sequence[Mapping[str, Any]]) -> list[str]:

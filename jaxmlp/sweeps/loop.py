@@ -7,7 +7,7 @@ chunk after chunk, with per-model early stopping, restore-best and divergence by
     result.best_params                    # the best model's params, as its own fit would return them
 
 Phases, as in `fit`: plan (grid -> configs -> groups -> chunks sized to the device memory), place
-the data once, restore or start; per chunk: init, then per epoch one program call for all its
+the data once (a streamed sweep leaves the training set on disk: sweeps/stream.py), restore or start; per chunk: init, then per epoch one program call for all its
 models, the evaluations, and per model fit's loop policy (training/policy.py: the evaluation
 cadence, the epoch record, divergence and early stopping), and restore-best: a stopped or
 diverged model keeps its state while the others
@@ -17,6 +17,7 @@ CLI passes a Checkpointer and callbacks.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -30,7 +31,9 @@ from jaxmlp.sweeps.plan import Chunk, SweepPlan, make_plan
 from jaxmlp.sweeps.chunk_programs import ChunkPrograms, chunk_programs, traced_dtype
 from jaxmlp.sweeps.result import ModelResult, SweepResult
 from jaxmlp.training.evaluate import EvalSet, eval_batch_rows, make_eval_set
-from jaxmlp.training.feed import host_arrays
+from jaxmlp.sweeps.stream import shared_stream, streamed_epoch, streamed_evals
+from jaxmlp.training.feed import host_arrays, row_reader
+from jaxmlp.training.fit import HEAD_ROWS
 from jaxmlp.training.policy import divergence, early_stop, epoch_record, eval_due, zero_score_loss
 from jaxmlp.training.state import run_keys
 from jaxmlp.types import Array
@@ -39,11 +42,13 @@ from jaxmlp.types import Array
 class SweepData(NamedTuple):
     """The data on the devices, placed once for every chunk."""
 
-    x: Array  # (N, D) the training set
-    y: Array  # (N,) labels or (N, k) targets
+    x: Array | None  # (N, D) the training set; None streamed
+    y: Array | None  # (N,) labels or (N, k) targets; None streamed
     evals: dict[str, tuple[EvalSet, int]]  # train (its rows of x), val, test: (EvalSet, examples)
     classification: bool
-    host_y: np.ndarray  # y on the host: the loss of all-zero scores, a divergence reference
+    host_y: np.ndarray  # y on the host (streamed: its first HEAD_ROWS, as fit): the loss of all-zero scores
+    read: Callable | None = None  # streamed: the training set's rows on the host (feed.row_reader)
+    check_data: Callable[[], None] = lambda: None  # streamed: DataError when a shard changed
 
 
 class ChunkInputs(NamedTuple):
@@ -91,12 +96,18 @@ def sweep(config: TrainConfig, grid, train, val=None, test=None, *, callbacks: S
 
 
 def place_data(plan: SweepPlan, train, val, test) -> SweepData:
-    """The training set on every device of the plan, once; the evaluation sets beside it."""
+    """The training set on every device of the plan, once; the evaluation sets beside it. A
+    streamed sweep reads nothing whole: its splits are evaluated batch by batch as they are read."""
     base = plan.base
     replicated = None if plan.mesh is None else jax.sharding.NamedSharding(plan.mesh, jax.sharding.PartitionSpec())
+    rows = eval_batch_rows(base.eval_batch_size, len(train))  # the solo run's batches: one program for every split
+    if plan.streamed:
+        read = row_reader(train, base.dtype)
+        evals = streamed_evals({"train": train, "val": val, "test": test}, base.dtype, rows)
+        return SweepData(None, None, evals, train.num_classes is not None,
+                         read(np.arange(min(len(train), HEAD_ROWS)))[1], read, train.check_unchanged)
     host = host_arrays(train, base.dtype)
     x, y = hosts.put(host, replicated)  # each process places its own devices' copies
-    rows = eval_batch_rows(base.eval_batch_size, len(train))  # the solo run's batches: one program for every split
     evals = {"train": (make_eval_set(*host, rows, resident=(x, y)), len(train))}
     for name, split in (("val", val), ("test", test)):
         if split is not None:
@@ -119,22 +130,24 @@ def run_chunk(plan: SweepPlan, data: SweepData, chunk: Chunk, progress: store.Sw
     """Train one chunk from `progress` (fresh, or resumed mid-chunk) to its end."""
     group, spec = plan.groups[chunk.group], plan.specs[chunk.group]
     programs = chunk_programs(group.program, spec, group.traced, group.inits, size=chunk.size, width=plan.width,
-                              mesh=plan.mesh)
+                              mesh=plan.mesh, streamed=plan.streamed)
     progress.compile_seconds += programs.compile_seconds
     inputs = chunk_inputs(plan, chunk, programs)
     carry = progress.carry or start_chunk(plan, chunk, programs, inputs, progress)
     epochs = group.program.epochs
     zero = functools.cache(functools.partial(zero_score_loss, spec.loss, data.host_y, spec.sizes[-1]))  # when asked
-    for epoch in range(progress.epoch, epochs):
-        carry, records = run_epoch(plan, data, chunk, programs, inputs, carry, epoch, progress, zero)
-        progress.epoch = epoch + 1
-        for cb in callbacks:
-            cb.on_epoch_end(records)
-        if not carry.active.any():
-            break
-        every = plan.base.checkpoint_every
-        if checkpointer is not None and every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
-            store.save(checkpointer, plan, chunk, carry, inputs.train_keys, progress, complete=False)
+    with (shared_stream(plan, data.read, chunk, programs, progress.epoch) if plan.streamed
+          else contextlib.nullcontext()) as chunks:
+        for epoch in range(progress.epoch, epochs):
+            carry, records = run_epoch(plan, data, chunk, programs, inputs, carry, epoch, progress, zero, chunks)
+            progress.epoch = epoch + 1
+            for cb in callbacks:
+                cb.on_epoch_end(records)
+            if not carry.active.any():
+                break
+            every = plan.base.checkpoint_every
+            if checkpointer is not None and every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
+                store.save(checkpointer, plan, chunk, carry, inputs.train_keys, progress, complete=False)
     finish_chunk(plan, data, chunk, programs, inputs, carry, progress, keep_params)
     if checkpointer is not None:
         store.save(checkpointer, plan, chunk, carry, inputs.train_keys, progress, complete=True)
@@ -171,14 +184,18 @@ def start_chunk(plan: SweepPlan, chunk: Chunk, programs: ChunkPrograms, inputs: 
 
 def run_epoch(plan: SweepPlan, data: SweepData, chunk: Chunk, programs: ChunkPrograms, inputs: ChunkInputs,
               carry: store.ChunkCarry, epoch: int, progress: store.SweepProgress,
-              zero_score: Callable[[], float]
-              ) -> tuple[store.ChunkCarry, list[dict[str, Any]]]:
-    """0-based `epoch` of every model of the chunk (one program call), its evaluations and each
-    model's verdict (`zero_score()`: the loss of all-zero scores, fit's divergence reference);
-    returns the new carry and the records of the models that ran it."""
+              zero_score: Callable[[], float], chunks=None) -> tuple[store.ChunkCarry, list[dict[str, Any]]]:
+    """0-based `epoch` of every model of the chunk (one program call; streamed, one per chunk of
+    `chunks`: shared_stream), its evaluations and each model's verdict (`zero_score()`: the loss
+    of all-zero scores, fit's divergence reference); returns the new carry and the records of
+    the models that ran it."""
     t = time.perf_counter()
-    state, stats = programs.epoch(inputs.traced, inputs.train_keys, np.int32(epoch), carry.state,
-                                  hosts.put(carry.active, programs.sharding), data.x, data.y)
+    active = hosts.put(carry.active, programs.sharding)
+    if chunks is None:
+        state, stats = programs.epoch(inputs.traced, inputs.train_keys, np.int32(epoch), carry.state, active,
+                                      data.x, data.y)
+    else:
+        state, stats = streamed_epoch(programs, inputs.traced, chunks, epoch, carry.state, active, data.check_data)
     stats = hosts.fetch(stats, plan.mesh)  # every model's numbers, on every host
     seconds = time.perf_counter() - t
     progress.train_seconds += seconds

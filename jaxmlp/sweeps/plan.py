@@ -2,13 +2,19 @@
 program holds at a time, sized from shapes to fit the device memory).
 
     groups = plan_groups(configs)       # models whose programs differ only in traced numbers, seed and init
+    groups = plan_groups(configs, by_seed=True)   # a streamed sweep: one stream, one seed, per group
     size = models_per_program_of(group_plan, models=8, devices=2, width=None, limit=device_memory_limit())
     chunks = plan_chunks(groups, [size, ...], devices=2)
 
 A program of P models on D devices holds P / D models per device: their params, optimizer state
 (and best params with restore_best), and the activations of the `width` models that step
 together (all of them when vmapped, one when they run one after another), plus the shared
-training set once (training.memory gives each part's bytes).
+training set once (training.memory gives each part's bytes), or, streamed, the chunks of rows in
+flight once.
+
+A streamed sweep (a training set on disk that data_feed stream, or auto when it does not fit,
+reads chunk by chunk: sweeps/stream.py) groups by seed too: a model's minibatches come from its
+seed, so the models of a chunk share one seed and so one stream of rows read once from disk.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from jaxmlp.sweeps.chunk_programs import models_mesh
 from jaxmlp.training.hyper import TRACEABLE
 from jaxmlp.training.memory import (USABLE_FRACTION, MemoryEstimate, check_memory, device_memory_limit,
                                     estimate_memory, format_bytes)
-from jaxmlp.training.plan import Plan, RunSpec, plan_run
+from jaxmlp.training.plan import Plan, RunSpec, plan_run, with_feed
 
 # Traced fields whose value decides whether a part of the program exists (the weight-decay term,
 # the l2 penalty, the dropout mask, the input noise, the warm-up): a group's program takes the
@@ -53,22 +59,26 @@ class Chunk(NamedTuple):
     size: int  # models in the program: the members, then copies of the last one (padding, never recorded)
 
 
-def plan_groups(configs: Sequence[TrainConfig]) -> list[Group]:
-    """Group the models' configs by everything but their seed, traced numbers and init."""
+def plan_groups(configs: Sequence[TrainConfig], *, by_seed: bool = False) -> list[Group]:
+    """Group the models' configs by everything but their seed (unless `by_seed`: a streamed
+    sweep's), traced numbers and init."""
     by_key: dict[tuple, list[int]] = {}
     for i, config in enumerate(configs):
-        by_key.setdefault(_group_key(config), []).append(i)
+        by_key.setdefault(_group_key(config, by_seed), []).append(i)
     groups = []
     for index, members in enumerate(by_key.values()):
         cs = [configs[i] for i in members]
         traced = tuple(name for name in TRACEABLE if len({getattr(c, name) for c in cs}) > 1)
-        program = dataclasses.replace(cs[0], **{n: max(getattr(c, n) for c in cs) for n in traced if n in STRUCTURAL})
+        # seed: the programs never read it (a model's keys are an input): one value for every group,
+        # so groups that differ only in their seed (a streamed sweep's) share their compiled programs
+        program = dataclasses.replace(cs[0], seed=TrainConfig.__dataclass_fields__["seed"].default,
+                                      **{n: max(getattr(c, n) for c in cs) for n in traced if n in STRUCTURAL})
         groups.append(Group(index, tuple(members), program, traced, tuple(dict.fromkeys(c.init for c in cs))))
     return groups
 
 
-def _group_key(config: TrainConfig) -> tuple:
-    skip = {"seed", "init", *TRACEABLE}
+def _group_key(config: TrainConfig, by_seed: bool) -> tuple:
+    skip = {"init", *TRACEABLE} if by_seed else {"seed", "init", *TRACEABLE}
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in config.to_dict().items() if k not in skip)
 
 
@@ -82,15 +92,16 @@ def program_bytes(estimate: MemoryEstimate, models: int, *, devices: int, width:
 
 
 def models_per_program_of(plan: Plan, *, models: int, devices: int, width: int | None, limit: int | None,
-                          asked: int | None = None) -> int:
+                          asked: int | None = None, feed: str = "resident") -> int:
     """How many of a group's `models` (`plan`: the group program's training Plan) one program
     holds, a multiple of `devices`: `asked` (rounded down), or as many as fit `limit` bytes per
-    device (all of them without a limit).
+    device (all of them without a limit). feed: "resident" (every device holds the training set)
+    or "stream" (the chunks in flight, shared by the models).
 
     ValueError naming what to lower when one model does not fit, or `asked` models do not.
     """
     config = plan.config
-    estimate = estimate_memory(config, plan.spec, plan.shapes, feed="resident")  # every model holds the data
+    estimate = estimate_memory(config, plan.spec, plan.shapes, feed=feed)  # the data once, for every model
     check_memory(estimate, limit, what="one model of this sweep")
     # a multiple of the devices: all the models, or as many as asked (rounded down, one per device at least)
     want = -(-models // devices) * devices if asked is None else max(devices, asked // devices * devices)
@@ -140,6 +151,7 @@ class SweepPlan(NamedTuple):
     chunks: list[Chunk]
     width: int | None  # models vmapped together (None: all of a program's)
     mesh: Mesh | None  # the "models" axis over the devices (of every process); None on one device
+    streamed: bool = False  # the training set on disk, read chunk by chunk (sweeps/stream.py)
 
     @property
     def devices(self) -> int:
@@ -169,9 +181,14 @@ def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_p
     if models_per_program is not None and models_per_program < 1:
         raise ValueError(f"models_per_program must be >= 1, got {models_per_program}")
     config = config.with_auto_resolved(len(train), None if val is None else len(val))  # fit's auto settings
+    config = with_feed(config, train)  # data_feed auto: stream a set on disk that does not fit, as fit would
+    streamed = hasattr(train, "rows") and config.data_feed == "stream"
+    if streamed and jax.process_count() > 1:
+        raise ValueError("a sweep streams a training set on disk in one process only: run it in one process, "
+                         "or with data_feed resident")
     overrides = expand_grid(grid)
     configs = model_configs(config, overrides)
-    groups = plan_groups(configs)
+    groups = plan_groups(configs, by_seed=streamed)
     plans = [plan_run(group.program, train, val, test, local=True) for group in groups]  # every check, per group
     specs = [p.spec for p in plans]
     mesh = models_mesh(config.devices)
@@ -180,13 +197,14 @@ def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_p
     if layout is None:
         limit = device_memory_limit()
         sizes = [models_per_program_of(p, models=len(g.members), devices=devices, width=width, limit=limit,
-                                       asked=models_per_program) for g, p in zip(groups, plans)]
+                                       asked=models_per_program, feed="stream" if streamed else "resident")
+                 for g, p in zip(groups, plans)]
         chunks = plan_chunks(groups, sizes, devices=devices)
     else:
         chunks = [Chunk(i, g, tuple(members), size) for i, (g, members, size) in enumerate(layout)]
         if [m for c in chunks for m in c.members] != [m for g in groups for m in g.members]:
             raise ValueError("the checkpoint was written by another sweep: its models or groups differ from this grid")
-    return SweepPlan(config, overrides, configs, groups, specs, chunks, width, mesh)
+    return SweepPlan(config, overrides, configs, groups, specs, chunks, width, mesh, streamed)
 
 
 def resolve_width(width: int | str | None) -> int | None:

@@ -94,10 +94,11 @@ def make_epoch(plan: Plan, hyper: Hyper | None = None) -> Callable:
     return epoch
 
 
-def make_chunk(plan: Plan) -> Callable:
+def make_chunk(plan: Plan, hyper: Hyper | None = None) -> Callable:
     """The pure `chunk(carry, index (k,), x (k, K, B / K, D), y (k, K, B / K[, k']), keys (k,))
-    -> carry`: the epoch's steps index[0]..index[-1] on minibatches the host gathered."""
-    step = make_step(plan)
+    -> carry`: the epoch's steps index[0]..index[-1] on minibatches the host gathered (`hyper`:
+    a sweep model's traced numbers, as make_epoch takes them)."""
+    step = make_step(plan, hyper)
 
     def chunk(carry: StepCarry, index: Array, x: Array, y: Array, keys: Array) -> StepCarry:
         carry, _ = jax.lax.scan(lambda c, inputs: (step(c, inputs), None), carry, (index, (x, y), keys))

@@ -69,10 +69,10 @@ def chunk_schedule(plan: Plan, start_epoch: int, position: int = 0) -> Iterator[
             yield epoch, a, b
 
 
-def stream_chunks(plan: Plan, read: Callable, train_key: Array, start_epoch: int, position: int = 0
-                  ) -> Iterator[Chunk]:
+def stream_chunks(plan: Plan, read: Callable, train_key: Array, start_epoch: int, position: int = 0,
+                  place: Callable | None = None) -> Iterator[Chunk]:
     """Every Chunk of the run from (start_epoch, position) on, read by `read(rows) -> (x, y)` and
-    sent PREFETCH chunks ahead of the one running, across epoch ends."""
+    sent PREFETCH chunks ahead of the one running, across epoch ends; `place`: see chunk_inputs."""
     config, orders = plan.config, {}
 
     def make(epoch: int, a: int, b: int) -> Chunk:  # on the worker thread, one chunk after another
@@ -80,17 +80,20 @@ def stream_chunks(plan: Plan, read: Callable, train_key: Array, start_epoch: int
             orders.clear()
             orders[epoch] = epoch_rows(plan.spec.n_train, config.batch_size, config.accumulate,
                                        epoch_key(train_key, epoch))
-        return Chunk(epoch, a, b, chunk_inputs(plan, read, orders[epoch], a, b))
+        return Chunk(epoch, a, b, chunk_inputs(plan, read, orders[epoch], a, b, place))
 
     return prefetched(make, chunk_schedule(plan, start_epoch, position))
 
 
-def chunk_inputs(plan: Plan, read: Callable, order: EpochRows, a: int, b: int):
+def chunk_inputs(plan: Plan, read: Callable, order: EpochRows, a: int, b: int, place: Callable | None = None):
     """Steps [a, b)'s (index (k,), x, y, keys (k,)) on the devices: each process reads only its
-    own rows of every minibatch (parallel.DataParallel.feed)."""
-    x, y = feed_rows(plan.data_parallel, read, order.rows[a:b])
+    own rows of every minibatch (parallel.DataParallel.feed); or, given `place(tree) -> tree on
+    the devices`, every row, placed by it (a sweep's models share the chunk: sweeps/stream.py)."""
     index = np.arange(a, b, dtype=np.int32)
     keys = jax.random.wrap_key_data(order.key_data[a:b])
+    if place is not None:
+        return place((index, *read(order.rows[a:b]), keys))
+    x, y = feed_rows(plan.data_parallel, read, order.rows[a:b])
     return (plan.place(index), x, y, plan.place(keys))
 
 
