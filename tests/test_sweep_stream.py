@@ -21,6 +21,7 @@ from jaxmlp.data import DataError
 from jaxmlp.data.streamed import StreamedDataset
 from jaxmlp.sweeps import sweepdir
 from jaxmlp.sweeps.plan import make_plan
+from jaxmlp.training import plan as plan_module
 from test_stream import BASE, SPIRAL, chunks_of, write_shards
 
 GRID = {"learning_rate": [0.01, 0.03], "seed": [0, 1]}
@@ -91,7 +92,6 @@ def test_streamed_sweep_equals_solo_streamed_fits_and_the_resident_sweep(npy_dir
 def test_a_streamed_sweep_plans_the_chunks_in_flight_not_the_set_and_auto_streams_what_does_not_fit(
         npy_dir, monkeypatch):
     from jaxmlp.sweeps import plan as sweep_plan
-    from jaxmlp.training import plan as plan_module
 
     disk, feeds, estimate = jaxmlp.load_dataset(f"npy:{npy_dir}"), [], sweep_plan.estimate_memory
     monkeypatch.setattr(sweep_plan, "estimate_memory", lambda *a, **k: feeds.append(k["feed"]) or estimate(*a, **k))
@@ -164,14 +164,16 @@ def test_cli_streamed_sweep_writes_the_results_of_the_in_memory_sweep(tmp_path, 
     assert streamed == resident
 
 
-def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_streamed_sweep(tmp_path, npy_dir,
-                                                                              monkeypatch):
+@pytest.mark.parametrize("feed", ["stream", "auto"])
+def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_streamed_sweep(tmp_path, npy_dir, monkeypatch, feed):
     """A sweep stopped in epoch 2 of its first chunk (its checkpoint: epoch 1; the second seed's
     chunk not begun), resumed: its stream restarts at epoch 2, position 0, and every model ends
-    as uninterrupted, the best model's params too."""
+    as uninterrupted, the best model's params too. auto: it streamed because the host was short
+    of memory; resumed on a host where the set would fit, it streams on."""
     chunks_of(7, BASE, SPIRAL.train, monkeypatch)
     disk = jaxmlp.load_dataset(f"npy:{npy_dir}")
-    config = dataclasses.replace(STREAM, epochs=3, checkpoint_every=1)
+    config = dataclasses.replace(STREAM, epochs=3, checkpoint_every=1, data_feed=feed)
+    monkeypatch.setattr(plan_module, "host_memory_available", lambda: disk.train.nbytes)  # auto: it must stream
     straight = sweep(config, GRID, *disk)
 
     class Stop(Exception):
@@ -189,6 +191,8 @@ def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_streamed_sweep(tmp
     with pytest.raises(Stop):
         sweep(config, GRID, *disk, checkpointer=checkpointer, callbacks=[StopInEpoch2()])
     assert checkpointer.latest_epoch() == 1  # epoch 2's checkpoint would follow its callbacks
+    monkeypatch.setattr(plan_module, "host_memory_available", lambda: 10 * disk.train.nbytes)
+    assert plan_module.with_feed(config, disk.train).data_feed == feed  # auto: this host would hold the set now
     resumed = sweep(config, GRID, *disk, checkpointer=Checkpointer(tmp_path / "checkpoints"), resume=True)
     assert [untimed(m.history) for m in resumed.models] == [untimed(m.history) for m in straight.models]
     assert [m.history.final for m in resumed.models] == [m.history.final for m in straight.models]

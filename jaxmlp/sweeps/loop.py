@@ -7,17 +7,19 @@ chunk after chunk, with per-model early stopping, restore-best and divergence by
     result.best_params                    # the best model's params, as its own fit would return them
 
 Phases, as in `fit`: plan (grid -> configs -> groups -> chunks sized to the device memory), place
-the data once (a streamed sweep leaves the training set on disk: sweeps/stream.py), restore or start; per chunk: init, then per epoch one program call for all its
-models, the evaluations, and per model fit's loop policy (training/policy.py: the evaluation
-cadence, the epoch record, divergence and early stopping), and restore-best: a stopped or
-diverged model keeps its state while the others
-go on, and nothing crosses between models. At a chunk's end its models' final evaluation and the
+the data once (a streamed sweep leaves the training set on disk: sweeps/stream.py), restore or
+start; per chunk: init, then per epoch one program call for all its models (streamed: one per
+chunk of steps), the evaluations, and per model fit's loop policy (training/policy.py: the
+evaluation cadence, the epoch record, divergence and early stopping), and restore-best: a
+stopped or diverged model keeps its state while the others go on, and nothing crosses between
+models. At a chunk's end its models' final evaluation and the
 best model so far (kept whole, for `best/`). Like `fit`, it writes and prints nothing itself; the
 CLI passes a Checkpointer and callbacks.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -79,6 +81,8 @@ def sweep(config: TrainConfig, grid, train, val=None, test=None, *, callbacks: S
     if keep_params and resume:
         raise ValueError("keep_params cannot be combined with resume (earlier chunks' params are not checkpointed)")
     saved = store.read_plan(checkpointer) if resume and checkpointer is not None else None
+    if saved and saved.get("streamed") and config.data_feed == "auto":  # streamed before: streams on, whatever memory says
+        config = dataclasses.replace(config, data_feed="stream")
     plan = make_plan(config, grid, train, val, test, models_per_program=models_per_program,
                      width=saved["width"] if saved else width, layout=saved and saved["chunks"])
     data = place_data(plan, train, val, test)

@@ -74,8 +74,8 @@ def update_leader(plan: SweepPlan, chunk: Chunk, carry: ChunkCarry, train_keys, 
 
 def plan_meta(plan: SweepPlan) -> dict[str, Any]:
     """The plan's layout as a resumed sweep must repeat it (a streamed one streams again)."""
-    return {"width": plan.width, "devices": plan.devices, "chunks": [[c.group, list(c.members), c.size] for c in plan.chunks],
-            **({"streamed": True} if plan.streamed else {})}
+    chunks = [[c.group, list(c.members), c.size] for c in plan.chunks]
+    return {"width": plan.width, "devices": plan.devices, "chunks": chunks, **({"streamed": True} if plan.streamed else {})}
 
 
 def save(checkpointer, plan: SweepPlan, chunk: Chunk, carry: ChunkCarry, train_keys, progress: SweepProgress,
