@@ -156,6 +156,30 @@ def survivor_says_the_peer_is_gone(procs: list[subprocess.Popen], victim: int) -
     assert 6 <= kept < 40
 
 
+def test_a_streamed_sweep_on_two_processes_equals_one_process_of_eight_devices(tmp_path):
+    """The spiral as npy shards, streamed (--data-feed stream): each process reads every chunk
+    and places it on its 4 devices; every model, the ranking and best/ equal 1 process x 8
+    devices bit for bit."""
+    from test_stream import SPIRAL, write_shards
+
+    shards = write_shards(tmp_path / "shards", SPIRAL)
+    flags = ["sweep", "--dataset", f"npy:{shards}", "--hidden", "16", "--batch-size", "10", "--epochs", "3",
+             "--data-feed", "stream", "--grid", "learning_rate=0.01,0.03", "--grid", "seed=0:2", "--devices", "all",
+             "--quiet", "--no-plots"]
+    port = free_port()
+    procs = [start([*flags, "--out-dir", str(tmp_path / "two")], pid, port, 4, tmp_path, cli=True) for pid in range(2)]
+    one = subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", *flags, "--out-dir", str(tmp_path / "one")],
+                           cwd=tmp_path, env=worker_env(8), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for code, _, stderr in finish([*procs, one]):
+        assert code == 0, stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["table"] == json.loads(
+        (tmp_path / "one" / "summary.json").read_text())["table"]
+    two, single = untimed(tmp_path / "two" / "results.jsonl"), untimed(tmp_path / "one" / "results.jsonl")
+    assert two == single and len({r["model"] for r in two}) == 4 and {r["group"] for r in two} == {0, 1}
+    got, want = restore_params(tmp_path / "two" / "best")[0], restore_params(tmp_path / "one" / "best")[0]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+
+
 def untimed(path: Path) -> list[dict]:
     """results.jsonl's lines without their times, by model and epoch (a resume rewrites them model by model)."""
     lines = [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "samples_per_sec")}

@@ -32,14 +32,17 @@ def several() -> bool:
 
 def put(tree, sharding: NamedSharding | None):
     """Host arrays (the same in every process) -> arrays laid out by `sharding` (None: the
-    default device). With several processes each process builds only its own devices' shards;
-    leaves already global (on devices of other processes too) stay as they are."""
+    default device). With several processes each process builds only its own devices' shards
+    (typed PRNG keys too); leaves already global (on devices of other processes too) stay as
+    they are. No program runs: a feed's worker thread may call it."""
     if sharding is None or not several():
         return jax.device_put(tree, sharding)
 
     def leaf(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
             return a
+        if jax.dtypes.issubdtype(getattr(a, "dtype", None), jax.dtypes.prng_key):  # typed keys: their raw data placed
+            return jax.random.wrap_key_data(leaf(jax.random.key_data(a)), impl=jax.random.key_impl(a))  # (no program)
         host = np.asarray(a)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 

@@ -107,7 +107,7 @@ def place_data(plan: SweepPlan, train, val, test) -> SweepData:
     rows = eval_batch_rows(base.eval_batch_size, len(train))  # the solo run's batches: one program for every split
     if plan.streamed:
         read = row_reader(train, base.dtype)
-        evals = streamed_evals({"train": train, "val": val, "test": test}, base.dtype, rows)
+        evals = streamed_evals(plan, {"train": train, "val": val, "test": test}, base.dtype, rows)
         return SweepData(None, None, evals, train.num_classes is not None,
                          read(np.arange(min(len(train), HEAD_ROWS)))[1], read, train.check_unchanged)
     host = host_arrays(train, base.dtype)

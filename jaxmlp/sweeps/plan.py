@@ -183,9 +183,6 @@ def make_plan(config: TrainConfig, grid, train, val=None, test=None, *, models_p
     config = config.with_auto_resolved(len(train), None if val is None else len(val))  # fit's auto settings
     config = with_feed(config, train)  # data_feed auto: stream a set on disk that does not fit, as fit would
     streamed = hasattr(train, "rows") and config.data_feed == "stream"
-    if streamed and jax.process_count() > 1:
-        raise ValueError("a sweep streams a training set on disk in one process only: run it in one process, "
-                         "or with data_feed resident")
     overrides = expand_grid(grid)
     configs = model_configs(config, overrides)
     groups = plan_groups(configs, by_seed=streamed)

@@ -8,8 +8,9 @@ A model's minibatches come from its seed (epoch_order(epoch_key(train_key, e))),
 share a seed share their batches: a streamed sweep groups by seed (plan.py), and a chunk's stream
 is its seed's, the very chunks a solo streamed fit of any of its models reads. Each model runs
 the solo streamed epoch with its own numbers (chunk_programs.StreamedModels), so it equals that
-fit bit for bit where the resident sweep equals the resident fit. One process only (plan.py
-refuses more): on a mesh the chunk is placed whole on every device, from the feed's worker thread.
+fit bit for bit where the resident sweep equals the resident fit. On a mesh, over one process or
+several, each process reads the whole chunk and places it on every one of its devices
+(hosts.put), from the feed's worker thread: every model on every device reads it.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import contextlib
 import functools
 from typing import Callable, Iterator
 
-import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxmlp.sweeps import hosts
 from jaxmlp.sweeps.chunk_programs import ChunkPrograms
 from jaxmlp.sweeps.plan import Chunk, SweepPlan
 from jaxmlp.training.evaluate import EvalSet, streamed_eval_set
@@ -29,11 +30,19 @@ from jaxmlp.training.state import EpochStats, TrainState, run_keys
 from jaxmlp.training.stream import stream_chunks, stream_epoch
 
 
-def streamed_evals(splits: dict, dtype, rows: int) -> dict[str, tuple[EvalSet, int]]:
+def streamed_evals(plan: SweepPlan, splits: dict, dtype, rows: int) -> dict[str, tuple[EvalSet, int]]:
     """{name: (EvalSet, examples)} of every split given, in batches of `rows` read as they are
-    evaluated (evaluate.StreamedBatches): exact over all rows, none read whole."""
-    return {name: (streamed_eval_set(row_reader(split, dtype), len(split), rows), len(split))
+    evaluated (evaluate.StreamedBatches) and placed on every device: exact over all rows, none
+    read whole."""
+    return {name: (streamed_eval_set(row_reader(split, dtype), len(split), rows, place=_placement(plan)), len(split))
             for name, split in splits.items() if split is not None}
+
+
+def _placement(plan: SweepPlan) -> Callable | None:
+    """place(tree) -> the tree on every device of the plan's mesh, each process placing its own
+    devices' copies (hosts.put); None on one device (the default placement)."""
+    replicated = None if plan.mesh is None else NamedSharding(plan.mesh, PartitionSpec())
+    return None if replicated is None else functools.partial(hosts.put, sharding=replicated)
 
 
 @contextlib.contextmanager
@@ -43,9 +52,7 @@ def shared_stream(plan: SweepPlan, read: Callable, chunk: Chunk, programs: Chunk
     sweep checkpoints at epoch ends), read ahead across epochs from its models' one seed's order;
     the reads ahead end when the block does."""
     seed = plan.configs[chunk.members[0]].seed  # the same for all of them: the group's
-    place = None if plan.mesh is None else functools.partial(
-        jax.device_put, device=NamedSharding(plan.mesh, PartitionSpec()))  # every model on every device reads it
-    chunks = stream_chunks(programs.stream.plan, read, run_keys(seed)[1], start_epoch, place=place)
+    chunks = stream_chunks(programs.stream.plan, read, run_keys(seed)[1], start_epoch, place=_placement(plan))
     try:
         yield chunks
     finally:

@@ -65,17 +65,21 @@ def make_eval_set(x: np.ndarray, y: np.ndarray, batch_size: int, *, dp: parallel
     return EvalSet(tuple((*feed_rows(dp, read, r), v) for r, v in zip(rows, valid)))
 
 
-def streamed_eval_set(read: Callable, n: int, batch_size: int, dp: parallel.DataParallel | None = None) -> EvalSet:
+def streamed_eval_set(read: Callable, n: int, batch_size: int, dp: parallel.DataParallel | None = None,
+                      place: Callable | None = None) -> EvalSet:
     """The EvalSet of n rows that `read(rows) -> (x, y)` gathers from disk (feed.row_reader), in
-    batches laid out as make_eval_set's, read only while they are evaluated (StreamedBatches)."""
-    rows, valid = _eval_rows(n, batch_size, dp)
-    return EvalSet(StreamedBatches(read, rows, valid, dp))
+    batches laid out as make_eval_set's, read only while they are evaluated (StreamedBatches).
+    place(tree) -> the tree on the devices: every row of a batch placed by it, instead of dp's
+    feed of each process's own rows (a sweep's models, on every device, share each batch)."""
+    rows, valid = _eval_rows(n, batch_size, dp, place)
+    return EvalSet(StreamedBatches(read, rows, valid, dp, place))
 
 
-def _eval_rows(n: int, batch_size: int, dp: parallel.DataParallel | None) -> tuple[np.ndarray, list]:
+def _eval_rows(n: int, batch_size: int, dp: parallel.DataParallel | None, place: Callable | None = None
+               ) -> tuple[np.ndarray, list]:
     """(rows (nb, B), each batch's count of real rows on the devices) of an EvalSet of n rows."""
     rows, mask = pad_rows(n, batch_size, dp.size if dp is not None else 1, shrink=False)  # (nb, B)
-    put = jax.device_put if dp is None else dp.replicate
+    put = place or (jax.device_put if dp is None else dp.replicate)
     return rows, [put(np.int32(v)) for v in mask.sum(axis=1)]
 
 
@@ -84,15 +88,20 @@ class StreamedBatches:
     and sent while the one before it runs: a data set larger than memory is scored exactly, with
     at most PREFETCH + 1 batches on the devices. Iterable any number of times."""
 
-    def __init__(self, read: Callable, rows: np.ndarray, valid: list, dp: parallel.DataParallel | None):
-        self.read, self.rows, self.valid, self.dp = read, rows, valid, dp  # rows (nb, B)
+    def __init__(self, read: Callable, rows: np.ndarray, valid: list, dp: parallel.DataParallel | None,
+                 place: Callable | None = None):
+        self.read, self.rows, self.valid, self.dp, self.place = read, rows, valid, dp, place  # rows (nb, B)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __iter__(self):
-        return prefetched(lambda i: (*feed_rows(self.dp, self.read, self.rows[i]), self.valid[i]),
-                          [(i,) for i in range(len(self.rows))])
+        def batch(i: int) -> tuple:
+            rows = self.rows[i]
+            x, y = feed_rows(self.dp, self.read, rows) if self.place is None else self.place(self.read(rows))
+            return x, y, self.valid[i]
+
+        return prefetched(batch, [(i,) for i in range(len(self.rows))])
 
 
 def fold_batches(program: Callable, acc, params: Params, data: EvalSet, *extra, gather: Callable | None = None):
