@@ -156,7 +156,7 @@ def test_noise_scale_of_a_set_on_disk_streams_it_and_equals_the_set_in_memory(tm
              "--val-fraction", "0"]
     assert cli.main(["noise-scale", "--dataset", f"npz:{tmp_path / 'spiral.npz'}", *flags,
                      "--json", str(tmp_path / "memory.json")]) == 0
-    monkeypatch.setattr(memory, "CHUNK_BYTES", 2 * 32 * 2 * 4)  # 2 batches of 32 rows of 2 float32 features
+    monkeypatch.setattr(memory, "CHUNK_BYTES", 2 * 32 * 3 * 4)  # 2 batches of 32 rows: 2 float32 features, a label
     monkeypatch.setattr(StreamedDataset, "load", lambda self: pytest.fail("the set on disk was read whole"))
     assert cli.main(["noise-scale", "--dataset", f"npy:{tmp_path / 'shards'}", *flags, "--data-feed", "stream",
                      "--json", str(tmp_path / "disk.json")]) == 0

@@ -7,8 +7,9 @@ suggested batch range (noise_scale.py, McCandlish et al. 2018).
 Each B_simple = tr(Σ) / |G|² is exact over the whole training set: one pass of per-example
 gradient statistics (noise_scale.dataset_sums), with the config's dropout and input noise
 from a key fixed by its seed. A training set on disk (npy:DIR, arrayrecord:DIR) is trained
-and measured streaming, block by block, never whole in memory. The range printed is [B_simple / 2, 2 B_simple] after training,
-in powers of two, capped at the training set (and the line says so when it is).
+and measured streaming, block by block, never whole in memory. The range printed is
+[B_simple / 2, 2 B_simple] after training, in powers of two, capped at the training set (and
+the line says so when it is).
 """
 from __future__ import annotations
 
@@ -123,17 +124,16 @@ def _dataset_estimate(config, spec, params, train):
     from jaxmlp import noise_scale
     from jaxmlp.activations import get_activation
     from jaxmlp.losses import get_loss
-    from jaxmlp.training.feed import prefetched, row_reader
-    from jaxmlp.training.memory import CHUNK_BYTES
+    from jaxmlp.training.feed import read_blocks, row_reader
+    from jaxmlp.training.memory import CHUNK_BYTES, example_bytes
 
-    n, dtype = len(train), np.dtype(config.dtype)
+    n = len(train)
     batch = min(config.eval_batch_size, n)  # as dataset_estimate batches a set in memory
-    block = batch * max(1, CHUNK_BYTES // (batch * train.num_features * dtype.itemsize))
-    read, starts = row_reader(train, dtype), range(0, n, block)
+    block = batch * max(1, CHUNK_BYTES // (batch * example_bytes(config, spec)))
     options = dict(loss=get_loss(spec.loss), act=get_activation(config.activation, **config.activation_options()),
                    dropout=config.dropout, input_noise=config.input_noise, batch_size=batch)
     key, sums = jax.random.key(config.seed), None
-    for start, (x, y) in zip(starts, prefetched(lambda a: read(np.arange(a, min(a + block, n))), [(a,) for a in starts])):
+    for start, (x, y) in read_blocks(row_reader(train, np.dtype(config.dtype)), n, block):
         sums = noise_scale.dataset_sums(params, x, y, key, sums, start // batch, **options)
     return noise_scale.sums_estimate(sums)
 

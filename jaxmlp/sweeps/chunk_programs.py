@@ -42,7 +42,7 @@ from jaxmlp.training.epoch import epoch_end, make_chunk, make_epoch
 from jaxmlp.training.evaluate import EvalSet, fold_batches, gather_rows_fn, metrics_step
 from jaxmlp.training.hyper import hyper_of
 from jaxmlp.training.plan import Plan, RunSpec, plan_of
-from jaxmlp.training.programs import cached, compiled, program
+from jaxmlp.training.programs import cached, chunk_input_specs, compiled, program, usual_chunk_lengths
 from jaxmlp.training.state import epoch_key, init_state
 from jaxmlp.training.step import start_carry
 from jaxmlp.types import Array
@@ -232,12 +232,8 @@ def _compile_stream_chunk(programs: ChunkPrograms, traced: tuple[str, ...], size
     carry = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=split),
                          jax.eval_shape(programs.stream.start, state))
     values = {name: jax.ShapeDtypeStruct((size,), traced_dtype(config, name), sharding=split) for name in traced}
-    key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-    steps = plan.spec.steps_per_epoch
-    for k in {plan.chunk_steps, steps % plan.chunk_steps} - {0}:
-        data = [jax.ShapeDtypeStruct((k, *s.shape[1:]), s.dtype, sharding=rep) for s in plan.data_specs()]
-        index, keys = (jax.ShapeDtypeStruct((k,), dtype, sharding=rep) for dtype in (np.int32, key_dtype))
-        programs.stream.compile(values, carry, index, *data, keys)
+    for k in usual_chunk_lengths(plan):
+        programs.stream.compile(values, carry, *chunk_input_specs(plan, k, rep, rep))
 
 
 def _compile_epoch(programs: ChunkPrograms, config: TrainConfig, spec: RunSpec, traced: tuple[str, ...],

@@ -96,12 +96,8 @@ class StreamedBatches:
         return len(self.rows)
 
     def __iter__(self):
-        def batch(i: int) -> tuple:
-            rows = self.rows[i]
-            x, y = feed_rows(self.dp, self.read, rows) if self.place is None else self.place(self.read(rows))
-            return x, y, self.valid[i]
-
-        return prefetched(batch, [(i,) for i in range(len(self.rows))])
+        return prefetched(lambda i: (*feed_rows(self.dp, self.read, self.rows[i], self.place), self.valid[i]),
+                          [(i,) for i in range(len(self.rows))])
 
 
 def fold_batches(program: Callable, acc, params: Params, data: EvalSet, *extra, gather: Callable | None = None):

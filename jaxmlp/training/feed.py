@@ -28,10 +28,13 @@ from jaxmlp.types import Array
 PREFETCH = 2  # what `prefetched` gathers ahead of the one in use: one being sent, one ready
 
 
-def feed_rows(dp: parallel.DataParallel | None, read: Callable, rows: np.ndarray):
+def feed_rows(dp: parallel.DataParallel | None, read: Callable, rows: np.ndarray, place: Callable | None = None):
     """Device arrays of `read(rows)` (a tree of host arrays (*rows.shape, ...)); on a
     data-parallel mesh split along rows' last axis, each process reading and sending only its
-    own rows (`DataParallel.feed`)."""
+    own rows (`DataParallel.feed`). Given `place(tree) -> the tree on the devices`, every row is
+    read and placed by it instead (a sweep's models, on every device, share each batch)."""
+    if place is not None:
+        return place(read(rows))
     if dp is None:
         return jax.device_put(read(rows))
     return dp.feed(read, rows)
@@ -48,6 +51,13 @@ def prefetched(make: Callable[..., tuple], calls: Iterable[tuple]) -> Iterator[t
             ready = pending.popleft().result()
             pending.extend(pool.submit(make, *args) for args in itertools.islice(calls, 1))
             yield ready
+
+
+def read_blocks(read: Callable, n: int, rows: int) -> Iterator[tuple[int, tuple]]:
+    """(start, read(start .. start + rows - 1)) of n rows in consecutive blocks of `rows` (the
+    last one shorter), each read on a worker while the one before it is used (`prefetched`)."""
+    starts = range(0, n, rows)
+    return zip(starts, prefetched(lambda a: read(np.arange(a, min(a + rows, n))), [(a,) for a in starts]))
 
 
 class EpochRows(NamedTuple):

@@ -10,7 +10,7 @@ import numpy as np
 from jaxmlp.activations import get_activation
 from jaxmlp.batching import pad_rows
 from jaxmlp.mlp import Params, mlp_apply
-from jaxmlp.training.feed import prefetched
+from jaxmlp.training.feed import read_blocks
 from jaxmlp.training.programs import program
 from jaxmlp.types import Array
 
@@ -35,11 +35,9 @@ def predict(params: Params, x, *, activation: str = "relu", batch_size: int = 10
     scores come back as one host array (N, d_out)."""
     get_activation(activation, **activation_options)  # fail early on bad options
     if hasattr(x, "rows"):
-        def block(start: int) -> np.ndarray:
-            rows = x.rows(np.arange(start, min(start + PREDICT_ROWS, len(x))))[0]
-            return predict(params, rows, activation=activation, batch_size=batch_size, **activation_options)
-
-        return np.concatenate([np.asarray(s) for s in prefetched(block, [(a,) for a in range(0, len(x), PREDICT_ROWS)])])
+        return np.concatenate([np.asarray(predict(params, block, activation=activation, batch_size=batch_size,
+                                                  **activation_options))
+                               for _, (block, _) in read_blocks(x.rows, len(x), PREDICT_ROWS)])
     x = np.asarray(x, dtype=params[0].W.dtype)
     d_in, d_out = params[0].W.shape[-2], params[-1].W.shape[-1]
     if x.ndim != 2 or x.shape[1] != d_in:

@@ -100,7 +100,7 @@ class StreamPrograms(NamedTuple):
 
 def stream_programs(plan: Plan) -> StreamPrograms:
     """The programs of `plan`'s streamed epochs, kept in the program cache; the chunk is compiled
-    here for its usual lengths: k and the epoch's last, S mod k."""
+    here for its usual lengths (usual_chunk_lengths)."""
     key = (program_key(plan.config), plan.spec, plan.data_parallel)
     dp, config, steps = plan.data_parallel, plan.config, plan.spec.steps_per_epoch
     rep = {} if dp is None else dict(in_shardings=dp.replicated, out_shardings=dp.replicated)
@@ -119,22 +119,28 @@ def stream_programs(plan: Plan) -> StreamPrograms:
     def chunk(carry, index, x, y, keys):  # compiled per chunk length (a checkpoint's cut may add one)
         return compiled(("stream_chunk", *key), jitted, carry, index, x, y, keys)(carry, index, x, y, keys)
 
-    carry = jax.eval_shape(start, plan.abstract_state())
-    for k in {plan.chunk_steps, steps % plan.chunk_steps} - {0}:
-        compiled(("stream_chunk", *key), jitted, *_chunk_specs(plan, carry, k))
+    replicated, split = (None, None) if dp is None else (dp.replicated, dp.batch_sharding(2))
+    carry = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                         jax.eval_shape(start, plan.abstract_state()))
+    for k in usual_chunk_lengths(plan):
+        compiled(("stream_chunk", *key), jitted, carry, *chunk_input_specs(plan, k, split, replicated))
     return StreamPrograms(cached(("stream_start", *key), lambda: jax.jit(start, **rep)), chunk,
                           cached(("stream_end", *key), lambda: jax.jit(end, **rep)))
 
 
-def _chunk_specs(plan: Plan, carry, k: int) -> tuple:
-    """ShapeDtypeStructs of a chunk of k steps' arguments (carry, index, x, y, keys), placed as
-    the streamed epoch places them."""
-    dp = plan.data_parallel
-    rep, split = (None, None) if dp is None else (dp.replicated, dp.batch_sharding(2))
-    data = [jax.ShapeDtypeStruct((k, *s.shape[1:]), s.dtype, sharding=split) for s in plan.data_specs()]
+def usual_chunk_lengths(plan: Plan) -> set[int]:
+    """The lengths a streamed epoch's chunks usually have, compiled when a run starts: k and the
+    epoch's last, S mod k (a checkpoint's cut may add one, compiled when it comes)."""
+    return {plan.chunk_steps, plan.spec.steps_per_epoch % plan.chunk_steps} - {0}
+
+
+def chunk_input_specs(plan: Plan, k: int, data_sharding, sharding) -> tuple:
+    """ShapeDtypeStructs of a chunk of k steps' inputs (index (k,), x, y, keys (k,)): x and y
+    placed by `data_sharding`, the index and keys by `sharding` (None: the default device)."""
+    data = [jax.ShapeDtypeStruct((k, *s.shape[1:]), s.dtype, sharding=data_sharding) for s in plan.data_specs()]
     key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-    return (jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), carry),
-            jax.ShapeDtypeStruct((k,), np.int32, sharding=rep), *data, jax.ShapeDtypeStruct((k,), key_dtype, sharding=rep))
+    return (jax.ShapeDtypeStruct((k,), np.int32, sharding=sharding), *data,
+            jax.ShapeDtypeStruct((k,), key_dtype, sharding=sharding))
 
 
 class Programs(NamedTuple):

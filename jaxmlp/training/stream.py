@@ -91,10 +91,9 @@ def chunk_inputs(plan: Plan, read: Callable, order: EpochRows, a: int, b: int, p
     the devices`, every row, placed by it (a sweep's models share the chunk: sweeps/stream.py)."""
     index = np.arange(a, b, dtype=np.int32)
     keys = jax.random.wrap_key_data(order.key_data[a:b])
-    if place is not None:
-        return place((index, *read(order.rows[a:b]), keys))
-    x, y = feed_rows(plan.data_parallel, read, order.rows[a:b])
-    return (plan.place(index), x, y, plan.place(keys))
+    x, y = feed_rows(plan.data_parallel, read, order.rows[a:b], place)
+    put = place or plan.place
+    return (put(index), x, y, put(keys))
 
 
 def stream_epoch(plan: Plan, programs: StreamPrograms, chunks: Iterator[Chunk], epoch: int, state: TrainState,
